@@ -1,0 +1,76 @@
+//! Command-line interface.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use autodiscoverd::config::Config;
+use autodiscoverd::server;
+use clap::{Parser, Subcommand};
+
+/// Exchange-compatible Autodiscover server with per-mailbox hybrid routing.
+#[derive(Debug, Parser)]
+#[command(name = "autodiscoverd", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/autodiscoverd/autodiscoverd.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve Autodiscover (the default).
+    Serve,
+    /// Validate the configuration and the directory, print a summary, exit 1 on error.
+    CheckConfig,
+    /// Read a password from standard input and print its argon2 hash for the directory file.
+    HashPassword,
+}
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let config = Config::load(&cli.config)?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("while starting the async runtime")?;
+            runtime.block_on(server::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            let config = Config::load(&cli.config)?;
+            let summary = config.summary();
+            let state = server::build_state(config)?;
+            print!("{summary}");
+            match &state.directory {
+                autodiscoverd::directory::DirectoryBackend::Embedded(d) => {
+                    println!("directory users:    {}", d.len())
+                }
+            }
+            println!("configuration OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("while reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                anyhow::bail!("empty password on standard input");
+            }
+            let hash = autodiscoverd::directory::embedded::hash_password(password)
+                .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+            println!("{hash}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Serde mirror of `autodiscoverd.toml`. Only [`super`] uses these types; everything else
+//! sees the validated [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub tls: TlsSection,
+    pub organization: OrganizationSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    pub services: ServicesSection,
+    pub directory: DirectorySection,
+    pub redirect: Option<RedirectSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Vec<String>,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout_secs: u64,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    64 * 1024
+}
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_tls_handshake_timeout() -> u64 {
+    10
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: String,
+    pub key: String,
+    #[serde(default)]
+    pub self_signed_if_missing: bool,
+    #[serde(default)]
+    pub self_signed_names: Vec<String>,
+    #[serde(default)]
+    pub sni: Vec<SniEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniEntry {
+    pub host: String,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationSection {
+    pub display_name: String,
+    pub exchange_org: String,
+    pub deployment_id: String,
+    pub accepted_domains: Vec<String>,
+    pub tenant_routing_domain: Option<String>,
+    #[serde(default)]
+    pub microsoft_online: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub realm: Option<String>,
+    #[serde(default = "default_true")]
+    pub basic: bool,
+    #[serde(default)]
+    pub lookup_policy: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesSection {
+    pub exchange_version: String,
+    #[serde(default = "default_ttl")]
+    pub ttl_hours: u32,
+    pub ad_server: Option<String>,
+    pub public_folder_server: Option<String>,
+    pub ews: UrlPair,
+    pub oab: Option<UrlPair>,
+    pub ecp: Option<UrlPair>,
+    pub owa: Option<OwaSection>,
+    pub activesync: Option<UrlPair>,
+    pub outlook_anywhere: OutlookAnywhereSection,
+    pub mapi_http: Option<MapiHttpSection>,
+}
+
+fn default_ttl() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlPair {
+    pub internal: Option<String>,
+    pub external: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwaSection {
+    pub internal: Option<String>,
+    pub external: Option<String>,
+    #[serde(default = "default_owa_internal_auth")]
+    pub internal_auth: String,
+    #[serde(default = "default_owa_external_auth")]
+    pub external_auth: String,
+}
+
+fn default_owa_internal_auth() -> String {
+    "Basic, Fba".into()
+}
+fn default_owa_external_auth() -> String {
+    "Fba".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlookAnywhereSection {
+    pub external_host: String,
+    pub internal_host: Option<String>,
+    #[serde(default = "default_true")]
+    pub ssl: bool,
+    #[serde(default = "default_auth_package")]
+    pub auth_package: String,
+    pub cert_principal_name: Option<String>,
+}
+
+fn default_auth_package() -> String {
+    "Ntlm".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapiHttpSection {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    pub internal_host: Option<String>,
+    pub external_host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySection {
+    pub backend: String,
+    pub file: Option<FileDirectorySection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDirectorySection {
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectSection {
+    pub listen: Vec<String>,
+    pub target: String,
+    #[serde(default)]
+    pub hosts: BTreeMap<String, String>,
+}

@@ -1,0 +1,742 @@
+//! Loads `autodiscoverd.toml` into a validated [`Config`]. Owns the rules about which values
+//! make sense; never opens sockets, certificates or the directory.
+
+mod error;
+mod file;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+use file::FileConfig;
+use uuid::Uuid;
+
+/// The validated configuration of one server process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from (relative paths inside it are resolved
+    /// against its directory).
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub org: Organization,
+    pub auth: AuthConfig,
+    pub services: Services,
+    pub directory: DirectoryConfig,
+    pub redirect: Option<RedirectConfig>,
+}
+
+/// HTTPS listener settings and limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// PEM certificate chain and private key files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Certificates: a default one and optional per-SNI-host-name ones.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub default: CertPaths,
+    pub self_signed_if_missing: bool,
+    /// Names for a generated self-signed certificate.
+    pub self_signed_names: Vec<String>,
+    /// Lower-case host name (or `*.domain`) → certificate.
+    pub sni: Vec<(String, CertPaths)>,
+}
+
+/// The Exchange organisation this server speaks for.
+#[derive(Debug, Clone)]
+pub struct Organization {
+    pub display_name: String,
+    /// `/o=<exchange_org>` in legacy DNs.
+    pub exchange_org: String,
+    pub deployment_id: Uuid,
+    /// Lower-case accepted SMTP domains.
+    pub accepted_domains: Vec<String>,
+    /// `<tenant>.mail.onmicrosoft.com`, lower-case.
+    pub tenant_routing_domain: Option<String>,
+    /// True when this process plays the Exchange Online side.
+    pub microsoft_online: bool,
+}
+
+/// Which addresses an authenticated user may ask about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupPolicy {
+    /// Exchange behaviour: any authenticated user may discover any address (delegates,
+    /// shared mailboxes, EWS multi-user queries).
+    Any,
+    /// Only the caller's own addresses; other addresses get Error 500 as if unknown.
+    SelfOnly,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `realm` of the Basic challenge; when unset, the request's host name is used.
+    pub realm: Option<String>,
+    pub basic: bool,
+    pub lookup_policy: LookupPolicy,
+}
+
+/// An Exchange build number such as 15.2.1258.12.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub build: u32,
+    pub revision: u32,
+}
+
+/// An internal and an external URL of one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub internal: String,
+    pub external: String,
+}
+
+/// Outlook on the web URLs and the authentication methods advertised for them.
+#[derive(Debug, Clone)]
+pub struct Owa {
+    pub urls: Endpoint,
+    pub internal_auth: String,
+    pub external_auth: String,
+}
+
+/// Outlook Anywhere (RPC over HTTP) settings for the EXPR/EXHTTP blocks.
+#[derive(Debug, Clone)]
+pub struct OutlookAnywhere {
+    pub external_host: String,
+    pub internal_host: String,
+    pub ssl: bool,
+    pub auth_package: String,
+    pub cert_principal_name: Option<String>,
+}
+
+/// MAPI over HTTP host names.
+#[derive(Debug, Clone)]
+pub struct MapiHttp {
+    pub internal_host: String,
+    pub external_host: String,
+}
+
+/// Where the clients' services live.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub exchange_version: ExchangeVersion,
+    pub ttl_hours: u32,
+    pub ad_server: Option<String>,
+    pub public_folder_server: String,
+    pub ews: Endpoint,
+    pub oab: Option<Endpoint>,
+    pub ecp: Option<Endpoint>,
+    pub owa: Option<Owa>,
+    pub activesync: Option<Endpoint>,
+    pub outlook_anywhere: OutlookAnywhere,
+    /// `None` when MAPI/HTTP is not offered.
+    pub mapi_http: Option<MapiHttp>,
+}
+
+/// Which directory backend answers lookups and verifies passwords.
+#[derive(Debug, Clone)]
+pub enum DirectoryConfig {
+    /// The embedded TOML directory file.
+    File { path: PathBuf },
+}
+
+/// The plain-HTTP redirect responder (brief §7.3).
+#[derive(Debug, Clone)]
+pub struct RedirectConfig {
+    pub listen: Vec<SocketAddr>,
+    /// `https://host[:port]` the redirect points at by default.
+    pub target: String,
+    /// Lower-case request host → `https://host[:port]`.
+    pub hosts: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(path, &text)
+    }
+
+    /// Validates configuration text as if it had been read from `path`.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Validator { file: path }.config(raw)
+    }
+
+    /// A short human summary (for `check-config`).
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let listen: Vec<String> = self.server.listen.iter().map(|a| a.to_string()).collect();
+        out.push_str(&format!("config file:        {}\n", self.source.display()));
+        out.push_str(&format!("https listeners:    {}\n", listen.join(", ")));
+        out.push_str(&format!(
+            "default cert:       {}{}\n",
+            self.tls.default.cert.display(),
+            if self.tls.self_signed_if_missing {
+                " (self-signed if missing)"
+            } else {
+                ""
+            }
+        ));
+        for (host, paths) in &self.tls.sni {
+            out.push_str(&format!(
+                "sni cert:           {host} -> {}\n",
+                paths.cert.display()
+            ));
+        }
+        out.push_str(&format!(
+            "organization:       {} (/o={}, DeploymentId {})\n",
+            self.org.display_name, self.org.exchange_org, self.org.deployment_id
+        ));
+        out.push_str(&format!(
+            "accepted domains:   {}\n",
+            self.org.accepted_domains.join(", ")
+        ));
+        out.push_str(&format!(
+            "tenant routing:     {}\n",
+            self.org
+                .tenant_routing_domain
+                .as_deref()
+                .unwrap_or("(none)")
+        ));
+        out.push_str(&format!(
+            "role:               {}\n",
+            if self.org.microsoft_online {
+                "Exchange Online (tenant emulation)"
+            } else {
+                "on-premises"
+            }
+        ));
+        out.push_str(&format!(
+            "ews (external):     {}\n",
+            self.services.ews.external
+        ));
+        match &self.directory {
+            DirectoryConfig::File { path } => {
+                out.push_str(&format!("directory:          file {}\n", path.display()))
+            }
+        }
+        if let Some(redirect) = &self.redirect {
+            let listen: Vec<String> = redirect.listen.iter().map(|a| a.to_string()).collect();
+            out.push_str(&format!(
+                "http redirect:      {} -> {}\n",
+                listen.join(", "),
+                redirect.target
+            ));
+        }
+        out
+    }
+
+    /// Resolves a path from the config file relative to the file's directory.
+    pub fn resolve(&self, relative: &Path) -> PathBuf {
+        resolve_against(&self.source, relative)
+    }
+}
+
+fn resolve_against(config_file: &Path, relative: &Path) -> PathBuf {
+    if relative.is_absolute() {
+        return relative.to_path_buf();
+    }
+    match config_file.parent() {
+        Some(dir) => dir.join(relative),
+        None => relative.to_path_buf(),
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(
+        &self,
+        key: &str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::invalid(self.file, key, problem, fix)
+    }
+
+    fn config(&self, raw: FileConfig) -> Result<Config, ConfigError> {
+        let org = self.organization(raw.organization)?;
+        let services = self.services(raw.services)?;
+        Ok(Config {
+            source: self.file.to_path_buf(),
+            server: self.server(raw.server)?,
+            tls: self.tls(raw.tls, &org)?,
+            auth: self.auth(raw.auth)?,
+            directory: self.directory(raw.directory)?,
+            redirect: raw.redirect.map(|r| self.redirect(r)).transpose()?,
+            org,
+            services,
+        })
+    }
+
+    fn listen(&self, key: &str, addrs: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+        if addrs.is_empty() {
+            return Err(self.invalid(
+                key,
+                "no listen address",
+                "give at least one address such as \"0.0.0.0:443\"",
+            ));
+        }
+        addrs
+            .iter()
+            .map(|a| {
+                a.parse::<SocketAddr>().map_err(|_| {
+                    self.invalid(
+                        key,
+                        format!("`{a}` is not an IP:port socket address"),
+                        "write addresses as \"0.0.0.0:443\" or \"[::]:443\"",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn server(&self, raw: file::ServerSection) -> Result<ServerConfig, ConfigError> {
+        if raw.max_body_bytes < 1024 {
+            return Err(self.invalid(
+                "server.max_body_bytes",
+                format!(
+                    "{} bytes is too small for an Autodiscover request",
+                    raw.max_body_bytes
+                ),
+                "use at least 1024 (the default is 65536)",
+            ));
+        }
+        for (key, value) in [
+            (
+                "server.header_read_timeout_secs",
+                raw.header_read_timeout_secs,
+            ),
+            ("server.request_timeout_secs", raw.request_timeout_secs),
+            (
+                "server.tls_handshake_timeout_secs",
+                raw.tls_handshake_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(
+                    key,
+                    "a timeout of 0 seconds",
+                    "use a positive number of seconds",
+                ));
+            }
+        }
+        if raw.max_connections == 0 {
+            return Err(self.invalid(
+                "server.max_connections",
+                "0 connections would refuse every client",
+                "use a positive number (the default is 10000)",
+            ));
+        }
+        Ok(ServerConfig {
+            listen: self.listen("server.listen", &raw.listen)?,
+            max_body_bytes: raw.max_body_bytes,
+            header_read_timeout: Duration::from_secs(raw.header_read_timeout_secs),
+            request_timeout: Duration::from_secs(raw.request_timeout_secs),
+            tls_handshake_timeout: Duration::from_secs(raw.tls_handshake_timeout_secs),
+            max_connections: raw.max_connections,
+        })
+    }
+
+    fn tls(&self, raw: file::TlsSection, org: &Organization) -> Result<TlsConfig, ConfigError> {
+        let default = CertPaths {
+            cert: resolve_against(self.file, Path::new(&raw.cert)),
+            key: resolve_against(self.file, Path::new(&raw.key)),
+        };
+        let mut sni = Vec::new();
+        for (i, entry) in raw.sni.into_iter().enumerate() {
+            let host = entry.host.trim().to_ascii_lowercase();
+            if !is_host_name(host.trim_start_matches("*.")) {
+                return Err(self.invalid(
+                    &format!("tls.sni[{i}].host"),
+                    format!("`{}` is not a host name", entry.host),
+                    "use a DNS name such as \"autodiscover.fabrikam.com\" or \"*.fabrikam.com\"",
+                ));
+            }
+            sni.push((
+                host,
+                CertPaths {
+                    cert: resolve_against(self.file, Path::new(&entry.cert)),
+                    key: resolve_against(self.file, Path::new(&entry.key)),
+                },
+            ));
+        }
+        let mut names = raw.self_signed_names;
+        if names.is_empty() {
+            names = org
+                .accepted_domains
+                .iter()
+                .map(|d| format!("autodiscover.{d}"))
+                .collect();
+            names.push("localhost".into());
+        }
+        Ok(TlsConfig {
+            default,
+            self_signed_if_missing: raw.self_signed_if_missing,
+            self_signed_names: names,
+            sni,
+        })
+    }
+
+    fn organization(&self, raw: file::OrganizationSection) -> Result<Organization, ConfigError> {
+        let deployment_id = Uuid::parse_str(raw.deployment_id.trim()).map_err(|_| {
+            self.invalid(
+                "organization.deployment_id",
+                format!("`{}` is not a GUID", raw.deployment_id),
+                "use the GUID of your Exchange organisation (or any fixed GUID, e.g. from `uuidgen`)",
+            )
+        })?;
+        if raw.exchange_org.trim().is_empty() || raw.exchange_org.contains('/') {
+            return Err(self.invalid(
+                "organization.exchange_org",
+                "empty or contains '/'",
+                "use the organisation name of your legacy DNs, e.g. \"Contoso\" for /o=Contoso",
+            ));
+        }
+        if raw.accepted_domains.is_empty() {
+            return Err(self.invalid(
+                "organization.accepted_domains",
+                "no accepted domain",
+                "list the SMTP domains this server answers for, e.g. [\"contoso.com\"]",
+            ));
+        }
+        let mut accepted = Vec::new();
+        for d in &raw.accepted_domains {
+            let d = d.trim().to_ascii_lowercase();
+            if !is_host_name(&d) {
+                return Err(self.invalid(
+                    "organization.accepted_domains",
+                    format!("`{d}` is not a domain name"),
+                    "use DNS domain names such as \"contoso.com\"",
+                ));
+            }
+            accepted.push(d);
+        }
+        let tenant = match raw.tenant_routing_domain {
+            Some(t) => {
+                let t = t.trim().to_ascii_lowercase();
+                if !is_host_name(&t) {
+                    return Err(self.invalid(
+                        "organization.tenant_routing_domain",
+                        format!("`{t}` is not a domain name"),
+                        "use your tenant's routing domain, e.g. \"contoso.mail.onmicrosoft.com\"",
+                    ));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        Ok(Organization {
+            display_name: raw.display_name,
+            exchange_org: raw.exchange_org.trim().to_string(),
+            deployment_id,
+            accepted_domains: accepted,
+            tenant_routing_domain: tenant,
+            microsoft_online: raw.microsoft_online,
+        })
+    }
+
+    fn auth(&self, raw: file::AuthSection) -> Result<AuthConfig, ConfigError> {
+        let lookup_policy = match raw.lookup_policy.as_deref() {
+            None | Some("any") => LookupPolicy::Any,
+            Some("self") => LookupPolicy::SelfOnly,
+            Some(other) => {
+                return Err(self.invalid(
+                    "auth.lookup_policy",
+                    format!("unknown policy `{other}`"),
+                    "use \"any\" (Exchange behaviour) or \"self\"",
+                ))
+            }
+        };
+        if let Some(realm) = &raw.realm {
+            if !realm
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+            {
+                return Err(self.invalid(
+                    "auth.realm",
+                    "contains quotes, backslashes, spaces or non-ASCII characters",
+                    "use a host name such as \"autodiscover.contoso.com\"",
+                ));
+            }
+        }
+        Ok(AuthConfig {
+            realm: raw.realm,
+            basic: raw.basic,
+            lookup_policy,
+        })
+    }
+
+    fn https_url(&self, key: &str, value: &str) -> Result<String, ConfigError> {
+        let value = value.trim();
+        let uri: http::Uri = value.parse().map_err(|_| {
+            self.invalid(
+                key,
+                format!("`{value}` is not a URL"),
+                "write an absolute https:// URL",
+            )
+        })?;
+        if uri.scheme_str() != Some("https") || uri.host().is_none() {
+            return Err(self.invalid(
+                key,
+                format!("`{value}` is not an absolute https URL"),
+                "clients only accept https service URLs; write https://host/path",
+            ));
+        }
+        Ok(value.to_string())
+    }
+
+    fn endpoint(&self, key: &str, raw: file::UrlPair) -> Result<Endpoint, ConfigError> {
+        let (internal, external) = match (raw.internal, raw.external) {
+            (Some(i), Some(e)) => (i, e),
+            (Some(one), None) | (None, Some(one)) => (one.clone(), one),
+            (None, None) => {
+                return Err(self.invalid(
+                    key,
+                    "neither `internal` nor `external` is set",
+                    "set at least `external = \"https://...\"`",
+                ))
+            }
+        };
+        Ok(Endpoint {
+            internal: self.https_url(&format!("{key}.internal"), &internal)?,
+            external: self.https_url(&format!("{key}.external"), &external)?,
+        })
+    }
+
+    fn host(&self, key: &str, value: &str) -> Result<String, ConfigError> {
+        let v = value.trim().to_ascii_lowercase();
+        if !is_host_name(&v) {
+            return Err(self.invalid(
+                key,
+                format!("`{value}` is not a host name"),
+                "use a DNS name such as \"mail.contoso.com\" (no scheme, no path)",
+            ));
+        }
+        Ok(v)
+    }
+
+    fn services(&self, raw: file::ServicesSection) -> Result<Services, ConfigError> {
+        let exchange_version = parse_exchange_version(&raw.exchange_version).ok_or_else(|| {
+            self.invalid(
+                "services.exchange_version",
+                format!("`{}` is not a build number", raw.exchange_version),
+                "use the Exchange build as major.minor.build[.revision], e.g. \"15.2.1258.12\"",
+            )
+        })?;
+        let oa = raw.outlook_anywhere;
+        let external_host =
+            self.host("services.outlook_anywhere.external_host", &oa.external_host)?;
+        let internal_host = match &oa.internal_host {
+            Some(h) => self.host("services.outlook_anywhere.internal_host", h)?,
+            None => external_host.clone(),
+        };
+        const PACKAGES: [&str; 7] = [
+            "Basic",
+            "Ntlm",
+            "Negotiate",
+            "Kerb",
+            "KerbNtlm",
+            "Certificate",
+            "Anonymous",
+        ];
+        let Some(auth_package) = PACKAGES
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(oa.auth_package.trim()))
+        else {
+            return Err(self.invalid(
+                "services.outlook_anywhere.auth_package",
+                format!("unknown AuthPackage `{}`", oa.auth_package),
+                format!("use one of {}", PACKAGES.join(", ")),
+            ));
+        };
+        let mapi_http = match raw.mapi_http {
+            Some(m) if m.enabled => {
+                let ext = match &m.external_host {
+                    Some(h) => self.host("services.mapi_http.external_host", h)?,
+                    None => external_host.clone(),
+                };
+                let int = match &m.internal_host {
+                    Some(h) => self.host("services.mapi_http.internal_host", h)?,
+                    None => ext.clone(),
+                };
+                Some(MapiHttp {
+                    internal_host: int,
+                    external_host: ext,
+                })
+            }
+            _ => None,
+        };
+        let owa = match raw.owa {
+            Some(o) => Some(Owa {
+                urls: self.endpoint(
+                    "services.owa",
+                    file::UrlPair {
+                        internal: o.internal,
+                        external: o.external,
+                    },
+                )?,
+                internal_auth: o.internal_auth,
+                external_auth: o.external_auth,
+            }),
+            None => None,
+        };
+        if raw.ttl_hours > 24 * 7 {
+            return Err(self.invalid(
+                "services.ttl_hours",
+                "more than a week",
+                "clients re-discover after TTL hours; use 1 (the default) to 24",
+            ));
+        }
+        let public_folder_server = match &raw.public_folder_server {
+            Some(h) => self.host("services.public_folder_server", h)?,
+            None => external_host.clone(),
+        };
+        let ad_server = match &raw.ad_server {
+            Some(h) => Some(self.host("services.ad_server", h)?),
+            None => None,
+        };
+        Ok(Services {
+            exchange_version,
+            ttl_hours: raw.ttl_hours,
+            ad_server,
+            public_folder_server,
+            ews: self.endpoint("services.ews", raw.ews)?,
+            oab: raw
+                .oab
+                .map(|e| self.endpoint("services.oab", e))
+                .transpose()?,
+            ecp: raw
+                .ecp
+                .map(|e| self.endpoint("services.ecp", e))
+                .transpose()?,
+            owa,
+            activesync: raw
+                .activesync
+                .map(|e| self.endpoint("services.activesync", e))
+                .transpose()?,
+            outlook_anywhere: OutlookAnywhere {
+                external_host,
+                internal_host,
+                ssl: oa.ssl,
+                auth_package: (*auth_package).to_string(),
+                cert_principal_name: oa.cert_principal_name,
+            },
+            mapi_http,
+        })
+    }
+
+    fn directory(&self, raw: file::DirectorySection) -> Result<DirectoryConfig, ConfigError> {
+        match raw.backend.as_str() {
+            "file" => {
+                let Some(file) = raw.file else {
+                    return Err(self.invalid(
+                        "directory.file",
+                        "backend is \"file\" but there is no [directory.file] table",
+                        "add [directory.file] with path = \"directory.toml\"",
+                    ));
+                };
+                Ok(DirectoryConfig::File {
+                    path: resolve_against(self.file, Path::new(&file.path)),
+                })
+            }
+            other => Err(self.invalid(
+                "directory.backend",
+                format!("unknown backend `{other}`"),
+                "use \"file\" (the embedded directory)",
+            )),
+        }
+    }
+
+    fn redirect_target(&self, key: &str, value: &str) -> Result<String, ConfigError> {
+        let url = self.https_url(key, value)?;
+        let trimmed = url.trim_end_matches('/');
+        let after_scheme = trimmed.trim_start_matches("https://");
+        if after_scheme.contains('/') || after_scheme.contains('?') {
+            return Err(self.invalid(
+                key,
+                format!("`{value}` has a path"),
+                "give only scheme and host, e.g. \"https://autodiscover.contoso.com\"; the Autodiscover path is added per request",
+            ));
+        }
+        Ok(trimmed.to_string())
+    }
+
+    fn redirect(&self, raw: file::RedirectSection) -> Result<RedirectConfig, ConfigError> {
+        let mut hosts = BTreeMap::new();
+        for (host, target) in &raw.hosts {
+            let key = format!("redirect.hosts.\"{host}\"");
+            let host = self.host(&key, host)?;
+            hosts.insert(host, self.redirect_target(&key, target)?);
+        }
+        Ok(RedirectConfig {
+            listen: self.listen("redirect.listen", &raw.listen)?,
+            target: self.redirect_target("redirect.target", &raw.target)?,
+            hosts,
+        })
+    }
+}
+
+/// Parses `15.2.1258.12` or `15.2.1258`.
+pub fn parse_exchange_version(text: &str) -> Option<ExchangeVersion> {
+    let parts: Vec<u32> = text
+        .trim()
+        .split('.')
+        .map(|p| p.parse::<u32>().ok())
+        .collect::<Option<Vec<u32>>>()?;
+    let (major, minor, build, revision) = match parts.as_slice() {
+        [a, b, c] => (*a, *b, *c, 0),
+        [a, b, c, d] => (*a, *b, *c, *d),
+        _ => return None,
+    };
+    // The POX ServerVersion packs major in 6 bits, minor in 6 and build in 15.
+    if major >= 64 || minor >= 64 || build >= 0x8000 {
+        return None;
+    }
+    Some(ExchangeVersion {
+        major,
+        minor,
+        build,
+        revision,
+    })
+}
+
+/// True for a syntactically valid DNS host name (letters, digits, '-', dots).
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}

@@ -1,0 +1,436 @@
+//! The embedded directory: a TOML file of users loaded into memory. The zero-setup default
+//! and the directory of labs and unit tests.
+//!
+//! Passwords are stored as argon2 PHC strings (`password_hash`). Plaintext `password` is
+//! accepted only when the file says `lab = true`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::{Directory, DirectoryError, Identity, Login, Lookup, Recipient, RecipientType};
+use crate::config::ConfigError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryFile {
+    #[serde(default)]
+    lab: bool,
+    netbios_domain: Option<String>,
+    #[serde(default)]
+    user: Vec<UserEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TypeValue {
+    Name(String),
+    Number(u64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    upn: Option<String>,
+    sam_account_name: Option<String>,
+    display_name: String,
+    primary_smtp: String,
+    #[serde(default)]
+    proxy_addresses: Vec<String>,
+    legacy_dn: Option<String>,
+    mailbox_guid: Option<String>,
+    recipient_type: TypeValue,
+    #[serde(default)]
+    remote_recipient_type: u64,
+    target_address: Option<String>,
+    password_hash: Option<String>,
+    password: Option<String>,
+    #[serde(default = "default_true")]
+    enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+enum Secret {
+    /// An argon2 PHC string.
+    Hash(String),
+    /// A lab password, compared in constant time.
+    Plain(String),
+    /// No password: the account cannot log in.
+    None,
+}
+
+struct User {
+    recipient: Recipient,
+    /// `X500:` proxy addresses: earlier legacy DNs that still resolve to this user.
+    x500: Vec<String>,
+    upn: Option<String>,
+    sam: Option<String>,
+    secret: Secret,
+}
+
+/// The in-memory index of a directory file.
+pub struct EmbeddedDirectory {
+    users: Vec<User>,
+    by_address: HashMap<String, usize>,
+    by_legacy_dn: HashMap<String, usize>,
+    by_upn: HashMap<String, usize>,
+    by_sam: HashMap<String, usize>,
+    netbios_domain: Option<String>,
+    /// Verified against when the login is unknown, so that unknown users cost the same
+    /// time as wrong passwords.
+    dummy_hash: Arc<String>,
+}
+
+impl EmbeddedDirectory {
+    /// Reads and validates a directory file.
+    pub fn load(path: &Path) -> Result<EmbeddedDirectory, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        EmbeddedDirectory::from_toml(path, &text)
+    }
+
+    /// Validates directory text as if read from `path`.
+    pub fn from_toml(path: &Path, text: &str) -> Result<EmbeddedDirectory, ConfigError> {
+        let file: DirectoryFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut dir = EmbeddedDirectory {
+            users: Vec::new(),
+            by_address: HashMap::new(),
+            by_legacy_dn: HashMap::new(),
+            by_upn: HashMap::new(),
+            by_sam: HashMap::new(),
+            netbios_domain: file.netbios_domain.map(|d| d.to_ascii_lowercase()),
+            dummy_hash: Arc::new(dummy_hash()),
+        };
+        for (i, entry) in file.user.into_iter().enumerate() {
+            let user = build_user(path, i, entry, file.lab)?;
+            dir.index(path, i, user)?;
+        }
+        Ok(dir)
+    }
+
+    fn index(&mut self, path: &Path, i: usize, user: User) -> Result<(), ConfigError> {
+        let slot = self.users.len();
+        let dup = |key: &str, what: &str| {
+            ConfigError::invalid(
+                path,
+                format!("user[{i}].{key}"),
+                format!("`{what}` is already used by another user"),
+                "every address, UPN, sAMAccountName and legacy DN must be unique",
+            )
+        };
+        for address in &user.recipient.addresses {
+            if self.by_address.insert(address.clone(), slot).is_some() {
+                return Err(dup("proxy_addresses", address));
+            }
+        }
+        for dn in user.recipient.legacy_dn.iter().chain(user.x500.iter()) {
+            if self
+                .by_legacy_dn
+                .insert(dn.to_ascii_lowercase(), slot)
+                .is_some()
+            {
+                return Err(dup("legacy_dn", dn));
+            }
+        }
+        if let Some(upn) = &user.upn {
+            if self.by_upn.insert(upn.to_ascii_lowercase(), slot).is_some() {
+                return Err(dup("upn", upn));
+            }
+        }
+        if let Some(sam) = &user.sam {
+            if self.by_sam.insert(sam.to_ascii_lowercase(), slot).is_some() {
+                return Err(dup("sam_account_name", sam));
+            }
+        }
+        self.users.push(user);
+        Ok(())
+    }
+
+    /// Number of users in the file.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// True when the file has no users.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    fn user_for_login(&self, login: &Login) -> Option<&User> {
+        let slot = match login {
+            Login::UserPrincipalName(upn) => self.by_upn.get(&upn.to_ascii_lowercase()),
+            Login::SamAccountName(sam) => self.by_sam.get(&sam.to_ascii_lowercase()),
+            Login::DownLevel { domain, user } => {
+                let domain = domain.to_ascii_lowercase();
+                let slot = self.by_sam.get(&user.to_ascii_lowercase())?;
+                let u = self.users.get(*slot)?;
+                // NetBIOS name, or the DNS domain of the user's UPN (`contoso.com\alice`).
+                let upn_domain = u
+                    .upn
+                    .as_deref()
+                    .and_then(|upn| upn.rsplit_once('@'))
+                    .map(|(_, d)| d.to_ascii_lowercase());
+                let matches = self.netbios_domain.as_deref() == Some(domain.as_str())
+                    || upn_domain.as_deref() == Some(domain.as_str());
+                matches.then_some(slot)
+            }
+        }?;
+        self.users.get(*slot)
+    }
+}
+
+fn dummy_hash() -> String {
+    // Random salt per process: the dummy must cost what a real hash costs, nothing more.
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(b"no such user; this hash only equalises timing", &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+}
+
+fn build_user(path: &Path, i: usize, e: UserEntry, lab: bool) -> Result<User, ConfigError> {
+    let key = |k: &str| format!("user[{i}].{k}");
+    let bad =
+        |k: &str, problem: String, fix: &str| ConfigError::invalid(path, key(k), problem, fix);
+
+    let primary = e.primary_smtp.trim().to_string();
+    if !is_smtp_address(&primary) {
+        return Err(bad(
+            "primary_smtp",
+            format!("`{primary}` is not an SMTP address"),
+            "write it as local@domain",
+        ));
+    }
+    let mut addresses = vec![primary.to_ascii_lowercase()];
+    let mut legacy_aliases = Vec::new();
+    for proxy in &e.proxy_addresses {
+        let proxy = proxy.trim();
+        let (prefix, value) = match proxy.split_once(':') {
+            Some((p, v)) if !p.contains('@') => (p, v),
+            _ => ("smtp", proxy),
+        };
+        if prefix.eq_ignore_ascii_case("smtp") {
+            if !is_smtp_address(value) {
+                return Err(bad(
+                    "proxy_addresses",
+                    format!("`{proxy}` is not an SMTP address"),
+                    "write smtp:local@domain (or X500:/o=... for legacy DNs)",
+                ));
+            }
+            let v = value.to_ascii_lowercase();
+            if !addresses.contains(&v) {
+                addresses.push(v);
+            }
+        } else if prefix.eq_ignore_ascii_case("x500") {
+            legacy_aliases.push(value.to_string());
+        }
+    }
+    let recipient_type = match &e.recipient_type {
+        TypeValue::Number(n) => RecipientType::from_value(*n),
+        TypeValue::Name(n) => RecipientType::parse(n).ok_or_else(|| {
+            bad(
+                "recipient_type",
+                format!("unknown recipient type `{n}`"),
+                "use a msExchRecipientTypeDetails name such as UserMailbox or RemoteUserMailbox, or its number",
+            )
+        })?,
+    };
+    let mailbox_guid = match &e.mailbox_guid {
+        Some(g) => Some(Uuid::parse_str(g.trim()).map_err(|_| {
+            bad(
+                "mailbox_guid",
+                format!("`{g}` is not a GUID"),
+                "use the mailbox's msExchMailboxGuid as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+            )
+        })?),
+        None => None,
+    };
+    let target_address = match &e.target_address {
+        Some(t) => {
+            let t = t.trim();
+            let stripped = match t.split_once(':') {
+                Some((p, v)) if p.eq_ignore_ascii_case("smtp") => v,
+                _ => t,
+            };
+            if !is_smtp_address(stripped) {
+                return Err(bad(
+                    "target_address",
+                    format!("`{t}` is not an SMTP address"),
+                    "write it as SMTP:user@tenant.mail.onmicrosoft.com",
+                ));
+            }
+            Some(stripped.to_string())
+        }
+        None => None,
+    };
+    let secret = match (&e.password_hash, &e.password) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "password",
+                "both `password` and `password_hash` are set".into(),
+                "keep only password_hash",
+            ))
+        }
+        (Some(h), None) => {
+            PasswordHash::new(h).map_err(|err| {
+                bad(
+                    "password_hash",
+                    format!("not a PHC password hash ({err})"),
+                    "generate one with `autodiscoverd hash-password`",
+                )
+            })?;
+            Secret::Hash(h.clone())
+        }
+        (None, Some(p)) if lab => Secret::Plain(p.clone()),
+        (None, Some(_)) => {
+            return Err(bad(
+                "password",
+                "plaintext passwords are only allowed in a lab directory".into(),
+                "replace it with password_hash = \"...\" from `autodiscoverd hash-password`, or set lab = true at the top of the file for a lab",
+            ))
+        }
+        (None, None) => Secret::None,
+    };
+    let upn = e.upn.map(|u| u.trim().to_string());
+    if let Some(u) = &upn {
+        if Login::parse(u).is_none_or(|l| !matches!(l, Login::UserPrincipalName(_))) {
+            return Err(bad(
+                "upn",
+                format!("`{u}` is not a user principal name"),
+                "write it as user@domain",
+            ));
+        }
+    }
+    let sam = e.sam_account_name.map(|s| s.trim().to_string());
+    if let Some(s) = &sam {
+        if s.is_empty() || s.contains(['\\', '@', '/']) {
+            return Err(bad(
+                "sam_account_name",
+                format!("`{s}` is not a sAMAccountName"),
+                "use the pre-Windows 2000 logon name, e.g. alice",
+            ));
+        }
+    }
+    let has_local_mailbox = recipient_type.is_local_mailbox();
+    Ok(User {
+        recipient: Recipient {
+            display_name: e.display_name,
+            primary_smtp: primary,
+            addresses,
+            legacy_dn: e.legacy_dn.map(|d| d.trim().to_string()),
+            mailbox_guid,
+            recipient_type,
+            remote_recipient_type: e.remote_recipient_type,
+            target_address,
+            has_local_mailbox,
+            enabled: e.enabled,
+        },
+        x500: legacy_aliases,
+        upn,
+        sam,
+        secret,
+    })
+}
+
+/// A plausible `local@domain` address without whitespace or control characters.
+pub fn is_smtp_address(text: &str) -> bool {
+    match text.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && domain.contains('.')
+                && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+fn verify_secret(secret: &Secret, dummy: &str, password: &str) -> bool {
+    match secret {
+        Secret::Hash(h) => verify_phc(h, password),
+        Secret::Plain(p) => bool::from(p.as_bytes().ct_eq(password.as_bytes())),
+        Secret::None => {
+            verify_phc(dummy, password);
+            false
+        }
+    }
+}
+
+fn verify_phc(phc: &str, password: &str) -> bool {
+    match PasswordHash::new(phc) {
+        // argon2 compares the derived hash in constant time.
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Hashes a password for the directory file (`autodiscoverd hash-password`).
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+}
+
+impl Directory for EmbeddedDirectory {
+    async fn find(&self, lookup: &Lookup) -> Result<Option<Recipient>, DirectoryError> {
+        let slot = match lookup {
+            Lookup::Address(a) => self.by_address.get(&a.trim().to_ascii_lowercase()),
+            Lookup::LegacyDn(dn) => self.by_legacy_dn.get(&dn.trim().to_ascii_lowercase()),
+        };
+        Ok(slot
+            .and_then(|s| self.users.get(*s))
+            .map(|u| u.recipient.clone()))
+    }
+
+    async fn verify_password(
+        &self,
+        login: &Login,
+        password: &str,
+    ) -> Result<Option<Identity>, DirectoryError> {
+        let user = self.user_for_login(login);
+        let (secret, identity) = match user {
+            Some(u) if u.recipient.enabled => (
+                match &u.secret {
+                    Secret::Hash(h) => Secret::Hash(h.clone()),
+                    Secret::Plain(p) => Secret::Plain(p.clone()),
+                    Secret::None => Secret::None,
+                },
+                Some(Identity {
+                    user_principal_name: u
+                        .upn
+                        .clone()
+                        .unwrap_or_else(|| u.recipient.primary_smtp.clone()),
+                    addresses: u.recipient.addresses.clone(),
+                }),
+            ),
+            // Unknown or disabled: spend the same work on the dummy hash.
+            _ => (Secret::None, None),
+        };
+        if password.is_empty() {
+            return Ok(None);
+        }
+        let dummy = Arc::clone(&self.dummy_hash);
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &dummy, &password))
+            .await
+            .map_err(|e| DirectoryError::Unavailable(format!("password check task failed: {e}")))?;
+        Ok(if ok { identity } else { None })
+    }
+}

@@ -1,0 +1,19 @@
+//! The `autodiscoverd` binary: parse the command line, load the configuration, hand over.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    autodiscoverd::ops::logging::init();
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("autodiscoverd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

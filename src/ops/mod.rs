@@ -1,0 +1,3 @@
+//! Operations: logging setup.
+
+pub mod logging;

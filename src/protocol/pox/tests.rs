@@ -1,0 +1,153 @@
+use super::*;
+
+const OUTLOOK: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">
+  <Request>
+    <EMailAddress>alice@contoso.com</EMailAddress>
+    <AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>
+  </Request>
+</Autodiscover>"#;
+
+fn body(inner: &str, ns: &str) -> String {
+    format!("<Autodiscover xmlns=\"{ns}\"><Request>{inner}</Request></Autodiscover>")
+}
+
+#[test]
+fn outlook_request_is_parsed() {
+    let r = parse_request(OUTLOOK.as_bytes()).unwrap();
+    assert_eq!(r.email.as_deref(), Some("alice@contoso.com"));
+    assert_eq!(r.legacy_dn, None);
+    assert_eq!(r.flavour, Flavour::Outlook);
+}
+
+#[test]
+fn mobilesync_request_is_parsed_without_declaration() {
+    let b = body(
+        "<EMailAddress>bob@contoso.com</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006</AcceptableResponseSchema>",
+        ns::MOBILESYNC_REQUEST,
+    );
+    let r = parse_request(b.as_bytes()).unwrap();
+    assert_eq!(r.flavour, Flavour::MobileSync);
+    assert_eq!(r.email.as_deref(), Some("bob@contoso.com"));
+}
+
+#[test]
+fn whitespace_around_values_is_trimmed_and_bom_is_skipped() {
+    let b = format!(
+        "\u{FEFF}{}",
+        body(
+            "<EMailAddress>\n  alice@contoso.com\n</EMailAddress><AcceptableResponseSchema>\n http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\n</AcceptableResponseSchema>",
+            ns::OUTLOOK_REQUEST
+        )
+    );
+    let r = parse_request(b.as_bytes()).unwrap();
+    assert_eq!(r.email.as_deref(), Some("alice@contoso.com"));
+}
+
+#[test]
+fn legacy_dn_is_kept_beside_the_address() {
+    let b = body(
+        "<EMailAddress>alice@contoso.com</EMailAddress><LegacyDN>/o=Contoso/cn=alice</LegacyDN><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>",
+        ns::OUTLOOK_REQUEST,
+    );
+    let r = parse_request(b.as_bytes()).unwrap();
+    assert_eq!(r.legacy_dn.as_deref(), Some("/o=Contoso/cn=alice"));
+}
+
+#[test]
+fn escaped_text_is_unescaped() {
+    let b = body(
+        "<EMailAddress>a&amp;b@contoso.com</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>",
+        ns::OUTLOOK_REQUEST,
+    );
+    assert_eq!(
+        parse_request(b.as_bytes()).unwrap().email.as_deref(),
+        Some("a&b@contoso.com")
+    );
+}
+
+fn code_of(b: &[u8]) -> ErrorCode {
+    parse_request(b).unwrap_err().code
+}
+
+#[test]
+fn malformed_requests_are_600() {
+    assert_eq!(code_of(b""), ErrorCode::InvalidRequest);
+    assert_eq!(code_of(b"not xml"), ErrorCode::InvalidRequest);
+    assert_eq!(
+        code_of(b"<Autodiscover><Request>"),
+        ErrorCode::InvalidRequest
+    );
+    assert_eq!(
+        code_of(b"<Other><Request/></Other>"),
+        ErrorCode::InvalidRequest
+    );
+    assert_eq!(code_of(b"<Autodiscover/>"), ErrorCode::InvalidRequest);
+    assert_eq!(
+        code_of(b"<Autodiscover></Autodiscover>"),
+        ErrorCode::InvalidRequest
+    );
+    let no_address = body(
+        "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>",
+        ns::OUTLOOK_REQUEST,
+    );
+    assert_eq!(code_of(no_address.as_bytes()), ErrorCode::InvalidRequest);
+    let no_schema = body("<EMailAddress>a@b.c</EMailAddress>", ns::OUTLOOK_REQUEST);
+    assert_eq!(code_of(no_schema.as_bytes()), ErrorCode::InvalidRequest);
+}
+
+#[test]
+fn doctype_and_entities_are_refused() {
+    let b = br#"<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]><Autodiscover><Request><EMailAddress>&x;</EMailAddress></Request></Autodiscover>"#;
+    assert_eq!(code_of(b), ErrorCode::InvalidRequest);
+    let undefined = body("<EMailAddress>&x;</EMailAddress>", ns::OUTLOOK_REQUEST);
+    assert_eq!(code_of(undefined.as_bytes()), ErrorCode::InvalidRequest);
+}
+
+#[test]
+fn unknown_schema_is_601_in_the_request_flavour() {
+    let b = body(
+        "<EMailAddress>a@b.c</EMailAddress><AcceptableResponseSchema>urn:nothing</AcceptableResponseSchema>",
+        ns::MOBILESYNC_REQUEST,
+    );
+    let err = parse_request(b.as_bytes()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ProviderUnavailable);
+    assert_eq!(err.flavour, Flavour::MobileSync);
+}
+
+#[test]
+fn deep_nesting_is_refused() {
+    let mut b = String::from("<Autodiscover><Request>");
+    for _ in 0..100 {
+        b.push_str("<x>");
+    }
+    assert_eq!(code_of(b.as_bytes()), ErrorCode::InvalidRequest);
+}
+
+#[test]
+fn redirect_addr_has_no_user_element() {
+    let doc = String::from_utf8(render_outlook_redirect_addr(
+        "alice@contoso.mail.onmicrosoft.com",
+    ))
+    .unwrap();
+    assert!(doc.contains("<Action>redirectAddr</Action>"));
+    assert!(!doc.contains("<User>"));
+}
+
+#[test]
+fn outlook_error_response_stays_in_the_base_namespace() {
+    let stamp = ErrorStamp {
+        nanos_since_midnight: 0,
+        server_id: 7,
+    };
+    let doc = String::from_utf8(render_error(
+        Flavour::Outlook,
+        ErrorCode::AddressNotFound,
+        stamp,
+        None,
+    ))
+    .unwrap();
+    assert!(doc.contains("  <Response>\n"));
+    assert!(doc.contains("<ErrorCode>500</ErrorCode>"));
+    assert!(doc.contains("Time=\"00:00:00.0000000\" Id=\"7\""));
+}

@@ -1,0 +1,125 @@
+//! The only XML writer in the crate. Element and attribute names are `&'static str`
+//! (never data); every text and attribute value is escaped here, so no caller can
+//! format user input into markup.
+
+/// Builds an indented UTF-8 XML document that starts with the XML declaration
+/// (brief §0 rule 3: declaration first, no BOM).
+pub struct XmlWriter {
+    out: String,
+    depth: usize,
+}
+
+impl Default for XmlWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl XmlWriter {
+    /// Starts a document with `<?xml version="1.0" encoding="utf-8"?>`.
+    pub fn new() -> Self {
+        XmlWriter {
+            out: String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"),
+            depth: 0,
+        }
+    }
+
+    fn indent(&mut self) {
+        for _ in 0..self.depth {
+            self.out.push_str("  ");
+        }
+    }
+
+    fn start_tag(&mut self, name: &'static str, attrs: &[(&'static str, &str)], close: &str) {
+        self.indent();
+        self.out.push('<');
+        self.out.push_str(name);
+        for (key, value) in attrs {
+            self.out.push(' ');
+            self.out.push_str(key);
+            self.out.push_str("=\"");
+            push_escaped(&mut self.out, value, true);
+            self.out.push('"');
+        }
+        self.out.push_str(close);
+    }
+
+    /// Opens an element that will contain child elements.
+    pub fn open(&mut self, name: &'static str, attrs: &[(&'static str, &str)]) {
+        self.start_tag(name, attrs, ">\n");
+        self.depth += 1;
+    }
+
+    /// Closes the element opened last.
+    pub fn close(&mut self, name: &'static str) {
+        self.depth = self.depth.saturating_sub(1);
+        self.indent();
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push_str(">\n");
+    }
+
+    /// Writes `<name attrs>text</name>` on one line (brief §0 rule 12: DavMail reads
+    /// `<EwsUrl>` line by line).
+    pub fn leaf_with(&mut self, name: &'static str, attrs: &[(&'static str, &str)], text: &str) {
+        self.start_tag(name, attrs, ">");
+        push_escaped(&mut self.out, text, false);
+        self.out.push_str("</");
+        self.out.push_str(name);
+        self.out.push_str(">\n");
+    }
+
+    /// Writes `<name>text</name>` on one line.
+    pub fn leaf(&mut self, name: &'static str, text: &str) {
+        self.leaf_with(name, &[], text);
+    }
+
+    /// Writes `<name attrs />`.
+    pub fn empty(&mut self, name: &'static str, attrs: &[(&'static str, &str)]) {
+        self.start_tag(name, attrs, " />\n");
+    }
+
+    /// The finished document.
+    pub fn finish(self) -> Vec<u8> {
+        self.out.into_bytes()
+    }
+}
+
+/// Escapes markup characters and replaces characters XML 1.0 cannot carry.
+fn push_escaped(out: &mut String, text: &str, attribute: bool) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            '\'' if attribute => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => {
+                if attribute {
+                    out.push_str(&format!("&#{};", c as u32));
+                } else {
+                    out.push(c);
+                }
+            }
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_attributes_are_escaped() {
+        let mut w = XmlWriter::new();
+        w.open("Root", &[("a", "x\"<&'>")]);
+        w.leaf("Name", "<script>&\u{1}");
+        w.close("Root");
+        let doc = String::from_utf8(w.finish()).unwrap();
+        assert!(doc.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Root"));
+        assert!(doc.contains("a=\"x&quot;&lt;&amp;&apos;&gt;\""));
+        assert!(doc.contains("<Name>&lt;script&gt;&amp;\u{FFFD}</Name>"));
+    }
+}

@@ -1,0 +1,355 @@
+//! Glue for the HTTPS listener: route → read body → authenticate → parse → look up →
+//! decide → render. No protocol rules live here; they are in `protocol`, `decision`,
+//! `settings` and `auth`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+
+use super::respond::{self, Body};
+use super::{ConnInfo, State};
+use crate::auth::{self, Presented};
+use crate::config::LookupPolicy;
+use crate::decision::{decide, Decision};
+use crate::directory::{Directory, DirectoryError, Identity, Lookup};
+use crate::protocol::error_code::ErrorStamp;
+use crate::protocol::pox::{self, Flavour};
+use crate::protocol::{ClientCaps, ErrorCode};
+use crate::settings::mailbox_settings;
+
+const POX_ALLOW: &str = "OPTIONS, GET, POST, HEAD";
+
+/// Routes on the HTTPS listener; path matching is case-insensitive (brief §0 rule 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Pox,
+    OtherAutodiscover,
+    NotFound,
+}
+
+/// Maps a request path to a route.
+pub fn route(path: &str) -> Route {
+    let lower = path.to_ascii_lowercase();
+    if lower == "/autodiscover/autodiscover.xml" {
+        Route::Pox
+    } else if lower.starts_with("/autodiscover/") {
+        Route::OtherAutodiscover
+    } else {
+        Route::NotFound
+    }
+}
+
+/// Entry point of every HTTPS request.
+pub async fn handle<B>(req: Request<B>, state: Arc<State>, conn: Arc<ConnInfo>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (response, note) = match route(&path) {
+        Route::Pox => pox_endpoint(req, &state, &conn).await,
+        Route::OtherAutodiscover => {
+            let mut r = respond::not_found();
+            respond::add_autodiscover_headers(&mut r);
+            (r, Note::outcome("not_found"))
+        }
+        Route::NotFound => (respond::not_found(), Note::outcome("not_found")),
+    };
+    tracing::info!(
+        target: "access",
+        client = %conn.peer,
+        sni = conn.sni.as_deref().unwrap_or("-"),
+        %method,
+        path = %path,
+        user = note.user.as_deref().unwrap_or("-"),
+        outcome = note.outcome,
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// What the access log records about a request (never secrets).
+struct Note {
+    outcome: &'static str,
+    user: Option<String>,
+}
+
+impl Note {
+    fn outcome(outcome: &'static str) -> Note {
+        Note {
+            outcome,
+            user: None,
+        }
+    }
+}
+
+/// Reads the whole body within the limits; `Err` is the response to send instead.
+pub async fn read_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(respond::too_large());
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(respond::too_large())
+            } else {
+                tracing::debug!(error = %e, "request body read failed");
+                Err(respond::request_timeout())
+            }
+        }
+        Err(_) => Err(respond::request_timeout()),
+    }
+}
+
+enum AuthResult {
+    Authenticated(Identity),
+    Challenge,
+    Unavailable(DirectoryError),
+}
+
+async fn authenticate(headers: &HeaderMap, state: &State) -> AuthResult {
+    let presented = auth::presented(
+        headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    );
+    match presented {
+        Presented::Basic(Some(creds)) if state.config.auth.basic => {
+            match state
+                .directory
+                .verify_password(&creds.login, &creds.password)
+                .await
+            {
+                Ok(Some(identity)) => AuthResult::Authenticated(identity),
+                Ok(None) => AuthResult::Challenge,
+                Err(e) => AuthResult::Unavailable(e),
+            }
+        }
+        _ => AuthResult::Challenge,
+    }
+}
+
+fn realm(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> String {
+    if let Some(realm) = &state.config.auth.realm {
+        return realm.clone();
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.split(':').next().unwrap_or(h).to_string())
+        .or_else(|| conn.sni.clone())
+        .unwrap_or_else(|| "autodiscover".to_string());
+    auth::sanitize_realm(&host)
+}
+
+fn error_stamp(state: &State) -> ErrorStamp {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() % (86_400 * 1_000_000_000))
+        .unwrap_or(0) as u64;
+    ErrorStamp {
+        nanos_since_midnight: nanos,
+        server_id: state.server_id,
+    }
+}
+
+fn caps(headers: &HeaderMap) -> ClientCaps {
+    let get = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    ClientCaps::from_headers(
+        get("x-mapihttpcapability"),
+        get("x-clientcanhandle"),
+        get("user-agent"),
+    )
+}
+
+async fn pox_endpoint<B>(req: Request<B>, state: &State, conn: &ConnInfo) -> (Response<Body>, Note)
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let method = req.method().clone();
+    if method == Method::OPTIONS {
+        return (respond::options(POX_ALLOW), Note::outcome("options"));
+    }
+    if !matches!(method, Method::GET | Method::POST | Method::HEAD) {
+        let mut r = respond::method_not_allowed(POX_ALLOW);
+        respond::add_autodiscover_headers(&mut r);
+        return (r, Note::outcome("method_not_allowed"));
+    }
+    let (parts, body) = req.into_parts();
+    // Read the body even when the answer will be 401: an unread body makes hyper close the
+    // connection, and connection-bound authentication would be lost with it.
+    let body = match read_body(
+        body,
+        &parts.headers,
+        state.config.server.max_body_bytes,
+        state.config.server.request_timeout,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(r) => return (r, Note::outcome("body_rejected")),
+    };
+    let identity = match authenticate(&parts.headers, state).await {
+        AuthResult::Authenticated(identity) => identity,
+        AuthResult::Challenge => {
+            let challenges =
+                auth::challenges(&realm(state, &parts.headers, conn), state.config.auth.basic);
+            return (
+                respond::unauthorized(&challenges),
+                Note::outcome("unauthorized"),
+            );
+        }
+        AuthResult::Unavailable(e) => {
+            tracing::warn!(error = %e, "directory unavailable during authentication");
+            let body = pox::render_error(
+                Flavour::Outlook,
+                ErrorCode::ServerError,
+                error_stamp(state),
+                None,
+            );
+            return (
+                respond::xml(body),
+                Note::outcome(ErrorCode::ServerError.label()),
+            );
+        }
+    };
+    let user = Some(identity.user_principal_name.clone());
+    if method == Method::HEAD {
+        return (
+            respond::empty_ok(),
+            Note {
+                outcome: "head",
+                user,
+            },
+        );
+    }
+    if method == Method::GET {
+        // Exchange answers an authenticated GET with Error 600 (brief §1.2).
+        let body = pox::render_error(
+            Flavour::Outlook,
+            ErrorCode::InvalidRequest,
+            error_stamp(state),
+            None,
+        );
+        return (
+            respond::xml(body),
+            Note {
+                outcome: ErrorCode::InvalidRequest.label(),
+                user,
+            },
+        );
+    }
+    let (body, outcome) = answer_pox(&body, &parts.headers, state, &identity).await;
+    (respond::xml(body), Note { outcome, user })
+}
+
+/// Answers an authenticated POX POST body.
+async fn answer_pox(
+    body: &[u8],
+    headers: &HeaderMap,
+    state: &State,
+    identity: &Identity,
+) -> (Vec<u8>, &'static str) {
+    let request = match pox::parse_request(body) {
+        Ok(r) => r,
+        Err(reject) => {
+            tracing::debug!(reason = %reject.reason, "POX request rejected");
+            return (
+                pox::render_error(reject.flavour, reject.code, error_stamp(state), None),
+                reject.code.label(),
+            );
+        }
+    };
+    let lookup = match (&request.legacy_dn, &request.email) {
+        // LegacyDN wins when both are present (MS-OXDSCLI §3.2.5).
+        (Some(dn), _) => Lookup::LegacyDn(dn.clone()),
+        (None, Some(email)) => Lookup::Address(email.clone()),
+        (None, None) => Lookup::Address(String::new()),
+    };
+    let email = request.email.as_deref();
+    let stamp = error_stamp(state);
+    let found = match state.directory.find(&lookup).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "directory unavailable during lookup");
+            return (
+                pox::render_error(request.flavour, ErrorCode::ServerError, stamp, email),
+                ErrorCode::ServerError.label(),
+            );
+        }
+    };
+    let found = found.filter(|r| match state.config.auth.lookup_policy {
+        LookupPolicy::Any => true,
+        LookupPolicy::SelfOnly => identity.addresses.iter().any(|a| r.has_address(a)),
+    });
+    let decision = decide(email, found.as_ref());
+    let label = decision.label();
+    let body = match (request.flavour, decision) {
+        (Flavour::Outlook, Decision::Settings(r)) => {
+            let settings = mailbox_settings(&state.config.org, &state.config.services, r);
+            pox::render_outlook_settings(&settings, caps(headers))
+        }
+        (Flavour::Outlook, Decision::RedirectAddr(target)) => {
+            pox::render_outlook_redirect_addr(&target)
+        }
+        (Flavour::MobileSync, Decision::Settings(r)) => match &state.config.services.activesync {
+            Some(eas) => {
+                pox::render_mobilesync_settings(&r.display_name, &r.primary_smtp, &eas.external)
+            }
+            None => {
+                return (
+                    pox::render_error(
+                        Flavour::MobileSync,
+                        ErrorCode::NoConfiguration,
+                        stamp,
+                        email,
+                    ),
+                    ErrorCode::NoConfiguration.label(),
+                );
+            }
+        },
+        (Flavour::MobileSync, Decision::RedirectAddr(target)) => {
+            pox::render_mobilesync_redirect(email.unwrap_or_default(), &target)
+        }
+        (flavour, Decision::Error(code)) => pox::render_error(flavour, code, stamp, email),
+    };
+    (body, label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_case_insensitive() {
+        assert_eq!(route("/autodiscover/autodiscover.xml"), Route::Pox);
+        assert_eq!(route("/Autodiscover/Autodiscover.xml"), Route::Pox);
+        assert_eq!(route("/AutoDiscover/AutoDiscover.xml"), Route::Pox);
+        assert_eq!(route("/autodiscover/other"), Route::OtherAutodiscover);
+        assert_eq!(route("/"), Route::NotFound);
+    }
+}

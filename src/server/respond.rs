@@ -1,0 +1,115 @@
+//! The one place that turns outcomes into HTTP responses.
+
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+/// Response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// `Content-Type` of POX and SOAP answers, exactly (brief §0 rule 4).
+pub const TEXT_XML: &str = "text/xml; charset=utf-8";
+
+fn response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+/// Headers every `/autodiscover/*` response carries, 401s included (brief §0 rule 7).
+pub fn add_autodiscover_headers(r: &mut Response<Body>) {
+    let h = r.headers_mut();
+    h.insert("X-SOAP-Enabled", HeaderValue::from_static("True"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+}
+
+/// HTTP 200 with an XML document (settings, redirects and Error bodies alike).
+pub fn xml(body: Vec<u8>) -> Response<Body> {
+    let mut r = response(StatusCode::OK, body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_XML));
+    add_autodiscover_headers(&mut r);
+    r
+}
+
+/// 401 with one `WWW-Authenticate` line per scheme, empty body, keep-alive (brief §1.4).
+pub fn unauthorized(challenges: &[String]) -> Response<Body> {
+    let mut r = response(StatusCode::UNAUTHORIZED, Bytes::new());
+    for c in challenges {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            r.headers_mut().append(WWW_AUTHENTICATE, v);
+        }
+    }
+    add_autodiscover_headers(&mut r);
+    r
+}
+
+/// 413: the body exceeds `server.max_body_bytes`; the connection is closed because the
+/// rest of the body is not read.
+pub fn too_large() -> Response<Body> {
+    let mut r = response(StatusCode::PAYLOAD_TOO_LARGE, Bytes::new());
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// 408: the body did not arrive within `server.request_timeout_secs`.
+pub fn request_timeout() -> Response<Body> {
+    let mut r = response(StatusCode::REQUEST_TIMEOUT, Bytes::new());
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// 404 with no body.
+pub fn not_found() -> Response<Body> {
+    response(StatusCode::NOT_FOUND, Bytes::new())
+}
+
+/// 405 listing the allowed methods.
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = response(StatusCode::METHOD_NOT_ALLOWED, Bytes::new());
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// 200 to `OPTIONS` with the allowed methods.
+pub fn options(allow: &'static str) -> Response<Body> {
+    let mut r = response(StatusCode::OK, Bytes::new());
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    add_autodiscover_headers(&mut r);
+    r
+}
+
+/// 200 with no body (authenticated HEAD).
+pub fn empty_ok() -> Response<Body> {
+    let mut r = response(StatusCode::OK, Bytes::new());
+    add_autodiscover_headers(&mut r);
+    r
+}
+
+/// `302 Found` with an absolute `Location` and IIS's tiny HTML body (brief §11.7).
+pub fn found(location: &str) -> Response<Body> {
+    let escaped = location
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let body = format!(
+        "<html><head><title>Object moved</title></head><body><h2>Object moved to <a href=\"{escaped}\">here</a>.</h2></body></html>"
+    );
+    let mut r = response(StatusCode::FOUND, body);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
