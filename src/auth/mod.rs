@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn realm_from_a_hostile_host_header_is_cleaned() {
-        assert_eq!(sanitize_realm("evil\"\r\nX: y"), "evilXy");
+        assert_eq!(sanitize_realm("evil\"\r\nX: y"), "evilX:y");
         assert_eq!(
             challenges("autodiscover.contoso.com", true),
             vec!["Basic realm=\"autodiscover.contoso.com\"".to_string()]

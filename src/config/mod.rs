@@ -525,10 +525,9 @@ impl Validator<'_> {
                 ))
             }
         };
-        Ok(Endpoint {
-            internal: self.https_url(&format!("{key}.internal"), &internal)?,
-            external: self.https_url(&format!("{key}.external"), &external)?,
-        })
+        let external = self.https_url(&format!("{key}.external"), &external)?;
+        let internal = self.https_url(&format!("{key}.internal"), &internal)?;
+        Ok(Endpoint { internal, external })
     }
 
     fn host(&self, key: &str, value: &str) -> Result<String, ConfigError> {

@@ -230,7 +230,7 @@ fn true_false(value: bool) -> &'static str {
 
 /// The AuthPackage to advertise: `Negotiate` only to clients that can handle it
 /// (brief §3.3).
-fn auth_package<'a>(configured: &'a str, caps: ClientCaps) -> &'a str {
+fn auth_package(configured: &str, caps: ClientCaps) -> &str {
     if configured == "Negotiate" && !caps.negotiate {
         "Ntlm"
     } else {

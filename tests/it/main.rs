@@ -1,0 +1,9 @@
+//! The one integration-test binary: one module per area, a shared harness.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+#[allow(dead_code)]
+mod harness;
+
+mod cli;
+mod pox;
+mod redirect;
