@@ -7,17 +7,31 @@ fn example_path() -> PathBuf {
 #[test]
 fn shipped_example_parses_to_the_expected_values() {
     let c = Config::load(&example_path()).unwrap();
-    assert_eq!(c.server.listen, vec!["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(
+        c.server.listen,
+        vec!["127.0.0.1:8443".parse::<SocketAddr>().unwrap()]
+    );
     assert_eq!(c.server.max_body_bytes, 65536);
     assert_eq!(c.org.accepted_domains, vec!["contoso.com"]);
-    assert_eq!(c.org.tenant_routing_domain.as_deref(), Some("contoso.mail.onmicrosoft.com"));
-    assert_eq!(c.services.ews.external, "https://mail.contoso.com/EWS/Exchange.asmx");
+    assert_eq!(
+        c.org.tenant_routing_domain.as_deref(),
+        Some("contoso.mail.onmicrosoft.com")
+    );
+    assert_eq!(
+        c.services.ews.external,
+        "https://mail.contoso.com/EWS/Exchange.asmx"
+    );
     assert_eq!(c.services.outlook_anywhere.auth_package, "Ntlm");
     assert!(c.services.mapi_http.is_some());
     assert_eq!(c.auth.lookup_policy, LookupPolicy::Any);
     assert!(c.tls.default.cert.ends_with("certs/autodiscover.pem"));
-    assert!(matches!(&c.directory, DirectoryConfig::File { path } if path.ends_with("directory.example.toml")));
-    assert_eq!(c.redirect.as_ref().unwrap().target, "https://autodiscover.contoso.com");
+    assert!(
+        matches!(&c.directory, DirectoryConfig::File { path } if path.ends_with("directory.example.toml"))
+    );
+    assert_eq!(
+        c.redirect.as_ref().unwrap().target,
+        "https://autodiscover.contoso.com"
+    );
 }
 
 #[test]
@@ -55,13 +69,41 @@ fn an_unknown_key_in_any_table_is_rejected_by_name() {
 fn invalid_values_name_the_key_and_the_fix() {
     let text = std::fs::read_to_string(example_path()).unwrap();
     let cases = [
-        ("deployment_id = \"2b7e1f0c-5a3d-4e8b-9c61-0d2f4a6b8c90\"", "deployment_id = \"nope\"", "organization.deployment_id"),
-        ("external = \"https://mail.contoso.com/ecp/\"", "external = \"http://mail.contoso.com/ecp/\"", "services.ecp.external"),
-        ("listen = [\"127.0.0.1:8443\"]", "listen = [\"localhost\"]", "server.listen"),
-        ("auth_package = \"Ntlm\"", "auth_package = \"Kerberos5\"", "services.outlook_anywhere.auth_package"),
-        ("lookup_policy = \"any\"", "lookup_policy = \"all\"", "auth.lookup_policy"),
-        ("target = \"https://autodiscover.contoso.com\"", "target = \"https://autodiscover.contoso.com/x\"", "redirect.target"),
-        ("backend = \"file\"", "backend = \"nis\"", "directory.backend"),
+        (
+            "deployment_id = \"2b7e1f0c-5a3d-4e8b-9c61-0d2f4a6b8c90\"",
+            "deployment_id = \"nope\"",
+            "organization.deployment_id",
+        ),
+        (
+            "external = \"https://mail.contoso.com/ecp/\"",
+            "external = \"http://mail.contoso.com/ecp/\"",
+            "services.ecp.external",
+        ),
+        (
+            "listen = [\"127.0.0.1:8443\"]",
+            "listen = [\"localhost\"]",
+            "server.listen",
+        ),
+        (
+            "auth_package = \"Ntlm\"",
+            "auth_package = \"Kerberos5\"",
+            "services.outlook_anywhere.auth_package",
+        ),
+        (
+            "lookup_policy = \"any\"",
+            "lookup_policy = \"all\"",
+            "auth.lookup_policy",
+        ),
+        (
+            "target = \"https://autodiscover.contoso.com\"",
+            "target = \"https://autodiscover.contoso.com/x\"",
+            "redirect.target",
+        ),
+        (
+            "backend = \"file\"",
+            "backend = \"nis\"",
+            "directory.backend",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(text.contains(from), "{from}");
@@ -75,7 +117,12 @@ fn invalid_values_name_the_key_and_the_fix() {
 fn exchange_versions_parse() {
     assert_eq!(
         parse_exchange_version("15.2.1258.12"),
-        Some(ExchangeVersion { major: 15, minor: 2, build: 1258, revision: 12 })
+        Some(ExchangeVersion {
+            major: 15,
+            minor: 2,
+            build: 1258,
+            revision: 12
+        })
     );
     assert!(parse_exchange_version("15.2").is_none());
     assert!(parse_exchange_version("99.2.1").is_none());

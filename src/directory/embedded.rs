@@ -14,7 +14,9 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::{Directory, DirectoryError, Identity, Login, Lookup, Recipient, RecipientType};
+use super::{
+    Directory, DirectoryError, Identity, Login, Lookup, NtCredential, Recipient, RecipientType,
+};
 use crate::config::ConfigError;
 
 #[derive(Debug, Deserialize)]
@@ -432,5 +434,14 @@ impl Directory for EmbeddedDirectory {
             .await
             .map_err(|e| DirectoryError::Unavailable(format!("password check task failed: {e}")))?;
         Ok(if ok { identity } else { None })
+    }
+
+    async fn nt_credential(&self, _login: &Login) -> Result<Option<NtCredential>, DirectoryError> {
+        // NT hashes arrive with NTLM support.
+        Ok(None)
+    }
+
+    fn supports_nt_hashes(&self) -> bool {
+        false
     }
 }

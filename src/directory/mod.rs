@@ -35,6 +35,36 @@ pub trait Directory: Send + Sync {
         login: &Login,
         password: &str,
     ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
+
+    /// The NT hash of an enabled account, for NTLM. `Ok(None)` when the user is unknown,
+    /// disabled, or the backend holds no hash for it.
+    fn nt_credential(
+        &self,
+        login: &Login,
+    ) -> impl Future<Output = Result<Option<NtCredential>, DirectoryError>> + Send;
+
+    /// Whether this backend can supply NT hashes at all (NTLM is useless without them).
+    fn supports_nt_hashes(&self) -> bool;
+}
+
+/// What NTLM needs to verify a user: the NT hash (MD4 of the UTF-16LE password) and the
+/// identity it belongs to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NtCredential {
+    pub nt_hash: [u8; 16],
+    /// The account name as the directory spells it (sAMAccountName), for NTOWFv2.
+    pub account: String,
+    pub identity: Identity,
+}
+
+impl std::fmt::Debug for NtCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NtCredential")
+            .field("nt_hash", &"<redacted>")
+            .field("account", &self.account)
+            .field("identity", &self.identity)
+            .finish()
+    }
 }
 
 /// The configured backend.
@@ -57,6 +87,18 @@ impl Directory for DirectoryBackend {
     ) -> Result<Option<Identity>, DirectoryError> {
         match self {
             DirectoryBackend::Embedded(d) => d.verify_password(login, password).await,
+        }
+    }
+
+    async fn nt_credential(&self, login: &Login) -> Result<Option<NtCredential>, DirectoryError> {
+        match self {
+            DirectoryBackend::Embedded(d) => d.nt_credential(login).await,
+        }
+    }
+
+    fn supports_nt_hashes(&self) -> bool {
+        match self {
+            DirectoryBackend::Embedded(d) => d.supports_nt_hashes(),
         }
     }
 }

@@ -16,7 +16,11 @@ fn check_config_accepts_the_shipped_example() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("configuration OK"));
     assert!(stdout.contains("directory users:    7"));
 }
@@ -24,10 +28,22 @@ fn check_config_accepts_the_shipped_example() {
 #[test]
 fn check_config_names_file_key_and_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let example = std::fs::read_to_string(repo_root().join("config/autodiscoverd.example.toml")).unwrap();
+    let example =
+        std::fs::read_to_string(repo_root().join("config/autodiscoverd.example.toml")).unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, example.replace("exchange_version = \"15.2.1258.12\"", "exchange_version = \"fifteen\"")).unwrap();
-    let out = binary().args(["check-config", "--config"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        example.replace(
+            "exchange_version = \"15.2.1258.12\"",
+            "exchange_version = \"fifteen\"",
+        ),
+    )
+    .unwrap();
+    let out = binary()
+        .args(["check-config", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.toml"), "{stderr}");
@@ -36,12 +52,26 @@ fn check_config_names_file_key_and_fix() {
 
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, example.replace("[auth]\n", "[auth]\nbasci = true\n")).unwrap();
-    let out = binary().args(["check-config", "--config"]).arg(&typo).output().unwrap();
+    let out = binary()
+        .args(["check-config", "--config"])
+        .arg(&typo)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("typo.toml") && stderr.contains("basci"), "{stderr}");
+    assert!(
+        stderr.contains("typo.toml") && stderr.contains("basci"),
+        "{stderr}"
+    );
 
-    let missing = binary().args(["check-config", "--config", "/nonexistent/autodiscoverd.toml"]).output().unwrap();
+    let missing = binary()
+        .args([
+            "check-config",
+            "--config",
+            "/nonexistent/autodiscoverd.toml",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/autodiscoverd.toml"));
 }

@@ -1,5 +1,10 @@
 //! The one integration-test binary: one module per area, a shared harness.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[allow(dead_code)]
 mod harness;

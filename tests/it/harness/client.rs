@@ -39,7 +39,9 @@ impl Answer {
 
     /// One header value.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap_or("").to_string())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").to_string())
     }
 }
 
@@ -53,12 +55,16 @@ pub struct TlsClient {
 /// A rustls client configuration trusting only the test CA.
 pub fn client_config(pki: &TestPki) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(pki.ca_der())).expect("add root");
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    roots
+        .add(CertificateDer::from(pki.ca_der()))
+        .expect("add root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
@@ -66,11 +72,17 @@ pub fn client_config(pki: &TestPki) -> Arc<rustls::ClientConfig> {
 impl TlsClient {
     /// Connects and completes the TLS handshake with `sni`.
     pub async fn connect(addr: SocketAddr, sni: &str, pki: &TestPki) -> TlsClient {
-        TlsClient::try_connect(addr, sni, pki).await.expect("connect")
+        TlsClient::try_connect(addr, sni, pki)
+            .await
+            .expect("connect")
     }
 
     /// Like [`TlsClient::connect`] but returns errors.
-    pub async fn try_connect(addr: SocketAddr, sni: &str, pki: &TestPki) -> std::io::Result<TlsClient> {
+    pub async fn try_connect(
+        addr: SocketAddr,
+        sni: &str,
+        pki: &TestPki,
+    ) -> std::io::Result<TlsClient> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         let connector = TlsConnector::from(client_config(pki));
         let name = ServerName::try_from(sni.to_string()).expect("server name");
@@ -95,17 +107,36 @@ impl TlsClient {
     }
 
     /// Sends a request on this connection and reads the whole answer.
-    pub async fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-        self.try_send(method, path, headers, body).await.expect("request")
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        self.try_send(method, path, headers, body)
+            .await
+            .expect("request")
     }
 
     /// Like [`TlsClient::send`] but returns errors (e.g. the server closed the connection).
-    pub async fn try_send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, hyper::Error> {
-        let mut builder = Request::builder().method(method).uri(path).header("Host", self.host.as_str());
+    pub async fn try_send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, hyper::Error> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", self.host.as_str());
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let request = builder.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
+        let request = builder
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .expect("request");
         self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let (parts, body) = response.into_parts();
@@ -118,9 +149,19 @@ impl TlsClient {
     }
 
     /// POSTs a body with Basic credentials.
-    pub async fn post_basic(&mut self, path: &str, user: &str, password: &str, extra: &[(&str, &str)], body: &str) -> Answer {
+    pub async fn post_basic(
+        &mut self,
+        path: &str,
+        user: &str,
+        password: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
         let auth = basic(user, password);
-        let mut headers = vec![("Authorization", auth.as_str()), ("Content-Type", "text/xml")];
+        let mut headers = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "text/xml"),
+        ];
         headers.extend_from_slice(extra);
         self.send("POST", path, &headers, body.as_bytes()).await
     }

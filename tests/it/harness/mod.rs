@@ -58,19 +58,45 @@ impl TestServer {
     pub async fn start_with(tweak: Tweak<'_>) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Arc::new(TestPki::new());
-        let (cert, key) = pki.write_leaf(dir.path(), "server", &["autodiscover.contoso.com", "localhost"]);
-        let example = std::fs::read_to_string(repo_root().join("config/autodiscoverd.example.toml")).expect("example config");
+        let (cert, key) = pki.write_leaf(
+            dir.path(),
+            "server",
+            &["autodiscover.contoso.com", "localhost"],
+        );
+        let example =
+            std::fs::read_to_string(repo_root().join("config/autodiscoverd.example.toml"))
+                .expect("example config");
         let mut table: toml::Table = toml::from_str(&example).expect("example parses");
-        set(&mut table, &["server", "listen"], toml::Value::Array(vec!["127.0.0.1:0".into()]));
-        set(&mut table, &["tls", "cert"], cert.display().to_string().into());
-        set(&mut table, &["tls", "key"], key.display().to_string().into());
+        set(
+            &mut table,
+            &["server", "listen"],
+            toml::Value::Array(vec!["127.0.0.1:0".into()]),
+        );
+        set(
+            &mut table,
+            &["tls", "cert"],
+            cert.display().to_string().into(),
+        );
+        set(
+            &mut table,
+            &["tls", "key"],
+            key.display().to_string().into(),
+        );
         set(&mut table, &["tls", "self_signed_if_missing"], false.into());
         set(
             &mut table,
             &["directory", "file", "path"],
-            repo_root().join("tests/fixtures/directory/lab.toml").display().to_string().into(),
+            repo_root()
+                .join("tests/fixtures/directory/lab.toml")
+                .display()
+                .to_string()
+                .into(),
         );
-        set(&mut table, &["redirect", "listen"], toml::Value::Array(vec!["127.0.0.1:0".into()]));
+        set(
+            &mut table,
+            &["redirect", "listen"],
+            toml::Value::Array(vec!["127.0.0.1:0".into()]),
+        );
         tweak(&mut table);
         let text = toml::to_string(&table).expect("serialise config");
         let path = dir.path().join("autodiscoverd.toml");
@@ -80,11 +106,18 @@ impl TestServer {
     }
 
     /// Starts a server from a finished configuration.
-    pub async fn start_config(config: Config, dir: tempfile::TempDir, pki: Arc<TestPki>) -> TestServer {
+    pub async fn start_config(
+        config: Config,
+        dir: tempfile::TempDir,
+        pki: Arc<TestPki>,
+    ) -> TestServer {
         let acceptor = server::build_tls(&config).expect("tls");
         let listeners = server::bind(&config).await.expect("bind");
         let https = listeners.https[0].local_addr().expect("addr");
-        let redirect = listeners.redirect.first().map(|l| l.local_addr().expect("addr"));
+        let redirect = listeners
+            .redirect
+            .first()
+            .map(|l| l.local_addr().expect("addr"));
         let state = Arc::new(server::build_state(config.clone()).expect("state"));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(listeners, state, acceptor, async {

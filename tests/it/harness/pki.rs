@@ -21,7 +21,9 @@ impl TestPki {
     pub fn new() -> TestPki {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "autodiscoverd test CA");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "autodiscoverd test CA");
         let ca_key = KeyPair::generate().expect("key");
         let ca_cert = params.self_signed(&ca_key).expect("ca");
         TestPki { ca_cert, ca_key }
@@ -50,12 +52,24 @@ impl TestPki {
     }
 
     /// Like [`TestPki::write_leaf`], with a hook to change the parameters (dates, ...).
-    pub fn write_leaf_with(&self, dir: &Path, stem: &str, names: &[&str], tweak: impl FnOnce(&mut CertificateParams)) -> (PathBuf, PathBuf) {
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+    pub fn write_leaf_with(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[&str],
+        tweak: impl FnOnce(&mut CertificateParams),
+    ) -> (PathBuf, PathBuf) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
         tweak(&mut params);
         let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).expect("sign");
+        let cert = params
+            .signed_by(&key, &self.ca_cert, &self.ca_key)
+            .expect("sign");
         let cert_path = dir.join(format!("{stem}.pem"));
         let key_path = dir.join(format!("{stem}.key"));
         std::fs::write(&cert_path, format!("{}{}", cert.pem(), self.ca_pem())).expect("write cert");
