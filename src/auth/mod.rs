@@ -1,6 +1,7 @@
 //! Sans-IO authentication: `Authorization` header parsing and the 401 challenge set.
 
 pub mod basic;
+pub mod throttle;
 
 pub use basic::{parse_basic, BasicCredentials};
 

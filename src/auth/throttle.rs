@@ -1,0 +1,351 @@
+//! Failed-authentication throttling (sans-IO: `now` is a parameter, no clock, no I/O).
+//!
+//! Three counters, each a failure score that decays linearly over `window`:
+//! - per client address: a source that fails too often is delayed, then refused with 429
+//!   and `Retry-After`, whatever account it tries (password spraying from one host);
+//! - per (account, client address): one source cannot keep guessing one account; past the
+//!   threshold its attempts are refused with 401 + `Retry-After` *without* checking the
+//!   password (no oracle), while the real user on another address is unaffected;
+//! - per account: failures from many sources slow every attempt on that account, but only
+//!   up to `account_max_delay`, so an attacker can never lock the real user out.
+//!
+//! Memory is bounded: each table holds at most `max_entries`; when full, the entries with
+//! the lowest score are dropped first.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Thresholds; counts are failures within `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    pub window: Duration,
+    /// Source failures after which each attempt from it is delayed.
+    pub source_delay_after: u32,
+    /// Source failures after which it gets 429.
+    pub source_block_after: u32,
+    /// Failures of one source on one account after which that pair is refused.
+    pub pair_block_after: u32,
+    /// Account failures (from all sources) after which attempts on it are delayed.
+    pub account_delay_after: u32,
+    /// Largest delay caused by a source's own failures.
+    pub max_delay: Duration,
+    /// Largest delay anyone's failures can add to a login of an account.
+    pub account_max_delay: Duration,
+    /// Entries kept per table.
+    pub max_entries: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            window: Duration::from_secs(15 * 60),
+            source_delay_after: 5,
+            source_block_after: 30,
+            pair_block_after: 5,
+            account_delay_after: 10,
+            max_delay: Duration::from_secs(4),
+            account_max_delay: Duration::from_secs(1),
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// What to do with an authentication attempt before checking the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Check the credentials after waiting `delay` (zero when nothing is suspicious).
+    Proceed { delay: Duration },
+    /// Refuse with 429 and `Retry-After` (the source is blocked).
+    TooManyRequests { retry_after: Duration },
+    /// Refuse with the usual 401 plus `Retry-After`, without checking the password.
+    Refuse { retry_after: Duration },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    /// Failures, decayed to `at`.
+    value: f64,
+    at_ms: u64,
+}
+
+struct Table<K> {
+    entries: HashMap<K, Score>,
+    max_entries: usize,
+}
+
+impl<K: Hash + Eq + Clone> Table<K> {
+    fn new(max_entries: usize) -> Self {
+        Table {
+            entries: HashMap::new(),
+            max_entries,
+        }
+    }
+
+    fn decayed(score: Score, now_ms: u64, window_ms: u64) -> f64 {
+        let elapsed = now_ms.saturating_sub(score.at_ms) as f64;
+        // Linear decay: `threshold` failures fade out completely over one window per failure.
+        let per_ms = 1.0 / window_ms.max(1) as f64;
+        (score.value - elapsed * per_ms * score.value.max(1.0)).max(0.0)
+    }
+
+    fn get(&self, key: &K, now_ms: u64, window_ms: u64) -> f64 {
+        self.entries
+            .get(key)
+            .map(|s| Self::decayed(*s, now_ms, window_ms))
+            .unwrap_or(0.0)
+    }
+
+    fn add(&mut self, key: &K, now_ms: u64, window_ms: u64) {
+        let value = self.get(key, now_ms, window_ms) + 1.0;
+        if !self.entries.contains_key(key) && self.entries.len() >= self.max_entries {
+            self.evict(now_ms, window_ms);
+        }
+        self.entries.insert(
+            key.clone(),
+            Score {
+                value,
+                at_ms: now_ms,
+            },
+        );
+    }
+
+    fn clear(&mut self, key: &K) {
+        self.entries.remove(key);
+    }
+
+    /// Drops expired entries, then the weakest quarter if still full.
+    fn evict(&mut self, now_ms: u64, window_ms: u64) {
+        self.entries
+            .retain(|_, s| Self::decayed(*s, now_ms, window_ms) > 0.0);
+        if self.entries.len() < self.max_entries {
+            return;
+        }
+        let mut scores: Vec<(K, f64)> = self
+            .entries
+            .iter()
+            .map(|(k, s)| (k.clone(), Self::decayed(*s, now_ms, window_ms)))
+            .collect();
+        scores.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let drop = (self.max_entries / 4).max(1);
+        for (k, _) in scores.into_iter().take(drop) {
+            self.entries.remove(&k);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The throttle state. Not synchronised: wrap it in a mutex at the edge.
+pub struct Throttle {
+    config: ThrottleConfig,
+    sources: Table<IpAddr>,
+    pairs: Table<(String, IpAddr)>,
+    accounts: Table<String>,
+}
+
+fn account_key(account: &str) -> String {
+    account.trim().to_lowercase()
+}
+
+fn backoff(base: Duration, over: f64, cap: Duration) -> Duration {
+    if over <= 0.0 {
+        return Duration::ZERO;
+    }
+    let factor = 2f64.powf((over - 1.0).min(16.0));
+    let delay = base.mul_f64(factor);
+    delay.min(cap)
+}
+
+impl Throttle {
+    /// A throttle with the given thresholds.
+    pub fn new(config: ThrottleConfig) -> Throttle {
+        let n = config.max_entries;
+        Throttle {
+            config,
+            sources: Table::new(n),
+            pairs: Table::new(n),
+            accounts: Table::new(n),
+        }
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.config.window.as_millis() as u64
+    }
+
+    /// Decides about an attempt of `account` (the login as typed) from `source` at `now_ms`.
+    pub fn check(&self, source: IpAddr, account: &str, now_ms: u64) -> Verdict {
+        let w = self.window_ms();
+        let account = account_key(account);
+        let retry_after = self.config.window / 4;
+        let source_failures = self.sources.get(&source, now_ms, w);
+        if source_failures >= f64::from(self.config.source_block_after) {
+            return Verdict::TooManyRequests { retry_after };
+        }
+        let pair_failures = self.pairs.get(&(account.clone(), source), now_ms, w);
+        if pair_failures >= f64::from(self.config.pair_block_after) {
+            return Verdict::Refuse { retry_after };
+        }
+        let source_delay = backoff(
+            Duration::from_millis(250),
+            source_failures - f64::from(self.config.source_delay_after) + 1.0,
+            self.config.max_delay,
+        );
+        let account_delay = backoff(
+            Duration::from_millis(100),
+            self.accounts.get(&account, now_ms, w) - f64::from(self.config.account_delay_after)
+                + 1.0,
+            self.config.account_max_delay,
+        );
+        Verdict::Proceed {
+            delay: source_delay.max(account_delay),
+        }
+    }
+
+    /// Records a failed attempt.
+    pub fn failed(&mut self, source: IpAddr, account: &str, now_ms: u64) {
+        let w = self.window_ms();
+        let account = account_key(account);
+        self.sources.add(&source, now_ms, w);
+        self.pairs.add(&(account.clone(), source), now_ms, w);
+        self.accounts.add(&account, now_ms, w);
+    }
+
+    /// Records a successful login: that source's record against the account is cleared.
+    pub fn succeeded(&mut self, source: IpAddr, account: &str) {
+        self.pairs.clear(&(account_key(account), source));
+    }
+
+    /// Entries held (for tests and metrics).
+    pub fn tracked(&self) -> (usize, usize, usize) {
+        (self.sources.len(), self.pairs.len(), self.accounts.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u32) -> IpAddr {
+        IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    fn proceeds(v: Verdict) -> bool {
+        matches!(v, Verdict::Proceed { .. })
+    }
+
+    #[test]
+    fn a_single_source_spraying_many_accounts_is_blocked() {
+        let mut t = Throttle::new(ThrottleConfig::default());
+        let mut blocked_at = None;
+        for i in 0..100u32 {
+            let account = format!("user{i}@contoso.com");
+            match t.check(ip(1), &account, 1000) {
+                Verdict::TooManyRequests { .. } => {
+                    blocked_at = Some(i);
+                    break;
+                }
+                _ => t.failed(ip(1), &account, 1000),
+            }
+        }
+        assert_eq!(blocked_at, Some(30));
+        // Another source is not affected.
+        assert_eq!(
+            t.check(ip(2), "user0@contoso.com", 1000),
+            Verdict::Proceed {
+                delay: Duration::ZERO
+            }
+        );
+    }
+
+    #[test]
+    fn one_source_guessing_one_account_is_refused_without_checking() {
+        let mut t = Throttle::new(ThrottleConfig::default());
+        for _ in 0..5 {
+            assert!(proceeds(t.check(ip(1), "alice@contoso.com", 0)));
+            t.failed(ip(1), "alice@contoso.com", 0);
+        }
+        assert!(matches!(
+            t.check(ip(1), "ALICE@contoso.com", 0),
+            Verdict::Refuse { .. }
+        ));
+    }
+
+    #[test]
+    fn a_distributed_attack_on_one_account_delays_the_real_user_only_up_to_the_bound() {
+        let config = ThrottleConfig::default();
+        let mut t = Throttle::new(config.clone());
+        for i in 0..1000 {
+            t.failed(ip(100 + i), "alice@contoso.com", 0);
+        }
+        match t.check(ip(1), "alice@contoso.com", 0) {
+            Verdict::Proceed { delay } => assert_eq!(delay, config.account_max_delay),
+            other => panic!("real user must still be checked: {other:?}"),
+        }
+        // Other accounts are untouched.
+        assert_eq!(
+            t.check(ip(1), "bob@contoso.com", 0),
+            Verdict::Proceed {
+                delay: Duration::ZERO
+            }
+        );
+    }
+
+    #[test]
+    fn delays_grow_progressively_and_are_capped() {
+        let config = ThrottleConfig::default();
+        let mut t = Throttle::new(config.clone());
+        let mut last = Duration::ZERO;
+        for i in 0..29u32 {
+            t.failed(ip(1), &format!("u{i}"), 0);
+            if let Verdict::Proceed { delay } = t.check(ip(1), "someone-new", 0) {
+                assert!(delay >= last);
+                assert!(delay <= config.max_delay);
+                last = delay;
+            }
+        }
+        assert_eq!(last, config.max_delay);
+    }
+
+    #[test]
+    fn failures_decay_over_the_window() {
+        let config = ThrottleConfig::default();
+        let mut t = Throttle::new(config.clone());
+        for _ in 0..5 {
+            t.failed(ip(1), "alice@contoso.com", 0);
+        }
+        assert!(matches!(
+            t.check(ip(1), "alice@contoso.com", 0),
+            Verdict::Refuse { .. }
+        ));
+        let later = config.window.as_millis() as u64 + 1;
+        assert!(proceeds(t.check(ip(1), "alice@contoso.com", later)));
+    }
+
+    #[test]
+    fn success_clears_the_pair_record() {
+        let mut t = Throttle::new(ThrottleConfig::default());
+        for _ in 0..4 {
+            t.failed(ip(1), "alice@contoso.com", 0);
+        }
+        t.succeeded(ip(1), "alice@contoso.com");
+        t.failed(ip(1), "alice@contoso.com", 0);
+        assert!(proceeds(t.check(ip(1), "alice@contoso.com", 0)));
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let mut t = Throttle::new(ThrottleConfig {
+            max_entries: 1000,
+            ..ThrottleConfig::default()
+        });
+        for i in 0..50_000u32 {
+            t.failed(ip(i), &format!("user{i}"), u64::from(i));
+        }
+        let (s, p, a) = t.tracked();
+        assert!(s <= 1000 && p <= 1000 && a <= 1000, "{s} {p} {a}");
+    }
+}
