@@ -11,4 +11,5 @@ mod harness;
 
 mod cli;
 mod pox;
+mod properties;
 mod redirect;
