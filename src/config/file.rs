@@ -16,6 +16,8 @@ pub struct FileConfig {
     pub services: ServicesSection,
     pub directory: DirectorySection,
     pub redirect: Option<RedirectSection>,
+    #[serde(default)]
+    pub v2: super::v2::V2Section,
 }
 
 #[derive(Debug, Deserialize)]

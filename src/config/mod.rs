@@ -5,6 +5,7 @@ mod error;
 mod file;
 #[cfg(test)]
 mod tests;
+mod v2;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub use error::ConfigError;
 use file::FileConfig;
 use uuid::Uuid;
+pub use v2::V2Config;
 
 /// The validated configuration of one server process.
 #[derive(Debug, Clone)]
@@ -28,6 +30,8 @@ pub struct Config {
     pub services: Services,
     pub directory: DirectoryConfig,
     pub redirect: Option<RedirectConfig>,
+    /// AutodiscoverV2 (JSON) settings (`[v2]`, defaults when absent).
+    pub v2: V2Config,
 }
 
 /// HTTPS listener settings and limits.
@@ -284,6 +288,7 @@ impl Validator<'_> {
     fn config(&self, raw: FileConfig) -> Result<Config, ConfigError> {
         let org = self.organization(raw.organization)?;
         let services = self.services(raw.services)?;
+        let v2 = self.v2(raw.v2, &org, &services)?;
         Ok(Config {
             source: self.file.to_path_buf(),
             server: self.server(raw.server)?,
@@ -293,6 +298,7 @@ impl Validator<'_> {
             redirect: raw.redirect.map(|r| self.redirect(r)).transpose()?,
             org,
             services,
+            v2,
         })
     }
 

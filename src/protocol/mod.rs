@@ -4,6 +4,8 @@
 
 pub mod error_code;
 pub mod pox;
+pub mod soap;
+pub mod v2;
 pub mod xml;
 
 pub use error_code::ErrorCode;

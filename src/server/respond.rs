@@ -113,3 +113,23 @@ pub fn found(location: &str) -> Response<Body> {
     );
     r
 }
+
+/// An XML document with a status other than 200: SOAP Faults are HTTP 500 (SOAP 1.1 §6.2;
+/// exchangelib still parses the body).
+pub fn xml_status(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = xml(body);
+    *r.status_mut() = status;
+    r
+}
+
+/// `Content-Type` of AutodiscoverV2 answers (brief §0 rule 19).
+pub const APPLICATION_JSON: &str = "application/json; charset=utf-8";
+
+/// An AutodiscoverV2 JSON answer (200 with a URL, or a 4xx/5xx error object).
+pub fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = response(status, body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
+    add_autodiscover_headers(&mut r);
+    r
+}
