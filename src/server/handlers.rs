@@ -26,6 +26,10 @@ const POX_ALLOW: &str = "OPTIONS, GET, POST, HEAD";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Pox,
+    /// `autodiscover.svc` (SOAP) and its aliases.
+    Soap,
+    /// `autodiscover.json` (AutodiscoverV2).
+    V2,
     OtherAutodiscover,
     NotFound,
 }
@@ -35,6 +39,10 @@ pub fn route(path: &str) -> Route {
     let lower = path.to_ascii_lowercase();
     if lower == "/autodiscover/autodiscover.xml" {
         Route::Pox
+    } else if super::soap_v2::is_soap_path(&lower) {
+        Route::Soap
+    } else if crate::protocol::v2::is_v2_path(&lower) {
+        Route::V2
     } else if lower.starts_with("/autodiscover/") {
         Route::OtherAutodiscover
     } else {
@@ -51,8 +59,16 @@ where
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (response, note) = match route(&path) {
+    let (mut response, note) = match route(&path) {
         Route::Pox => pox_endpoint(req, &state, &conn).await,
+        Route::Soap => {
+            let (r, (outcome, user)) = super::soap_v2::soap_endpoint(req, &state, &conn).await;
+            (r, Note { outcome, user })
+        }
+        Route::V2 => {
+            let (r, (outcome, user)) = super::soap_v2::v2_endpoint(req, &state).await;
+            (r, Note { outcome, user })
+        }
         Route::OtherAutodiscover => {
             let mut r = respond::not_found();
             respond::add_autodiscover_headers(&mut r);
@@ -60,6 +76,10 @@ where
         }
         Route::NotFound => (respond::not_found(), Note::outcome("not_found")),
     };
+    // Every /autodiscover/* answer says SOAP is here, errors included (brief rule 7).
+    if route(&path) != Route::NotFound {
+        respond::add_autodiscover_headers(&mut response);
+    }
     tracing::info!(
         target: "access",
         client = %conn.peer,
@@ -124,13 +144,13 @@ where
     }
 }
 
-enum AuthResult {
+pub(super) enum AuthResult {
     Authenticated(Identity),
     Challenge,
     Unavailable(DirectoryError),
 }
 
-async fn authenticate(headers: &HeaderMap, state: &State) -> AuthResult {
+pub(super) async fn authenticate(headers: &HeaderMap, state: &State) -> AuthResult {
     let presented = auth::presented(
         headers
             .get(http::header::AUTHORIZATION)
@@ -152,7 +172,7 @@ async fn authenticate(headers: &HeaderMap, state: &State) -> AuthResult {
     }
 }
 
-fn realm(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> String {
+pub(super) fn realm(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> String {
     if let Some(realm) = &state.config.auth.realm {
         return realm.clone();
     }
@@ -350,6 +370,16 @@ mod tests {
         assert_eq!(route("/Autodiscover/Autodiscover.xml"), Route::Pox);
         assert_eq!(route("/AutoDiscover/AutoDiscover.xml"), Route::Pox);
         assert_eq!(route("/autodiscover/other"), Route::OtherAutodiscover);
+        assert_eq!(route("/Autodiscover/Autodiscover.svc"), Route::Soap);
+        assert_eq!(
+            route("/autodiscover/autodiscover.svc/WSSecurity"),
+            Route::Soap
+        );
+        assert_eq!(
+            route("/AutoDiscover/AutoDiscover.json/v1.0/a@b.c"),
+            Route::V2
+        );
+        assert_eq!(route("/autodiscover/autodiscover.json"), Route::V2);
         assert_eq!(route("/"), Route::NotFound);
     }
 }

@@ -5,6 +5,7 @@
 pub mod handlers;
 pub mod redirect80;
 pub mod respond;
+pub mod soap_v2;
 pub mod tls;
 
 use std::convert::Infallible;

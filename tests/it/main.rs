@@ -13,3 +13,4 @@ mod cli;
 mod pox;
 mod properties;
 mod redirect;
+mod soap;
