@@ -351,13 +351,11 @@ pub fn parse_request(body: &[u8]) -> Result<SoapRequest, SoapError> {
                             return Err(malformed("empty Envelope"));
                         }
                     }
-                    1 => {
-                        if ns == Ns::Soap11 && local == b"Body" {
-                            if saw_body {
-                                return Err(malformed("more than one Body"));
-                            }
-                            saw_body = true;
+                    1 if ns == Ns::Soap11 && local == b"Body" => {
+                        if saw_body {
+                            return Err(malformed("more than one Body"));
                         }
+                        saw_body = true;
                     }
                     2 if is(path.get(1), Ns::Soap11, "Body") => {
                         if op.is_some() {

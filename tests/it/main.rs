@@ -14,3 +14,4 @@ mod pox;
 mod properties;
 mod redirect;
 mod soap;
+mod v2;
