@@ -227,6 +227,17 @@ async fn other_bad_requests_get_json_errors() {
         .await;
     assert_eq!(a.status, 405);
     assert_eq!(a.header("allow").as_deref(), Some("OPTIONS, GET, HEAD"));
+    let a = c
+        .send(
+            "HEAD",
+            "/autodiscover/autodiscover.json/v1.0/alice@contoso.com?Protocol=Ews",
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("content-type").as_deref(), Some(JSON));
+    assert!(a.body.is_empty());
 }
 
 #[tokio::test]
