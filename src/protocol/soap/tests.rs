@@ -486,3 +486,33 @@ fn faults_are_soap_11_faults() {
     assert_eq!(child(fault, "faultcode").tag_name().namespace(), None);
     assert!(child(fault, "faultstring").text().is_some());
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::parse_request;
+    use super::BRIEF_REQUEST;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn soap_parser_answers_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse_request(&data);
+        }
+
+        #[test]
+        fn soap_parser_survives_mutations_of_a_real_request(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut data = BRIEF_REQUEST.as_bytes().to_vec();
+            for (at, byte) in edits {
+                let i = at.index(data.len());
+                data[i] = byte;
+            }
+            data.truncate(cut.index(data.len() + 1));
+            let _ = parse_request(&data);
+        }
+    }
+}

@@ -273,3 +273,52 @@ fn percent_encoding_round_trips() {
     );
     assert_eq!(percent_encode("bob@contoso.com"), "bob%40contoso.com");
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::{parse_request, percent_decode, percent_encode};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn v2_parser_answers_any_path_and_query(path in ".{0,200}", query in proptest::option::of(".{0,200}")) {
+            let _ = parse_request(&path, query.as_deref());
+            let _ = parse_request(&format!("/autodiscover/autodiscover.json/{path}"), query.as_deref());
+        }
+
+        #[test]
+        fn any_address_survives_the_query_form(
+            local in "[^@]{1,30}",
+            name in prop::sample::select(vec!["Ews", "Rest", "ActiveSync", "AutodiscoverV1"]),
+            case_bits in any::<u32>(),
+        ) {
+            // Random ASCII case per letter (only ASCII case-folding is accepted).
+            let protocol: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if case_bits >> (i % 32) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+                .collect();
+            let email = format!("{local}@contoso.com");
+            let query = format!("Email={}&Protocol={protocol}", percent_encode(&email));
+            let parsed = parse_request("/autodiscover/autodiscover.json", Some(&query));
+            let trimmed = email.trim();
+            let valid = trimmed.rsplit_once('@').is_some_and(|(l, _)| !l.is_empty())
+                && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control());
+            match parsed {
+                Ok(r) => {
+                    prop_assert!(valid);
+                    prop_assert_eq!(r.email, email.trim());
+                    prop_assert_eq!(r.protocol_as_sent, protocol);
+                }
+                Err(_) => prop_assert!(!valid),
+            }
+        }
+
+        #[test]
+        fn percent_encoding_round_trips_any_text(text in ".{0,100}") {
+            prop_assert_eq!(percent_decode(&percent_encode(&text), true), Some(text));
+        }
+    }
+}
