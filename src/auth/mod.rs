@@ -1,6 +1,9 @@
 //! Sans-IO authentication: `Authorization` header parsing and the 401 challenge set.
 
 pub mod basic;
+pub mod der;
+pub mod ntlm;
+pub mod spnego;
 pub mod throttle;
 
 pub use basic::{parse_basic, BasicCredentials};
