@@ -32,7 +32,11 @@ enum Command {
     /// Validate the configuration and the directory, print a summary, exit 1 on error.
     CheckConfig,
     /// Read a password from standard input and print its argon2 hash for the directory file.
-    HashPassword,
+    HashPassword {
+        /// Print the NT hash (`nt_hash = "..."`, for NTLM) instead of the argon2 hash.
+        #[arg(long)]
+        nt: bool,
+    },
 }
 
 /// Runs the chosen subcommand.
@@ -58,7 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("configuration OK");
             Ok(ExitCode::SUCCESS)
         }
-        Command::HashPassword => {
+        Command::HashPassword { nt } => {
             let mut password = String::new();
             std::io::stdin()
                 .read_to_string(&mut password)
@@ -66,6 +70,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let password = password.trim_end_matches(['\r', '\n']);
             if password.is_empty() {
                 anyhow::bail!("empty password on standard input");
+            }
+            if nt {
+                let hash = autodiscoverd::auth::ntlm::crypto::nt_hash(password);
+                println!("{}", autodiscoverd::directory::embedded::hex16(&hash));
+                return Ok(ExitCode::SUCCESS);
             }
             let hash = autodiscoverd::directory::embedded::hash_password(password)
                 .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;

@@ -151,12 +151,24 @@ mod tests {
     #[test]
     fn indefinite_truncated_and_trailing_encodings_are_errors() {
         assert_eq!(single(&[0x30, 0x80, 0, 0], 0x30), Err(DerError::BadLength));
-        assert_eq!(single(&[0x30, 0x85, 1, 1, 1, 1, 1], 0x30), Err(DerError::BadLength));
+        assert_eq!(
+            single(&[0x30, 0x85, 1, 1, 1, 1, 1], 0x30),
+            Err(DerError::BadLength)
+        );
         assert_eq!(single(&[0x30, 0x05, 1], 0x30), Err(DerError::Truncated));
-        assert_eq!(single(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff], 0x30), Err(DerError::Truncated));
+        assert_eq!(
+            single(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff], 0x30),
+            Err(DerError::Truncated)
+        );
         assert_eq!(single(&[0x30, 0x00, 0x00], 0x30), Err(DerError::Trailing));
-        assert_eq!(single(&[0x31, 0x00], 0x30), Err(DerError::UnexpectedTag(0x31)));
-        assert_eq!(single(&[0x1f, 0x00], 0x30), Err(DerError::UnexpectedTag(0x1f)));
+        assert_eq!(
+            single(&[0x31, 0x00], 0x30),
+            Err(DerError::UnexpectedTag(0x31))
+        );
+        assert_eq!(
+            single(&[0x1f, 0x00], 0x30),
+            Err(DerError::UnexpectedTag(0x1f))
+        );
         assert_eq!(single(&[], 0x30), Err(DerError::Truncated));
     }
 }

@@ -2,11 +2,15 @@
 
 pub mod basic;
 pub mod der;
+pub mod negotiate;
 pub mod ntlm;
 pub mod spnego;
 pub mod throttle;
 
 pub use basic::{parse_basic, BasicCredentials};
+pub use negotiate::{ConnAuth, Scheme};
+
+use base64::Engine;
 
 /// What a client presented in its `Authorization` header.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,6 +19,8 @@ pub enum Presented {
     Nothing,
     /// Basic credentials (possibly malformed: `None`).
     Basic(Option<BasicCredentials>),
+    /// An `NTLM` or `Negotiate` token (`None`: missing or not base64).
+    Windows(Scheme, Option<Vec<u8>>),
     /// A scheme this server does not accept.
     Other,
 }
@@ -28,15 +34,45 @@ pub fn presented(header: Option<&[u8]>) -> Presented {
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
     if scheme.eq_ignore_ascii_case("Basic") {
         Presented::Basic(parse_basic(rest.trim()))
+    } else if scheme.eq_ignore_ascii_case("NTLM") {
+        Presented::Windows(Scheme::Ntlm, decode_token(rest))
+    } else if scheme.eq_ignore_ascii_case("Negotiate") {
+        Presented::Windows(Scheme::Negotiate, decode_token(rest))
     } else {
         Presented::Other
     }
 }
 
-/// The `WWW-Authenticate` lines of a 401, one header line each (brief §0 rule 6).
-pub fn challenges(realm: &str, basic: bool) -> Vec<String> {
+/// Largest accepted base64 token after `NTLM`/`Negotiate` (research brief §7.10).
+const MAX_WINDOWS_TOKEN_B64: usize = 16 * 1024;
+
+fn decode_token(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > MAX_WINDOWS_TOKEN_B64 {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+/// Which schemes a 401 offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offers {
+    pub negotiate: bool,
+    pub ntlm: bool,
+    pub basic: bool,
+}
+
+/// The `WWW-Authenticate` lines of a 401, one header line each, in the order
+/// Negotiate, NTLM, Basic (brief §0 rule 6; IIS order).
+pub fn challenges(realm: &str, offers: Offers) -> Vec<String> {
     let mut out = Vec::new();
-    if basic {
+    if offers.negotiate {
+        out.push("Negotiate".to_string());
+    }
+    if offers.ntlm {
+        out.push("NTLM".to_string());
+    }
+    if offers.basic {
         out.push(format!("Basic realm=\"{}\"", sanitize_realm(realm)));
     }
     out
@@ -58,9 +94,27 @@ mod tests {
     #[test]
     fn realm_from_a_hostile_host_header_is_cleaned() {
         assert_eq!(sanitize_realm("evil\"\r\nX: y"), "evilX:y");
+        let basic_only = Offers {
+            negotiate: false,
+            ntlm: false,
+            basic: true,
+        };
         assert_eq!(
-            challenges("autodiscover.contoso.com", true),
+            challenges("autodiscover.contoso.com", basic_only),
             vec!["Basic realm=\"autodiscover.contoso.com\"".to_string()]
+        );
+    }
+
+    #[test]
+    fn offers_come_in_iis_order_on_separate_lines() {
+        let all = Offers {
+            negotiate: true,
+            ntlm: true,
+            basic: true,
+        };
+        assert_eq!(
+            challenges("a.example", all),
+            vec!["Negotiate", "NTLM", "Basic realm=\"a.example\""]
         );
     }
 
@@ -71,6 +125,18 @@ mod tests {
             Presented::Basic(Some(_))
         ));
         assert_eq!(presented(Some(b"Bearer xyz")), Presented::Other);
+        assert_eq!(
+            presented(Some(b"ntlm TlRMTVNTUAAB")),
+            Presented::Windows(Scheme::Ntlm, Some(b"NTLMSSP\0\x01".to_vec()))
+        );
+        assert_eq!(
+            presented(Some(b"Negotiate !!")),
+            Presented::Windows(Scheme::Negotiate, None)
+        );
+        assert_eq!(
+            presented(Some(b"NTLM")),
+            Presented::Windows(Scheme::Ntlm, None)
+        );
         assert_eq!(presented(None), Presented::Nothing);
     }
 }

@@ -196,13 +196,19 @@ mod tests {
     fn gss_ntlmssp_init_token_decodes() {
         // The NegTokenInit curl + gss-ntlmssp sends (RFC 4178 framing), with a 40-byte Type 1.
         let mut t1 = b"NTLMSSP\0".to_vec();
-        t1.extend(hex("01000000 17820ee2 0000000000000000 0000000000000000 0000000000000000"));
-        let mut token = hex("6048 0606 2b0601050502 a03e 303c a00e 300c 060a 2b06010401823702020a a22a 0428");
+        t1.extend(hex(
+            "01000000 17820ee2 0000000000000000 0000000000000000 0000000000000000",
+        ));
+        let mut token =
+            hex("6048 0606 2b0601050502 a03e 303c a00e 300c 060a 2b06010401823702020a a22a 0428");
         token.extend(&t1);
         match parse(&token).unwrap() {
             NegToken::Init(init) => {
                 assert_eq!(init.mech_types, vec![NTLMSSP_OID]);
-                assert_eq!(init.mech_types_der, &hex("300c060a2b06010401823702020a")[..]);
+                assert_eq!(
+                    init.mech_types_der,
+                    &hex("300c060a2b06010401823702020a")[..]
+                );
                 assert_eq!(init.mech_token, Some(&t1[..]));
                 assert_eq!(init.mech_list_mic, None);
             }
@@ -229,7 +235,12 @@ mod tests {
     #[test]
     fn challenge_response_round_trips_with_long_lengths() {
         let type2 = vec![0x42u8; 300];
-        let t = encode_resp(Some(NegState::AcceptIncomplete), Some(NTLMSSP_OID), Some(&type2), None);
+        let t = encode_resp(
+            Some(NegState::AcceptIncomplete),
+            Some(NTLMSSP_OID),
+            Some(&type2),
+            None,
+        );
         match parse(&t).unwrap() {
             NegToken::Resp(r) => {
                 assert_eq!(r.neg_state, Some(1));
@@ -254,7 +265,10 @@ mod tests {
         let mut trailing = encode_resp(Some(NegState::Reject), None, None, None);
         trailing.push(0);
         assert!(parse(&trailing).is_err());
-        assert_eq!(parse(&vec![0xa1; MAX_TOKEN + 1]), Err(SpnegoError::TooLarge));
+        assert_eq!(
+            parse(&vec![0xa1; MAX_TOKEN + 1]),
+            Err(SpnegoError::TooLarge)
+        );
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub struct OrganizationSection {
     pub microsoft_online: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     pub realm: Option<String>,
@@ -93,6 +93,36 @@ pub struct AuthSection {
     pub basic: bool,
     #[serde(default)]
     pub lookup_policy: Option<String>,
+    #[serde(default = "default_true")]
+    pub ntlm: bool,
+    #[serde(default)]
+    pub negotiate: bool,
+    pub ntlm_domain: Option<String>,
+    #[serde(default = "default_ntlm_window")]
+    pub ntlm_timestamp_window_secs: u64,
+    #[serde(default = "default_true")]
+    pub ntlm_persist_on_connection: bool,
+    pub ntlm_channel_binding: Option<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            realm: None,
+            basic: true,
+            lookup_policy: None,
+            ntlm: true,
+            negotiate: false,
+            ntlm_domain: None,
+            ntlm_timestamp_window_secs: default_ntlm_window(),
+            ntlm_persist_on_connection: true,
+            ntlm_channel_binding: None,
+        }
+    }
+}
+
+fn default_ntlm_window() -> u64 {
+    36 * 3600
 }
 
 fn default_true() -> bool {

@@ -2,7 +2,8 @@
 //! and the directory of labs and unit tests.
 //!
 //! Passwords are stored as argon2 PHC strings (`password_hash`). Plaintext `password` is
-//! accepted only when the file says `lab = true`.
+//! accepted only when the file says `lab = true`. NTLM needs the NT hash (`nt_hash`, 32 hex
+//! digits); in a lab file it is derived from the plaintext password when absent.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 use super::{
     Directory, DirectoryError, Identity, Login, Lookup, NtCredential, Recipient, RecipientType,
 };
+use crate::auth::ntlm::crypto::{self, NtHash};
 use crate::config::ConfigError;
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +55,7 @@ struct UserEntry {
     target_address: Option<String>,
     password_hash: Option<String>,
     password: Option<String>,
+    nt_hash: Option<String>,
     #[serde(default = "default_true")]
     enabled: bool,
 }
@@ -66,6 +69,8 @@ enum Secret {
     Hash(String),
     /// A lab password, compared in constant time.
     Plain(String),
+    /// Only an NT hash (Basic is checked against it).
+    Nt(NtHash),
     /// No password: the account cannot log in.
     None,
 }
@@ -77,6 +82,8 @@ struct User {
     upn: Option<String>,
     sam: Option<String>,
     secret: Secret,
+    /// NT hash for NTLM (and Basic when there is no other secret).
+    nt_hash: Option<NtHash>,
 }
 
 /// The in-memory index of a directory file.
@@ -160,6 +167,11 @@ impl EmbeddedDirectory {
         }
         self.users.push(user);
         Ok(())
+    }
+
+    /// The NetBIOS domain of `DOMAIN\\user` logins, upper case.
+    pub fn netbios_domain(&self) -> Option<String> {
+        self.netbios_domain.as_deref().map(str::to_ascii_uppercase)
     }
 
     /// Number of users in the file.
@@ -307,6 +319,29 @@ fn build_user(path: &Path, i: usize, e: UserEntry, lab: bool) -> Result<User, Co
         }
         (None, None) => Secret::None,
     };
+    let nt_hash = match (&e.nt_hash, &e.password) {
+        (Some(h), plain) => {
+            let parsed = parse_hex16(h.trim()).ok_or_else(|| {
+                bad(
+                    "nt_hash",
+                    "not 32 hexadecimal digits".into(),
+                    "print it with `autodiscoverd hash-password --nt`",
+                )
+            })?;
+            if let (Some(p), true) = (plain, lab) {
+                if !crypto::ct_eq(&crypto::nt_hash(p), &parsed) {
+                    return Err(bad(
+                        "nt_hash",
+                        "does not match `password`".into(),
+                        "remove nt_hash (it is derived from password in a lab file) or fix it",
+                    ));
+                }
+            }
+            Some(parsed)
+        }
+        (None, Some(p)) if lab => Some(crypto::nt_hash(p)),
+        (None, _) => None,
+    };
     let upn = e.upn.map(|u| u.trim().to_string());
     if let Some(u) = &upn {
         if Login::parse(u).is_none_or(|l| !matches!(l, Login::UserPrincipalName(_))) {
@@ -345,7 +380,26 @@ fn build_user(path: &Path, i: usize, e: UserEntry, lab: bool) -> Result<User, Co
         upn,
         sam,
         secret,
+        nt_hash,
     })
+}
+
+/// Lower-case hex of an NT hash (the `nt_hash` value format).
+pub fn hex16(bytes: &[u8; 16]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses exactly 32 hex digits (either case, as Samba writes upper case).
+pub fn parse_hex16(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let pair = text.get(i * 2..i * 2 + 2)?;
+        *slot = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// A plausible `local@domain` address without whitespace or control characters.
@@ -365,6 +419,11 @@ fn verify_secret(secret: &Secret, dummy: &str, password: &str) -> bool {
     match secret {
         Secret::Hash(h) => verify_phc(h, password),
         Secret::Plain(p) => bool::from(p.as_bytes().ct_eq(password.as_bytes())),
+        Secret::Nt(h) => {
+            // Same work as a real hash, so that this path is not a timing oracle.
+            verify_phc(dummy, password);
+            crypto::ct_eq(&crypto::nt_hash(password), h)
+        }
         Secret::None => {
             verify_phc(dummy, password);
             false
@@ -379,6 +438,16 @@ fn verify_phc(phc: &str, password: &str) -> bool {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
         Err(_) => false,
+    }
+}
+
+fn identity_of(u: &User) -> Identity {
+    Identity {
+        user_principal_name: u
+            .upn
+            .clone()
+            .unwrap_or_else(|| u.recipient.primary_smtp.clone()),
+        addresses: u.recipient.addresses.clone(),
     }
 }
 
@@ -409,18 +478,13 @@ impl Directory for EmbeddedDirectory {
         let user = self.user_for_login(login);
         let (secret, identity) = match user {
             Some(u) if u.recipient.enabled => (
-                match &u.secret {
-                    Secret::Hash(h) => Secret::Hash(h.clone()),
-                    Secret::Plain(p) => Secret::Plain(p.clone()),
-                    Secret::None => Secret::None,
+                match (&u.secret, &u.nt_hash) {
+                    (Secret::Hash(h), _) => Secret::Hash(h.clone()),
+                    (Secret::Plain(p), _) => Secret::Plain(p.clone()),
+                    (Secret::Nt(h), _) | (Secret::None, Some(h)) => Secret::Nt(*h),
+                    (Secret::None, None) => Secret::None,
                 },
-                Some(Identity {
-                    user_principal_name: u
-                        .upn
-                        .clone()
-                        .unwrap_or_else(|| u.recipient.primary_smtp.clone()),
-                    addresses: u.recipient.addresses.clone(),
-                }),
+                Some(identity_of(u)),
             ),
             // Unknown or disabled: spend the same work on the dummy hash.
             _ => (Secret::None, None),
@@ -436,12 +500,25 @@ impl Directory for EmbeddedDirectory {
         Ok(if ok { identity } else { None })
     }
 
-    async fn nt_credential(&self, _login: &Login) -> Result<Option<NtCredential>, DirectoryError> {
-        // NT hashes arrive with NTLM support.
-        Ok(None)
+    async fn nt_credential(&self, login: &Login) -> Result<Option<NtCredential>, DirectoryError> {
+        let Some(user) = self.user_for_login(login) else {
+            return Ok(None);
+        };
+        let Some(nt_hash) = user.nt_hash.filter(|_| user.recipient.enabled) else {
+            return Ok(None);
+        };
+        Ok(Some(NtCredential {
+            nt_hash,
+            account: user
+                .sam
+                .clone()
+                .or_else(|| user.upn.clone())
+                .unwrap_or_else(|| user.recipient.primary_smtp.clone()),
+            identity: identity_of(user),
+        }))
     }
 
     fn supports_nt_hashes(&self) -> bool {
-        false
+        true
     }
 }

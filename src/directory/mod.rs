@@ -102,3 +102,12 @@ impl Directory for DirectoryBackend {
         }
     }
 }
+
+impl DirectoryBackend {
+    /// The NetBIOS domain the directory knows its users by (`CONTOSO`), if it says.
+    pub fn netbios_domain(&self) -> Option<String> {
+        match self {
+            DirectoryBackend::Embedded(d) => d.netbios_domain(),
+        }
+    }
+}

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 
+use super::ntlm::WindowsAuth;
 use super::respond::{self, Body};
 use super::{ConnInfo, State};
 use crate::auth::{self, Presented};
@@ -145,12 +146,19 @@ where
 }
 
 pub(super) enum AuthResult {
-    Authenticated(Identity),
+    /// Serve as this user; the header (final Negotiate token) goes on the answer.
+    Authenticated(Identity, Option<String>),
     Challenge,
+    /// 401 with this `WWW-Authenticate` value (an NTLM/Negotiate handshake continues).
+    Continue(String),
     Unavailable(DirectoryError),
 }
 
-pub(super) async fn authenticate(headers: &HeaderMap, state: &State) -> AuthResult {
+pub(super) async fn authenticate(
+    headers: &HeaderMap,
+    state: &State,
+    conn: &ConnInfo,
+) -> AuthResult {
     let presented = auth::presented(
         headers
             .get(http::header::AUTHORIZATION)
@@ -158,16 +166,37 @@ pub(super) async fn authenticate(headers: &HeaderMap, state: &State) -> AuthResu
     );
     match presented {
         Presented::Basic(Some(creds)) if state.config.auth.basic => {
+            state.ntlm.forget(conn);
             match state
                 .directory
                 .verify_password(&creds.login, &creds.password)
                 .await
             {
-                Ok(Some(identity)) => AuthResult::Authenticated(identity),
+                Ok(Some(identity)) => AuthResult::Authenticated(identity, None),
                 Ok(None) => AuthResult::Challenge,
                 Err(e) => AuthResult::Unavailable(e),
             }
         }
+        Presented::Windows(scheme, Some(token)) if state.ntlm.enabled => {
+            match state
+                .ntlm
+                .authenticate(scheme, &token, &state.directory, conn)
+                .await
+            {
+                WindowsAuth::Authenticated {
+                    identity,
+                    final_header,
+                } => AuthResult::Authenticated(identity, final_header),
+                WindowsAuth::Continue(header) => AuthResult::Continue(header),
+                WindowsAuth::Rejected => AuthResult::Challenge,
+                WindowsAuth::Unavailable(e) => AuthResult::Unavailable(e),
+            }
+        }
+        // IIS-style: a connection that completed NTLM stays authenticated (when persisting).
+        Presented::Nothing => match state.ntlm.connection_identity(conn) {
+            Some(identity) => AuthResult::Authenticated(identity, None),
+            None => AuthResult::Challenge,
+        },
         _ => AuthResult::Challenge,
     }
 }
@@ -233,14 +262,22 @@ where
         Ok(b) => b,
         Err(r) => return (r, Note::outcome("body_rejected")),
     };
-    let identity = match authenticate(&parts.headers, state).await {
-        AuthResult::Authenticated(identity) => identity,
+    let (identity, final_header) = match authenticate(&parts.headers, state, conn).await {
+        AuthResult::Authenticated(identity, final_header) => (identity, final_header),
         AuthResult::Challenge => {
-            let challenges =
-                auth::challenges(&realm(state, &parts.headers, conn), state.config.auth.basic);
+            let challenges = auth::challenges(
+                &realm(state, &parts.headers, conn),
+                state.ntlm.offers(state.config.auth.basic),
+            );
             return (
                 respond::unauthorized(&challenges),
                 Note::outcome("unauthorized"),
+            );
+        }
+        AuthResult::Continue(header) => {
+            return (
+                respond::unauthorized(&[header]),
+                Note::outcome("ntlm_challenge"),
             );
         }
         AuthResult::Unavailable(e) => {
@@ -257,6 +294,22 @@ where
             );
         }
     };
+    let (mut response, note) =
+        serve_authenticated(&method, &body, &parts.headers, state, &identity).await;
+    if let Some(header) = final_header {
+        respond::add_www_authenticate(&mut response, &header);
+    }
+    (response, note)
+}
+
+/// The answer to an authenticated POX request.
+async fn serve_authenticated(
+    method: &Method,
+    body: &[u8],
+    headers: &HeaderMap,
+    state: &State,
+    identity: &Identity,
+) -> (Response<Body>, Note) {
     let user = Some(identity.user_principal_name.clone());
     if method == Method::HEAD {
         return (
@@ -283,7 +336,7 @@ where
             },
         );
     }
-    let (body, outcome) = answer_pox(&body, &parts.headers, state, &identity).await;
+    let (body, outcome) = answer_pox(body, headers, state, identity).await;
     (respond::xml(body), Note { outcome, user })
 }
 

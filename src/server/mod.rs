@@ -3,6 +3,7 @@
 //! so tests run the real thing on `127.0.0.1:0`.
 
 pub mod handlers;
+pub mod ntlm;
 pub mod redirect80;
 pub mod respond;
 pub mod soap_v2;
@@ -32,6 +33,8 @@ pub struct State {
     pub directory: DirectoryBackend,
     /// `Id` attribute of POX Error elements: a stable number for this server.
     pub server_id: u32,
+    /// NTLM/Negotiate settings derived at start.
+    pub ntlm: ntlm::NtlmService,
 }
 
 /// Facts about one client connection.
@@ -40,6 +43,19 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The host name the client asked for in the TLS handshake.
     pub sni: Option<String>,
+    /// NTLM handshake state and the identity authenticated on this connection.
+    pub auth: Arc<std::sync::Mutex<crate::auth::ConnAuth>>,
+}
+
+impl ConnInfo {
+    /// A connection with no authentication state yet.
+    pub fn new(peer: SocketAddr, sni: Option<String>) -> ConnInfo {
+        ConnInfo {
+            peer,
+            sni,
+            auth: Arc::default(),
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -65,10 +81,12 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
         }
     };
     let server_id = stable_id(&config.org.exchange_org);
+    let ntlm = ntlm::NtlmService::new(&config, &directory);
     Ok(State {
         config,
         directory,
         server_id,
+        ntlm,
     })
 }
 
@@ -230,7 +248,7 @@ async fn https_accept_loop(
                 }
             };
             let sni = tls.get_ref().1.server_name().map(str::to_string);
-            let conn_info = Arc::new(ConnInfo { peer, sni });
+            let conn_info = Arc::new(ConnInfo::new(peer, sni));
             let service_state = Arc::clone(&state);
             let service = service_fn(move |req| {
                 let state = Arc::clone(&service_state);

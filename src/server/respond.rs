@@ -47,6 +47,13 @@ pub fn unauthorized(challenges: &[String]) -> Response<Body> {
     r
 }
 
+/// Adds one `WWW-Authenticate` line (the final Negotiate token on a 200).
+pub fn add_www_authenticate(r: &mut Response<Body>, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().append(WWW_AUTHENTICATE, v);
+    }
+}
+
 /// 413: the body exceeds `server.max_body_bytes`; the connection is closed because the
 /// rest of the body is not read.
 pub fn too_large() -> Response<Body> {

@@ -102,7 +102,8 @@ impl SniResolver {
         Ok(SniResolver { by_name, default })
     }
 
-    fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
+    /// The certificate served for `server_name` (also used for NTLM channel bindings).
+    pub fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
         let Some(name) = server_name.map(|n| n.to_ascii_lowercase()) else {
             return Arc::clone(&self.default);
         };

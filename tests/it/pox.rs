@@ -398,7 +398,7 @@ async fn missing_wrong_and_unknown_credentials_get_identical_401s() {
         assert_eq!(a.status, 401);
         assert_eq!(
             a.header_all("www-authenticate"),
-            ["Basic realm=\"autodiscover.contoso.com\""]
+            ["NTLM", "Basic realm=\"autodiscover.contoso.com\""]
         );
         assert_eq!(a.header("x-soap-enabled").as_deref(), Some("True"));
         assert_eq!(a.header("content-length").as_deref(), Some("0"));

@@ -152,7 +152,9 @@ pub fn seal_key(exported_session_key: &[u8; 16], flags: u32, dir: Direction) -> 
     } else {
         5
     };
-    let key = exported_session_key.get(..len).unwrap_or(exported_session_key);
+    let key = exported_session_key
+        .get(..len)
+        .unwrap_or(exported_session_key);
     let magic: &[u8] = match dir {
         Direction::ClientToServer => {
             b"session key to client-to-server sealing key magic constant\0"

@@ -323,9 +323,12 @@ pub fn decode_string(bytes: &[u8], unicode: bool) -> Result<String, NtlmError> {
     if bytes.len() % 2 != 0 {
         return Err(NtlmError::BadString);
     }
-    let units = bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]));
+    let units = bytes.chunks_exact(2).map(|c| {
+        u16::from_le_bytes([
+            c.first().copied().unwrap_or(0),
+            c.get(1).copied().unwrap_or(0),
+        ])
+    });
     char::decode_utf16(units)
         .collect::<Result<String, _>>()
         .map_err(|_| NtlmError::BadString)
@@ -453,7 +456,10 @@ mod tests {
         );
         let c = parse_challenge(&t2).unwrap();
         assert_eq!(c.flags, 0xe28a_8233);
-        assert_eq!(c.server_challenge, [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]);
+        assert_eq!(
+            c.server_challenge,
+            [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]
+        );
         let pairs = parse_av_pairs(c.target_info).unwrap();
         assert_eq!(pairs.len(), 2);
         assert_eq!(pairs[0].0, av::NB_DOMAIN);
@@ -534,7 +540,10 @@ mod tests {
             parse_authenticate(&type3_with(b, flags::NEGOTIATE_UNICODE, 80)),
             Err(NtlmError::BadString)
         );
-        assert_eq!(decode_string(&[0x00, 0xd8], true), Err(NtlmError::BadString));
+        assert_eq!(
+            decode_string(&[0x00, 0xd8], true),
+            Err(NtlmError::BadString)
+        );
         assert_eq!(decode_string(b"ALICE", false).unwrap(), "ALICE");
     }
 

@@ -61,5 +61,10 @@ pub fn message_type(token: &[u8]) -> Option<u32> {
         return None;
     }
     let t = token.get(8..12)?;
-    Some(u32::from_le_bytes([*t.first()?, *t.get(1)?, *t.get(2)?, *t.get(3)?]))
+    Some(u32::from_le_bytes([
+        *t.first()?,
+        *t.get(1)?,
+        *t.get(2)?,
+        *t.get(3)?,
+    ]))
 }

@@ -12,8 +12,8 @@
 
 use super::crypto::{self, NtHash};
 use super::flags::*;
-use super::messages::{self, av, NtlmError};
 pub use super::messages::ServerNames;
+use super::messages::{self, av, NtlmError};
 
 /// How long a challenge stays valid (MS-NLMP leaves it to the server; 60 s is plenty for a
 /// client that answers within one keep-alive connection).
@@ -266,10 +266,7 @@ impl Acceptor {
             Err(e) => return NtlmStep::Rejected(Reject::Malformed(e)),
         };
         // MS-NLMP §3.2.5.1.2: anonymous = empty user with empty NT and empty (or Z(1)) LM.
-        if t3.user.is_empty()
-            && t3.nt_response.is_empty()
-            && matches!(t3.lm_response, [] | [0])
-        {
+        if t3.user.is_empty() && t3.nt_response.is_empty() && matches!(t3.lm_response, [] | [0]) {
             return NtlmStep::Rejected(Reject::Anonymous);
         }
         if t3.nt_response.len() <= 24 {

@@ -34,7 +34,13 @@ fn challenged(type1: &[u8], challenge: [u8; 8]) -> (Acceptor, Vec<u8>) {
 }
 
 /// Runs the three steps with `hash` as the directory's answer.
-fn run(opts: &ClientOptions, type1_flags: u32, hash: Option<&[u8; 16]>, policy: &Policy, cbt: Option<&[u8; 16]>) -> NtlmStep {
+fn run(
+    opts: &ClientOptions,
+    type1_flags: u32,
+    hash: Option<&[u8; 16]>,
+    policy: &Policy,
+    cbt: Option<&[u8; 16]>,
+) -> NtlmStep {
     let t1 = client::negotiate_message(type1_flags);
     let (mut acc, t2) = challenged(&t1, [9; 8]);
     let (t3, _) = client::authenticate_message(opts, &t1, &t2).unwrap();
@@ -118,17 +124,29 @@ fn chromium_end_to_end_vector_with_mic_and_channel_bindings_verifies() {
             assert_eq!(a.user, "User");
             assert_eq!(a.target_name.as_deref(), Some("HTTP/Server"));
             // No KEY_EXCH: the exported key is the SessionBaseKey from the same vector set.
-            assert_eq!(a.exported_session_key.to_vec(), hex("623dbd071be7a530b6a95c2eb4982470"));
+            assert_eq!(
+                a.exported_session_key.to_vec(),
+                hex("623dbd071be7a530b6a95c2eb4982470")
+            );
         }
         other => panic!("golden vector rejected: {other:?}"),
     }
     let mut bad_mic = type3.clone();
     bad_mic[72] ^= 1;
-    assert_eq!(attempt(&bad_mic, &expected_cbt), NtlmStep::Rejected(Reject::MicMismatch));
+    assert_eq!(
+        attempt(&bad_mic, &expected_cbt),
+        NtlmStep::Rejected(Reject::MicMismatch)
+    );
     let mut bad_proof = type3.clone();
     bad_proof[112] ^= 1;
-    assert_eq!(attempt(&bad_proof, &expected_cbt), NtlmStep::Rejected(Reject::BadCredentials));
-    assert_eq!(attempt(&type3, &[7; 16]), NtlmStep::Rejected(Reject::ChannelBindingMismatch));
+    assert_eq!(
+        attempt(&bad_proof, &expected_cbt),
+        NtlmStep::Rejected(Reject::BadCredentials)
+    );
+    assert_eq!(
+        attempt(&type3, &[7; 16]),
+        NtlmStep::Rejected(Reject::ChannelBindingMismatch)
+    );
 }
 
 #[test]
@@ -152,7 +170,11 @@ fn challenge_answers_unicode_clients_in_unicode_and_curl_in_oem() {
 #[test]
 fn right_password_authenticates_with_and_without_mic_unicode_and_oem() {
     let policy = Policy::default();
-    for (flags, mic) in [(client::DEFAULT_FLAGS, true), (0x0008_8206, false), (0x0008_8207, true)] {
+    for (flags, mic) in [
+        (client::DEFAULT_FLAGS, true),
+        (0x0008_8206, false),
+        (0x0008_8207, true),
+    ] {
         let mut opts = alice();
         opts.mic = mic;
         match run(&opts, flags, Some(&alice_hash()), &policy, None) {
@@ -175,7 +197,10 @@ fn key_exchange_recovers_the_clients_session_key() {
     let (t3, exported) = client::authenticate_message(&opts, &t1, &t2).unwrap();
     assert_eq!(exported, [0x42; 16]);
     let policy = Policy::default();
-    assert!(matches!(acc.authenticate(&t3, &policy, NOW), NtlmStep::NeedCredential { .. }));
+    assert!(matches!(
+        acc.authenticate(&t3, &policy, NOW),
+        NtlmStep::NeedCredential { .. }
+    ));
     match acc.credential(Some(&alice_hash()), &policy, None) {
         NtlmStep::Authenticated(a) => assert_eq!(a.exported_session_key, [0x42; 16]),
         other => panic!("{other:?}"),
@@ -186,12 +211,21 @@ fn key_exchange_recovers_the_clients_session_key() {
 fn wrong_password_and_unknown_user_are_the_same_rejection() {
     let policy = Policy::default();
     let wrong = crypto::nt_hash("not-the-password");
-    assert_eq!(run(&alice(), client::DEFAULT_FLAGS, Some(&wrong), &policy, None), NtlmStep::Rejected(Reject::BadCredentials));
-    assert_eq!(run(&alice(), client::DEFAULT_FLAGS, None, &policy, None), NtlmStep::Rejected(Reject::BadCredentials));
+    assert_eq!(
+        run(&alice(), client::DEFAULT_FLAGS, Some(&wrong), &policy, None),
+        NtlmStep::Rejected(Reject::BadCredentials)
+    );
+    assert_eq!(
+        run(&alice(), client::DEFAULT_FLAGS, None, &policy, None),
+        NtlmStep::Rejected(Reject::BadCredentials)
+    );
     // Even a client that "knows" the all-zero dummy key is refused when the user is unknown.
     let mut zero = alice();
     zero.nt_hash = [0; 16];
-    assert_eq!(run(&zero, client::DEFAULT_FLAGS, None, &policy, None), NtlmStep::Rejected(Reject::BadCredentials));
+    assert_eq!(
+        run(&zero, client::DEFAULT_FLAGS, None, &policy, None),
+        NtlmStep::Rejected(Reject::BadCredentials)
+    );
 }
 
 #[test]
@@ -200,13 +234,28 @@ fn domain_is_tried_as_sent_upper_cased_and_empty() {
     for domain in ["contoso", "CONTOSO", "", "contoso.com"] {
         let opts = ClientOptions::new("Alice", domain, "alice-pw");
         assert!(
-            matches!(run(&opts, client::DEFAULT_FLAGS, Some(&alice_hash()), &policy, None), NtlmStep::Authenticated(_)),
+            matches!(
+                run(
+                    &opts,
+                    client::DEFAULT_FLAGS,
+                    Some(&alice_hash()),
+                    &policy,
+                    None
+                ),
+                NtlmStep::Authenticated(_)
+            ),
             "domain {domain:?}"
         );
     }
     // UPN with an empty domain (requests-ntlm with alice@contoso.com).
     let upn = ClientOptions::new("alice@contoso.com", "", "alice-pw");
-    match run(&upn, client::DEFAULT_FLAGS, Some(&alice_hash()), &policy, None) {
+    match run(
+        &upn,
+        client::DEFAULT_FLAGS,
+        Some(&alice_hash()),
+        &policy,
+        None,
+    ) {
         NtlmStep::Authenticated(a) => assert_eq!(a.user, "alice@contoso.com"),
         other => panic!("{other:?}"),
     }
@@ -218,20 +267,44 @@ fn a_challenge_is_used_once() {
     let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
     let (mut acc, t2) = challenged(&t1, [5; 8]);
     let (t3, _) = client::authenticate_message(&alice(), &t1, &t2).unwrap();
-    assert!(matches!(acc.authenticate(&t3, &policy, NOW), NtlmStep::NeedCredential { .. }));
-    assert!(matches!(acc.credential(Some(&alice_hash()), &policy, None), NtlmStep::Authenticated(_)));
+    assert!(matches!(
+        acc.authenticate(&t3, &policy, NOW),
+        NtlmStep::NeedCredential { .. }
+    ));
+    assert!(matches!(
+        acc.credential(Some(&alice_hash()), &policy, None),
+        NtlmStep::Authenticated(_)
+    ));
     // Replay on the same acceptor: nothing outstanding.
-    assert_eq!(acc.authenticate(&t3, &policy, NOW), NtlmStep::Rejected(Reject::NoChallenge));
+    assert_eq!(
+        acc.authenticate(&t3, &policy, NOW),
+        NtlmStep::Rejected(Reject::NoChallenge)
+    );
     // Replay against a fresh challenge: the proof no longer matches.
     let _ = acc.negotiate(&t1, &names(), [6; 8], NOW);
-    assert!(matches!(acc.authenticate(&t3, &policy, NOW), NtlmStep::NeedCredential { .. }));
-    assert_eq!(acc.credential(Some(&alice_hash()), &policy, None), NtlmStep::Rejected(Reject::BadCredentials));
+    assert!(matches!(
+        acc.authenticate(&t3, &policy, NOW),
+        NtlmStep::NeedCredential { .. }
+    ));
+    assert_eq!(
+        acc.credential(Some(&alice_hash()), &policy, None),
+        NtlmStep::Rejected(Reject::BadCredentials)
+    );
     // A failed Type 3 consumes the challenge too.
     let (mut acc, _) = challenged(&t1, [7; 8]);
-    assert!(matches!(acc.authenticate(b"garbage", &policy, NOW), NtlmStep::Rejected(Reject::Malformed(_))));
-    assert_eq!(acc.authenticate(&t3, &policy, NOW), NtlmStep::Rejected(Reject::NoChallenge));
+    assert!(matches!(
+        acc.authenticate(b"garbage", &policy, NOW),
+        NtlmStep::Rejected(Reject::Malformed(_))
+    ));
+    assert_eq!(
+        acc.authenticate(&t3, &policy, NOW),
+        NtlmStep::Rejected(Reject::NoChallenge)
+    );
     // Credential without a decoded Type 3.
-    assert_eq!(Acceptor::new().credential(Some(&alice_hash()), &policy, None), NtlmStep::Rejected(Reject::OutOfSequence));
+    assert_eq!(
+        Acceptor::new().credential(Some(&alice_hash()), &policy, None),
+        NtlmStep::Rejected(Reject::OutOfSequence)
+    );
 }
 
 #[test]
@@ -240,17 +313,41 @@ fn an_old_challenge_expires() {
     let (mut acc, t2) = challenged(&t1, [5; 8]);
     let (t3, _) = client::authenticate_message(&alice(), &t1, &t2).unwrap();
     let late = NOW + (CHALLENGE_LIFETIME_SECS + 1) * SEC;
-    assert_eq!(acc.authenticate(&t3, &Policy::default(), late), NtlmStep::Rejected(Reject::Expired));
+    assert_eq!(
+        acc.authenticate(&t3, &Policy::default(), late),
+        NtlmStep::Rejected(Reject::Expired)
+    );
 }
 
 #[test]
 fn timestamps_outside_the_window_are_refused() {
-    let policy = Policy { timestamp_window_secs: 300, ..Policy::default() };
+    let policy = Policy {
+        timestamp_window_secs: 300,
+        ..Policy::default()
+    };
     let mut opts = alice();
     opts.timestamp = Some(NOW - 301 * SEC);
-    assert_eq!(run(&opts, client::DEFAULT_FLAGS, Some(&alice_hash()), &policy, None), NtlmStep::Rejected(Reject::TimestampOutOfWindow));
+    assert_eq!(
+        run(
+            &opts,
+            client::DEFAULT_FLAGS,
+            Some(&alice_hash()),
+            &policy,
+            None
+        ),
+        NtlmStep::Rejected(Reject::TimestampOutOfWindow)
+    );
     opts.timestamp = Some(NOW + 200 * SEC);
-    assert!(matches!(run(&opts, client::DEFAULT_FLAGS, Some(&alice_hash()), &policy, None), NtlmStep::Authenticated(_)));
+    assert!(matches!(
+        run(
+            &opts,
+            client::DEFAULT_FLAGS,
+            Some(&alice_hash()),
+            &policy,
+            None
+        ),
+        NtlmStep::Authenticated(_)
+    ));
 }
 
 #[test]
@@ -259,16 +356,42 @@ fn anonymous_ntlmv1_and_lm_only_responses_are_refused() {
     let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
     let cases = [
         // Anonymous: empty user, NT and LM = Z(1).
-        ([vec![0u8], vec![], vec![], vec![], vec![], vec![]], Reject::Anonymous),
+        (
+            [vec![0u8], vec![], vec![], vec![], vec![], vec![]],
+            Reject::Anonymous,
+        ),
         // NTLMv1: a 24-byte NT response.
-        ([vec![0u8; 24], vec![0x11; 24], vec![], b"alice".to_vec(), vec![], vec![]], Reject::NtlmV1Refused),
+        (
+            [
+                vec![0u8; 24],
+                vec![0x11; 24],
+                vec![],
+                b"alice".to_vec(),
+                vec![],
+                vec![],
+            ],
+            Reject::NtlmV1Refused,
+        ),
         // LMv2 only.
-        ([vec![0x11; 24], vec![], vec![], b"alice".to_vec(), vec![], vec![]], Reject::NtlmV1Refused),
+        (
+            [
+                vec![0x11; 24],
+                vec![],
+                vec![],
+                b"alice".to_vec(),
+                vec![],
+                vec![],
+            ],
+            Reject::NtlmV1Refused,
+        ),
     ];
     for (payloads, reason) in cases {
         let (mut acc, _) = challenged(&t1, [1; 8]);
         let t3 = client::build_authenticate(&payloads, 0x0008_8206);
-        assert_eq!(acc.authenticate(&t3, &policy, NOW), NtlmStep::Rejected(reason));
+        assert_eq!(
+            acc.authenticate(&t3, &policy, NOW),
+            NtlmStep::Rejected(reason)
+        );
     }
 }
 
@@ -295,15 +418,24 @@ fn a_mic_flag_without_room_for_the_mic_is_refused() {
         let off = u32::from_le_bytes(msg[at..at + 4].try_into().unwrap()) - 16;
         msg[at..at + 4].copy_from_slice(&off.to_le_bytes());
     }
-    assert_eq!(acc.authenticate(&msg, &Policy::default(), NOW), NtlmStep::Rejected(Reject::MicMissing));
+    assert_eq!(
+        acc.authenticate(&msg, &Policy::default(), NOW),
+        NtlmStep::Rejected(Reject::MicMissing)
+    );
 }
 
 #[test]
 fn channel_binding_policy_is_applied() {
     let ours = [0x33u8; 16];
     let accept = Policy::default();
-    let require = Policy { channel_binding: CbtPolicy::Require, ..Policy::default() };
-    let off = Policy { channel_binding: CbtPolicy::Off, ..Policy::default() };
+    let require = Policy {
+        channel_binding: CbtPolicy::Require,
+        ..Policy::default()
+    };
+    let off = Policy {
+        channel_binding: CbtPolicy::Off,
+        ..Policy::default()
+    };
     let mut with = alice();
     with.channel_bindings = Some(ours);
     let mut wrong = alice();
@@ -316,9 +448,18 @@ fn channel_binding_policy_is_applied() {
     assert!(ok(run(&with, f, Some(&h), &accept, Some(&ours))));
     assert!(ok(run(&alice(), f, Some(&h), &accept, Some(&ours))));
     assert!(ok(run(&zero, f, Some(&h), &accept, Some(&ours))));
-    assert_eq!(run(&wrong, f, Some(&h), &accept, Some(&ours)), NtlmStep::Rejected(Reject::ChannelBindingMismatch));
-    assert_eq!(run(&with, f, Some(&h), &accept, None), NtlmStep::Rejected(Reject::ChannelBindingMismatch));
-    assert_eq!(run(&alice(), f, Some(&h), &require, Some(&ours)), NtlmStep::Rejected(Reject::ChannelBindingMissing));
+    assert_eq!(
+        run(&wrong, f, Some(&h), &accept, Some(&ours)),
+        NtlmStep::Rejected(Reject::ChannelBindingMismatch)
+    );
+    assert_eq!(
+        run(&with, f, Some(&h), &accept, None),
+        NtlmStep::Rejected(Reject::ChannelBindingMismatch)
+    );
+    assert_eq!(
+        run(&alice(), f, Some(&h), &require, Some(&ours)),
+        NtlmStep::Rejected(Reject::ChannelBindingMissing)
+    );
     assert!(ok(run(&with, f, Some(&h), &require, Some(&ours))));
     assert!(ok(run(&wrong, f, Some(&h), &off, Some(&ours))));
 }
@@ -369,7 +510,10 @@ fn random_and_mutated_messages_never_panic_and_never_authenticate() {
             other => other,
         };
         if blob != good {
-            assert!(!matches!(step, NtlmStep::Authenticated(_)), "mutated Type 3 accepted: {blob:02x?}");
+            assert!(
+                !matches!(step, NtlmStep::Authenticated(_)),
+                "mutated Type 3 accepted: {blob:02x?}"
+            );
         }
     }
 }
