@@ -10,6 +10,7 @@
 mod harness;
 
 mod cli;
+mod ntlm;
 mod pox;
 mod properties;
 mod redirect;

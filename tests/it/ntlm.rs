@@ -1,0 +1,463 @@
+//! NTLM and Negotiate over real TLS: independent clients (curl, requests-ntlm, pyspnego)
+//! and the crate's own test initiator for what real clients cannot be made to send
+//! (replays, malformed tokens).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use autodiscoverd::auth::ntlm::client::{self, ClientOptions};
+use autodiscoverd::auth::spnego;
+use base64::Engine;
+
+use crate::harness::{outlook_request, set, Answer, TestServer, TlsClient};
+
+const PATH: &str = "/autodiscover/autodiscover.xml";
+const HOST: &str = "autodiscover.contoso.com";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Skips (locally) or fails (CI) when an external client is missing.
+fn missing(what: &str) -> bool {
+    assert!(!in_ci(), "CI=true but {what} is not available");
+    eprintln!("SKIPPED: {what} is not available (the test would fail in CI)");
+    true
+}
+
+fn curl_available() -> bool {
+    Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("NTLM"))
+}
+
+fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("AUTODISCOVERD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let ok = Command::new(&python)
+        .args(["-c", "import requests_ntlm, spnego, requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(python)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(header: &str) -> Vec<u8> {
+    let token = header.split_once(' ').map(|(_, t)| t).unwrap_or("");
+    base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .unwrap()
+}
+
+/// Text of the first element named `name` anywhere in an XML body.
+fn element_text(body: &str, name: &str) -> Option<String> {
+    let doc = roxmltree::Document::parse(body).ok()?;
+    doc.descendants()
+        .find(|n| n.is_element() && n.tag_name().name() == name)
+        .and_then(|n| n.text().map(str::to_string))
+}
+
+struct CurlOutput {
+    statuses: Vec<u16>,
+    body: String,
+    stderr: String,
+}
+
+/// Runs `curl --ntlm` against the server with one or more URLs on one curl process (curl
+/// reuses its connection between them).
+async fn curl_ntlm(server: &TestServer, user: &str, password: &str, urls: usize) -> CurlOutput {
+    let ca = server.pki.write_ca(server.dir.path());
+    let port = server.https.port();
+    let url = format!("https://{HOST}:{port}{PATH}");
+    let body = outlook_request("alice@contoso.com");
+    let user_arg = format!("{user}:{password}");
+    let resolve = format!("{HOST}:{port}:127.0.0.1");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--ntlm", "-u", &user_arg, "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &resolve, "-H", "Content-Type: text/xml"])
+            .args(["--data-binary", &body, "-w", "\n@@%{http_code}@@\n"]);
+        for _ in 0..urls {
+            cmd.arg(&url);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let statuses = stdout
+        .split("@@")
+        .filter_map(|s| s.trim().parse::<u16>().ok())
+        .collect();
+    let body = stdout.split("\n@@").next().unwrap_or("").to_string();
+    CurlOutput {
+        statuses,
+        body,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn curl_ntlm_with_the_right_password_gets_settings_for_sam_domain_and_upn_logins() {
+    if !curl_available() && missing("curl with NTLM") {
+        return;
+    }
+    let server = TestServer::start().await;
+    for user in [
+        "alice",
+        "CONTOSO\\alice",
+        "contoso\\alice",
+        "alice@contoso.com",
+    ] {
+        let out = curl_ntlm(&server, user, "alice-pw", 1).await;
+        assert_eq!(out.statuses, [200], "{user}: {}", out.stderr);
+        assert_eq!(
+            element_text(&out.body, "AutoDiscoverSMTPAddress").as_deref(),
+            Some("alice@contoso.com"),
+            "{user}: {}",
+            out.body
+        );
+    }
+    // bob is migrated: the same handshake, then a redirectAddr answer for bob's address.
+    let out = curl_ntlm(&server, "CONTOSO\\bob", "bob-pw", 1).await;
+    assert_eq!(out.statuses, [200], "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn curl_ntlm_with_a_wrong_password_or_disabled_account_gets_401() {
+    if !curl_available() && missing("curl with NTLM") {
+        return;
+    }
+    let server = TestServer::start().await;
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("CONTOSO\\alice", "Alice-pw"),
+        ("eve", "eve-pw"),
+        ("nobody", "x"),
+        ("FABRIKAM\\alice", "alice-pw"),
+    ] {
+        let out = curl_ntlm(&server, user, password, 1).await;
+        assert_eq!(out.statuses, [401], "{user}: {}", out.stderr);
+    }
+}
+
+#[tokio::test]
+async fn curl_reuses_its_authenticated_connection_for_later_requests() {
+    if !curl_available() && missing("curl with NTLM") {
+        return;
+    }
+    let server = TestServer::start().await;
+    let out = curl_ntlm(&server, "alice", "alice-pw", 3).await;
+    assert_eq!(out.statuses, [200, 200, 200], "{}", out.stderr);
+}
+
+async fn run_python(
+    server: &TestServer,
+    mode: &str,
+    user: &str,
+    password: &str,
+) -> Option<serde_json::Value> {
+    let python = match python() {
+        Some(p) => p,
+        None => {
+            missing("python with requests-ntlm and pyspnego (tests/interop/requirements.txt)");
+            return None;
+        }
+    };
+    let ca = server.pki.write_ca(server.dir.path());
+    let script = crate::harness::repo_root().join("tests/interop/ntlm_client.py");
+    let port = server.https.port().to_string();
+    let (mode, user, password) = (mode.to_string(), user.to_string(), password.to_string());
+    let body = outlook_request("alice@contoso.com");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .args(["--mode", &mode, "--host", HOST, "--port", &port])
+            .args(["--user", &user, "--password", &password, "--body", &body])
+            .arg("--cafile")
+            .arg(ca)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[tokio::test]
+async fn requests_ntlm_with_channel_bindings_authenticates_and_keeps_the_connection() {
+    let server = TestServer::start_with(&|t| {
+        // Channel bindings must match: requests-ntlm sends tls-server-end-point over HTTPS.
+        set(t, &["auth", "ntlm_channel_binding"], "require".into());
+    })
+    .await;
+    for user in ["CONTOSO\\alice", "alice@contoso.com"] {
+        let Some(out) = run_python(&server, "requests-ntlm", user, "alice-pw").await else {
+            return;
+        };
+        assert_eq!(out["status"], 200, "{user}: {out}");
+        assert_eq!(out["second_status"], 200, "{user}: {out}");
+        assert_eq!(
+            element_text(out["body"].as_str().unwrap(), "AutoDiscoverSMTPAddress").as_deref(),
+            Some("alice@contoso.com")
+        );
+    }
+    let Some(out) = run_python(&server, "requests-ntlm", "CONTOSO\\alice", "wrong").await else {
+        return;
+    };
+    assert_eq!(out["status"], 401, "{out}");
+}
+
+#[tokio::test]
+async fn pyspnego_negotiate_verifies_our_mech_list_mic() {
+    let server = TestServer::start_with(&|t| {
+        set(t, &["auth", "negotiate"], true.into());
+        set(t, &["auth", "ntlm_channel_binding"], "require".into());
+    })
+    .await;
+    let Some(out) = run_python(&server, "spnego-negotiate", "CONTOSO\\alice", "alice-pw").await
+    else {
+        return;
+    };
+    assert_eq!(out["status"], 200, "{out}");
+    // pyspnego raises BadMICError on a wrong server mechListMIC; complete means it verified.
+    assert_eq!(out["complete"], true, "{out}");
+    assert_eq!(out["legs"], 2, "{out}");
+    let Some(out) = run_python(&server, "spnego-negotiate", "alice@contoso.com", "nope").await
+    else {
+        return;
+    };
+    assert_eq!(out["status"], 401, "{out}");
+    let Some(out) = run_python(&server, "spnego-ntlm", "alice@contoso.com", "alice-pw").await
+    else {
+        return;
+    };
+    assert_eq!(out["status"], 200, "{out}");
+}
+
+// ---- The crate's own initiator: replays, persistence, malformed tokens. ----
+
+async fn post(c: &mut TlsClient, authorization: Option<&str>) -> Answer {
+    let body = outlook_request("alice@contoso.com");
+    let mut headers = vec![("Content-Type", "text/xml")];
+    if let Some(a) = authorization {
+        headers.push(("Authorization", a));
+    }
+    c.send("POST", PATH, &headers, body.as_bytes()).await
+}
+
+/// Runs Type 1 → Type 2 → Type 3 on `c`; returns the Type 3 and the final answer.
+async fn handshake(c: &mut TlsClient, opts: &ClientOptions) -> (Vec<u8>, Answer) {
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let a = post(c, Some(&format!("NTLM {}", b64(&t1)))).await;
+    assert_eq!(a.status, 401);
+    let challenge = a.header_all("www-authenticate");
+    assert_eq!(challenge.len(), 1, "{challenge:?}");
+    let t2 = unb64(&challenge[0]);
+    let (t3, _) = client::authenticate_message(opts, &t1, &t2).unwrap();
+    let a = post(c, Some(&format!("NTLM {}", b64(&t3)))).await;
+    (t3, a)
+}
+
+fn alice() -> ClientOptions {
+    ClientOptions::new("alice", "CONTOSO", "alice-pw")
+}
+
+#[tokio::test]
+async fn a_replayed_type3_on_a_new_connection_is_refused() {
+    let server = TestServer::start().await;
+    let mut first = server.client().await;
+    let (t3, a) = handshake(&mut first, &alice()).await;
+    assert_eq!(a.status, 200);
+    // Another connection with no challenge.
+    let mut second = server.client().await;
+    let replay = post(&mut second, Some(&format!("NTLM {}", b64(&t3)))).await;
+    assert_eq!(replay.status, 401);
+    assert_eq!(replay.header_all("www-authenticate")[0], "NTLM");
+    // Another connection with a fresh challenge: the old proof does not fit it.
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let a = post(&mut second, Some(&format!("NTLM {}", b64(&t1)))).await;
+    assert_eq!(a.status, 401);
+    let replay = post(&mut second, Some(&format!("NTLM {}", b64(&t3)))).await;
+    assert_eq!(replay.status, 401);
+    // The same Type 3 again on the first connection: the challenge was used.
+    let again = post(&mut first, Some(&format!("NTLM {}", b64(&t3)))).await;
+    assert_eq!(again.status, 401);
+}
+
+#[tokio::test]
+async fn an_authenticated_connection_stays_authenticated_when_persisting() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    assert_eq!(post(&mut c, None).await.status, 401);
+    let (_, a) = handshake(&mut c, &alice()).await;
+    assert_eq!(a.status, 200);
+    let later = post(&mut c, None).await;
+    assert_eq!(later.status, 200);
+    assert_eq!(
+        element_text(&later.text(), "AutoDiscoverSMTPAddress").as_deref(),
+        Some("alice@contoso.com")
+    );
+    // A new connection starts over.
+    let mut other = server.client().await;
+    assert_eq!(post(&mut other, None).await.status, 401);
+}
+
+#[tokio::test]
+async fn without_persistence_every_request_needs_a_handshake() {
+    let server = TestServer::start_with(&|t| {
+        set(t, &["auth", "ntlm_persist_on_connection"], false.into());
+    })
+    .await;
+    let mut c = server.client().await;
+    let (_, a) = handshake(&mut c, &alice()).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(post(&mut c, None).await.status, 401);
+    let (_, a) = handshake(&mut c, &alice()).await;
+    assert_eq!(a.status, 200);
+}
+
+#[tokio::test]
+async fn offers_list_negotiate_ntlm_and_basic_on_separate_lines_when_enabled() {
+    let server = TestServer::start_with(&|t| set(t, &["auth", "negotiate"], true.into())).await;
+    let mut c = server.client().await;
+    let a = post(&mut c, None).await;
+    assert_eq!(
+        a.header_all("www-authenticate"),
+        [
+            "Negotiate",
+            "NTLM",
+            "Basic realm=\"autodiscover.contoso.com\""
+        ]
+    );
+    let server = TestServer::start_with(&|t| set(t, &["auth", "ntlm"], false.into())).await;
+    let mut c = server.client().await;
+    let a = post(&mut c, None).await;
+    assert_eq!(
+        a.header_all("www-authenticate"),
+        ["Basic realm=\"autodiscover.contoso.com\""]
+    );
+    // NTLM off: an NTLM token is not even looked at.
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let a = post(&mut c, Some(&format!("NTLM {}", b64(&t1)))).await;
+    assert_eq!(a.header_all("www-authenticate").len(), 1);
+}
+
+#[tokio::test]
+async fn a_kerberos_only_negotiate_token_gets_a_clean_401_with_the_offers() {
+    let server = TestServer::start_with(&|t| set(t, &["auth", "negotiate"], true.into())).await;
+    let mut c = server.client().await;
+    let krb5: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02];
+    let token = spnego::encode_init(&[krb5], Some(&[0x6e, 0x03, 0x02, 0x01, 0x05]));
+    let a = post(&mut c, Some(&format!("Negotiate {}", b64(&token)))).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(
+        a.header_all("www-authenticate"),
+        [
+            "Negotiate",
+            "NTLM",
+            "Basic realm=\"autodiscover.contoso.com\""
+        ]
+    );
+    // The client falls back to NTLM on the same connection.
+    let (_, a) = handshake(&mut c, &alice()).await;
+    assert_eq!(a.status, 200);
+}
+
+#[tokio::test]
+async fn malformed_type1_type3_and_spnego_blobs_get_401_and_the_connection_survives() {
+    use rand::{Rng, SeedableRng};
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20_260_101);
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let init = spnego::encode_init(&[spnego::NTLMSSP_OID], Some(&t1));
+    let mut fixed: Vec<(&str, Vec<u8>)> = vec![
+        ("NTLM", b"NTLMSSP\0".to_vec()),
+        ("NTLM", b"NTLMSSP\0\x03\0\0\0".to_vec()),
+        ("NTLM", vec![0xff; 9000]),
+        ("Negotiate", vec![0x60, 0x80, 0, 0]),
+        ("Negotiate", vec![0xa1, 0x84, 0xff, 0xff, 0xff, 0xff]),
+        ("Negotiate", b"NTLMSSP\0\x02\0\0\0".to_vec()),
+    ];
+    // Type 3 with huge and overlapping security buffers.
+    let mut huge = client::build_authenticate(
+        &[
+            vec![0; 24],
+            vec![1; 64],
+            vec![],
+            b"alice".to_vec(),
+            vec![],
+            vec![],
+        ],
+        0x0008_8206,
+    );
+    huge[20..22].copy_from_slice(&u16::MAX.to_le_bytes());
+    huge[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    fixed.push(("NTLM", huge));
+    for round in 0..120 {
+        let (scheme, token) = if let Some(f) = fixed.pop() {
+            f
+        } else {
+            let mut t = if round % 2 == 0 {
+                t1.clone()
+            } else {
+                init.clone()
+            };
+            for _ in 0..rng.gen_range(1..4) {
+                let i = rng.gen_range(0..t.len());
+                t[i] = rng.gen();
+            }
+            t.truncate(rng.gen_range(1..=t.len()));
+            (if round % 3 == 0 { "NTLM" } else { "Negotiate" }, t)
+        };
+        let answer = c
+            .try_send(
+                "POST",
+                PATH,
+                &[("Authorization", &format!("{scheme} {}", b64(&token)))],
+                b"",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: connection lost: {e}"));
+        // A mutated Type 1 may still be a valid Type 1 (401 + challenge); never 5xx.
+        assert_eq!(answer.status, 401, "round {round}");
+    }
+    // Garbage that is not base64 at all.
+    let a = c
+        .send("POST", PATH, &[("Authorization", "NTLM %%%")], b"")
+        .await;
+    assert_eq!(a.status, 401);
+    // The same connection still completes a real handshake.
+    let (_, a) = handshake(&mut c, &alice()).await;
+    assert_eq!(a.status, 200);
+}
+
+#[tokio::test]
+async fn a_bad_mic_or_wrong_channel_binding_is_refused_over_the_wire() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    let mut opts = alice();
+    opts.channel_bindings = Some([0x11; 16]);
+    let (_, a) = handshake(&mut c, &opts).await;
+    assert_eq!(a.status, 401);
+    // The right binding: MD5 over tls-server-end-point of the served leaf certificate.
+    let leaf = c.peer_certificates[0].as_ref().to_vec();
+    let app = autodiscoverd::server::ntlm::tls_server_end_point(&leaf);
+    opts.channel_bindings = Some(autodiscoverd::auth::ntlm::crypto::channel_binding_hash(
+        &app,
+    ));
+    let (_, a) = handshake(&mut c, &opts).await;
+    assert_eq!(a.status, 200);
+}
