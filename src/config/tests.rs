@@ -127,3 +127,52 @@ fn exchange_versions_parse() {
     assert!(parse_exchange_version("15.2").is_none());
     assert!(parse_exchange_version("99.2.1").is_none());
 }
+
+#[test]
+fn ntlm_keys_are_validated_and_default_sensibly() {
+    use crate::auth::ntlm::CbtPolicy;
+    let c = Config::load(&example_path()).unwrap();
+    assert!(c.auth.ntlm.enabled);
+    assert!(!c.auth.ntlm.advertise_negotiate);
+    assert!(c.auth.ntlm.persist_on_connection);
+    assert_eq!(c.auth.ntlm.timestamp_window_secs, 129_600);
+    assert_eq!(c.auth.ntlm.channel_binding, CbtPolicy::Accept);
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let cases = [
+        (
+            "ntlm_channel_binding = \"accept\"",
+            "ntlm_channel_binding = \"maybe\"",
+            "auth.ntlm_channel_binding",
+        ),
+        (
+            "# ntlm_domain = \"CONTOSO\"",
+            "ntlm_domain = \"contoso.example.com\"",
+            "auth.ntlm_domain",
+        ),
+        (
+            "ntlm_timestamp_window_secs = 129600",
+            "ntlm_timestamp_window_secs = 0",
+            "auth.ntlm_timestamp_window_secs",
+        ),
+        (
+            "ntlm = true",
+            "ntlm = false\nnegotiate = true",
+            "auth.negotiate",
+        ),
+    ];
+    for (from, to, key) in cases {
+        assert!(text.contains(from), "{from}");
+        let to_text = if key == "auth.negotiate" {
+            text.replace(from, "ntlm = false")
+                .replace("negotiate = false", "negotiate = true")
+        } else {
+            text.replace(from, to)
+        };
+        let err = Config::from_toml(&example_path(), &to_text).unwrap_err();
+        assert_eq!(err.key(), Some(key), "{err}");
+        assert!(err.to_string().contains("Fix:"), "{err}");
+    }
+    let ok = text.replace("# ntlm_domain = \"CONTOSO\"", "ntlm_domain = \"fabrikam\"");
+    let c = Config::from_toml(&example_path(), &ok).unwrap();
+    assert_eq!(c.auth.ntlm.domain.as_deref(), Some("FABRIKAM"));
+}

@@ -522,3 +522,96 @@ impl Directory for EmbeddedDirectory {
         true
     }
 }
+
+#[cfg(test)]
+mod nt_hash_tests {
+    use super::*;
+
+    fn dir(text: &str) -> Result<EmbeddedDirectory, ConfigError> {
+        EmbeddedDirectory::from_toml(Path::new("test.toml"), text)
+    }
+
+    fn user(extra: &str) -> String {
+        format!(
+            "netbios_domain = \"CONTOSO\"\n{extra}\n[[user]]\nupn = \"alice@contoso.com\"\n\
+             sam_account_name = \"alice\"\ndisplay_name = \"A\"\nprimary_smtp = \"alice@contoso.com\"\n\
+             recipient_type = \"UserMailbox\"\n"
+        )
+    }
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn the_example_directory_carries_the_nt_hashes_of_its_demo_passwords() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/directory.example.toml");
+        let d = EmbeddedDirectory::load(&path).unwrap();
+        assert!(d.supports_nt_hashes());
+        for (sam, password) in [
+            ("alice", "Alice-Demo-2026!"),
+            ("bob", "Bob-Demo-2026!"),
+            ("carol", "Carol-Demo-2026!"),
+            ("dave", "Dave-Demo-2026!"),
+        ] {
+            let c = block(d.nt_credential(&Login::SamAccountName(sam.into())))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{sam} has no NT hash"));
+            assert_eq!(c.nt_hash, crypto::nt_hash(password), "{sam}");
+            assert_eq!(c.account, sam);
+        }
+        // eve is disabled: no credential at all.
+        assert!(block(d.nt_credential(&Login::SamAccountName("eve".into())))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn lab_passwords_derive_the_nt_hash_and_logins_resolve() {
+        let d = dir(&(user("lab = true") + "password = \"alice-pw\"\n")).unwrap();
+        for login in [
+            Login::SamAccountName("ALICE".into()),
+            Login::UserPrincipalName("alice@contoso.com".into()),
+            Login::DownLevel {
+                domain: "contoso".into(),
+                user: "alice".into(),
+            },
+        ] {
+            let c = block(d.nt_credential(&login)).unwrap().unwrap();
+            assert_eq!(c.nt_hash, crypto::nt_hash("alice-pw"));
+            assert_eq!(c.identity.user_principal_name, "alice@contoso.com");
+        }
+        let other_domain = Login::DownLevel {
+            domain: "FABRIKAM".into(),
+            user: "alice".into(),
+        };
+        assert!(block(d.nt_credential(&other_domain)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_user_with_only_an_nt_hash_can_use_basic() {
+        let h = hex16(&crypto::nt_hash("s3cret"));
+        let d = dir(&(user("") + &format!("nt_hash = \"{}\"\n", h.to_uppercase()))).unwrap();
+        let login = Login::SamAccountName("alice".into());
+        assert!(block(d.verify_password(&login, "s3cret"))
+            .unwrap()
+            .is_some());
+        assert!(block(d.verify_password(&login, "wrong")).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_or_contradicting_nt_hashes_are_config_errors() {
+        let e = dir(&(user("") + "nt_hash = \"abc\"\n")).err().unwrap();
+        assert!(e.to_string().contains("nt_hash"), "{e}");
+        let wrong = hex16(&crypto::nt_hash("other"));
+        let e = dir(&(user("lab = true") + &format!("password = \"pw\"\nnt_hash = \"{wrong}\"\n")))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("does not match"), "{e}");
+        assert_eq!(parse_hex16("zz"), None);
+        assert_eq!(parse_hex16(&"0".repeat(32)), Some([0; 16]));
+    }
+}

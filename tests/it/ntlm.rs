@@ -461,3 +461,34 @@ async fn a_bad_mic_or_wrong_channel_binding_is_refused_over_the_wire() {
     let (_, a) = handshake(&mut c, &opts).await;
     assert_eq!(a.status, 200);
 }
+
+/// Measurement, not a check: `cargo test --release --test it -- --ignored --nocapture
+/// ntlm_handshakes_over_tls`. Fresh TLS connection each time: three NTLM legs against one
+/// Basic request (lab password), reported as a ratio within one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run explicitly"]
+async fn ntlm_handshakes_over_tls_compared_with_basic() {
+    let server = TestServer::start().await;
+    let n = 300;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        let mut c = server.client().await;
+        let (_, a) = handshake(&mut c, &alice()).await;
+        assert_eq!(a.status, 200);
+    }
+    let ntlm = f64::from(n) / start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        let mut c = server.client().await;
+        let body = outlook_request("alice@contoso.com");
+        let a = c
+            .post_basic(PATH, "alice@contoso.com", "alice-pw", &[], &body)
+            .await;
+        assert_eq!(a.status, 200);
+    }
+    let basic = f64::from(n) / start.elapsed().as_secs_f64();
+    println!(
+        "over TLS, new connection each: NTLM {ntlm:.0}/s, Basic (lab) {basic:.0}/s, ratio NTLM/Basic {:.2}",
+        ntlm / basic
+    );
+}
