@@ -86,6 +86,8 @@ pub struct ConnAuth {
     acceptor: Acceptor,
     framing: Option<Framing>,
     identity: Option<Identity>,
+    /// Final `WWW-Authenticate` value for the answer of the completing request.
+    final_header: Option<String>,
 }
 
 impl std::fmt::Debug for ConnAuth {
@@ -122,6 +124,16 @@ impl ConnAuth {
     /// Remembers who authenticated on this connection.
     pub fn set_identity(&mut self, identity: Identity) {
         self.identity = Some(identity);
+    }
+
+    /// Keeps the final token until the answer of the current request is built.
+    pub fn set_final_header(&mut self, header: Option<String>) {
+        self.final_header = header;
+    }
+
+    /// Takes the final token (once).
+    pub fn take_final_header(&mut self) -> Option<String> {
+        self.final_header.take()
     }
 
     /// Forgets the connection's identity (a new handshake or Basic credentials).

@@ -81,6 +81,10 @@ where
     if route(&path) != Route::NotFound {
         respond::add_autodiscover_headers(&mut response);
     }
+    // The final Negotiate token (our mechListMIC) of a handshake this request completed.
+    if let Some(header) = state.ntlm.take_final_header(&conn) {
+        respond::add_www_authenticate(&mut response, &header);
+    }
     tracing::info!(
         target: "access",
         client = %conn.peer,
@@ -146,8 +150,7 @@ where
 }
 
 pub(super) enum AuthResult {
-    /// Serve as this user; the header (final Negotiate token) goes on the answer.
-    Authenticated(Identity, Option<String>),
+    Authenticated(Identity),
     Challenge,
     /// 401 with this `WWW-Authenticate` value (an NTLM/Negotiate handshake continues).
     Continue(String),
@@ -172,7 +175,7 @@ pub(super) async fn authenticate(
                 .verify_password(&creds.login, &creds.password)
                 .await
             {
-                Ok(Some(identity)) => AuthResult::Authenticated(identity, None),
+                Ok(Some(identity)) => AuthResult::Authenticated(identity),
                 Ok(None) => AuthResult::Challenge,
                 Err(e) => AuthResult::Unavailable(e),
             }
@@ -183,10 +186,7 @@ pub(super) async fn authenticate(
                 .authenticate(scheme, &token, &state.directory, conn)
                 .await
             {
-                WindowsAuth::Authenticated {
-                    identity,
-                    final_header,
-                } => AuthResult::Authenticated(identity, final_header),
+                WindowsAuth::Authenticated(identity) => AuthResult::Authenticated(identity),
                 WindowsAuth::Continue(header) => AuthResult::Continue(header),
                 WindowsAuth::Rejected => AuthResult::Challenge,
                 WindowsAuth::Unavailable(e) => AuthResult::Unavailable(e),
@@ -194,7 +194,7 @@ pub(super) async fn authenticate(
         }
         // IIS-style: a connection that completed NTLM stays authenticated (when persisting).
         Presented::Nothing => match state.ntlm.connection_identity(conn) {
-            Some(identity) => AuthResult::Authenticated(identity, None),
+            Some(identity) => AuthResult::Authenticated(identity),
             None => AuthResult::Challenge,
         },
         _ => AuthResult::Challenge,
@@ -262,8 +262,8 @@ where
         Ok(b) => b,
         Err(r) => return (r, Note::outcome("body_rejected")),
     };
-    let (identity, final_header) = match authenticate(&parts.headers, state, conn).await {
-        AuthResult::Authenticated(identity, final_header) => (identity, final_header),
+    let identity = match authenticate(&parts.headers, state, conn).await {
+        AuthResult::Authenticated(identity) => identity,
         AuthResult::Challenge => {
             let challenges = auth::challenges(
                 &realm(state, &parts.headers, conn),
@@ -294,22 +294,6 @@ where
             );
         }
     };
-    let (mut response, note) =
-        serve_authenticated(&method, &body, &parts.headers, state, &identity).await;
-    if let Some(header) = final_header {
-        respond::add_www_authenticate(&mut response, &header);
-    }
-    (response, note)
-}
-
-/// The answer to an authenticated POX request.
-async fn serve_authenticated(
-    method: &Method,
-    body: &[u8],
-    headers: &HeaderMap,
-    state: &State,
-    identity: &Identity,
-) -> (Response<Body>, Note) {
     let user = Some(identity.user_principal_name.clone());
     if method == Method::HEAD {
         return (
@@ -336,7 +320,7 @@ async fn serve_authenticated(
             },
         );
     }
-    let (body, outcome) = answer_pox(body, headers, state, identity).await;
+    let (body, outcome) = answer_pox(&body, &parts.headers, state, &identity).await;
     (respond::xml(body), Note { outcome, user })
 }
 

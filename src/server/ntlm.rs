@@ -30,11 +30,9 @@ pub struct NtlmService {
 /// The result of one `Authorization: NTLM|Negotiate` request.
 #[derive(Debug)]
 pub enum WindowsAuth {
-    /// Serve the request as this user; add the header (final SPNEGO token) to the answer.
-    Authenticated {
-        identity: Identity,
-        final_header: Option<String>,
-    },
+    /// Serve the request as this user. A final SPNEGO token, if any, waits on the
+    /// connection for [`NtlmService::take_final_header`].
+    Authenticated(Identity),
     /// 401 with this `WWW-Authenticate` value (the handshake continues).
     Continue(String),
     /// 401 with the plain offers.
@@ -172,14 +170,15 @@ impl NtlmService {
         );
         match (finish, credential) {
             (Finish::Authenticated { final_header, .. }, Some(credential)) => {
-                if self.persist_on_connection {
-                    lock(&conn.auth).set_identity(credential.identity.clone());
+                {
+                    let mut auth = lock(&conn.auth);
+                    if self.persist_on_connection {
+                        auth.set_identity(credential.identity.clone());
+                    }
+                    auth.set_final_header(final_header);
                 }
                 tracing::debug!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, "NTLM authenticated");
-                WindowsAuth::Authenticated {
-                    identity: credential.identity,
-                    final_header,
-                }
+                WindowsAuth::Authenticated(credential.identity)
             }
             (Finish::Rejected(reason), _) => {
                 tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, reason, "NTLM authentication failed");
@@ -187,6 +186,15 @@ impl NtlmService {
             }
             (Finish::Authenticated { .. }, None) => WindowsAuth::Rejected,
         }
+    }
+
+    /// The `WWW-Authenticate` value to add to the answer of the request that just completed
+    /// a SPNEGO handshake on this connection (taken once).
+    pub fn take_final_header(&self, conn: &ConnInfo) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        lock(&conn.auth).take_final_header()
     }
 
     /// Forgets a persisted identity (the client presented other credentials).

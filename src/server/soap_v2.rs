@@ -76,12 +76,15 @@ where
         Ok(b) => b,
         Err(r) => return (r, ("body_rejected", None)),
     };
-    let identity = match handlers::authenticate(&parts.headers, state).await {
+    let identity = match handlers::authenticate(&parts.headers, state, conn).await {
         AuthResult::Authenticated(identity) => identity,
         AuthResult::Challenge => {
             let realm = handlers::realm(state, &parts.headers, conn);
-            let challenges = auth::challenges(&realm, state.config.auth.basic);
+            let challenges = auth::challenges(&realm, state.ntlm.offers(state.config.auth.basic));
             return (respond::unauthorized(&challenges), ("unauthorized", None));
+        }
+        AuthResult::Continue(header) => {
+            return (respond::unauthorized(&[header]), ("ntlm_challenge", None));
         }
         AuthResult::Unavailable(e) => {
             tracing::warn!(error = %e, "directory unavailable during authentication");
