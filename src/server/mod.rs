@@ -4,6 +4,7 @@
 
 pub mod handlers;
 pub mod ntlm;
+pub mod proxy;
 pub mod redirect80;
 pub mod respond;
 pub mod soap_v2;
