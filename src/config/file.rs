@@ -18,6 +18,9 @@ pub struct FileConfig {
     pub redirect: Option<RedirectSection>,
     #[serde(default)]
     pub v2: super::v2::V2Section,
+    pub proxy: Option<ProxySection>,
+    pub metrics: Option<MetricsSection>,
+    pub log: Option<LogSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +37,8 @@ pub struct ServerSection {
     pub tls_handshake_timeout_secs: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -50,6 +55,9 @@ fn default_tls_handshake_timeout() -> u64 {
 }
 fn default_max_connections() -> usize {
     10_000
+}
+fn default_shutdown_grace() -> u64 {
+    10
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,4 +228,29 @@ pub struct RedirectSection {
     pub target: String,
     #[serde(default)]
     pub hosts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    #[serde(default)]
+    pub trusted: Vec<String>,
+    #[serde(default)]
+    pub plain_listen: Vec<String>,
+    #[serde(default)]
+    pub proxy_protocol_https_listen: Vec<String>,
+    #[serde(default)]
+    pub proxy_protocol_plain_listen: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub format: Option<String>,
 }

@@ -32,6 +32,48 @@ pub struct Config {
     pub redirect: Option<RedirectConfig>,
     /// AutodiscoverV2 (JSON) settings (`[v2]`, defaults when absent).
     pub v2: V2Config,
+    /// Reverse-proxy listeners and trusted proxies (empty when `[proxy]` is absent).
+    pub proxy: ProxyConfig,
+    /// The metrics/health listener (`[metrics]`), if any.
+    pub metrics: Option<MetricsConfig>,
+    pub log: LogConfig,
+}
+
+/// Listeners for use behind reverse proxies, and whom to believe (`[proxy]`).
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` and PROXY headers are believed.
+    pub trusted: Vec<crate::server::proxy::Cidr>,
+    /// Plain-HTTP Autodiscover listeners (TLS terminated by a proxy).
+    pub plain_listen: Vec<SocketAddr>,
+    /// HTTPS listeners that expect a PROXY v1/v2 header before the TLS handshake.
+    pub proxy_protocol_https_listen: Vec<SocketAddr>,
+    /// Plain-HTTP listeners that expect a PROXY v1/v2 header before the request.
+    pub proxy_protocol_plain_listen: Vec<SocketAddr>,
+}
+
+/// The Prometheus/health listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable (tracing's default).
+    #[default]
+    Text,
+    /// One JSON object per line, event fields at the top level.
+    Json,
+    /// `key=value` pairs.
+    Logfmt,
+}
+
+/// Logging settings (`[log]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogConfig {
+    pub format: LogFormat,
 }
 
 /// HTTPS listener settings and limits.
@@ -43,6 +85,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub max_connections: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 /// PEM certificate chain and private key files.
@@ -270,6 +314,37 @@ impl Config {
                 redirect.target
             ));
         }
+        let addrs = |list: &[SocketAddr]| {
+            list.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (label, list) in [
+            ("plain (proxied):    ", &self.proxy.plain_listen),
+            (
+                "https + PROXY:      ",
+                &self.proxy.proxy_protocol_https_listen,
+            ),
+            (
+                "plain + PROXY:      ",
+                &self.proxy.proxy_protocol_plain_listen,
+            ),
+        ] {
+            if !list.is_empty() {
+                out.push_str(&format!("{label}{}\n", addrs(list)));
+            }
+        }
+        if !self.proxy.trusted.is_empty() {
+            let trusted: Vec<String> = self.proxy.trusted.iter().map(|c| c.to_string()).collect();
+            out.push_str(&format!("trusted proxies:    {}\n", trusted.join(", ")));
+        }
+        if let Some(m) = &self.metrics {
+            out.push_str(&format!(
+                "metrics/health:     http://{}/metrics\n",
+                m.listen
+            ));
+        }
         out
     }
 
@@ -314,6 +389,13 @@ impl Validator<'_> {
             auth: self.auth(raw.auth)?,
             directory: self.directory(raw.directory)?,
             redirect: raw.redirect.map(|r| self.redirect(r)).transpose()?,
+            proxy: raw
+                .proxy
+                .map(|p| self.proxy(p))
+                .transpose()?
+                .unwrap_or_default(),
+            metrics: raw.metrics.map(|m| self.metrics(m)).transpose()?,
+            log: self.log(raw.log)?,
             org,
             services,
             v2,
@@ -386,7 +468,79 @@ impl Validator<'_> {
             request_timeout: Duration::from_secs(raw.request_timeout_secs),
             tls_handshake_timeout: Duration::from_secs(raw.tls_handshake_timeout_secs),
             max_connections: raw.max_connections,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
         })
+    }
+
+    fn optional_listen(&self, key: &str, addrs: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+        if addrs.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.listen(key, addrs)
+        }
+    }
+
+    fn proxy(&self, raw: file::ProxySection) -> Result<ProxyConfig, ConfigError> {
+        let mut trusted = Vec::new();
+        for (i, text) in raw.trusted.iter().enumerate() {
+            let cidr = crate::server::proxy::Cidr::parse(text).ok_or_else(|| {
+                self.invalid(
+                    &format!("proxy.trusted[{i}]"),
+                    format!("`{text}` is not an IP address or CIDR network"),
+                    "write networks as \"10.0.0.0/8\", \"192.0.2.7\" or \"fd00::/8\"",
+                )
+            })?;
+            trusted.push(cidr);
+        }
+        let proxy = ProxyConfig {
+            plain_listen: self.optional_listen("proxy.plain_listen", &raw.plain_listen)?,
+            proxy_protocol_https_listen: self.optional_listen(
+                "proxy.proxy_protocol_https_listen",
+                &raw.proxy_protocol_https_listen,
+            )?,
+            proxy_protocol_plain_listen: self.optional_listen(
+                "proxy.proxy_protocol_plain_listen",
+                &raw.proxy_protocol_plain_listen,
+            )?,
+            trusted,
+        };
+        let has_pp = !proxy.proxy_protocol_https_listen.is_empty()
+            || !proxy.proxy_protocol_plain_listen.is_empty();
+        if has_pp && proxy.trusted.is_empty() {
+            return Err(self.invalid(
+                "proxy.trusted",
+                "PROXY protocol listeners are configured but no proxy is trusted, so every connection would be refused",
+                "list the addresses of your load balancers, e.g. trusted = [\"10.0.0.0/24\"]",
+            ));
+        }
+        Ok(proxy)
+    }
+
+    fn metrics(&self, raw: file::MetricsSection) -> Result<MetricsConfig, ConfigError> {
+        let listen = raw.listen.parse::<SocketAddr>().map_err(|_| {
+            self.invalid(
+                "metrics.listen",
+                format!("`{}` is not an IP:port socket address", raw.listen),
+                "write e.g. \"127.0.0.1:9187\" (keep it off the public network)",
+            )
+        })?;
+        Ok(MetricsConfig { listen })
+    }
+
+    fn log(&self, raw: Option<file::LogSection>) -> Result<LogConfig, ConfigError> {
+        let format = match raw.and_then(|l| l.format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some("logfmt") => LogFormat::Logfmt,
+            Some(other) => {
+                return Err(self.invalid(
+                    "log.format",
+                    format!("unknown format `{other}`"),
+                    "use \"text\", \"json\" or \"logfmt\"",
+                ))
+            }
+        };
+        Ok(LogConfig { format })
     }
 
     fn tls(&self, raw: file::TlsSection, org: &Organization) -> Result<TlsConfig, ConfigError> {

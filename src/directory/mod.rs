@@ -75,9 +75,12 @@ pub enum DirectoryBackend {
 
 impl Directory for DirectoryBackend {
     async fn find(&self, lookup: &Lookup) -> Result<Option<Recipient>, DirectoryError> {
-        match self {
+        let timer = crate::ops::metrics::DirectoryTimer::start("find");
+        let result = match self {
             DirectoryBackend::Embedded(d) => d.find(lookup).await,
-        }
+        };
+        timer.finish(&result);
+        result
     }
 
     async fn verify_password(
@@ -85,15 +88,21 @@ impl Directory for DirectoryBackend {
         login: &Login,
         password: &str,
     ) -> Result<Option<Identity>, DirectoryError> {
-        match self {
+        let timer = crate::ops::metrics::DirectoryTimer::start("verify_password");
+        let result = match self {
             DirectoryBackend::Embedded(d) => d.verify_password(login, password).await,
-        }
+        };
+        timer.finish(&result);
+        result
     }
 
     async fn nt_credential(&self, login: &Login) -> Result<Option<NtCredential>, DirectoryError> {
-        match self {
+        let timer = crate::ops::metrics::DirectoryTimer::start("nt_credential");
+        let result = match self {
             DirectoryBackend::Embedded(d) => d.nt_credential(login).await,
-        }
+        };
+        timer.finish(&result);
+        result
     }
 
     fn supports_nt_hashes(&self) -> bool {

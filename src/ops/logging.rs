@@ -1,12 +1,146 @@
-//! tracing-subscriber setup. `RUST_LOG` overrides the default level (info).
+//! tracing-subscriber setup. `RUST_LOG` overrides the default level (info). The line format
+//! (`[log] format`: text, json or logfmt) can change at start and on reload.
 
-use tracing_subscriber::EnvFilter;
+use std::fmt::{self, Write as _};
+use std::sync::OnceLock;
 
-/// Installs the global subscriber; logs go to stderr (journald picks them up).
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+use crate::config::LogFormat;
+
+type Inner = Layered<EnvFilter, Registry>;
+type Boxed = Box<dyn Layer<Inner> + Send + Sync>;
+
+static FORMAT: OnceLock<reload::Handle<Boxed, Inner>> = OnceLock::new();
+
+fn layer(format: LogFormat) -> Boxed {
+    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => base.boxed(),
+        LogFormat::Json => base
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .boxed(),
+        LogFormat::Logfmt => base.event_format(Logfmt).boxed(),
+    }
+}
+
+/// Installs the global subscriber (text format); logs go to stderr (journald picks them up).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let (format, handle) = reload::Layer::new(layer(LogFormat::Text));
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
+        .try_init()
+        .is_ok()
+    {
+        let _ = FORMAT.set(handle);
+    }
+}
+
+/// Switches the line format (no-op when [`init`] did not install the subscriber).
+pub fn set_format(format: LogFormat) {
+    if let Some(handle) = FORMAT.get() {
+        if let Err(e) = handle.reload(layer(format)) {
+            tracing::warn!(error = %e, "cannot switch the log format");
+        }
+    }
+}
+
+/// `key=value` lines (logfmt): `ts=... level=info target=access msg=request client=...`.
+struct Logfmt;
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut ts = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut ts))?;
+        let meta = event.metadata();
+        let mut line = format!(
+            "ts={} level={} target={}",
+            quote(&ts),
+            meta.level().as_str().to_ascii_lowercase(),
+            quote(meta.target())
+        );
+        event.record(&mut LogfmtFields(&mut line));
+        writeln!(writer, "{line}")
+    }
+}
+
+struct LogfmtFields<'a>(&'a mut String);
+
+impl Visit for LogfmtFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let key = if field.name() == "message" {
+            "msg"
+        } else {
+            field.name()
+        };
+        let _ = write!(self.0, " {key}={}", quote(value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+/// Quotes a logfmt value when it is empty or holds spaces, `=`, quotes or control characters.
+fn quote(v: &str) -> String {
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '=' && c != '"')
+    {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logfmt_values_are_quoted_only_when_needed() {
+        assert_eq!(quote("alice@contoso.com"), "alice@contoso.com");
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("a b"), "\"a b\"");
+        assert_eq!(quote("k=v"), "\"k=v\"");
+        assert_eq!(quote("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
+        assert_eq!(quote("\u{1b}[31m"), "\"\\u{1b}[31m\"");
+    }
 }

@@ -60,6 +60,7 @@ where
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let client = super::listener::client_of(&req, &conn);
     let (mut response, note) = match route(&path) {
         Route::Pox => pox_endpoint(req, &state, &conn).await,
         Route::Soap => {
@@ -87,16 +88,23 @@ where
     }
     tracing::info!(
         target: "access",
-        client = %conn.peer,
+        client = %client,
         sni = conn.sni.as_deref().unwrap_or("-"),
         %method,
         path = %path,
+        endpoint = crate::ops::metrics::endpoint_label(&path),
         user = note.user.as_deref().unwrap_or("-"),
         outcome = note.outcome,
         status = response.status().as_u16(),
         latency_us = started.elapsed().as_micros() as u64,
         "request"
     );
+    response
+        .extensions_mut()
+        .insert(crate::ops::metrics::RequestOutcome {
+            outcome: note.outcome,
+            authenticated: note.user.is_some(),
+        });
     response
 }
 

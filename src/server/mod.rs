@@ -4,28 +4,31 @@
 
 pub mod handlers;
 pub mod ntlm;
+pub mod listener;
 pub mod proxy;
 pub mod redirect80;
+pub mod reload;
 pub mod respond;
 pub mod soap_v2;
 pub mod tls;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Config, ConfigError, DirectoryConfig, RedirectConfig};
+use crate::config::{Config, ConfigError, DirectoryConfig};
 use crate::directory::{DirectoryBackend, EmbeddedDirectory};
+use crate::ops::notify::{self, Notifier};
+use crate::ops::signals::{Event, Signals};
+use listener::Kind;
+use reload::Live;
 pub use tls::TlsError;
 
 /// Everything a request handler needs, shared by all connections.
@@ -72,6 +75,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
 }
 
 /// Loads the directory and derives the shared state.
@@ -116,6 +121,58 @@ pub fn build_tls(config: &Config) -> Result<TlsAcceptor, StartError> {
 pub struct Listeners {
     pub https: Vec<TcpListener>,
     pub redirect: Vec<TcpListener>,
+    /// Plain HTTP behind a TLS-terminating proxy (`proxy.plain_listen`).
+    pub plain: Vec<TcpListener>,
+    /// PROXY header, then TLS (`proxy.proxy_protocol_https_listen`).
+    pub https_proxy: Vec<TcpListener>,
+    /// PROXY header, then plain HTTP (`proxy.proxy_protocol_plain_listen`).
+    pub plain_proxy: Vec<TcpListener>,
+    /// `/metrics`, `/healthz`, `/readyz` (`metrics.listen`).
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    fn into_kinds(self) -> Vec<(Kind, TcpListener)> {
+        let mut all = Vec::new();
+        let groups = [
+            (Kind::Https, self.https),
+            (Kind::Redirect, self.redirect),
+            (Kind::Plain, self.plain),
+            (Kind::HttpsProxy, self.https_proxy),
+            (Kind::PlainProxy, self.plain_proxy),
+            (Kind::Metrics, self.metrics.into_iter().collect()),
+        ];
+        for (kind, list) in groups {
+            all.extend(list.into_iter().map(|l| (kind, l)));
+        }
+        all
+    }
+
+    /// `https=127.0.0.1:8443; redirect=...; metrics=...`: the bound addresses (ports chosen
+    /// by the kernel included), for logs and the systemd `STATUS=` line.
+    pub fn describe(&self) -> String {
+        let groups: [(Kind, Vec<&TcpListener>); 6] = [
+            (Kind::Https, self.https.iter().collect()),
+            (Kind::Redirect, self.redirect.iter().collect()),
+            (Kind::Plain, self.plain.iter().collect()),
+            (Kind::HttpsProxy, self.https_proxy.iter().collect()),
+            (Kind::PlainProxy, self.plain_proxy.iter().collect()),
+            (Kind::Metrics, self.metrics.iter().collect()),
+        ];
+        groups
+            .iter()
+            .filter(|(_, list)| !list.is_empty())
+            .map(|(kind, list)| {
+                let addrs: Vec<String> = list
+                    .iter()
+                    .filter_map(|l| l.local_addr().ok())
+                    .map(|a| a.to_string())
+                    .collect();
+                format!("{}={}", kind.label(), addrs.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// Binds every listener named in the configuration.
@@ -139,14 +196,16 @@ pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
         .as_ref()
         .map(|r| r.listen.clone())
         .unwrap_or_default();
+    let metrics_addrs: Vec<SocketAddr> = config.metrics.iter().map(|m| m.listen).collect();
     Ok(Listeners {
         https: bind_all(&config.server.listen).await?,
         redirect: bind_all(&redirect_addrs).await?,
+        plain: bind_all(&config.proxy.plain_listen).await?,
+        https_proxy: bind_all(&config.proxy.proxy_protocol_https_listen).await?,
+        plain_proxy: bind_all(&config.proxy.proxy_protocol_plain_listen).await?,
+        metrics: bind_all(&metrics_addrs).await?.pop(),
     })
 }
-
-/// How long in-flight requests may take to finish after shutdown starts.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` completes, then drains open connections.
 pub async fn run(
@@ -155,45 +214,68 @@ pub async fn run(
     acceptor: TlsAcceptor,
     shutdown: impl Future<Output = ()>,
 ) {
+    run_live(listeners, Live::new(state, acceptor), shutdown).await;
+}
+
+/// Serves the current generation of `live` until `shutdown` completes: then stops
+/// accepting (listeners close), lets in-flight requests finish within
+/// `server.shutdown_grace_secs`, and returns.
+pub async fn run_live(listeners: Listeners, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
     let graceful = Arc::new(GracefulShutdown::new());
-    let limit = Arc::new(Semaphore::new(state.config.server.max_connections));
+    let max_connections = live.current().state.config.server.max_connections;
+    let limit = Arc::new(Semaphore::new(max_connections));
+    // Scrapes get their own small budget so a connection flood cannot blind monitoring.
+    let ops_limit = Arc::new(Semaphore::new(64));
     let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners.https {
-        tasks.spawn(https_accept_loop(
-            listener,
-            Arc::clone(&state),
-            acceptor.clone(),
-            Arc::clone(&graceful),
-            Arc::clone(&limit),
-        ));
-    }
-    if let Some(redirect) = &state.config.redirect {
-        let redirect = Arc::new(redirect.clone());
-        for listener in listeners.redirect {
-            tasks.spawn(redirect_accept_loop(
-                listener,
-                Arc::clone(&state),
-                Arc::clone(&redirect),
-                Arc::clone(&graceful),
+    let mut ops_tasks = tokio::task::JoinSet::new();
+    for (kind, l) in listeners.into_kinds() {
+        if kind == Kind::Metrics {
+            ops_tasks.spawn(listener::accept_loop(
+                kind,
+                l,
+                Arc::clone(&live),
+                None,
+                Arc::clone(&ops_limit),
+            ));
+        } else {
+            tasks.spawn(listener::accept_loop(
+                kind,
+                l,
+                Arc::clone(&live),
+                Some(Arc::clone(&graceful)),
                 Arc::clone(&limit),
             ));
         }
     }
     shutdown.await;
-    tracing::info!("shutting down: no new connections; draining open ones");
+    live.set_draining();
+    let grace = live.current().state.config.server.shutdown_grace;
+    tracing::info!(
+        open = graceful.count(),
+        grace_secs = grace.as_secs(),
+        "shutting down: listeners closed; finishing in-flight requests"
+    );
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // Only connection tasks hold watchers now; the accept loops and their Arcs are gone.
     match Arc::try_unwrap(graceful) {
         Ok(graceful) => {
-            if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+            if tokio::time::timeout(grace, graceful.shutdown())
                 .await
                 .is_err()
             {
-                tracing::warn!("drain deadline passed; closing remaining connections");
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "shutdown grace period passed; closing the remaining connections"
+                );
+            } else {
+                tracing::info!("all connections finished");
             }
         }
         Err(_) => tracing::warn!("connections still referenced; not waiting for them"),
     }
+    ops_tasks.abort_all();
+    while ops_tasks.join_next().await.is_some() {}
 }
 
 fn http1_builder(state: &State) -> http1::Builder {
@@ -206,138 +288,52 @@ fn http1_builder(state: &State) -> http1::Builder {
     builder
 }
 
-async fn https_accept_loop(
-    listener: TcpListener,
-    state: Arc<State>,
-    acceptor: TlsAcceptor,
-    graceful: Arc<GracefulShutdown>,
-    limit: Arc<Semaphore>,
-) {
-    loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let state = Arc::clone(&state);
-        let acceptor = acceptor.clone();
-        let graceful = Arc::clone(&graceful);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let handshake = tokio::time::timeout(
-                state.config.server.tls_handshake_timeout,
-                acceptor.accept(stream),
-            )
-            .await;
-            let tls = match handshake {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(client = %peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let sni = tls.get_ref().1.server_name().map(str::to_string);
-            let conn_info = Arc::new(ConnInfo::new(peer, sni));
-            let service_state = Arc::clone(&state);
-            let service = service_fn(move |req| {
-                let state = Arc::clone(&service_state);
-                let conn = Arc::clone(&conn_info);
-                async move { Ok::<_, Infallible>(handlers::handle(req, state, conn).await) }
-            });
-            let conn = http1_builder(&state).serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = graceful.watch(conn).await {
-                tracing::debug!(client = %peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-}
-
-async fn redirect_accept_loop(
-    listener: TcpListener,
-    state: Arc<State>,
-    redirect: Arc<RedirectConfig>,
-    graceful: Arc<GracefulShutdown>,
-    limit: Arc<Semaphore>,
-) {
-    loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let redirect = Arc::clone(&redirect);
-        let graceful = Arc::clone(&graceful);
-        let builder = http1_builder(&state);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let response = redirect80::handle(&req, &redirect);
-                tracing::info!(target: "access", client = %peer, method = %req.method(), path = %req.uri().path(), status = response.status().as_u16(), "redirect listener");
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = graceful.watch(conn).await {
-                tracing::debug!(client = %peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-}
-
-/// Loads everything from `config`, binds, and serves until SIGINT/SIGTERM.
+/// Loads everything from `config`, binds, announces readiness to systemd, then serves:
+/// SIGHUP reloads, SIGTERM/SIGINT drains and returns.
 pub async fn serve(config: Config) -> Result<(), StartError> {
+    crate::ops::logging::set_format(config.log.format);
+    let notifier = Notifier::from_env();
+    let mut signals = Signals::install().map_err(StartError::Signals)?;
     let acceptor = build_tls(&config)?;
     let listeners = bind(&config).await?;
-    for l in &listeners.https {
-        if let Ok(addr) = l.local_addr() {
-            tracing::info!(%addr, "listening (https, Autodiscover)");
-        }
-    }
-    for l in &listeners.redirect {
-        if let Ok(addr) = l.local_addr() {
-            tracing::info!(%addr, "listening (http, redirect responder)");
-        }
+    let bound = listeners.describe();
+    tracing::info!(listeners = %bound, "listening");
+    if !config.proxy.plain_listen.is_empty() && config.proxy.trusted.is_empty() {
+        tracing::warn!("proxy.plain_listen is set but proxy.trusted is empty: X-Forwarded-* headers are ignored and Basic credentials are refused on the plain listeners");
     }
     let state = Arc::new(build_state(config)?);
-    run(listeners, state, acceptor, shutdown_signal()).await;
+    let live = Live::new(state, acceptor);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(run_live(listeners, Arc::clone(&live), async {
+        let _ = stopped.await;
+    }));
+    let notifier = notifier.map(Arc::new);
+    if let Some(interval) = notify::watchdog_interval() {
+        let n = notifier.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval / 2);
+            loop {
+                tick.tick().await;
+                notify::watchdog(n.as_deref());
+            }
+        });
+    }
+    let status = format!("serving; {bound}");
+    notify::ready(notifier.as_deref(), &status);
+    while signals.next().await == Event::Reload {
+        tracing::info!("SIGHUP: reloading");
+        notify::reloading(notifier.as_deref());
+        let ok = reload::reload(&live).await;
+        let note = if ok {
+            status.clone()
+        } else {
+            format!("{status}; last reload FAILED (see the log)")
+        };
+        notify::ready(notifier.as_deref(), &note);
+    }
+    notify::stopping(notifier.as_deref());
+    let _ = stop.send(());
+    let _ = server.await;
+    tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -140,3 +140,35 @@ pub fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     add_autodiscover_headers(&mut r);
     r
 }
+
+/// A plain-text (or other non-XML) answer for operational endpoints and refusals.
+pub fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = response(status, body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// `GET /autodiscover/healthcheck.htm`: 200 with the body `200 OK`, as Exchange answers load
+/// balancers (no authentication).
+pub fn healthcheck() -> Response<Body> {
+    let mut r = text(StatusCode::OK, "text/html", "200 OK");
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// 403: Basic credentials arrived over a connection that was not encrypted end to end.
+pub fn insecure_basic_refused() -> Response<Body> {
+    let mut r = text(
+        StatusCode::FORBIDDEN,
+        "text/plain; charset=utf-8",
+        "Basic authentication is refused over plain HTTP; connect with https.\n",
+    );
+    add_autodiscover_headers(&mut r);
+    r
+}

@@ -1,0 +1,415 @@
+//! Accept loops for every listener kind: HTTPS, plain HTTP behind a TLS-terminating proxy,
+//! either of them after a PROXY protocol header, the port-80 redirect responder and the
+//! metrics/health listener. Each connection takes the current [`Generation`] once and keeps
+//! it; each request gets a [`ClientContext`] (client address, whether the client's hop was
+//! encrypted) in its extensions before the Autodiscover handler sees it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::proxy::{self, ClientContext, Link, ProxyHeader};
+use super::reload::Live;
+use super::respond::{self, Body};
+use super::{handlers, http1_builder, redirect80, ConnInfo, State};
+use crate::ops::{health, metrics};
+
+/// What a listening socket serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Autodiscover over TLS.
+    Https,
+    /// Autodiscover over plain HTTP, behind a TLS-terminating proxy.
+    Plain,
+    /// A PROXY header, then TLS (L4 load balancer passing TLS through).
+    HttpsProxy,
+    /// A PROXY header, then plain HTTP.
+    PlainProxy,
+    /// The port-80 redirect responder.
+    Redirect,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    Metrics,
+}
+
+impl Kind {
+    /// Metrics label and `STATUS=` key.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Https => "https",
+            Kind::Plain => "plain",
+            Kind::HttpsProxy => "https_proxy",
+            Kind::PlainProxy => "plain_proxy",
+            Kind::Redirect => "redirect",
+            Kind::Metrics => "metrics",
+        }
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, Kind::Https | Kind::HttpsProxy)
+    }
+
+    fn proxy_protocol(self) -> bool {
+        matches!(self, Kind::HttpsProxy | Kind::PlainProxy)
+    }
+}
+
+/// Accepts connections on `listener` until the task is aborted. Connections are tracked
+/// by `graceful` when given (metrics scrapes are not: they must not hold up a drain).
+pub async fn accept_loop(
+    kind: Kind,
+    listener: TcpListener,
+    live: Arc<Live>,
+    graceful: Option<Arc<GracefulShutdown>>,
+    limit: Arc<Semaphore>,
+) {
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, listener = kind.label(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let live = Arc::clone(&live);
+        let watcher = graceful.as_ref().map(|g| g.watcher());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _active = metrics::connection_opened(kind.label());
+            connection(kind, stream, peer, live, watcher).await;
+        });
+    }
+}
+
+async fn connection(
+    kind: Kind,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    live: Arc<Live>,
+    watcher: Option<Watcher>,
+) {
+    let generation = live.current();
+    let state = Arc::clone(&generation.state);
+    let mut link = Link {
+        peer: peer.ip(),
+        proxied_source: None,
+        proxied_ssl: false,
+        tls: kind.tls(),
+    };
+    if kind.proxy_protocol() {
+        match accept_proxy_header(&mut stream, peer, &state).await {
+            Some(header) => {
+                if let ProxyHeader::Proxied { source, ssl, .. } = header {
+                    link.proxied_source = Some(source.ip());
+                    link.proxied_ssl = ssl;
+                }
+            }
+            None => return,
+        }
+    }
+    match kind {
+        Kind::Metrics => {
+            let live = Arc::clone(&live);
+            let service = service_fn(move |req: Request<Incoming>| {
+                let live = Arc::clone(&live);
+                async move { Ok::<_, Infallible>(health::handle(&req, &live).await) }
+            });
+            serve(TokioIo::new(stream), service, &state, peer, None).await;
+        }
+        Kind::Redirect => {
+            let redirect = state.config.redirect.clone().map(Arc::new);
+            let service = service_fn(move |req: Request<Incoming>| {
+                let response = match &redirect {
+                    Some(redirect) => redirect80::handle(&req, redirect),
+                    None => respond::not_found(),
+                };
+                tracing::info!(target: "access", client = %peer, method = %req.method(), path = %req.uri().path(), status = response.status().as_u16(), "redirect listener");
+                async move { Ok::<_, Infallible>(response) }
+            });
+            serve(TokioIo::new(stream), service, &state, peer, watcher).await;
+        }
+        _ if kind.tls() => {
+            let handshake = tokio::time::timeout(
+                state.config.server.tls_handshake_timeout,
+                generation.acceptor.accept(stream),
+            )
+            .await;
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    metrics::tls_handshake_failure("error");
+                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics::tls_handshake_failure("timeout");
+                    tracing::debug!(client = %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let sni = tls.get_ref().1.server_name().map(str::to_string);
+            let conn = Arc::new(ConnInfo::new(peer, sni));
+            let service = autodiscover_service(Arc::clone(&state), conn, link);
+            serve(TokioIo::new(tls), service, &state, peer, watcher).await;
+        }
+        _ => {
+            let conn = Arc::new(ConnInfo::new(peer, None));
+            let service = autodiscover_service(Arc::clone(&state), conn, link);
+            serve(TokioIo::new(stream), service, &state, peer, watcher).await;
+        }
+    }
+}
+
+/// Reads the PROXY header from a trusted peer. `None`: the connection is refused (closed).
+async fn accept_proxy_header(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    state: &State,
+) -> Option<ProxyHeader> {
+    if !proxy::is_trusted(&state.config.proxy.trusted, peer.ip()) {
+        metrics::proxy_rejected("untrusted");
+        tracing::warn!(client = %peer, "PROXY protocol connection from an untrusted peer refused (add the load balancer to proxy.trusted if it is one)");
+        return None;
+    }
+    let read = tokio::time::timeout(
+        state.config.server.tls_handshake_timeout,
+        read_proxy_header(stream),
+    )
+    .await;
+    match read {
+        Ok(Ok(header)) => Some(header),
+        Ok(Err(problem)) => {
+            metrics::proxy_rejected("malformed");
+            tracing::warn!(client = %peer, error = %problem, "PROXY protocol header refused");
+            None
+        }
+        Err(_) => {
+            metrics::proxy_rejected("timeout");
+            tracing::warn!(client = %peer, "no PROXY protocol header in time");
+            None
+        }
+    }
+}
+
+/// Reads exactly the PROXY header, never a byte of what follows it.
+async fn read_proxy_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<ProxyHeader, String> {
+    let mut buf = Vec::with_capacity(64);
+    loop {
+        match proxy::decode(&buf).map_err(|e| e.to_string())? {
+            proxy::Progress::Done(decoded) => return Ok(decoded.header),
+            proxy::Progress::NeedMore(n) => {
+                let mut more = vec![0u8; n];
+                stream
+                    .read_exact(&mut more)
+                    .await
+                    .map_err(|e| format!("connection ended inside the header ({e})"))?;
+                buf.extend_from_slice(&more);
+            }
+        }
+    }
+}
+
+async fn serve<I, S>(io: I, service: S, state: &State, peer: SocketAddr, watcher: Option<Watcher>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = http1_builder(state).serve_connection(io, service);
+    let result = match watcher {
+        Some(w) => w.watch(conn).await,
+        None => conn.await,
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn autodiscover_service(
+    state: Arc<State>,
+    conn: Arc<ConnInfo>,
+    link: Link,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Send {
+    service_fn(move |req: Request<Incoming>| {
+        let state = Arc::clone(&state);
+        let conn = Arc::clone(&conn);
+        async move { Ok::<_, Infallible>(autodiscover_request(req, state, conn, link).await) }
+    })
+}
+
+/// The scheme of an `Authorization` header, as a metrics label.
+fn auth_scheme<B>(req: &Request<B>) -> Option<&'static str> {
+    let value = req.headers().get(http::header::AUTHORIZATION)?.as_bytes();
+    let scheme = value.split(|b| *b == b' ').next().unwrap_or_default();
+    Some(if scheme.eq_ignore_ascii_case(b"basic") {
+        "basic"
+    } else if scheme.eq_ignore_ascii_case(b"ntlm") {
+        "ntlm"
+    } else if scheme.eq_ignore_ascii_case(b"negotiate") {
+        "negotiate"
+    } else {
+        "other"
+    })
+}
+
+/// One request on an Autodiscover listener: operational short-cuts, the insecure-Basic rule,
+/// then the handler; counts the outcome.
+async fn autodiscover_request(
+    mut req: Request<Incoming>,
+    state: Arc<State>,
+    conn: Arc<ConnInfo>,
+    link: Link,
+) -> Response<Body> {
+    let started = Instant::now();
+    let ctx = proxy::resolve(&link, req.headers(), &state.config.proxy.trusted);
+    let endpoint = metrics::endpoint_label(req.uri().path());
+    if endpoint == "healthcheck" && matches!(*req.method(), Method::GET | Method::HEAD) {
+        metrics::request(endpoint, "ok", started.elapsed());
+        tracing::debug!(target: "access", client = %ctx.client, endpoint, status = 200, "health check");
+        return respond::healthcheck();
+    }
+    let scheme = auth_scheme(&req);
+    if !ctx.secure && scheme == Some("basic") {
+        // The password already crossed the network in clear; refusing it keeps clients from
+        // being trained to do that and keeps a sniffed password from working here.
+        metrics::auth("basic", "refused_insecure");
+        metrics::request(endpoint, "basic_refused_insecure", started.elapsed());
+        let response = respond::insecure_basic_refused();
+        tracing::info!(
+            target: "access",
+            client = %ctx.client,
+            method = %req.method(),
+            path = %req.uri().path(),
+            endpoint,
+            user = "-",
+            outcome = "basic_refused_insecure",
+            status = response.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        return response;
+    }
+    req.extensions_mut().insert(ctx);
+    let mut response = handlers::handle(req, state, conn).await;
+    if !ctx.secure {
+        strip_basic_challenges(&mut response);
+    }
+    let outcome = response
+        .extensions()
+        .get::<metrics::RequestOutcome>()
+        .copied();
+    metrics::request(
+        endpoint,
+        outcome.map(|o| o.outcome).unwrap_or("unknown"),
+        started.elapsed(),
+    );
+    if let Some(method) = scheme {
+        metrics::auth(method, auth_result(&response, outcome));
+    }
+    response
+}
+
+/// A 401 on an insecure hop must not invite Basic credentials.
+fn strip_basic_challenges(response: &mut Response<Body>) {
+    let headers = response.headers_mut();
+    let keep: Vec<_> = headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter(|v| {
+            !v.as_bytes()
+                .get(..5)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"basic"))
+        })
+        .cloned()
+        .collect();
+    headers.remove(http::header::WWW_AUTHENTICATE);
+    for v in keep {
+        headers.append(http::header::WWW_AUTHENTICATE, v);
+    }
+}
+
+/// Classifies an authentication attempt from what the handler answered.
+fn auth_result(
+    response: &Response<Body>,
+    outcome: Option<metrics::RequestOutcome>,
+) -> &'static str {
+    if outcome.is_some_and(|o| o.authenticated) {
+        return "success";
+    }
+    if response.status() == StatusCode::UNAUTHORIZED {
+        // "NTLM <token>" / "Negotiate <token>": a handshake leg, not a failure.
+        let continues = response
+            .headers()
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .any(|v| {
+                v.as_bytes().trim_ascii().contains(&b' ') && !v.as_bytes().starts_with(b"Basic")
+            });
+        return if continues { "continue" } else { "failure" };
+    }
+    if outcome.is_some_and(|o| o.outcome == "error_603") {
+        return "unavailable";
+    }
+    "not_evaluated"
+}
+
+/// Reports which `ClientContext` the handler saw (for the access log).
+pub fn client_of<B>(req: &Request<B>, conn: &ConnInfo) -> std::net::IpAddr {
+    req.extensions()
+        .get::<ClientContext>()
+        .map(|c| c.client)
+        .unwrap_or_else(|| conn.peer.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn proxy_header_reader_leaves_the_rest_of_the_stream() {
+        let mut bytes: &[u8] = b"PROXY TCP4 192.0.2.10 192.0.2.1 56324 443\r\nGET / HTTP/1.1\r\n";
+        let header = read_proxy_header(&mut bytes).await.unwrap();
+        assert!(matches!(header, ProxyHeader::Proxied { .. }));
+        assert_eq!(bytes, b"GET / HTTP/1.1\r\n");
+        let mut short: &[u8] = b"PROXY TCP4 192.0.2.10";
+        assert!(read_proxy_header(&mut short).await.is_err());
+    }
+
+    #[test]
+    fn basic_challenges_are_removed_on_insecure_hops() {
+        let mut r = respond::unauthorized(&["NTLM".into(), "Basic realm=\"x\"".into()]);
+        strip_basic_challenges(&mut r);
+        let left: Vec<_> = r.headers().get_all("www-authenticate").iter().collect();
+        assert_eq!(left, ["NTLM"]);
+    }
+
+    #[test]
+    fn ntlm_handshake_legs_are_not_failures() {
+        let leg = respond::unauthorized(&["NTLM TlRMTVNTUAACAAAA".into()]);
+        assert_eq!(auth_result(&leg, None), "continue");
+        let fail = respond::unauthorized(&["NTLM".into(), "Basic realm=\"x y\"".into()]);
+        assert_eq!(auth_result(&fail, None), "failure");
+    }
+}
