@@ -22,7 +22,11 @@ type Boxed = Box<dyn Layer<Inner> + Send + Sync>;
 static FORMAT: OnceLock<reload::Handle<Boxed, Inner>> = OnceLock::new();
 
 fn layer(format: LogFormat) -> Boxed {
-    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    // Colour only on a terminal: journald and log files must not get escape codes.
+    let base = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => base.boxed(),
         LogFormat::Json => base

@@ -11,8 +11,10 @@ mod harness;
 
 mod cli;
 mod ntlm;
+mod ops;
 mod pox;
 mod properties;
+mod proxy;
 mod redirect;
 mod soap;
 mod v2;

@@ -2,6 +2,7 @@
 //! and a real HTTP/1.1 client over TLS.
 
 pub mod client;
+pub mod daemon;
 pub mod pki;
 
 use std::net::SocketAddr;
