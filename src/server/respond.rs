@@ -154,11 +154,10 @@ pub fn text(
 }
 
 /// `GET /autodiscover/healthcheck.htm`: 200 with the body `200 OK`, as Exchange answers load
-/// balancers (no authentication).
+/// balancers (no authentication). Carries the `/autodiscover/*` headers (brief §0 rule 7).
 pub fn healthcheck() -> Response<Body> {
     let mut r = text(StatusCode::OK, "text/html", "200 OK");
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    add_autodiscover_headers(&mut r);
     r
 }
 

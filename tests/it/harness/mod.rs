@@ -98,6 +98,7 @@ impl TestServer {
             &["redirect", "listen"],
             toml::Value::Array(vec!["127.0.0.1:0".into()]),
         );
+        set(&mut table, &["metrics", "listen"], "127.0.0.1:0".into());
         tweak(&mut table);
         let text = toml::to_string(&table).expect("serialise config");
         let path = dir.path().join("autodiscoverd.toml");
