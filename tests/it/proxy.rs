@@ -42,7 +42,10 @@ fn daemon(trusted: &[&str]) -> Daemon {
     })
 }
 
-async fn post(stream: TcpStream, headers: &[(&str, &str)], user: Option<(&str, &str)>) -> Answer {
+async fn post<S>(stream: S, headers: &[(&str, &str)], user: Option<(&str, &str)>) -> Answer
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let auth = user.map(|(u, p)| basic(u, p));
     let mut all: Vec<(&str, &str)> = vec![("Content-Type", "text/xml")];
     if let Some(a) = &auth {
@@ -306,4 +309,156 @@ async fn proxy_headers_from_untrusted_peers_or_malformed_ones_are_refused() {
     let mut back = vec![0u8; 17];
     s.read_exact(&mut back).await.unwrap();
     assert_eq!(&back, b"HTTP/1.1 200 OK\r\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// A real HAProxy in front (deploy/haproxy/*.cfg, trimmed to the lines that matter).
+
+/// The haproxy binary, or `None` (allowed only outside CI: a skip is never a pass in CI).
+fn haproxy() -> Option<&'static str> {
+    let found = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "haproxy is not installed (CI=true): .ci/run installs it"
+        );
+        eprintln!("SKIPPED: haproxy is not installed; install it to run this test");
+    }
+    found
+}
+
+/// A running HAProxy; killed on drop.
+struct Haproxy {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts HAProxy with `body` (frontend/backend sections) listening on a fresh port.
+/// The port is found by binding :0 and releasing it: HAProxy cannot report a kernel-chosen
+/// port, and the window is a few milliseconds on loopback.
+async fn start_haproxy(bin: &str, dir: &std::path::Path, body: &str) -> Haproxy {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "defaults\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n{}",
+            body.replace("@LISTEN@", &addr.to_string())
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(bin)
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn haproxy");
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return Haproxy { child, addr };
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("haproxy did not start listening on {addr}");
+}
+
+/// A TCP connection from another loopback address, so the client is distinguishable from
+/// the proxy (127.0.0.1) in autodiscoverd's log.
+async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+#[tokio::test]
+async fn haproxy_tcp_mode_with_send_proxy_v2_passes_tls_and_the_client_address() {
+    let Some(bin) = haproxy() else { return };
+    let d = daemon(&["127.0.0.1/32"]);
+    let backend = d.addr("https_proxy");
+    let lb = start_haproxy(
+        bin,
+        d.dir.path(),
+        &format!(
+            "frontend tls\n    mode tcp\n    bind @LISTEN@\n    default_backend ad\nbackend ad\n    mode tcp\n    server ad1 {backend} send-proxy-v2\n"
+        ),
+    )
+    .await;
+    let tcp = connect_from("127.0.0.2", lb.addr).await;
+    let connector = TlsConnector::from(client_config(&d.pki));
+    let tls = connector
+        .connect(
+            ServerName::try_from("autodiscover.contoso.com").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS through HAProxy reaches autodiscoverd");
+    let a = post(tls, &[], Some(("alice@contoso.com", "alice-pw"))).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(action(&a), "settings");
+    assert_eq!(logged_client(&d, "settings"), "127.0.0.2");
+}
+
+#[tokio::test]
+async fn haproxy_http_mode_terminating_tls_forwards_the_client_and_allows_basic() {
+    let Some(bin) = haproxy() else { return };
+    let d = daemon(&["127.0.0.1/32"]);
+    let backend = d.addr("plain");
+    // HAProxy wants certificate chain and key in one file.
+    let (cert, key) = d
+        .pki
+        .write_leaf(d.dir.path(), "lb", &["autodiscover.contoso.com"]);
+    let bundle = d.dir.path().join("lb-bundle.pem");
+    std::fs::write(
+        &bundle,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(cert).unwrap(),
+            std::fs::read_to_string(key).unwrap()
+        ),
+    )
+    .unwrap();
+    let lb = start_haproxy(
+        bin,
+        d.dir.path(),
+        &format!(
+            "frontend https\n    mode http\n    bind @LISTEN@ ssl crt {}\n    http-request del-header X-Forwarded-For\n    http-request set-header X-Forwarded-Proto https\n    option forwardfor\n    default_backend ad\nbackend ad\n    mode http\n    http-reuse never\n    server ad1 {backend}\n",
+            bundle.display()
+        ),
+    )
+    .await;
+    let tcp = connect_from("127.0.0.3", lb.addr).await;
+    let connector = TlsConnector::from(client_config(&d.pki));
+    let tls = connector
+        .connect(
+            ServerName::try_from("autodiscover.contoso.com").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    // The client's own X-Forwarded-For is dropped by HAProxy and would not be believed anyway.
+    let a = post(
+        tls,
+        &[("X-Forwarded-For", "6.6.6.6")],
+        Some(("alice@contoso.com", "alice-pw")),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(action(&a), "settings");
+    assert_eq!(logged_client(&d, "settings"), "127.0.0.3");
 }
