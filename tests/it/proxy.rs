@@ -369,9 +369,11 @@ async fn start_haproxy(bin: &str, dir: &std::path::Path, body: &str) -> Haproxy 
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn haproxy");
+    // Owned by the guard from here on: a failure below still kills and reaps it.
+    let lb = Haproxy { child, addr };
     for _ in 0..200 {
         if TcpStream::connect(addr).await.is_ok() {
-            return Haproxy { child, addr };
+            return lb;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
