@@ -375,6 +375,25 @@ fn auth_result(
     "not_evaluated"
 }
 
+/// Start-up warnings for settings that are valid but risky behind a TLS-terminating proxy.
+pub fn warn_about_proxy_settings(config: &crate::config::Config) {
+    let plain = !config.proxy.plain_listen.is_empty()
+        || !config.proxy.proxy_protocol_plain_listen.is_empty();
+    if !plain {
+        return;
+    }
+    if config.proxy.trusted.is_empty() {
+        tracing::warn!("plain listeners are configured but proxy.trusted is empty: X-Forwarded-* headers are ignored and Basic credentials are refused there");
+    }
+    let ntlm = &config.auth.ntlm;
+    if ntlm.enabled && ntlm.channel_binding != crate::auth::ntlm::CbtPolicy::Off {
+        tracing::warn!("NTLM channel bindings on plain listeners are checked against tls.cert, but clients bind to the certificate of the proxy that terminated TLS; unless the proxy presents that same certificate, set auth.ntlm_channel_binding = \"off\"");
+    }
+    if ntlm.enabled && ntlm.persist_on_connection {
+        tracing::warn!("auth.ntlm_persist_on_connection is on with plain listeners: safe only if the proxy never shares an upstream connection between clients (HAProxy marks NTLM connections private; open-source nginx does not), otherwise set it to false");
+    }
+}
+
 /// Reports which `ClientContext` the handler saw (for the access log).
 pub fn client_of<B>(req: &Request<B>, conn: &ConnInfo) -> std::net::IpAddr {
     req.extensions()

@@ -3,8 +3,8 @@
 //! so tests run the real thing on `127.0.0.1:0`.
 
 pub mod handlers;
-pub mod ntlm;
 pub mod listener;
+pub mod ntlm;
 pub mod proxy;
 pub mod redirect80;
 pub mod reload;
@@ -298,9 +298,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let listeners = bind(&config).await?;
     let bound = listeners.describe();
     tracing::info!(listeners = %bound, "listening");
-    if !config.proxy.plain_listen.is_empty() && config.proxy.trusted.is_empty() {
-        tracing::warn!("proxy.plain_listen is set but proxy.trusted is empty: X-Forwarded-* headers are ignored and Basic credentials are refused on the plain listeners");
-    }
+    listener::warn_about_proxy_settings(&config);
     let state = Arc::new(build_state(config)?);
     let live = Live::new(state, acceptor);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -419,6 +419,6 @@ fn packaged_config_parses_and_documents_the_same_keys_as_the_example() {
     );
     assert_eq!(
         a, b,
-        "deploy/debian/autodiscoverd.toml and the example config differ in keys"
+        "deploy/debian/autodiscoverd.toml and the example config differ in keys: run deploy/debian/make-config"
     );
 }
