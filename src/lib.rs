@@ -12,11 +12,14 @@
 //! - [`settings`]: the service settings (EXCH/EXPR/WEB/mapiHttp/mobilesync) for one mailbox.
 //! - [`config`]: the TOML configuration, validated into [`config::Config`].
 //! - [`ops`]: logging setup.
+//! - [`lab`]: `lab init` / `lab up`: an on-premises organisation plus an emulated Exchange
+//!   Online tenant on loopback (brief §8.4).
 
 pub mod auth;
 pub mod config;
 pub mod decision;
 pub mod directory;
+pub mod lab;
 pub mod ops;
 pub mod protocol;
 pub mod server;

@@ -261,12 +261,18 @@ pub fn render_outlook_settings(s: &MailboxSettings, caps: ClientCaps) -> Vec<u8>
     match (&s.mapi, caps.mapi_http) {
         (Some(mapi), true) => {
             w.open("Protocol", &[("Type", "mapiHttp"), ("Version", "1")]);
+            // Exchange Online publishes only external MAPI URLs (brief §11.8).
+            let internal = !s.microsoft_online;
             w.open("MailStore", &[]);
-            w.leaf("InternalUrl", &mapi.mail_store.internal);
+            if internal {
+                w.leaf("InternalUrl", &mapi.mail_store.internal);
+            }
             w.leaf("ExternalUrl", &mapi.mail_store.external);
             w.close("MailStore");
             w.open("AddressBook", &[]);
-            w.leaf("InternalUrl", &mapi.address_book.internal);
+            if internal {
+                w.leaf("InternalUrl", &mapi.address_book.internal);
+            }
             w.leaf("ExternalUrl", &mapi.address_book.external);
             w.close("AddressBook");
             w.close("Protocol");
@@ -280,7 +286,8 @@ pub fn render_outlook_settings(s: &MailboxSettings, caps: ClientCaps) -> Vec<u8>
     if caps.ex_http_info {
         write_exhttp(&mut w, s, caps, false);
         write_exhttp(&mut w, s, caps, true);
-    } else if caps.outlook {
+    } else if caps.outlook || (s.microsoft_online && caps.mapi_http && s.mapi.is_some()) {
+        // Exchange Online adds the external EXHTTP block to MAPI answers (brief §11.8).
         write_exhttp(&mut w, s, caps, true);
     }
     w.close("Account");
@@ -351,6 +358,10 @@ fn write_web(w: &mut XmlWriter, s: &MailboxSettings) {
     w.open("Protocol", &[]);
     w.leaf("Type", "WEB");
     for (section, external) in [("Internal", false), ("External", true)] {
+        // Exchange Online has no internal namespace (brief §11.8).
+        if s.microsoft_online && !external {
+            continue;
+        }
         w.open(section, &[]);
         if let Some(owa) = &s.owa {
             let (url, auth) = if external {

@@ -1,0 +1,599 @@
+//! The text files of a lab, rendered from a [`LabSpec`]: both roles' configurations and
+//! directories, the hosts-file lines, the curl/probe name map and a summary. Pure: no file
+//! system, no clock; [`super::init`] writes what these functions return.
+//!
+//! Every value placed into TOML here is a validated host name, a fixed word or a number,
+//! so plain formatting cannot produce broken TOML.
+
+use uuid::Uuid;
+
+use super::{Breakage, LabSpec, LabUser, Ports, USERS};
+
+/// Certificate file stems under `certs/` and the names each certificate carries.
+pub struct CertPlan {
+    pub stem: &'static str,
+    pub names: Vec<String>,
+}
+
+/// `certs/<stem>.pem` of the on-premises Autodiscover host.
+pub const CERT_ONPREM_AUTODISCOVER: &str = "onprem-autodiscover";
+/// `certs/<stem>.pem` of the on-premises mail host.
+pub const CERT_ONPREM_MAIL: &str = "onprem-mail";
+/// `certs/<stem>.pem` the root domain presents (issued to another name on purpose).
+pub const CERT_ONPREM_ROOT: &str = "onprem-root-mismatch";
+/// `certs/<stem>.pem` of the tenant's `autodiscover-s` host.
+pub const CERT_TENANT_AUTODISCOVER: &str = "tenant-autodiscover-s";
+/// `certs/<stem>.pem` of the tenant's `outlook` host.
+pub const CERT_TENANT_OUTLOOK: &str = "tenant-outlook";
+
+/// The certificates a lab needs, one per host.
+pub fn certificates(spec: &LabSpec) -> Vec<CertPlan> {
+    vec![
+        CertPlan {
+            stem: CERT_ONPREM_AUTODISCOVER,
+            names: vec![spec.onprem_autodiscover_host()],
+        },
+        CertPlan {
+            stem: CERT_ONPREM_MAIL,
+            names: vec![spec.mail_host()],
+        },
+        CertPlan {
+            stem: CERT_ONPREM_ROOT,
+            names: vec![spec.root_certificate_name()],
+        },
+        CertPlan {
+            stem: CERT_TENANT_AUTODISCOVER,
+            names: vec![spec.tenant_autodiscover_host()],
+        },
+        CertPlan {
+            stem: CERT_TENANT_OUTLOOK,
+            names: vec![spec.outlook_host()],
+        },
+    ]
+}
+
+fn org_name(spec: &LabSpec) -> String {
+    let mut chars = spec.tenant.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+        None => String::new(),
+    }
+}
+
+fn guid(spec: &LabSpec, purpose: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_DNS,
+        format!("{purpose}.{}", spec.domain).as_bytes(),
+    )
+}
+
+fn mailbox_guid(user: &LabUser) -> Uuid {
+    Uuid::parse_str(user.mailbox_guid)
+        .unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, user.alias.as_bytes()))
+}
+
+/// The on-premises legacyExchangeDN of a lab user (also an X500 proxy in the tenant).
+pub fn onprem_legacy_dn(spec: &LabSpec, user: &LabUser) -> String {
+    format!(
+        "/o={}/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn={}-{}",
+        org_name(spec),
+        mailbox_guid(user).simple(),
+        user.alias
+    )
+}
+
+fn cert_entry(stem: &str) -> (String, String) {
+    (
+        format!("../certs/{stem}.pem"),
+        format!("../certs/{stem}.key"),
+    )
+}
+
+/// `onprem/autodiscoverd.toml`: the on-premises Exchange organisation.
+pub fn onprem_config(spec: &LabSpec, ports: Ports) -> String {
+    let (ad_cert, ad_key) = cert_entry(CERT_ONPREM_AUTODISCOVER);
+    let (mail_cert, mail_key) = cert_entry(CERT_ONPREM_MAIL);
+    let (root_cert, root_key) = cert_entry(CERT_ONPREM_ROOT);
+    let mail = spec.mail_host();
+    let oab = guid(spec, "oab.onprem");
+    format!(
+        r#"# Lab: the on-premises Exchange organisation of {domain} (written by `autodiscoverd lab init`).
+# Run with `autodiscoverd lab up <lab dir>` (both roles) or
+# `autodiscoverd serve --config <this file>` (this role only).
+
+[server]
+# Stands in for port 443 of {domain}, autodiscover.{domain} and {mail}.
+listen = ["127.0.0.1:{port}"]
+
+[tls]
+# autodiscover.{domain}: the name Outlook tries second (brief §7.1).
+cert = "{ad_cert}"
+key = "{ad_key}"
+
+[[tls.sni]]
+host = "{mail}"
+cert = "{mail_cert}"
+key = "{mail_key}"
+
+# The root domain's HTTPS site is someone else's web hosting: its certificate is issued to
+# {root_name}, so clients must reject https://{domain}/ (the seed scenario).
+[[tls.sni]]
+host = "{domain}"
+cert = "{root_cert}"
+key = "{root_key}"
+
+[organization]
+display_name = "{org} (lab, on-premises)"
+exchange_org = "{org}"
+deployment_id = "{deployment}"
+accepted_domains = ["{domain}"]
+tenant_routing_domain = "{routing}"
+microsoft_online = false
+
+[auth]
+basic = true
+
+[services]
+exchange_version = "15.2.1258.12"
+ad_server = "dc01.{domain}"
+
+[services.ews]
+external = "https://{mail}/EWS/Exchange.asmx"
+
+[services.oab]
+external = "https://{mail}/OAB/{oab}/"
+
+[services.ecp]
+external = "https://{mail}/ecp/"
+
+[services.owa]
+external = "https://{mail}/owa/"
+
+[services.activesync]
+external = "https://{mail}/Microsoft-Server-ActiveSync"
+
+[services.outlook_anywhere]
+external_host = "{mail}"
+auth_package = "Ntlm"
+cert_principal_name = "None"
+
+[services.mapi_http]
+enabled = true
+external_host = "{mail}"
+
+[directory]
+backend = "file"
+
+[directory.file]
+path = "directory.toml"
+"#,
+        domain = spec.domain,
+        port = ports.onprem_https,
+        root_name = spec.root_certificate_name(),
+        org = org_name(spec),
+        deployment = guid(spec, "deployment.onprem"),
+        routing = spec.routing_domain(),
+    )
+}
+
+/// `tenant/autodiscoverd.toml`: the Exchange Online emulation (brief §8.4, §11.8).
+pub fn tenant_config(spec: &LabSpec, ports: Ports) -> String {
+    let (s_cert, s_key) = cert_entry(CERT_TENANT_AUTODISCOVER);
+    let (o_cert, o_key) = cert_entry(CERT_TENANT_OUTLOOK);
+    let outlook = spec.outlook_host();
+    let autodiscover_s = spec.tenant_autodiscover_host();
+    let oab = guid(spec, "oab.tenant");
+    format!(
+        r#"# Lab: the Exchange Online side of the {org} tenant (written by `autodiscoverd lab init`).
+# {autodiscover_s} and {outlook} stand in for autodiscover-s.outlook.com and
+# outlook.office365.com; the plain-HTTP redirector stands in for the port-80 VIP behind
+# {redirect_host} (brief §8.4).
+
+[server]
+# Stands in for port 443 of {autodiscover_s} and {outlook}.
+listen = ["127.0.0.1:{https_port}"]
+
+[tls]
+# Also presented to clients that ask for {redirect_host} on 443: it does not
+# carry that name, exactly like autodiscover.outlook.com.
+cert = "{s_cert}"
+key = "{s_key}"
+
+[[tls.sni]]
+host = "{outlook}"
+cert = "{o_cert}"
+key = "{o_key}"
+
+[organization]
+display_name = "{org} (lab tenant, Exchange Online emulation)"
+# Exchange Online's organisation in every legacy DN.
+exchange_org = "ExchangeLabs"
+deployment_id = "{deployment}"
+# The tenant answers for the vanity domain and its own domains; migrated users are found
+# by their routing-domain proxy address.
+accepted_domains = ["{domain}", "{routing}", "{initial}"]
+tenant_routing_domain = "{routing}"
+# Answer as Exchange Online: MicrosoftOnline=True, EXO-shaped protocol blocks.
+microsoft_online = true
+
+[auth]
+basic = true
+
+[services]
+# Exchange Online builds are 15.20.x (ServerVersion 73D49F70 for 15.20.8048).
+exchange_version = "15.20.8048.0"
+public_folder_server = "{outlook}"
+
+[services.ews]
+external = "https://{outlook}/EWS/Exchange.asmx"
+
+[services.oab]
+external = "https://{outlook}/OAB/{oab}/"
+
+[services.ecp]
+external = "https://{outlook}/ecp/"
+
+[services.owa]
+external = "https://{outlook}/owa/"
+internal_auth = "LiveIdFba, OAuth"
+external_auth = "LiveIdFba, OAuth"
+
+[services.activesync]
+external = "https://{outlook}/Microsoft-Server-ActiveSync"
+
+[services.outlook_anywhere]
+external_host = "{outlook}"
+auth_package = "Basic"
+cert_principal_name = "msstd:{outlook}"
+
+[services.mapi_http]
+enabled = true
+external_host = "{outlook}"
+
+[directory]
+backend = "file"
+
+[directory.file]
+path = "directory.toml"
+
+# The HTTP-redirect method (brief §7.3): GET http://{redirect_host}/autodiscover/autodiscover.xml
+# gets 302 to https://{autodiscover_s}/autodiscover/autodiscover.xml.
+[redirect]
+listen = ["127.0.0.1:{http_port}"]
+target = "https://{autodiscover_s}"
+hosts = {{ "{redirect_host}" = "https://{autodiscover_s}" }}
+"#,
+        org = org_name(spec),
+        domain = spec.domain,
+        routing = spec.routing_domain(),
+        initial = spec.initial_domain(),
+        redirect_host = spec.tenant_redirect_host(),
+        https_port = ports.tenant_https,
+        http_port = ports.tenant_http,
+        deployment = guid(spec, "deployment.tenant"),
+    )
+}
+
+/// `onprem/directory.toml`: the on-premises accounts; migrated users are remote mailboxes.
+pub fn onprem_directory(spec: &LabSpec) -> String {
+    let mut out = format!(
+        "# Lab: on-premises directory of {domain}. Plaintext lab passwords (lab = true); never\n\
+         # reuse them. Keys are documented in config/directory.example.toml.\n\
+         lab = true\n\
+         netbios_domain = \"{netbios}\"\n",
+        domain = spec.domain,
+        netbios = spec.tenant.to_ascii_uppercase(),
+    );
+    for user in &USERS {
+        out.push('\n');
+        if user.migrated {
+            out.push_str(&format!(
+                "# Migrated to the tenant: Autodiscover answers redirectAddr {routing}.\n",
+                routing = spec.routing_address(user)
+            ));
+        } else {
+            out.push_str(
+                "# Mailbox on-premises: Autodiscover answers with this server's settings.\n",
+            );
+        }
+        out.push_str(&common_user(spec, user));
+        out.push_str(&format!(
+            "primary_smtp = \"{}\"\nlegacy_dn = \"{}\"\n",
+            spec.address(user),
+            onprem_legacy_dn(spec, user)
+        ));
+        if user.migrated {
+            out.push_str(&format!(
+                "recipient_type = \"RemoteUserMailbox\"\nremote_recipient_type = 4\ntarget_address = \"SMTP:{}\"\n",
+                spec.routing_address(user)
+            ));
+        } else {
+            out.push_str("recipient_type = \"UserMailbox\"\n");
+        }
+    }
+    out
+}
+
+fn common_user(spec: &LabSpec, user: &LabUser) -> String {
+    format!(
+        "[[user]]\nupn = \"{address}\"\nsam_account_name = \"{alias}\"\ndisplay_name = \"{display}\"\nmailbox_guid = \"{guid}\"\npassword = \"{password}\"\n",
+        address = spec.address(user),
+        alias = user.alias,
+        display = user.display_name,
+        guid = mailbox_guid(user),
+        password = user.password,
+    )
+}
+
+/// `tenant/directory.toml`: the synced copy in the tenant. Migrated users own a mailbox
+/// here and are found by their routing-domain address; on-premises users are mail users.
+pub fn tenant_directory(spec: &LabSpec) -> String {
+    let mut out = format!(
+        "# Lab: the tenant's directory, a synced copy of {domain} (same UPNs and passwords).\n\
+         # Legacy DNs are generated under /o=ExchangeLabs; the on-premises legacy DN stays\n\
+         # reachable as an X500 proxy address, as after a real migration.\n\
+         lab = true\n\
+         netbios_domain = \"{netbios}\"\n",
+        domain = spec.domain,
+        netbios = spec.tenant.to_ascii_uppercase(),
+    );
+    let loop_break = spec.breakage == Some(Breakage::RedirectLoop);
+    for user in &USERS {
+        out.push('\n');
+        out.push_str(&common_user(spec, user));
+        let routing = spec.routing_address(user);
+        let initial = format!("{}@{}", user.alias, spec.initial_domain());
+        if user.migrated && loop_break {
+            out.push_str(&format!(
+                "# BROKEN ON PURPOSE (lab init --break redirect-loop): the tenant thinks this\n\
+                 # mailbox is still on-premises and sends clients back to {vanity}, which\n\
+                 # sends them here again.\n\
+                 primary_smtp = \"{routing}\"\n\
+                 proxy_addresses = [\"smtp:{initial}\"]\n\
+                 recipient_type = \"MailUser\"\n\
+                 target_address = \"SMTP:{vanity}\"\n",
+                vanity = spec.address(user),
+            ));
+        } else if user.migrated {
+            out.push_str(&format!(
+                "# The mailbox lives here; AutoDiscoverSMTPAddress stays the vanity address.\n\
+                 primary_smtp = \"{vanity}\"\n\
+                 proxy_addresses = [\"smtp:{routing}\", \"smtp:{initial}\", \"X500:{x500}\"]\n\
+                 recipient_type = \"UserMailbox\"\n",
+                vanity = spec.address(user),
+                x500 = onprem_legacy_dn(spec, user),
+            ));
+        } else {
+            out.push_str(&format!(
+                "# Mailbox on-premises: a mail user in the tenant (no mailbox here, Error 501).\n\
+                 primary_smtp = \"{vanity}\"\n\
+                 proxy_addresses = [\"smtp:{routing}\", \"smtp:{initial}\"]\n\
+                 recipient_type = \"MailUser\"\n",
+                vanity = spec.address(user),
+            ));
+        }
+    }
+    out
+}
+
+/// `hosts`: hosts-file lines for every lab name (the bare routing domain left out).
+pub fn hosts_file(spec: &LabSpec, ports: Ports) -> String {
+    format!(
+        "# Hosts-file lines for the {domain} lab (append to /etc/hosts or\n\
+         # C:\\Windows\\System32\\drivers\\etc\\hosts). Programs that use the hosts file connect\n\
+         # to ports 443/80, while the lab listens on {a} (on-premises HTTPS), {b} (tenant HTTPS)\n\
+         # and {c} (tenant HTTP redirector): forward those ports, or use curl.conf\n\
+         # (`curl -K`, `autodiscoverd probe --map`).\n\
+         # {routing} is absent on purpose: the bare routing domain has no address.\n\
+         127.0.0.1 {domain} {autodiscover} {mail}\n\
+         127.0.0.1 {autodiscover_s} {outlook} {redirect}\n",
+        domain = spec.domain,
+        a = ports.onprem_https,
+        b = ports.tenant_https,
+        c = ports.tenant_http,
+        routing = spec.routing_domain(),
+        autodiscover = spec.onprem_autodiscover_host(),
+        mail = spec.mail_host(),
+        autodiscover_s = spec.tenant_autodiscover_host(),
+        outlook = spec.outlook_host(),
+        redirect = spec.tenant_redirect_host(),
+    )
+}
+
+/// `curl.conf`: curl's config-file syntax (`curl -K`), also read by `probe --map`:
+/// the lab CA and one `connect-to` line per (host, port).
+pub fn curl_config(spec: &LabSpec, ports: Ports, ca_file: &str) -> String {
+    let mut out = format!(
+        "# The {domain} lab's name map in curl config syntax.\n\
+         #   curl -K curl.conf https://autodiscover.{domain}/autodiscover/autodiscover.xml ...\n\
+         #   autodiscoverd probe --map curl.conf --no-dns alice@{domain}\n\
+         cacert = \"{ca}\"\n",
+        domain = spec.domain,
+        ca = ca_file.replace('\\', "\\\\").replace('"', "\\\""),
+    );
+    for mapping in spec.connect_map(ports) {
+        out.push_str(&format!("connect-to = \"{mapping}\"\n"));
+    }
+    out
+}
+
+/// `LAB.txt`: what was written and how to use it.
+pub fn summary(spec: &LabSpec, ports: Ports, dir: &str) -> String {
+    let mut users = String::new();
+    for user in &USERS {
+        users.push_str(&format!(
+            "  {:<28} password {:<14} {}\n",
+            spec.address(user),
+            user.password,
+            if user.migrated {
+                format!("migrated -> {}", spec.routing_address(user))
+            } else {
+                "mailbox on-premises".to_string()
+            }
+        ));
+    }
+    let breakage = match spec.breakage {
+        Some(b) => format!(
+            "\nBROKEN ON PURPOSE: --break {} (see the comments in the files).\n",
+            b.name()
+        ),
+        None => String::new(),
+    };
+    let migrated = USERS
+        .iter()
+        .find(|u| u.migrated)
+        .map(|u| (spec.address(u), u.password))
+        .unwrap_or_default();
+    format!(
+        "Hybrid Autodiscover lab for {domain} (tenant {routing}).\n\
+         {breakage}\n\
+         Users (same identity on-premises and in the tenant):\n{users}\n\
+         Listeners (loopback):\n\
+         \x20 127.0.0.1:{a}  on-premises HTTPS: {domain} (mismatched certificate), {autodiscover}, {mail}\n\
+         \x20 127.0.0.1:{b}  tenant HTTPS: {autodiscover_s}, {outlook}\n\
+         \x20 127.0.0.1:{c}  tenant HTTP redirector: {redirect} -> https://{autodiscover_s}\n\n\
+         Run both roles:   autodiscoverd lab up {dir}\n\
+         Walk the journey: autodiscoverd probe --map {dir}/curl.conf --no-dns --user {user} --password {password} {user}\n\
+         Files: ca/ (lab CA), certs/, onprem/ and tenant/ (config + directory), hosts, curl.conf\n",
+        domain = spec.domain,
+        routing = spec.routing_domain(),
+        a = ports.onprem_https,
+        b = ports.tenant_https,
+        c = ports.tenant_http,
+        autodiscover = spec.onprem_autodiscover_host(),
+        mail = spec.mail_host(),
+        autodiscover_s = spec.tenant_autodiscover_host(),
+        outlook = spec.outlook_host(),
+        redirect = spec.tenant_redirect_host(),
+        user = migrated.0,
+        password = migrated.1,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::directory::{Directory, EmbeddedDirectory, Login, Lookup};
+
+    fn spec() -> LabSpec {
+        LabSpec::default().validated().unwrap()
+    }
+
+    #[test]
+    fn both_configurations_validate_and_play_their_roles() {
+        let s = spec();
+        let onprem = Config::from_toml(
+            Path::new("/lab/onprem/autodiscoverd.toml"),
+            &onprem_config(&s, s.ports()),
+        )
+        .unwrap();
+        assert!(!onprem.org.microsoft_online);
+        assert_eq!(onprem.server.listen[0].port(), 8443);
+        assert!(onprem.redirect.is_none());
+        assert!(
+            onprem
+                .tls
+                .sni
+                .iter()
+                .any(|(h, p)| h == "contoso.lab"
+                    && p.cert.ends_with("certs/onprem-root-mismatch.pem"))
+        );
+        let tenant = Config::from_toml(
+            Path::new("/lab/tenant/autodiscoverd.toml"),
+            &tenant_config(&s, s.ports()),
+        )
+        .unwrap();
+        assert!(tenant.org.microsoft_online);
+        assert_eq!(tenant.org.exchange_org, "ExchangeLabs");
+        assert_eq!(
+            tenant.services.ews.external,
+            "https://outlook.lab/EWS/Exchange.asmx"
+        );
+        let redirect = tenant.redirect.unwrap();
+        assert_eq!(redirect.listen[0].port(), 8445);
+        assert_eq!(
+            redirect
+                .hosts
+                .get("autodiscover.contoso.mail.onmicrosoft.lab")
+                .map(String::as_str),
+            Some("https://autodiscover-s.lab")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_tenant_finds_the_migrated_user_by_routing_address() {
+        let s = spec();
+        let dir = EmbeddedDirectory::from_toml(Path::new("t.toml"), &tenant_directory(&s)).unwrap();
+        let bob = dir
+            .find(&Lookup::Address("bob@contoso.mail.onmicrosoft.lab".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(bob.primary_smtp, "bob@contoso.lab");
+        assert!(bob.recipient_type.is_local_mailbox());
+        let id = dir
+            .verify_password(
+                &Login::UserPrincipalName("bob@contoso.lab".into()),
+                "bob-lab-pw",
+            )
+            .await
+            .unwrap();
+        assert!(id.is_some());
+        let onprem_dn = onprem_legacy_dn(&s, &USERS[1]);
+        assert!(dir
+            .find(&Lookup::LegacyDn(onprem_dn))
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn on_premises_directory_redirects_the_migrated_user() {
+        let s = spec();
+        let dir = EmbeddedDirectory::from_toml(Path::new("o.toml"), &onprem_directory(&s)).unwrap();
+        let bob = dir
+            .find(&Lookup::Address("bob@contoso.lab".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            bob.target_address.as_deref(),
+            Some("bob@contoso.mail.onmicrosoft.lab")
+        );
+        assert!(bob.recipient_type.is_remote_mailbox());
+    }
+
+    #[tokio::test]
+    async fn the_redirect_loop_breakage_points_the_tenant_back_on_premises() {
+        let mut s = spec();
+        s.breakage = Some(Breakage::RedirectLoop);
+        let dir = EmbeddedDirectory::from_toml(Path::new("t.toml"), &tenant_directory(&s)).unwrap();
+        let bob = dir
+            .find(&Lookup::Address("bob@contoso.mail.onmicrosoft.lab".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(bob.target_address.as_deref(), Some("bob@contoso.lab"));
+        assert!(!bob.has_address("bob@contoso.lab"));
+    }
+
+    #[test]
+    fn the_curl_config_maps_every_lab_host_and_names_the_ca() {
+        let s = spec();
+        let text = curl_config(&s, s.ports(), "/tmp/lab/ca/ca.pem");
+        assert!(text.contains("cacert = \"/tmp/lab/ca/ca.pem\""));
+        assert!(text.contains("connect-to = \"autodiscover.contoso.lab:443:127.0.0.1:8443\""));
+        assert!(text.contains("connect-to = \"autodiscover-s.lab:443:127.0.0.1:8444\""));
+        assert!(!text.contains("\"contoso.mail.onmicrosoft.lab:"));
+        let hosts = hosts_file(&s, s.ports());
+        assert!(hosts.contains("127.0.0.1 contoso.lab autodiscover.contoso.lab mail.contoso.lab"));
+        for line in hosts.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line
+                .split_whitespace()
+                .all(|name| name != "contoso.mail.onmicrosoft.lab"));
+        }
+    }
+}
