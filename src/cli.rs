@@ -37,6 +37,15 @@ enum Command {
         #[arg(long)]
         nt: bool,
     },
+    /// Build (`lab init DIR`) or run (`lab up DIR`) a hybrid lab: an on-premises
+    /// organisation and an emulated Exchange Online tenant on loopback.
+    Lab {
+        #[command(subcommand)]
+        command: crate::lab_cli::LabCommand,
+    },
+    /// Walk the Autodiscover journey for an address as a client does and report every
+    /// step; exit 0 only when settings were obtained.
+    Probe(crate::lab_cli::ProbeArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -81,5 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{hash}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lab { command } => crate::lab_cli::lab(command),
+        Command::Probe(args) => crate::lab_cli::probe(args),
     }
 }

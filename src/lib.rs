@@ -12,6 +12,7 @@
 //! - [`settings`]: the service settings (EXCH/EXPR/WEB/mapiHttp/mobilesync) for one mailbox.
 //! - [`config`]: the TOML configuration, validated into [`config::Config`].
 //! - [`ops`]: logging setup.
+//! - [`probe`]: the client side: walks the Autodiscover journey step by step and reports.
 //! - [`lab`]: `lab init` / `lab up`: an on-premises organisation plus an emulated Exchange
 //!   Online tenant on loopback (brief §8.4).
 
@@ -21,6 +22,7 @@ pub mod decision;
 pub mod directory;
 pub mod lab;
 pub mod ops;
+pub mod probe;
 pub mod protocol;
 pub mod server;
 pub mod settings;

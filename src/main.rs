@@ -1,6 +1,7 @@
 //! The `autodiscoverd` binary: parse the command line, load the configuration, hand over.
 
 mod cli;
+mod lab_cli;
 
 use std::process::ExitCode;
 

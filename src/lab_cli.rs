@@ -1,0 +1,203 @@
+//! Command-line front of `lab init`, `lab up` and `probe`: argument parsing and printing
+//! only; the work is in `autodiscoverd::lab` and `autodiscoverd::probe`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use autodiscoverd::lab::{self, Breakage, LabSpec};
+use autodiscoverd::probe::{self, auth::Credentials, plan::Protocol, report, target};
+use clap::{Args, Subcommand};
+
+/// `lab` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Write a complete lab into DIR: CA and certificates, both roles' configurations and
+    /// directories, a hosts file and a curl/probe name map (curl.conf).
+    Init(LabInitArgs),
+    /// Run both roles of the lab in DIR until Ctrl-C.
+    Up {
+        /// The lab directory written by `lab init`.
+        dir: PathBuf,
+    },
+}
+
+/// `lab init` options.
+#[derive(Debug, Args)]
+pub struct LabInitArgs {
+    /// Directory to create (must be empty unless --force).
+    pub dir: PathBuf,
+    /// First of three loopback ports: on-premises HTTPS, tenant HTTPS, tenant HTTP
+    /// redirector.
+    #[arg(long, default_value_t = 8443)]
+    pub base_port: u16,
+    /// The organisation's SMTP domain.
+    #[arg(long, default_value = "contoso.lab")]
+    pub domain: String,
+    /// The tenant name (routing domain <tenant>.mail.onmicrosoft.<cloud-domain>).
+    #[arg(long, default_value = "contoso")]
+    pub tenant: String,
+    /// Stands in for Microsoft's domains (autodiscover-s.<cloud-domain>, outlook.<cloud-domain>).
+    #[arg(long, default_value = "lab")]
+    pub cloud_domain: String,
+    /// Build the lab with a deliberate fault: expired-cert or redirect-loop.
+    #[arg(long = "break", value_parser = ["expired-cert", "redirect-loop"])]
+    pub breakage: Option<String>,
+    /// Overwrite the lab files in a non-empty DIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `probe` options.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The email address to discover.
+    pub email: String,
+    /// Autodiscover flavour to speak.
+    #[arg(long, default_value = "pox", value_parser = ["pox", "soap", "v2"])]
+    pub protocol: String,
+    /// Login name (default: the email address).
+    #[arg(long, short)]
+    pub user: Option<String>,
+    /// Password (visible to other local users in the process list; prefer
+    /// --password-file or AUTODISCOVERD_PROBE_PASSWORD).
+    #[arg(long, conflicts_with = "password_file")]
+    pub password: Option<String>,
+    /// File whose first line is the password.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Pin addresses like curl: HOST:PORT:ADDRESS[,ADDRESS...] (repeatable).
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    /// Connect elsewhere like curl: HOST1:PORT1:HOST2:PORT2; TLS and Host keep HOST1
+    /// (repeatable).
+    #[arg(long, value_name = "HOST1:PORT1:HOST2:PORT2")]
+    pub connect_to: Vec<String>,
+    /// A curl config file (`curl -K`) whose resolve, connect-to and cacert lines apply,
+    /// e.g. a lab's curl.conf.
+    #[arg(long, value_name = "FILE")]
+    pub map: Vec<PathBuf>,
+    /// Trust these CA certificates (PEM) instead of the system store.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Never query DNS: names without a --resolve/--connect-to entry do not resolve
+    /// (labs without DNS).
+    #[arg(long)]
+    pub no_dns: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds allowed for each network operation.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Do not send X-MapiHttpCapability: 1 (ask for EXCH/EXPR instead of MAPI/HTTP).
+    #[arg(long)]
+    pub no_mapi: bool,
+}
+
+/// Environment variable holding the probe password.
+const PASSWORD_ENV: &str = "AUTODISCOVERD_PROBE_PASSWORD";
+
+/// Runs a `lab` subcommand.
+pub fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LabCommand::Init(args) => {
+            let spec = LabSpec {
+                domain: args.domain,
+                tenant: args.tenant,
+                cloud: args.cloud_domain,
+                base_port: args.base_port,
+                breakage: args.breakage.as_deref().and_then(Breakage::parse),
+            };
+            let written = lab::init::init(&args.dir, &spec, SystemTime::now(), args.force)?;
+            print!("{}", written.summary);
+            println!("\nLab written to {}", written.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Up { dir } => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("while starting the async runtime")?;
+            runtime.block_on(async {
+                let running =
+                    lab::up::RunningLab::start(&dir, lab::up::Binding::AsConfigured).await?;
+                let summary = dir.join(lab::init::paths::SUMMARY);
+                if let Ok(text) = std::fs::read_to_string(&summary) {
+                    eprint!("{text}");
+                }
+                eprintln!("\nLab running; Ctrl-C stops it.");
+                running
+                    .serve_until(autodiscoverd::server::shutdown_signal())
+                    .await;
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn password(args: &ProbeArgs) -> anyhow::Result<Option<String>> {
+    if let Some(p) = &args.password {
+        return Ok(Some(p.clone()));
+    }
+    if let Some(file) = &args.password_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("while reading the password file {}", file.display()))?;
+        let first = text.lines().next().unwrap_or_default().to_string();
+        return Ok(Some(first));
+    }
+    Ok(std::env::var(PASSWORD_ENV).ok())
+}
+
+/// Runs `probe`.
+pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let protocol = Protocol::parse(&args.protocol)
+        .ok_or_else(|| anyhow::anyhow!("unknown protocol `{}`", args.protocol))?;
+    let mut overrides = target::Overrides::default();
+    for r in &args.resolve {
+        overrides
+            .resolve
+            .push(target::parse_resolve(r).map_err(|e| anyhow::anyhow!("--resolve {e}"))?);
+    }
+    for c in &args.connect_to {
+        overrides
+            .connect_to
+            .push(target::parse_connect_to(c).map_err(|e| anyhow::anyhow!("--connect-to {e}"))?);
+    }
+    for file in &args.map {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("while reading the map file {}", file.display()))?;
+        let parsed = target::parse_map_file(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        overrides.extend(parsed);
+    }
+    let credentials = password(&args)?.map(|password| Credentials {
+        user: args
+            .user
+            .clone()
+            .unwrap_or_else(|| args.email.trim().to_string()),
+        password,
+    });
+    let options = probe::ProbeOptions {
+        email: args.email.trim().to_string(),
+        protocol,
+        credentials,
+        overrides,
+        ca_file: args.ca_file.clone(),
+        system_dns: !args.no_dns,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        mapi_http: !args.no_mapi,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
+    let report = runtime.block_on(probe::run(&options, SystemTime::now()));
+    if args.json {
+        println!("{}", report::render_json(&report));
+    } else {
+        print!("{}", report::render_text(&report));
+    }
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,616 @@
+//! The client's plan, pure: which URLs to try in which order (brief §7.1), which redirects
+//! to accept (§7.5) and when to give up (§7.6). No sockets, no DNS, no clock: the I/O side
+//! ([`super`]) asks this module what to do next and reports back.
+
+use serde::Serialize;
+
+/// Which Autodiscover flavour the probe speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// POST `/autodiscover/autodiscover.xml` (brief §2–§5).
+    Pox,
+    /// POST `/autodiscover/autodiscover.svc` GetUserSettings (brief §9).
+    Soap,
+    /// Anonymous GET `/autodiscover/autodiscover.json/v1.0/<email>` (brief §10).
+    V2,
+}
+
+impl Protocol {
+    /// Parses `pox`, `soap` or `v2` (any case).
+    pub fn parse(text: &str) -> Option<Protocol> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "pox" => Some(Protocol::Pox),
+            "soap" => Some(Protocol::Soap),
+            "v2" | "json" => Some(Protocol::V2),
+            _ => None,
+        }
+    }
+
+    /// Upper-case name for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Pox => "POX",
+            Protocol::Soap => "SOAP",
+            Protocol::V2 => "AutodiscoverV2",
+        }
+    }
+
+    /// The path probed on port 80 by the HTTP-redirect method: SOAP clients keep `.svc`
+    /// (brief §7.3); V2 clients use the POX path and keep only the host, as
+    /// GetFederationInformation does (brief §7.1).
+    pub fn redirect_probe_path(self) -> &'static str {
+        match self {
+            Protocol::Soap => "/autodiscover/autodiscover.svc",
+            Protocol::Pox | Protocol::V2 => "/autodiscover/autodiscover.xml",
+        }
+    }
+
+    /// Whether a request is a POST with credentials (POX, SOAP) or an anonymous GET (V2).
+    pub fn authenticated(self) -> bool {
+        !matches!(self, Protocol::V2)
+    }
+}
+
+/// How a candidate URL was found (brief §7.1; SCP is out of scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// `https://<domain>/autodiscover/…`
+    RootDomain,
+    /// `https://autodiscover.<domain>/autodiscover/…`
+    AutodiscoverPrefix,
+    /// `GET http://autodiscover.<domain>/autodiscover/autodiscover.xml` → 302.
+    HttpRedirect,
+    /// `_autodiscover._tcp.<domain>` SRV → `https://<target>:<port>/…`
+    Srv,
+    /// A URL learned from a redirect (302 or redirectUrl) or from the HTTP-redirect method.
+    Redirected,
+}
+
+impl Method {
+    /// Human label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::RootDomain => "root domain",
+            Method::AutodiscoverPrefix => "autodiscover. prefix",
+            Method::HttpRedirect => "HTTP redirect method (port 80)",
+            Method::Srv => "SRV record",
+            Method::Redirected => "followed redirect",
+        }
+    }
+}
+
+/// One entry of the candidate list for a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub method: Method,
+    /// Host to try (for [`Method::Srv`] the SRV owner name `_autodiscover._tcp.<domain>`).
+    pub host: String,
+    pub port: u16,
+}
+
+/// The domain part of an address, lower-case; `None` for something that is not
+/// `local@domain`.
+pub fn domain_of(email: &str) -> Option<String> {
+    let (local, domain) = email.trim().rsplit_once('@')?;
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if local.is_empty() || !crate::config::is_host_name(&domain) {
+        return None;
+    }
+    Some(domain)
+}
+
+/// The SRV owner name for a domain (brief §7.4).
+pub fn srv_name(domain: &str) -> String {
+    format!("_autodiscover._tcp.{domain}")
+}
+
+/// The candidate list for `domain`, in the order of brief §7.1.
+pub fn candidates(domain: &str) -> Vec<Candidate> {
+    vec![
+        Candidate {
+            method: Method::RootDomain,
+            host: domain.to_string(),
+            port: 443,
+        },
+        Candidate {
+            method: Method::AutodiscoverPrefix,
+            host: format!("autodiscover.{domain}"),
+            port: 443,
+        },
+        Candidate {
+            method: Method::HttpRedirect,
+            host: format!("autodiscover.{domain}"),
+            port: 80,
+        },
+        Candidate {
+            method: Method::Srv,
+            host: srv_name(domain),
+            port: 443,
+        },
+    ]
+}
+
+/// Percent-encodes everything except unreserved characters (RFC 3986).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An absolute https URL, split for connecting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsUrl {
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpsUrl {
+    /// The URL as text (port omitted when 443).
+    pub fn text(&self) -> String {
+        if self.port == 443 {
+            format!("https://{}{}", self.host, self.path)
+        } else {
+            format!("https://{}:{}{}", self.host, self.port, self.path)
+        }
+    }
+}
+
+/// The Autodiscover URL of `protocol` on `host:port` for `email`.
+pub fn endpoint(host: &str, port: u16, protocol: Protocol, email: &str) -> HttpsUrl {
+    let path = match protocol {
+        Protocol::Pox => "/autodiscover/autodiscover.xml".to_string(),
+        Protocol::Soap => "/autodiscover/autodiscover.svc".to_string(),
+        Protocol::V2 => v2_path(email),
+    };
+    HttpsUrl {
+        host: host.to_ascii_lowercase(),
+        port,
+        path,
+    }
+}
+
+/// The AutodiscoverV2 path asking for the EWS URL of `email` (brief §10).
+pub fn v2_path(email: &str) -> String {
+    format!(
+        "/autodiscover/autodiscover.json/v1.0/{}?Protocol=Ews",
+        percent_encode(email.trim())
+    )
+}
+
+/// Why a redirect target was refused (brief §7.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectProblem {
+    /// Not an absolute URL.
+    Unparseable,
+    /// Credentials only go over https.
+    NotHttps,
+    /// The path is not an Autodiscover path of the protocol in use.
+    WrongPath,
+}
+
+impl RedirectProblem {
+    /// Explanation for the report.
+    pub fn explain(&self) -> &'static str {
+        match self {
+            RedirectProblem::Unparseable => "the target is not an absolute URL",
+            RedirectProblem::NotHttps => {
+                "the target is not https; clients never send credentials over plain HTTP"
+            }
+            RedirectProblem::WrongPath => {
+                "the target path is not an Autodiscover endpoint (clients such as the EWS Managed API require /autodiscover/…/autodiscover.xml)"
+            }
+        }
+    }
+}
+
+fn path_matches(path: &str, protocol: Protocol) -> bool {
+    let path = path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let Some(rest) = path.strip_prefix("/autodiscover/") else {
+        return false;
+    };
+    match protocol {
+        // `/autodiscover/(<seg>/)*autodiscover.xml` (brief §0 rule 18).
+        Protocol::Pox => rest == "autodiscover.xml" || rest.ends_with("/autodiscover.xml"),
+        Protocol::Soap => rest == "autodiscover.svc" || rest.ends_with("/autodiscover.svc"),
+        Protocol::V2 => rest.starts_with("autodiscover.json"),
+    }
+}
+
+/// Checks a redirect target (a `Location` header or a `RedirectUrl` element) the way
+/// strict clients do: absolute, https, an Autodiscover path. `path_protocol` is the
+/// protocol whose path must match (the port-80 redirect always points at a POX or SOAP
+/// path, even for V2).
+pub fn check_redirect(
+    location: &str,
+    path_protocol: Protocol,
+) -> Result<HttpsUrl, RedirectProblem> {
+    let uri: http::Uri = location
+        .trim()
+        .parse()
+        .map_err(|_| RedirectProblem::Unparseable)?;
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return Err(RedirectProblem::Unparseable);
+    };
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err(RedirectProblem::NotHttps);
+    }
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    if !path_matches(&path, path_protocol) {
+        return Err(RedirectProblem::WrongPath);
+    }
+    Ok(HttpsUrl {
+        host: host.trim_end_matches('.').to_ascii_lowercase(),
+        port: uri.port_u16().unwrap_or(443),
+        path,
+    })
+}
+
+/// One SRV answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SrvTarget {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    pub target: String,
+}
+
+/// Orders SRV answers as RFC 2782 says (lowest priority first, then highest weight),
+/// dropping the "service not available" target `.`.
+pub fn order_srv(mut records: Vec<SrvTarget>) -> Vec<SrvTarget> {
+    records.retain(|r| !r.target.trim_end_matches('.').is_empty());
+    for r in &mut records {
+        r.target = r.target.trim_end_matches('.').to_ascii_lowercase();
+    }
+    records.sort_by(|a, b| a.priority.cmp(&b.priority).then(b.weight.cmp(&a.weight)));
+    records
+}
+
+/// URL redirects a client follows before giving up (EWS Managed API, exchangelib: 10).
+pub const MAX_URL_HOPS: usize = 10;
+/// Address redirects before giving up (besides loop detection).
+pub const MAX_ADDRESS_REDIRECTS: usize = 10;
+
+/// What to do with a `redirectAddr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressStep {
+    /// Restart discovery for the new address (new candidate list, same credentials).
+    Restart,
+    /// The address was already tried: a loop between the two sides.
+    Loop { first_seen: usize },
+    /// Too many address redirects.
+    TooMany,
+    /// The target is not an SMTP address.
+    Invalid,
+}
+
+/// What to do with a URL redirect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlStep {
+    Follow,
+    /// This URL was already visited for the current address.
+    Loop,
+    TooMany,
+}
+
+/// The journey's memory: addresses seen, URLs visited, hops spent.
+#[derive(Debug, Clone)]
+pub struct Journey {
+    addresses: Vec<String>,
+    urls: Vec<String>,
+    url_hops: usize,
+}
+
+impl Journey {
+    /// Starts with the address the user typed.
+    pub fn new(email: &str) -> Journey {
+        Journey {
+            addresses: vec![email.trim().to_string()],
+            urls: Vec::new(),
+            url_hops: 0,
+        }
+    }
+
+    /// The address being discovered now.
+    pub fn current(&self) -> &str {
+        self.addresses
+            .last()
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// Every address tried so far, in order.
+    pub fn addresses(&self) -> &[String] {
+        &self.addresses
+    }
+
+    /// URL redirects followed so far.
+    pub fn url_hops(&self) -> usize {
+        self.url_hops
+    }
+
+    /// Address redirects followed so far.
+    pub fn address_redirects(&self) -> usize {
+        self.addresses.len().saturating_sub(1)
+    }
+
+    /// Decides about `redirectAddr target`; on [`AddressStep::Restart`] the target
+    /// becomes the current address.
+    pub fn redirect_address(&mut self, target: &str) -> AddressStep {
+        let target = target.trim();
+        if domain_of(target).is_none() {
+            return AddressStep::Invalid;
+        }
+        if let Some(i) = self
+            .addresses
+            .iter()
+            .position(|a| a.eq_ignore_ascii_case(target))
+        {
+            return AddressStep::Loop { first_seen: i };
+        }
+        if self.address_redirects() >= MAX_ADDRESS_REDIRECTS {
+            return AddressStep::TooMany;
+        }
+        self.addresses.push(target.to_string());
+        self.urls.clear();
+        AddressStep::Restart
+    }
+
+    /// Records a visit to `url` (the first request of a candidate or a redirect target).
+    /// Returns whether it was new.
+    pub fn visit(&mut self, url: &str) -> bool {
+        if self.urls.iter().any(|u| u.eq_ignore_ascii_case(url)) {
+            return false;
+        }
+        self.urls.push(url.to_string());
+        true
+    }
+
+    /// Decides about a URL redirect to `url`.
+    pub fn redirect_url(&mut self, url: &str) -> UrlStep {
+        if self.urls.iter().any(|u| u.eq_ignore_ascii_case(url)) {
+            return UrlStep::Loop;
+        }
+        if self.url_hops >= MAX_URL_HOPS {
+            return UrlStep::TooMany;
+        }
+        self.url_hops += 1;
+        UrlStep::Follow
+    }
+}
+
+/// A certificate's validity compared with now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    Valid { days_left: i64 },
+    NotYetValid { days_until: i64 },
+    Expired { days_ago: i64 },
+}
+
+/// Compares `now` with a certificate's dates (all Unix seconds).
+pub fn validity(now: i64, not_before: i64, not_after: i64) -> Validity {
+    const DAY: i64 = 86_400;
+    if now < not_before {
+        Validity::NotYetValid {
+            days_until: (not_before - now) / DAY,
+        }
+    } else if now > not_after {
+        Validity::Expired {
+            days_ago: (now - not_after) / DAY,
+        }
+    } else {
+        Validity::Valid {
+            days_left: (not_after - now) / DAY,
+        }
+    }
+}
+
+/// The moment to validate a chain at: now when the leaf is within its dates, otherwise
+/// the nearest moment inside them, so that chain and dates are reported separately.
+pub fn chain_check_time(now: i64, not_before: i64, not_after: i64) -> i64 {
+    now.clamp(not_before, not_after.max(not_before))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_follow_the_documented_order() {
+        let c = candidates("contoso.com");
+        let got: Vec<(Method, &str, u16)> = c
+            .iter()
+            .map(|c| (c.method, c.host.as_str(), c.port))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Method::RootDomain, "contoso.com", 443),
+                (Method::AutodiscoverPrefix, "autodiscover.contoso.com", 443),
+                (Method::HttpRedirect, "autodiscover.contoso.com", 80),
+                (Method::Srv, "_autodiscover._tcp.contoso.com", 443),
+            ]
+        );
+    }
+
+    #[test]
+    fn domains_are_taken_from_the_last_at_sign() {
+        assert_eq!(
+            domain_of("Alice@Contoso.COM").as_deref(),
+            Some("contoso.com")
+        );
+        assert_eq!(
+            domain_of("\"a@b\"@contoso.com").as_deref(),
+            Some("contoso.com")
+        );
+        assert_eq!(domain_of("alice"), None);
+        assert_eq!(domain_of("@contoso.com"), None);
+        assert_eq!(domain_of("alice@bad domain"), None);
+    }
+
+    #[test]
+    fn endpoints_per_protocol() {
+        assert_eq!(
+            endpoint("Mail.Contoso.com", 443, Protocol::Pox, "a@b.c").text(),
+            "https://mail.contoso.com/autodiscover/autodiscover.xml"
+        );
+        assert_eq!(
+            endpoint("h", 8443, Protocol::Soap, "a@b.c").text(),
+            "https://h:8443/autodiscover/autodiscover.svc"
+        );
+        assert_eq!(
+            endpoint("h", 443, Protocol::V2, "a+b@c.d").path,
+            "/autodiscover/autodiscover.json/v1.0/a%2Bb%40c.d?Protocol=Ews"
+        );
+    }
+
+    #[test]
+    fn redirect_targets_must_be_https_autodiscover_urls() {
+        let ok = check_redirect(
+            "https://autodiscover-s.outlook.com/Autodiscover/AutoDiscover.xml",
+            Protocol::Pox,
+        )
+        .unwrap();
+        assert_eq!(ok.host, "autodiscover-s.outlook.com");
+        assert_eq!(ok.port, 443);
+        assert_eq!(ok.path, "/Autodiscover/AutoDiscover.xml");
+        assert_eq!(
+            check_redirect("http://x.com/autodiscover/autodiscover.xml", Protocol::Pox),
+            Err(RedirectProblem::NotHttps)
+        );
+        assert_eq!(
+            check_redirect("https://x.com/owa/", Protocol::Pox),
+            Err(RedirectProblem::WrongPath)
+        );
+        assert_eq!(
+            check_redirect("/autodiscover/autodiscover.xml", Protocol::Pox),
+            Err(RedirectProblem::Unparseable)
+        );
+        assert!(check_redirect(
+            "https://x.com:8443/autodiscover/v1/autodiscover.xml",
+            Protocol::Pox
+        )
+        .is_ok());
+        assert!(check_redirect(
+            "https://x.com/autodiscover/autodiscover.svc",
+            Protocol::Soap
+        )
+        .is_ok());
+        assert_eq!(
+            check_redirect(
+                "https://x.com/autodiscover/autodiscover.xml",
+                Protocol::Soap
+            ),
+            Err(RedirectProblem::WrongPath)
+        );
+        assert!(check_redirect(
+            "https://x.com/autodiscover/autodiscover.json?Email=a%40b.c&Protocol=Ews&RedirectCount=1",
+            Protocol::V2
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn address_redirects_restart_until_a_loop_or_the_limit() {
+        let mut j = Journey::new("bob@contoso.com");
+        assert_eq!(
+            j.redirect_address("bob@contoso.mail.onmicrosoft.com"),
+            AddressStep::Restart
+        );
+        assert_eq!(j.current(), "bob@contoso.mail.onmicrosoft.com");
+        assert_eq!(
+            j.redirect_address("BOB@contoso.com"),
+            AddressStep::Loop { first_seen: 0 }
+        );
+        assert_eq!(j.redirect_address("not an address"), AddressStep::Invalid);
+        let mut j = Journey::new("a0@x.com");
+        for i in 1..=MAX_ADDRESS_REDIRECTS {
+            assert_eq!(
+                j.redirect_address(&format!("a{i}@x.com")),
+                AddressStep::Restart
+            );
+        }
+        assert_eq!(j.redirect_address("last@x.com"), AddressStep::TooMany);
+    }
+
+    #[test]
+    fn url_redirects_stop_at_ten_hops_and_on_revisits() {
+        let mut j = Journey::new("a@x.com");
+        assert!(j.visit("https://a/autodiscover/autodiscover.xml"));
+        assert!(!j.visit("https://A/autodiscover/autodiscover.xml"));
+        assert_eq!(
+            j.redirect_url("https://a/autodiscover/autodiscover.xml"),
+            UrlStep::Loop
+        );
+        for i in 0..MAX_URL_HOPS {
+            let url = format!("https://h{i}/autodiscover/autodiscover.xml");
+            assert_eq!(j.redirect_url(&url), UrlStep::Follow);
+            j.visit(&url);
+        }
+        assert_eq!(
+            j.redirect_url("https://h99/autodiscover/autodiscover.xml"),
+            UrlStep::TooMany
+        );
+        // A new address starts a new URL history (but keeps the hop count).
+        j.redirect_address("b@y.com");
+        assert!(j.visit("https://a/autodiscover/autodiscover.xml"));
+    }
+
+    #[test]
+    fn srv_answers_are_ordered_by_priority_then_weight() {
+        let r = |priority, weight, target: &str| SrvTarget {
+            priority,
+            weight,
+            port: 443,
+            target: target.into(),
+        };
+        let ordered = order_srv(vec![
+            r(10, 5, "b."),
+            r(0, 1, "a."),
+            r(10, 50, "C."),
+            r(0, 0, "."),
+        ]);
+        let names: Vec<&str> = ordered.iter().map(|r| r.target.as_str()).collect();
+        assert_eq!(names, vec!["a", "c", "b"]);
+    }
+
+    #[test]
+    fn validity_and_chain_time() {
+        assert_eq!(
+            validity(100, 0, 86_400 * 3),
+            Validity::Valid { days_left: 2 }
+        );
+        assert_eq!(
+            validity(86_400 * 40, 0, 86_400 * 10),
+            Validity::Expired { days_ago: 30 }
+        );
+        assert_eq!(
+            validity(0, 86_400 * 2, 86_400 * 3),
+            Validity::NotYetValid { days_until: 2 }
+        );
+        assert_eq!(chain_check_time(50, 0, 100), 50);
+        assert_eq!(chain_check_time(500, 0, 100), 100);
+        assert_eq!(chain_check_time(-5, 0, 100), 0);
+    }
+
+    #[test]
+    fn percent_encoding_keeps_unreserved_characters() {
+        assert_eq!(percent_encode("a.b-c_d~e@f g"), "a.b-c_d~e%40f%20g");
+    }
+}

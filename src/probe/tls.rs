@@ -1,0 +1,299 @@
+//! The probe's TLS side: a client configuration that completes the handshake whatever the
+//! certificate (handshake signatures are still verified) so that name, chain and dates can
+//! be checked and reported one by one afterwards; credentials are sent only when all three
+//! pass. Also records whether the server asked for a client certificate, and reads
+//! certificate details with x509-parser.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use time::OffsetDateTime;
+
+use super::report::CertificateInfo;
+
+/// What the handshake revealed.
+#[derive(Debug, Default)]
+pub struct Observed {
+    chain: Mutex<Vec<CertificateDer<'static>>>,
+    client_cert_requested: AtomicBool,
+}
+
+impl Observed {
+    /// The server's certificate chain, leaf first.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        match self.chain.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Whether the server sent a CertificateRequest.
+    pub fn client_cert_requested(&self) -> bool {
+        self.client_cert_requested.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+struct Recorder {
+    provider: Arc<CryptoProvider>,
+    observed: Arc<Observed>,
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain = vec![end_entity.clone().into_owned()];
+        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        match self.observed.chain.lock() {
+            Ok(mut c) => *c = chain,
+            Err(poisoned) => *poisoned.into_inner() = chain,
+        }
+        // Checked one by one after the handshake (see `check`); nothing is sent before.
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ResolvesClientCert for Recorder {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.observed
+            .client_cert_requested
+            .store(true, Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        // True so that rustls asks `resolve` when the server requests a certificate.
+        true
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client configuration for one connection and the facts it will record.
+pub fn client_config() -> Result<(Arc<rustls::ClientConfig>, Arc<Observed>), rustls::Error> {
+    let observed = Arc::new(Observed::default());
+    let recorder = Arc::new(Recorder {
+        provider: provider(),
+        observed: Arc::clone(&observed),
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_client_cert_resolver(recorder);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(config), observed))
+}
+
+/// Trust anchors: the `--ca-file` (replacing the system store, like curl's `--cacert`) or
+/// the system store. Returns the store and a description for the report.
+pub fn load_roots(ca_file: Option<&Path>) -> Result<(Arc<RootCertStore>, String), String> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: cannot read CA certificates ({e})", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{}: bad PEM ({e})", path.display()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!(
+                    "{}: no usable CA certificate in the file",
+                    path.display()
+                ));
+            }
+            Ok((Arc::new(roots), format!("{} ({added} CA)", path.display())))
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            Ok((Arc::new(roots), format!("system trust store ({added} CAs)")))
+        }
+    }
+}
+
+/// A certificate's details and dates (Unix seconds).
+pub struct Described {
+    pub info: CertificateInfo,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// RFC 3339 UTC text of a Unix time.
+pub fn rfc3339(unix: i64) -> String {
+    match OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => unix.to_string(),
+    }
+}
+
+/// Reads subject, issuer, names and dates of the leaf.
+pub fn describe(chain: &[CertificateDer<'_>]) -> Result<Described, String> {
+    let leaf = chain.first().ok_or("the server sent no certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| format!("the certificate cannot be parsed: {e}"))?;
+    let mut dns_names = Vec::new();
+    let mut ip_addresses = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => dns_names.push(d.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes)
+                            .map(|b| std::net::IpAddr::from(b).to_string())
+                            .ok(),
+                        16 => <[u8; 16]>::try_from(*bytes)
+                            .map(|b| std::net::IpAddr::from(b).to_string())
+                            .ok(),
+                        _ => None,
+                    };
+                    ip_addresses.extend(ip);
+                }
+                _ => {}
+            }
+        }
+    }
+    let not_before = cert.validity().not_before.timestamp();
+    let not_after = cert.validity().not_after.timestamp();
+    Ok(Described {
+        info: CertificateInfo {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            dns_names,
+            ip_addresses,
+            not_before: rfc3339(not_before),
+            not_after: rfc3339(not_after),
+            serial: cert.raw_serial_as_string(),
+            chain_length: chain.len(),
+        },
+        not_before,
+        not_after,
+    })
+}
+
+/// Is the leaf valid for `host` (RFC 6125 as webpki applies it)?
+pub fn check_name(chain: &[CertificateDer<'_>], host: &str) -> Result<(), String> {
+    let leaf = chain.first().ok_or("the server sent no certificate")?;
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|_| format!("`{host}` is not a valid server name"))?;
+    let ee = webpki::EndEntityCert::try_from(leaf)
+        .map_err(|e| format!("the certificate cannot be parsed ({e:?})"))?;
+    ee.verify_is_valid_for_subject_name(&name)
+        .map_err(|_| format!("the certificate is not valid for {host}"))
+}
+
+fn chain_error(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "not issued by a trusted CA (unknown issuer)".into()
+        }
+        rustls::Error::InvalidCertificate(C::BadSignature) => "bad signature in the chain".into(),
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "a CA certificate of the chain has expired".into()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "a CA certificate of the chain is not valid yet".into()
+        }
+        rustls::Error::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. }) => {
+            "the certificate is not meant for TLS servers (extended key usage)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Is the chain trusted by `roots`? Validated at `at_unix` (see
+/// [`super::plan::chain_check_time`]) and for a name the leaf carries, so that a wrong
+/// name or date is reported by its own step and not here.
+pub fn check_chain(
+    chain: &[CertificateDer<'_>],
+    roots: &Arc<RootCertStore>,
+    host: &str,
+    names: &[String],
+    at_unix: i64,
+) -> Result<(), String> {
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or("the server sent no certificate")?;
+    if roots.is_empty() {
+        return Err("no trust anchors (the system store is empty); pass --ca-file".into());
+    }
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::clone(roots), provider())
+        .build()
+        .map_err(|e| format!("cannot build the verifier: {e}"))?;
+    let name_text = if check_name(chain, host).is_ok() {
+        host.to_string()
+    } else {
+        names.first().cloned().unwrap_or_else(|| host.to_string())
+    };
+    let name = ServerName::try_from(name_text)
+        .map_err(|_| format!("`{host}` is not a valid server name"))?;
+    let at = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(at_unix).unwrap_or(0)));
+    verifier
+        .verify_server_cert(leaf, intermediates, &name, &[], at)
+        .map(|_| ())
+        .map_err(|e| chain_error(&e))
+}
