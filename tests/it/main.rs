@@ -10,6 +10,7 @@
 mod harness;
 
 mod cli;
+mod lab;
 mod ntlm;
 mod ops;
 mod pox;

@@ -1,0 +1,644 @@
+//! The hybrid lab end to end: `lab init` into a temporary directory, both roles running
+//! in-process on ephemeral loopback ports, and the real `autodiscoverd probe` binary
+//! walking the journey with `--connect-to` mappings and the lab CA.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use autodiscoverd::lab::init::{init, paths};
+use autodiscoverd::lab::up::{Binding, RunningLab};
+use autodiscoverd::lab::{Breakage, LabSpec, Ports};
+use serde_json::Value;
+
+struct Lab {
+    dir: tempfile::TempDir,
+    running: RunningLab,
+    spec: LabSpec,
+}
+
+impl Lab {
+    async fn start(breakage: Option<Breakage>) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = LabSpec {
+            breakage,
+            ..LabSpec::default()
+        };
+        init(dir.path(), &spec, SystemTime::now(), false).unwrap();
+        let running = RunningLab::start(dir.path(), Binding::Ephemeral)
+            .await
+            .unwrap();
+        Lab { dir, running, spec }
+    }
+
+    fn ports(&self) -> Ports {
+        Ports {
+            onprem_https: self.running.onprem.https[0].port(),
+            tenant_https: self.running.tenant.https[0].port(),
+            tenant_http: self.running.tenant.redirect[0].port(),
+        }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join(paths::CA_CERT)
+    }
+
+    /// Runs the probe binary; returns the exit code, stdout and the command line used.
+    async fn probe(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"));
+        cmd.arg("probe").arg("--no-dns").arg("--timeout").arg("5");
+        cmd.arg("--ca-file").arg(self.ca());
+        for mapping in self.spec.connect_map(self.ports()) {
+            cmd.arg("--connect-to").arg(mapping.to_string());
+        }
+        cmd.args(args);
+        cmd.env_remove("AUTODISCOVERD_PROBE_PASSWORD");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stdout.contains("lab-pw") && !stderr.contains("lab-pw"),
+            "the password leaked into the output"
+        );
+        (out.status.code().unwrap_or(-1), stdout)
+    }
+
+    async fn probe_json(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (code, stdout) = self.probe(&all, env).await;
+        let json: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("probe JSON does not parse ({e}):\n{stdout}"));
+        (code, json)
+    }
+
+    fn password_file(&self, password: &str) -> PathBuf {
+        let path = self.dir.path().join("probe-password");
+        std::fs::write(&path, format!("{password}\n")).unwrap();
+        path
+    }
+}
+
+fn attempts(report: &Value) -> &Vec<Value> {
+    report["attempts"].as_array().expect("attempts")
+}
+
+/// The steps of an attempt as (kind, status) pairs.
+fn kinds(attempt: &Value) -> Vec<(String, String)> {
+    attempt["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has(attempt: &Value, kind: &str, status: &str) -> bool {
+    kinds(attempt).iter().any(|(k, s)| k == kind && s == status)
+}
+
+fn protocol<'a>(settings: &'a Value, kind: &str) -> &'a Value {
+    settings["protocols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} block in {settings:#}"))
+}
+
+fn failing_step<'a>(report: &'a Value) -> (&'a Value, &'a Value) {
+    let number = report["verdict"]["failing_step"]
+        .as_str()
+        .expect("failing step");
+    for a in attempts(report) {
+        for s in a["steps"].as_array().unwrap() {
+            if s["number"] == number {
+                return (a, s);
+            }
+        }
+    }
+    panic!("step {number} not in the report");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_user_walks_the_seed_scenario_to_exchange_online_settings() {
+    let lab = Lab::start(None).await;
+    let pw = lab.password_file("bob-lab-pw");
+    let (code, report) = lab
+        .probe_json(
+            &["--password-file", pw.to_str().unwrap(), "bob@contoso.lab"],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let a = attempts(&report);
+    let route: Vec<(&str, &str, &str)> = a
+        .iter()
+        .map(|a| {
+            (
+                a["method"].as_str().unwrap(),
+                a["address"].as_str().unwrap(),
+                a["url"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        route,
+        vec![
+            (
+                "root_domain",
+                "bob@contoso.lab",
+                "https://contoso.lab/autodiscover/autodiscover.xml"
+            ),
+            (
+                "autodiscover_prefix",
+                "bob@contoso.lab",
+                "https://autodiscover.contoso.lab/autodiscover/autodiscover.xml"
+            ),
+            (
+                "root_domain",
+                "bob@contoso.mail.onmicrosoft.lab",
+                "https://contoso.mail.onmicrosoft.lab/autodiscover/autodiscover.xml"
+            ),
+            (
+                "autodiscover_prefix",
+                "bob@contoso.mail.onmicrosoft.lab",
+                "https://autodiscover.contoso.mail.onmicrosoft.lab/autodiscover/autodiscover.xml"
+            ),
+            (
+                "http_redirect",
+                "bob@contoso.mail.onmicrosoft.lab",
+                "http://autodiscover.contoso.mail.onmicrosoft.lab/autodiscover/autodiscover.xml"
+            ),
+            (
+                "redirected",
+                "bob@contoso.mail.onmicrosoft.lab",
+                "https://autodiscover-s.lab/autodiscover/autodiscover.xml"
+            ),
+        ]
+    );
+
+    // 1: the root domain presents someone else's certificate; no credentials are sent.
+    assert!(has(&a[0], "certificate_name", "fail"), "{:#}", a[0]);
+    assert!(has(&a[0], "certificate_chain", "pass"));
+    assert!(!kinds(&a[0]).iter().any(|(k, _)| k == "authentication"));
+    let cert = a[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "certificate")
+        .unwrap();
+    assert_eq!(cert["certificate"]["dns_names"][0], "www.webhosting.lab");
+    assert!(cert["certificate"]["issuer"]
+        .as_str()
+        .unwrap()
+        .contains("autodiscoverd lab CA"));
+
+    // 2: on-premises authenticates and answers redirectAddr to the routing domain.
+    assert_eq!(
+        kinds(&a[1]),
+        [
+            ("dns", "pass"),
+            ("tcp", "pass"),
+            ("tls_handshake", "pass"),
+            ("certificate", "info"),
+            ("certificate_name", "pass"),
+            ("certificate_chain", "pass"),
+            ("certificate_dates", "pass"),
+            ("client_certificate", "info"),
+            ("request", "pass"),
+            ("authentication", "pass"),
+            ("response", "info"),
+            ("redirect", "pass"),
+        ]
+        .map(|(k, s)| (k.to_string(), s.to_string()))
+    );
+    assert_eq!(a[1]["outcome"]["result"], "redirect_addr");
+    assert_eq!(
+        a[1]["outcome"]["address"],
+        "bob@contoso.mail.onmicrosoft.lab"
+    );
+
+    // 3: the bare routing domain does not resolve.
+    assert_eq!(kinds(&a[2]), [("dns".to_string(), "fail".to_string())]);
+    // 4: the tenant's autodiscover name has no TLS endpoint of its own.
+    assert!(has(&a[3], "certificate_name", "fail"), "{:#}", a[3]);
+    assert!(!kinds(&a[3]).iter().any(|(k, _)| k == "authentication"));
+    // 5: the port-80 redirect to autodiscover-s.
+    assert!(has(&a[4], "request", "pass"));
+    assert!(has(&a[4], "redirect", "pass"));
+    assert_eq!(a[4]["outcome"]["result"], "redirect_url");
+    assert_eq!(
+        a[4]["outcome"]["url"],
+        "https://autodiscover-s.lab/autodiscover/autodiscover.xml"
+    );
+    // 6: Exchange Online settings, authenticating the on-premises identity.
+    assert!(has(&a[5], "authentication", "pass"));
+    assert_eq!(a[5]["outcome"]["result"], "settings");
+
+    assert_eq!(report["verdict"]["success"], true);
+    assert_eq!(
+        report["addresses"],
+        serde_json::json!(["bob@contoso.lab", "bob@contoso.mail.onmicrosoft.lab"])
+    );
+    assert_eq!(report["url_redirects"], 1);
+    let obtained = &report["obtained"];
+    assert_eq!(
+        obtained["url"],
+        "https://autodiscover-s.lab/autodiscover/autodiscover.xml"
+    );
+    let s = &obtained["settings"];
+    assert_eq!(s["microsoft_online"], true);
+    assert_eq!(
+        s["smtp_address"], "bob@contoso.lab",
+        "the primary vanity address"
+    );
+    let legacy_dn = s["legacy_dn"].as_str().unwrap();
+    assert_eq!(
+        legacy_dn,
+        "/o=ExchangeLabs/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn=1c2d3e4f5a6b4c7d8e9f0a1b2c3d4e5f-bob"
+    );
+    let kinds: Vec<&str> = s["protocols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["mapiHttp", "WEB", "EXHTTP"]);
+    let mapi = &protocol(s, "mapiHttp")["fields"];
+    assert_eq!(
+        mapi["MailStore/ExternalUrl"],
+        "https://outlook.lab/mapi/emsmdb/?MailboxId=1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f@contoso.lab"
+    );
+    assert!(
+        mapi.get("MailStore/InternalUrl").is_none(),
+        "EXO publishes external URLs only"
+    );
+    let exhttp = &protocol(s, "EXHTTP")["fields"];
+    assert_eq!(exhttp["Server"], "outlook.lab");
+    assert_eq!(exhttp["AuthPackage"], "Basic");
+    let web = &protocol(s, "WEB")["fields"];
+    assert!(
+        web.get("Internal/OWAUrl").is_none(),
+        "EXO has no internal namespace"
+    );
+    assert_eq!(
+        web["External/OWAUrl@AuthenticationMethod"],
+        "LiveIdFba, OAuth"
+    );
+    assert_eq!(s["ews_url"], "https://outlook.lab/EWS/Exchange.asmx");
+
+    // The same journey as readable text.
+    let (code, text) = lab
+        .probe(
+            &["--password-file", pw.to_str().unwrap(), "bob@contoso.lab"],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("[FAIL] 1.5   certificate name mismatch"),
+        "{text}"
+    );
+    assert!(text.contains("Action=redirectAddr"), "{text}");
+    assert!(
+        text.contains("contoso.mail.onmicrosoft.lab not resolved"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HTTP 302 to https://autodiscover-s.lab/autodiscover/autodiscover.xml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Verdict: PASS settings obtained for bob@contoso.mail.onmicrosoft.lab"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Microsoft Online:       True (Exchange Online)"),
+        "{text}"
+    );
+    lab.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_online_answer_without_mapi_carries_an_exchangelabs_exch_block() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(
+            &["--no-mapi", "bob@contoso.lab"],
+            &[("AUTODISCOVERD_PROBE_PASSWORD", "bob-lab-pw")],
+        )
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let s = &report["obtained"]["settings"];
+    let exch = &protocol(s, "EXCH")["fields"];
+    assert_eq!(
+        exch["Server"],
+        "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f@contoso.lab"
+    );
+    assert!(exch["ServerDN"]
+        .as_str()
+        .unwrap()
+        .starts_with("/o=ExchangeLabs/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Configuration/cn=Servers/cn=1c2d3e4f"));
+    assert_eq!(exch["ServerVersion"], "73D49F70", "15.20.8048");
+    assert_eq!(exch["AuthPackage"], "Anonymous");
+    assert_eq!(exch["PublicFolderServer"], "outlook.lab");
+    assert_eq!(exch["EwsUrl"], "https://outlook.lab/EWS/Exchange.asmx");
+    assert!(s["protocols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["type"] != "mapiHttp"));
+    lab.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_premises_user_gets_settings_on_the_first_authenticated_post() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(
+            &[
+                "--user",
+                "CONTOSO\\alice",
+                "--password",
+                "alice-lab-pw",
+                "alice@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let a = attempts(&report);
+    assert_eq!(a.len(), 2, "{report:#}");
+    assert!(has(&a[0], "certificate_name", "fail"));
+    assert_eq!(a[1]["method"], "autodiscover_prefix");
+    let auth: Vec<&Value> = a[1]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "authentication")
+        .collect();
+    assert_eq!(auth.len(), 1);
+    assert_eq!(auth[0]["status"], "pass");
+    assert!(has(&a[1], "response", "pass"));
+    let obtained = &report["obtained"];
+    assert_eq!(obtained["address"], "alice@contoso.lab");
+    assert_eq!(
+        obtained["url"],
+        "https://autodiscover.contoso.lab/autodiscover/autodiscover.xml"
+    );
+    assert_eq!(obtained["settings"]["microsoft_online"], false);
+    assert_eq!(
+        obtained["settings"]["ews_url"],
+        "https://mail.contoso.lab/EWS/Exchange.asmx"
+    );
+    assert_eq!(report["url_redirects"], 0);
+    lab.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_named_as_the_failing_step() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(&["--password", "not-the-password", "bob@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["verdict"]["success"], false);
+    assert_eq!(report["verdict"]["failing_kind"], "authentication");
+    let (attempt, step) = failing_step(&report);
+    assert_eq!(
+        attempt["url"],
+        "https://autodiscover.contoso.lab/autodiscover/autodiscover.xml"
+    );
+    assert!(
+        step["title"].as_str().unwrap().contains("rejected"),
+        "{step:#}"
+    );
+    assert!(report.get("obtained").is_none());
+    lab.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_certificate_is_named_as_the_failing_step() {
+    let lab = Lab::start(Some(Breakage::ExpiredCertificate)).await;
+    let (code, report) = lab
+        .probe_json(&["--password", "bob-lab-pw", "bob@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["verdict"]["failing_kind"], "certificate_dates");
+    let (attempt, step) = failing_step(&report);
+    assert_eq!(attempt["method"], "autodiscover_prefix");
+    assert!(
+        step["title"].as_str().unwrap().contains("expired"),
+        "{step:#}"
+    );
+    // Name and chain are fine; only the dates fail, and no credentials went out.
+    assert!(has(attempt, "certificate_name", "pass"));
+    assert!(has(attempt, "certificate_chain", "pass"));
+    assert!(!kinds(attempt).iter().any(|(k, _)| k == "authentication"));
+    lab.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_loop_between_the_two_sides_is_named_as_the_failing_step() {
+    let lab = Lab::start(Some(Breakage::RedirectLoop)).await;
+    let (code, report) = lab
+        .probe_json(&["--password", "bob-lab-pw", "bob@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["verdict"]["failing_kind"], "redirect");
+    let (attempt, step) = failing_step(&report);
+    assert_eq!(
+        attempt["url"],
+        "https://autodiscover-s.lab/autodiscover/autodiscover.xml"
+    );
+    assert!(
+        step["title"].as_str().unwrap().contains("redirect loop"),
+        "{step:#}"
+    );
+    assert!(step["details"][0]
+        .as_str()
+        .unwrap()
+        .contains("bob@contoso.lab -> bob@contoso.mail.onmicrosoft.lab -> bob@contoso.lab"));
+    // The journey stops at the loop: nothing is tried after it.
+    assert_eq!(attempts(&report).last().unwrap()["url"], attempt["url"]);
+    lab.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_without_credentials_says_so() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab.probe_json(&["alice@contoso.lab"], &[]).await;
+    assert_eq!(code, 1);
+    let (_, step) = failing_step(&report);
+    assert_eq!(step["kind"], "authentication");
+    assert!(
+        step["title"].as_str().unwrap().contains("no credentials"),
+        "{step:#}"
+    );
+    lab.running.stop().await;
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+}
+
+fn check_config(path: &Path) {
+    let out = binary()
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn lab_init_writes_a_lab_whose_configs_check_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let out = binary()
+        .args(["lab", "init", "--base-port", "28443"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("127.0.0.1:28443  on-premises HTTPS"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bob@contoso.lab"), "{stdout}");
+    check_config(&dir.join(paths::ONPREM_CONFIG));
+    check_config(&dir.join(paths::TENANT_CONFIG));
+    let curl = std::fs::read_to_string(dir.join(paths::CURL_CONFIG)).unwrap();
+    assert!(
+        curl.contains("connect-to = \"autodiscover-s.lab:443:127.0.0.1:28444\""),
+        "{curl}"
+    );
+    assert!(
+        curl.contains(&format!("cacert = \"{}", dir.display())),
+        "{curl}"
+    );
+    let hosts = std::fs::read_to_string(dir.join(paths::HOSTS)).unwrap();
+    assert!(hosts.contains(
+        "127.0.0.1 autodiscover-s.lab outlook.lab autodiscover.contoso.mail.onmicrosoft.lab"
+    ));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(paths::CA_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the CA key is private");
+    }
+
+    let again = binary().args(["lab", "init"]).arg(&dir).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("--force"), "{stderr}");
+    let forced = binary()
+        .args(["lab", "init", "--force", "--break", "redirect-loop"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+    assert!(String::from_utf8_lossy(&forced.stdout).contains("BROKEN ON PURPOSE"));
+}
+
+#[test]
+fn lab_up_on_a_missing_lab_explains_how_to_create_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = binary()
+        .args(["lab", "up"])
+        .arg(tmp.path().join("nothing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("autodiscoverd lab init"), "{stderr}");
+}
+
+/// The tenant role's raw POX, read with an independent XML parser (roxmltree).
+#[tokio::test]
+async fn tenant_role_renders_exchange_online_shaped_pox() {
+    use crate::harness::{outlook_request, set, TestServer};
+    let server = TestServer::start_with(&|t| {
+        set(t, &["organization", "microsoft_online"], true.into());
+        set(t, &["organization", "exchange_org"], "ExchangeLabs".into());
+    })
+    .await;
+    let mut client = server.client().await;
+    let answer = client
+        .post_basic(
+            "/autodiscover/autodiscover.xml",
+            "alice@contoso.com",
+            "alice-pw",
+            &[("X-MapiHttpCapability", "1")],
+            &outlook_request("alice@contoso.com"),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let body = answer.text();
+    let doc = roxmltree::Document::parse(&body).unwrap();
+    let el = |node: roxmltree::Node<'_, '_>, name: &str| -> Vec<String> {
+        node.descendants()
+            .filter(|n| n.is_element() && n.tag_name().name() == name)
+            .map(|n| n.text().unwrap_or("").to_string())
+            .collect()
+    };
+    let root = doc.root_element();
+    assert_eq!(el(root, "MicrosoftOnline"), ["True"]);
+    assert_eq!(el(root, "ConsumerMailbox"), ["False"]);
+    let account = root
+        .descendants()
+        .find(|n| n.tag_name().name() == "Account")
+        .unwrap();
+    let types: Vec<String> = account
+        .children()
+        .filter(|n| n.is_element() && n.tag_name().name() == "Protocol")
+        .map(|p| {
+            p.attribute("Type").map(str::to_string).unwrap_or_else(|| {
+                p.children()
+                    .find(|c| c.tag_name().name() == "Type")
+                    .and_then(|c| c.text())
+                    .unwrap_or("")
+                    .to_string()
+            })
+        })
+        .collect();
+    assert_eq!(types, ["mapiHttp", "WEB", "EXHTTP"], "{body}");
+    assert!(
+        el(root, "InternalUrl").is_empty(),
+        "external MAPI URLs only: {body}"
+    );
+    assert_eq!(el(root, "ExternalUrl").len(), 2);
+    assert!(
+        el(root, "Internal").is_empty(),
+        "no internal WEB namespace: {body}"
+    );
+    assert!(
+        el(root, "LegacyDN")[0].starts_with("/o=Contoso/"),
+        "the directory's own DN is kept"
+    );
+    server.stop().await;
+}
