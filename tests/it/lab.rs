@@ -116,7 +116,7 @@ fn protocol<'a>(settings: &'a Value, kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} block in {settings:#}"))
 }
 
-fn failing_step<'a>(report: &'a Value) -> (&'a Value, &'a Value) {
+fn failing_step(report: &Value) -> (&Value, &Value) {
     let number = report["verdict"]["failing_step"]
         .as_str()
         .expect("failing step");
