@@ -642,3 +642,103 @@ async fn tenant_role_renders_exchange_online_shaped_pox() {
     );
     server.stop().await;
 }
+
+/// Whether curl can run; with CI=true a missing curl fails the test instead.
+fn curl_or_skip() -> bool {
+    match Command::new("curl").arg("--version").output() {
+        Ok(out) if out.status.success() => true,
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("curl is required in CI (install the curl package)")
+        }
+        _ => {
+            eprintln!("SKIPPED: curl is not installed; the curl.conf interop test did not run");
+            false
+        }
+    }
+}
+
+/// The lab's curl.conf is real curl syntax, and real curl (OpenSSL or whatever it is
+/// built with) trusts the lab CA, follows the name map and rejects the root domain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_curl_walks_the_lab_with_its_curl_conf() {
+    if !curl_or_skip() {
+        return;
+    }
+    let lab = Lab::start(None).await;
+    let conf = lab.dir.path().join("curl-ephemeral.conf");
+    std::fs::write(
+        &conf,
+        autodiscoverd::lab::files::curl_config(
+            &lab.spec,
+            lab.ports(),
+            &lab.ca().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let request = lab.dir.path().join("request.xml");
+    std::fs::write(&request, crate::harness::outlook_request("bob@contoso.lab")).unwrap();
+    let curl = |args: Vec<String>| {
+        let conf = conf.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new("curl")
+                    .arg("-K")
+                    .arg(&conf)
+                    .args(["-s", "--max-time", "10"])
+                    .args(&args)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    let out = curl(vec![
+        "-o".into(),
+        "/dev/null".into(),
+        "-w".into(),
+        "%{http_code} %{redirect_url}".into(),
+        "http://autodiscover.contoso.mail.onmicrosoft.lab/autodiscover/autodiscover.xml".into(),
+    ])
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "302 https://autodiscover-s.lab/autodiscover/autodiscover.xml"
+    );
+
+    let out = curl(vec![
+        "-u".into(),
+        "bob@contoso.lab:bob-lab-pw".into(),
+        "-H".into(),
+        "Content-Type: text/xml".into(),
+        "--data-binary".into(),
+        format!("@{}", request.display()),
+        "https://autodiscover.contoso.lab/autodiscover/autodiscover.xml".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    let doc = roxmltree::Document::parse(&body).unwrap();
+    let target = doc
+        .descendants()
+        .find(|n| n.tag_name().name() == "RedirectAddr")
+        .and_then(|n| n.text());
+    assert_eq!(target, Some("bob@contoso.mail.onmicrosoft.lab"), "{body}");
+
+    // The root domain's certificate names another host: curl refuses it (51 or 60).
+    let out = curl(vec![
+        "https://contoso.lab/autodiscover/autodiscover.xml".into()
+    ])
+    .await;
+    assert!(
+        matches!(out.status.code(), Some(51 | 60)),
+        "curl exit {:?}",
+        out.status.code()
+    );
+    lab.running.stop().await;
+}
