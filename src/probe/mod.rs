@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hickory_resolver::config::LookupIpStrategy;
+use hickory_resolver::config::{LookupIpStrategy, ResolveHosts};
 use hickory_resolver::TokioResolver;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -113,6 +113,8 @@ fn new_resolver(timeout: Duration) -> Result<TokioResolver, String> {
         .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?;
     let opts = builder.options_mut();
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    // The hosts file first, like the system resolver (labs publish their names there).
+    opts.use_hosts_file = ResolveHosts::Always;
     opts.timeout = timeout;
     opts.attempts = 1;
     Ok(builder.build())

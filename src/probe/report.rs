@@ -339,6 +339,7 @@ pub fn render_text(report: &Report) -> String {
         report.email,
         report.protocol.label()
     );
+    let last = report.attempts.len();
     for a in &report.attempts {
         out.push_str(&format!(
             "\nAttempt {}: {} for {}\n  {}\n",
@@ -364,7 +365,10 @@ pub fn render_text(report: &Report) -> String {
                 format!("redirectAddr: restart discovery for {address}")
             }
             Outcome::RedirectUrl { url } => format!("redirect to {url}"),
-            Outcome::Failed { reason } => format!("failed: {reason}; next candidate"),
+            Outcome::Failed { reason } if a.number < last => {
+                format!("failed: {reason}; next candidate")
+            }
+            Outcome::Failed { reason } => format!("failed: {reason}"),
             Outcome::Skipped { reason } => format!("skipped: {reason}"),
         };
         out.push_str(&format!("  => {outcome}\n"));
