@@ -166,9 +166,15 @@ backend = "file"
 
 [directory.file]
 path = "directory.toml"
+
+# AutodiscoverV2: migrated mailboxes get 302 to the lab tenant's V2 endpoint.
+[v2]
+tenant_url = "https://{autodiscover_s}"
+autodiscover_v1_url = "https://autodiscover.{domain}/autodiscover/autodiscover.xml"
 "#,
         domain = spec.domain,
         port = ports.onprem_https,
+        autodiscover_s = spec.tenant_autodiscover_host(),
         root_name = spec.root_certificate_name(),
         org = org_name(spec),
         deployment = guid(spec, "deployment.onprem"),
@@ -255,6 +261,11 @@ backend = "file"
 
 [directory.file]
 path = "directory.toml"
+
+# AutodiscoverV2 answers point at the tenant's hosts.
+[v2]
+tenant_url = "https://{autodiscover_s}"
+autodiscover_v1_url = "https://{autodiscover_s}/autodiscover/autodiscover.xml"
 
 # The HTTP-redirect method (brief §7.3): GET http://{redirect_host}/autodiscover/autodiscover.xml
 # gets 302 to https://{autodiscover_s}/autodiscover/autodiscover.xml.
@@ -493,6 +504,7 @@ mod tests {
         assert!(!onprem.org.microsoft_online);
         assert_eq!(onprem.server.listen[0].port(), 8443);
         assert!(onprem.redirect.is_none());
+        assert_eq!(onprem.v2.tenant_url, "https://autodiscover-s.lab");
         assert!(
             onprem
                 .tls
@@ -511,6 +523,10 @@ mod tests {
         assert_eq!(
             tenant.services.ews.external,
             "https://outlook.lab/EWS/Exchange.asmx"
+        );
+        assert_eq!(
+            tenant.v2.autodiscover_v1_url,
+            "https://autodiscover-s.lab/autodiscover/autodiscover.xml"
         );
         let redirect = tenant.redirect.unwrap();
         assert_eq!(redirect.listen[0].port(), 8445);

@@ -899,6 +899,19 @@ impl<'a> Prober<'a> {
             Protocol::V2 => answer::parse_v2(&response.body),
         };
         let content_type = response.header("content-type").unwrap_or_default();
+        let (settings_label, addr_label, url_label) = match self.options.protocol {
+            Protocol::Pox => (
+                "settings received (Action=settings)",
+                "Action=redirectAddr: the mailbox is elsewhere; RedirectAddr",
+                "Action=redirectUrl: ask",
+            ),
+            Protocol::Soap => (
+                "settings received (UserResponse ErrorCode=NoError)",
+                "ErrorCode=RedirectAddress: the mailbox is elsewhere; RedirectTarget",
+                "ErrorCode=RedirectUrl: ask",
+            ),
+            Protocol::V2 => ("service URL received (200 JSON)", "redirect to", "ask"),
+        };
         match parsed {
             Err(e) => {
                 a.step(
@@ -914,11 +927,7 @@ impl<'a> Prober<'a> {
                 Exchange::Failed
             }
             Ok(Answer::Settings(s)) => {
-                let step = a.step(
-                    StepKind::Response,
-                    Status::Pass,
-                    "settings received (Action=settings)",
-                );
+                let step = a.step(StepKind::Response, Status::Pass, settings_label);
                 if let Some(smtp) = &s.smtp_address {
                     step.detail(format!("AutoDiscoverSMTPAddress {smtp}"));
                 }
@@ -947,7 +956,7 @@ impl<'a> Prober<'a> {
                 a.step(
                     StepKind::Response,
                     Status::Info,
-                    format!("Action=redirectAddr: the mailbox is elsewhere; RedirectAddr {target}"),
+                    format!("{addr_label} {target}"),
                 );
                 Exchange::Answer(Answer::RedirectAddr(target))
             }
@@ -955,7 +964,7 @@ impl<'a> Prober<'a> {
                 a.step(
                     StepKind::Response,
                     Status::Info,
-                    format!("Action=redirectUrl: ask {target} instead"),
+                    format!("{url_label} {target} instead"),
                 );
                 Exchange::Answer(Answer::RedirectUrl(target))
             }

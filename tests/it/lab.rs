@@ -742,3 +742,73 @@ async fn real_curl_walks_the_lab_with_its_curl_conf() {
     );
     lab.running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soap_probe_follows_redirect_address_and_the_svc_redirect_to_exchange_online() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(
+            &[
+                "--protocol",
+                "soap",
+                "--password",
+                "bob-lab-pw",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let a = attempts(&report);
+    assert_eq!(a.len(), 6, "{report:#}");
+    assert_eq!(a[1]["outcome"]["result"], "redirect_addr");
+    assert_eq!(
+        a[1]["outcome"]["address"],
+        "bob@contoso.mail.onmicrosoft.lab"
+    );
+    assert_eq!(
+        a[4]["url"],
+        "http://autodiscover.contoso.mail.onmicrosoft.lab/autodiscover/autodiscover.svc"
+    );
+    assert_eq!(
+        a[4]["outcome"]["url"],
+        "https://autodiscover-s.lab/autodiscover/autodiscover.svc"
+    );
+    let settings = &report["obtained"]["settings"];
+    assert_eq!(settings["microsoft_online"], true);
+    assert_eq!(settings["user_settings"]["UserMSOnline"], "True");
+    assert_eq!(
+        settings["user_settings"]["ExternalEwsUrl"],
+        "https://outlook.lab/EWS/Exchange.asmx"
+    );
+    assert_eq!(settings["smtp_address"], "bob@contoso.lab");
+    assert!(settings["legacy_dn"]
+        .as_str()
+        .unwrap()
+        .starts_with("/o=ExchangeLabs/"));
+    lab.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_probe_follows_the_anonymous_302_to_the_tenant() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(&["--protocol", "v2", "bob@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let a = attempts(&report);
+    assert_eq!(a.len(), 3, "{report:#}");
+    assert!(has(&a[0], "certificate_name", "fail"));
+    assert_eq!(a[1]["outcome"]["result"], "redirect_url");
+    assert_eq!(
+        a[1]["outcome"]["url"],
+        "https://autodiscover-s.lab/autodiscover/autodiscover.json?Email=bob%40contoso.mail.onmicrosoft.lab&Protocol=Ews&RedirectCount=1"
+    );
+    assert!(a
+        .iter()
+        .all(|a| !kinds(a).iter().any(|(k, _)| k == "authentication")));
+    let v2 = &report["obtained"]["settings"]["v2"];
+    assert_eq!(v2["protocol"], "Ews");
+    assert_eq!(v2["url"], "https://outlook.lab/EWS/Exchange.asmx");
+    lab.running.stop().await;
+}
