@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use autodiscoverd::lab::{self, Breakage, LabSpec};
-use autodiscoverd::probe::{self, auth::Credentials, plan::Protocol, report, target};
+use autodiscoverd::probe::auth::{AuthChoice, Credentials};
+use autodiscoverd::probe::{self, plan::Protocol, report, target};
 use clap::{Args, Subcommand};
 
 /// `lab` subcommands.
@@ -94,6 +95,9 @@ pub struct ProbeArgs {
     /// Do not send X-MapiHttpCapability: 1 (ask for EXCH/EXPR instead of MAPI/HTTP).
     #[arg(long)]
     pub no_mapi: bool,
+    /// Authentication scheme: auto (NTLM when offered, else Basic), basic or ntlm.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "basic", "ntlm"])]
+    pub auth: String,
 }
 
 /// Environment variable holding the probe password.
@@ -187,6 +191,8 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         system_dns: !args.no_dns,
         timeout: Duration::from_secs(args.timeout.max(1)),
         mapi_http: !args.no_mapi,
+        auth: AuthChoice::parse(&args.auth)
+            .ok_or_else(|| anyhow::anyhow!("unknown --auth `{}`", args.auth))?,
     };
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let report = runtime.block_on(probe::run(&options, SystemTime::now()));

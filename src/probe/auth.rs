@@ -67,6 +67,121 @@ impl ClientAuth for Basic {
     }
 }
 
+/// NTLMv2 (MS-NLMP), three legs on one connection: NEGOTIATE, then AUTHENTICATE built
+/// from the server's CHALLENGE. Uses the crate's NTLM initiator; the client challenge and
+/// the exported session key are inputs (randomness comes from the I/O side).
+pub struct Ntlm {
+    options: crate::auth::ntlm::client::ClientOptions,
+    type1: Vec<u8>,
+    legs: u8,
+}
+
+impl Ntlm {
+    /// NTLM for `credentials`. `DOMAIN\user` is split; any other login (UPN, plain name)
+    /// is sent as the user name with an empty domain.
+    pub fn new(
+        credentials: &Credentials,
+        client_challenge: [u8; 8],
+        session_key: [u8; 16],
+    ) -> Ntlm {
+        let (domain, user) = match credentials.user.split_once('\\') {
+            Some((d, u)) => (d.to_string(), u.to_string()),
+            None => (String::new(), credentials.user.clone()),
+        };
+        let mut options =
+            crate::auth::ntlm::client::ClientOptions::new(&user, &domain, &credentials.password);
+        options.client_challenge = client_challenge;
+        options.random_session_key = session_key;
+        Ntlm {
+            options,
+            type1: crate::auth::ntlm::client::negotiate_message(
+                crate::auth::ntlm::client::DEFAULT_FLAGS,
+            ),
+            legs: 0,
+        }
+    }
+}
+
+impl ClientAuth for Ntlm {
+    fn scheme(&self) -> &'static str {
+        "NTLM"
+    }
+
+    fn next_leg(&mut self, challenge: Option<&str>) -> Option<String> {
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        match (self.legs, challenge) {
+            (0, _) => {
+                self.legs = 1;
+                Some(format!("NTLM {}", b64.encode(&self.type1)))
+            }
+            (1, Some(token)) => {
+                self.legs = 2;
+                let type2 = b64.decode(token.trim()).ok()?;
+                let (type3, _) = crate::auth::ntlm::client::authenticate_message(
+                    &self.options,
+                    &self.type1,
+                    &type2,
+                )
+                .ok()?;
+                Some(format!("NTLM {}", b64.encode(type3)))
+            }
+            // No CHALLENGE after NEGOTIATE, or a 401 after AUTHENTICATE: refused.
+            _ => None,
+        }
+    }
+}
+
+/// Which scheme the probe uses (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthChoice {
+    /// NTLM when the server offers it (as Outlook and exchangelib prefer), else Basic.
+    Auto,
+    Basic,
+    Ntlm,
+}
+
+impl AuthChoice {
+    /// Parses `auto`, `basic` or `ntlm`.
+    pub fn parse(text: &str) -> Option<AuthChoice> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(AuthChoice::Auto),
+            "basic" => Some(AuthChoice::Basic),
+            "ntlm" => Some(AuthChoice::Ntlm),
+            _ => None,
+        }
+    }
+}
+
+/// A scheme to drive, chosen from what a 401 offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Basic,
+    Ntlm,
+}
+
+/// Picks the scheme for `choice` among the `offered` ones (a 401 without any
+/// `WWW-Authenticate` is answered with Basic). `Err` explains the mismatch.
+pub fn choose(choice: AuthChoice, offered: &[String]) -> Result<Scheme, String> {
+    let has = |name: &str| offered.iter().any(|s| s.eq_ignore_ascii_case(name));
+    let list = if offered.is_empty() {
+        "nothing".to_string()
+    } else {
+        offered.join(", ")
+    };
+    match choice {
+        AuthChoice::Auto if has("NTLM") => Ok(Scheme::Ntlm),
+        AuthChoice::Auto | AuthChoice::Basic if has("Basic") || offered.is_empty() => {
+            Ok(Scheme::Basic)
+        }
+        AuthChoice::Ntlm if has("NTLM") => Ok(Scheme::Ntlm),
+        AuthChoice::Auto => Err(format!(
+            "the server offers {list}; this probe speaks NTLM and Basic"
+        )),
+        AuthChoice::Basic => Err(format!("--auth basic, but the server offers {list}")),
+        AuthChoice::Ntlm => Err(format!("--auth ntlm, but the server offers {list}")),
+    }
+}
+
 /// The schemes a 401 offers, one per `WWW-Authenticate` line (`Basic realm="x"` → `Basic`).
 pub fn offered_schemes(www_authenticate: &[String]) -> Vec<String> {
     www_authenticate
@@ -109,6 +224,67 @@ mod tests {
             .unwrap();
         assert_eq!(decoded, "alice@contoso.com:pässword".as_bytes());
         assert_eq!(b.next_leg(None), None);
+    }
+
+    #[test]
+    fn ntlm_sends_negotiate_then_authenticate_for_the_challenge() {
+        use crate::auth::ntlm::{crypto, messages, SIGNATURE};
+        let creds = Credentials {
+            user: "CONTOSO\\alice".into(),
+            password: "alice-pw".into(),
+        };
+        let mut n = Ntlm::new(&creds, [1; 8], [2; 16]);
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let first = n.next_leg(None).unwrap();
+        let type1 = b64.decode(first.strip_prefix("NTLM ").unwrap()).unwrap();
+        assert!(type1.starts_with(SIGNATURE));
+        assert!(messages::parse_negotiate(&type1).is_ok());
+        // A server CHALLENGE built by the crate's own acceptor code.
+        let names = messages::ServerNames {
+            nb_domain: "CONTOSO".into(),
+            nb_computer: "AUTODISCOVER".into(),
+            dns_domain: "contoso.com".into(),
+            dns_computer: "autodiscover.contoso.com".into(),
+            dns_tree: "contoso.com".into(),
+        };
+        let info = messages::target_info(&names, 1);
+        let type2 = messages::build_challenge(
+            crate::auth::ntlm::client::DEFAULT_FLAGS,
+            &crypto::utf16le("CONTOSO"),
+            &[9; 8],
+            &info,
+        );
+        let third = n.next_leg(Some(&b64.encode(&type2))).unwrap();
+        let type3 = b64.decode(third.strip_prefix("NTLM ").unwrap()).unwrap();
+        let parsed = messages::parse_authenticate(&type3).unwrap();
+        assert_eq!(parsed.user, "alice");
+        assert_eq!(parsed.domain, "CONTOSO");
+        // The NTProofStr is right for the password (MS-NLMP §3.3.2).
+        let key = crypto::ntowfv2(&crypto::nt_hash("alice-pw"), "alice", "CONTOSO");
+        let (proof, temp) = parsed.nt_response.split_at(16);
+        assert_eq!(proof, crypto::nt_proof(&key, &[9; 8], temp));
+        // Refused after the third leg; garbage challenges end the exchange too.
+        assert_eq!(n.next_leg(None), None);
+        let mut n = Ntlm::new(&creds, [1; 8], [2; 16]);
+        n.next_leg(None);
+        assert_eq!(n.next_leg(Some("not base64!")), None);
+    }
+
+    #[test]
+    fn auto_prefers_ntlm_and_explicit_choices_are_checked() {
+        let both = vec!["NTLM".to_string(), "Basic realm=\"x\"".to_string()];
+        let offered = offered_schemes(&both);
+        assert_eq!(choose(AuthChoice::Auto, &offered), Ok(Scheme::Ntlm));
+        assert_eq!(choose(AuthChoice::Basic, &offered), Ok(Scheme::Basic));
+        let basic = vec!["Basic".to_string()];
+        assert_eq!(choose(AuthChoice::Auto, &basic), Ok(Scheme::Basic));
+        assert!(choose(AuthChoice::Ntlm, &basic)
+            .unwrap_err()
+            .contains("offers Basic"));
+        assert_eq!(choose(AuthChoice::Auto, &[]), Ok(Scheme::Basic));
+        assert!(choose(AuthChoice::Auto, &["Negotiate".to_string()]).is_err());
+        assert_eq!(AuthChoice::parse("NTLM"), Some(AuthChoice::Ntlm));
+        assert_eq!(AuthChoice::parse("digest"), None);
     }
 
     #[test]

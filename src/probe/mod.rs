@@ -55,6 +55,8 @@ pub struct ProbeOptions {
     pub timeout: Duration,
     /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ (brief §3.4).
     pub mapi_http: bool,
+    /// Which authentication scheme to use.
+    pub auth: auth::AuthChoice,
 }
 
 /// What one candidate produced for the journey.
@@ -770,21 +772,19 @@ impl<'a> Prober<'a> {
                 a.fail("no credentials");
                 return Exchange::Failed;
             };
-            let mut scheme: Box<dyn ClientAuth> =
-                if offered.is_empty() || offered.iter().any(|s| s.eq_ignore_ascii_case("Basic")) {
-                    Box::new(auth::Basic::new(credentials.clone()))
-                } else {
-                    a.step(
-                        StepKind::Authentication,
-                        Status::Fail,
-                        format!(
-                            "the server offers only {}; this probe speaks Basic",
-                            offered.join(", ")
-                        ),
-                    );
+            let mut scheme: Box<dyn ClientAuth> = match auth::choose(self.options.auth, &offered) {
+                Ok(auth::Scheme::Basic) => Box::new(auth::Basic::new(credentials.clone())),
+                Ok(auth::Scheme::Ntlm) => Box::new(auth::Ntlm::new(
+                    credentials,
+                    rand::random::<[u8; 8]>(),
+                    rand::random::<[u8; 16]>(),
+                )),
+                Err(problem) => {
+                    a.step(StepKind::Authentication, Status::Fail, problem);
                     a.fail("no common authentication scheme");
                     return Exchange::Failed;
-                };
+                }
+            };
             let mut challenge: Option<String> = None;
             let mut legs = 0;
             loop {

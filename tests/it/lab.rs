@@ -107,6 +107,16 @@ fn has(attempt: &Value, kind: &str, status: &str) -> bool {
     kinds(attempt).iter().any(|(k, s)| k == kind && s == status)
 }
 
+/// Titles of every authentication step.
+fn auth_titles(report: &Value) -> Vec<String> {
+    attempts(report)
+        .iter()
+        .flat_map(|a| a["steps"].as_array().unwrap().iter())
+        .filter(|s| s["kind"] == "authentication")
+        .map(|s| s["title"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn protocol<'a>(settings: &'a Value, kind: &str) -> &'a Value {
     settings["protocols"]
         .as_array()
@@ -335,11 +345,14 @@ async fn exchange_online_answer_without_mapi_carries_an_exchangelabs_exch_block(
     let lab = Lab::start(None).await;
     let (code, report) = lab
         .probe_json(
-            &["--no-mapi", "bob@contoso.lab"],
+            &["--no-mapi", "--auth", "basic", "bob@contoso.lab"],
             &[("AUTODISCOVERD_PROBE_PASSWORD", "bob-lab-pw")],
         )
         .await;
     assert_eq!(code, 0, "{report:#}");
+    let titles = auth_titles(&report);
+    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert!(titles.iter().all(|t| t.contains("(Basic)")), "{titles:?}");
     let s = &report["obtained"]["settings"];
     let exch = &protocol(s, "EXCH")["fields"];
     assert_eq!(
@@ -378,6 +391,11 @@ async fn on_premises_user_gets_settings_on_the_first_authenticated_post() {
         )
         .await;
     assert_eq!(code, 0, "{report:#}");
+    // The server offers NTLM and Basic; the probe prefers NTLM, as Outlook does.
+    assert_eq!(
+        auth_titles(&report),
+        ["POST /autodiscover/autodiscover.xml as CONTOSO\\alice (NTLM): HTTP 200"]
+    );
     let a = attempts(&report);
     assert_eq!(a.len(), 2, "{report:#}");
     assert!(has(&a[0], "certificate_name", "fail"));
@@ -810,5 +828,57 @@ async fn v2_probe_follows_the_anonymous_302_to_the_tenant() {
     let v2 = &report["obtained"]["settings"]["v2"];
     assert_eq!(v2["protocol"], "Ews");
     assert_eq!(v2["url"], "https://outlook.lab/EWS/Exchange.asmx");
+    lab.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ntlm_authenticates_the_same_identity_on_both_sides() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(
+            &[
+                "--auth",
+                "ntlm",
+                "--user",
+                "CONTOSO\\bob",
+                "--password",
+                "bob-lab-pw",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let titles = auth_titles(&report);
+    assert_eq!(titles.len(), 2, "on-premises and tenant: {titles:?}");
+    assert!(
+        titles.iter().all(|t| t.contains("(NTLM): HTTP 200")),
+        "{titles:?}"
+    );
+    assert_eq!(report["obtained"]["settings"]["microsoft_online"], true);
+
+    let (code, report) = lab
+        .probe_json(
+            &[
+                "--auth",
+                "ntlm",
+                "--user",
+                "CONTOSO\\bob",
+                "--password",
+                "wrong",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 1);
+    let (_, step) = failing_step(&report);
+    assert!(
+        step["title"]
+            .as_str()
+            .unwrap()
+            .contains("rejected (NTLM answered 401 after 2 legs)"),
+        "{step:#}"
+    );
     lab.running.stop().await;
 }
