@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use autodiscoverd::lab::{self, Breakage, LabSpec};
+use autodiscoverd::ops::signals::{Event, Signals};
 use autodiscoverd::probe::auth::{AuthChoice, Credentials};
 use autodiscoverd::probe::{self, plan::Protocol, report, target};
 use clap::{Args, Subcommand};
@@ -129,9 +130,17 @@ pub fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 if let Ok(text) = std::fs::read_to_string(&summary) {
                     eprint!("{text}");
                 }
+                let mut signals =
+                    Signals::install().context("while installing the signal handlers")?;
                 eprintln!("\nLab running; Ctrl-C stops it.");
                 running
-                    .serve_until(autodiscoverd::server::shutdown_signal())
+                    .serve_until(async move {
+                        while signals.next().await != Event::Shutdown {
+                            tracing::warn!(
+                                "SIGHUP ignored: `lab up` does not reload; stop and start it"
+                            );
+                        }
+                    })
                     .await;
                 Ok::<_, anyhow::Error>(())
             })?;
