@@ -38,10 +38,12 @@ pub fn decide<'a>(requested: Option<&str>, recipient: Option<&'a Recipient>) -> 
     if remote || r.recipient_type == RecipientType::MailUser {
         return match &r.target_address {
             Some(target) => {
-                // Loop guard (brief §0 rule 20): never send a client back to an address of
-                // the same recipient; it would come straight back here.
+                // Loop guard (brief §0 rule 20): never redirect a client to the address it
+                // asked about, or to the recipient's primary address, which resolves back
+                // here. Other proxy addresses are fine: real hybrid remote mailboxes list
+                // their routing address (the targetAddress) among their proxy addresses.
                 let loops = requested.is_some_and(|a| a.trim().eq_ignore_ascii_case(target))
-                    || r.has_address(target);
+                    || r.primary_smtp.eq_ignore_ascii_case(target);
                 if loops {
                     Decision::Error(ErrorCode::ConfigurationError)
                 } else {
@@ -137,15 +139,29 @@ mod tests {
 
     #[test]
     fn redirect_to_itself_is_602() {
-        let r = recipient(RecipientType::RemoteUserMailbox, Some("A@contoso.com"));
+        let r = recipient(RecipientType::RemoteUserMailbox, Some("ALICE@contoso.com"));
         assert_eq!(
-            decide(Some("alice@contoso.com"), Some(&r)),
+            decide(Some("a@contoso.com"), Some(&r)),
             Decision::Error(ErrorCode::ConfigurationError)
         );
         let r = recipient(RecipientType::RemoteUserMailbox, Some("bob@contoso.com"));
         assert_eq!(
             decide(Some("BOB@contoso.com"), Some(&r)),
             Decision::Error(ErrorCode::ConfigurationError)
+        );
+    }
+
+    #[test]
+    fn routing_address_listed_as_a_proxy_address_still_redirects() {
+        let mut r = recipient(
+            RecipientType::RemoteUserMailbox,
+            Some("alice@contoso.mail.onmicrosoft.com"),
+        );
+        r.addresses
+            .push("alice@contoso.mail.onmicrosoft.com".into());
+        assert_eq!(
+            decide(Some("alice@contoso.com"), Some(&r)),
+            Decision::RedirectAddr("alice@contoso.mail.onmicrosoft.com".into())
         );
     }
 
