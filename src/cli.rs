@@ -67,6 +67,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 autodiscoverd::directory::DirectoryBackend::Embedded(d) => {
                     println!("directory users:    {}", d.len())
                 }
+                autodiscoverd::directory::DirectoryBackend::Ldap(d) => {
+                    let runtime = tokio::runtime::Runtime::new()
+                        .context("while starting the async runtime")?;
+                    match runtime.block_on(d.inner().probe()) {
+                        Ok(()) => println!("directory bind:     OK (service account)"),
+                        Err(e) => {
+                            println!("directory bind:     FAILED: {e}");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
+                }
             }
             println!("configuration OK");
             Ok(ExitCode::SUCCESS)

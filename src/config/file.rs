@@ -213,6 +213,7 @@ pub struct MapiHttpSection {
 pub struct DirectorySection {
     pub backend: String,
     pub file: Option<FileDirectorySection>,
+    pub ldap: Option<super::ldap::LdapDirectorySection>,
 }
 
 #[derive(Debug, Deserialize)]

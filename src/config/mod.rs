@@ -3,6 +3,7 @@
 
 mod error;
 mod file;
+mod ldap;
 #[cfg(test)]
 mod tests;
 mod v2;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 use file::FileConfig;
+pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};
 use uuid::Uuid;
 pub use v2::V2Config;
 
@@ -222,6 +224,8 @@ pub struct Services {
 pub enum DirectoryConfig {
     /// The embedded TOML directory file.
     File { path: PathBuf },
+    /// An LDAP directory (Active Directory, OpenLDAP).
+    Ldap(Box<LdapConfig>),
 }
 
 /// The plain-HTTP redirect responder (brief §7.3).
@@ -305,6 +309,7 @@ impl Config {
             DirectoryConfig::File { path } => {
                 out.push_str(&format!("directory:          file {}\n", path.display()))
             }
+            DirectoryConfig::Ldap(l) => out.push_str(&ldap_summary(l)),
         }
         if let Some(redirect) = &self.redirect {
             let listen: Vec<String> = redirect.listen.iter().map(|a| a.to_string()).collect();
@@ -352,6 +357,24 @@ impl Config {
     pub fn resolve(&self, relative: &Path) -> PathBuf {
         resolve_against(&self.source, relative)
     }
+}
+
+fn ldap_summary(l: &LdapConfig) -> String {
+    let urls: Vec<&str> = l.urls.iter().map(|u| u.url.as_str()).collect();
+    format!(
+        "directory:          ldap {}{} (base {}, bind {}, pool {}, timeout {} ms, cache {})\n",
+        urls.join(", "),
+        if l.starttls { " +StartTLS" } else { "" },
+        l.base_dn,
+        l.bind_dn,
+        l.pool_size,
+        l.timeout.as_millis(),
+        if l.cache_ttl.is_zero() {
+            "off".to_string()
+        } else {
+            format!("{} s", l.cache_ttl.as_secs())
+        }
+    )
 }
 
 fn resolve_against(config_file: &Path, relative: &Path) -> PathBuf {
@@ -903,10 +926,22 @@ impl Validator<'_> {
                     path: resolve_against(self.file, Path::new(&file.path)),
                 })
             }
+            "ldap" => {
+                let Some(section) = raw.ldap else {
+                    return Err(self.invalid(
+                        "directory.ldap",
+                        "backend is \"ldap\" but there is no [directory.ldap] table",
+                        "add [directory.ldap] with urls, bind_dn, bind_password_file and base_dn (see config/autodiscoverd.ldap-example.toml)",
+                    ));
+                };
+                Ok(DirectoryConfig::Ldap(Box::new(ldap::validate(
+                    self.file, section,
+                )?)))
+            }
             other => Err(self.invalid(
                 "directory.backend",
                 format!("unknown backend `{other}`"),
-                "use \"file\" (the embedded directory)",
+                "use \"file\" (the embedded directory) or \"ldap\"",
             )),
         }
     }

@@ -1,12 +1,16 @@
 //! The directory: who exists, where their mailbox lives, and whether a password is right.
 //! One trait, [`Directory`]; backends plug in behind [`DirectoryBackend`]. Never HTTP or XML.
 
+pub mod cache;
 pub mod embedded;
+pub mod ldap;
 pub mod recipient;
 
 use std::future::Future;
 
+pub use cache::Cached;
 pub use embedded::EmbeddedDirectory;
+pub use ldap::LdapDirectory;
 pub use recipient::{Identity, Login, Lookup, Recipient, RecipientType};
 
 /// Why the directory could not answer (as opposed to answering "no such user").
@@ -68,9 +72,13 @@ impl std::fmt::Debug for NtCredential {
 }
 
 /// The configured backend.
+// One value per process, held in the shared State: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum DirectoryBackend {
     /// The embedded TOML directory.
     Embedded(EmbeddedDirectory),
+    /// An LDAP directory behind the lookup/verification cache.
+    Ldap(Cached<LdapDirectory>),
 }
 
 impl Directory for DirectoryBackend {
@@ -78,6 +86,7 @@ impl Directory for DirectoryBackend {
         let timer = crate::ops::metrics::DirectoryTimer::start("find");
         let result = match self {
             DirectoryBackend::Embedded(d) => d.find(lookup).await,
+            DirectoryBackend::Ldap(d) => d.find(lookup).await,
         };
         timer.finish(&result);
         result
@@ -91,6 +100,7 @@ impl Directory for DirectoryBackend {
         let timer = crate::ops::metrics::DirectoryTimer::start("verify_password");
         let result = match self {
             DirectoryBackend::Embedded(d) => d.verify_password(login, password).await,
+            DirectoryBackend::Ldap(d) => d.verify_password(login, password).await,
         };
         timer.finish(&result);
         result
@@ -100,6 +110,7 @@ impl Directory for DirectoryBackend {
         let timer = crate::ops::metrics::DirectoryTimer::start("nt_credential");
         let result = match self {
             DirectoryBackend::Embedded(d) => d.nt_credential(login).await,
+            DirectoryBackend::Ldap(d) => d.nt_credential(login).await,
         };
         timer.finish(&result);
         result
@@ -108,6 +119,7 @@ impl Directory for DirectoryBackend {
     fn supports_nt_hashes(&self) -> bool {
         match self {
             DirectoryBackend::Embedded(d) => d.supports_nt_hashes(),
+            DirectoryBackend::Ldap(d) => d.supports_nt_hashes(),
         }
     }
 }

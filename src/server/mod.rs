@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ConfigError, DirectoryConfig};
-use crate::directory::{DirectoryBackend, EmbeddedDirectory};
+use crate::directory::{Cached, DirectoryBackend, EmbeddedDirectory, LdapDirectory};
 use crate::ops::notify::{self, Notifier};
 use crate::ops::signals::{Event, Signals};
 use listener::Kind;
@@ -84,6 +84,11 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
     let directory = match &config.directory {
         DirectoryConfig::File { path } => {
             DirectoryBackend::Embedded(EmbeddedDirectory::load(path)?)
+        }
+        DirectoryConfig::Ldap(ldap) => {
+            let (ttl, max) = (ldap.cache_ttl, ldap.cache_max_entries);
+            let directory = LdapDirectory::new((**ldap).clone(), &config.source)?;
+            DirectoryBackend::Ldap(Cached::new(directory, ttl, max))
         }
     };
     let server_id = stable_id(&config.org.exchange_org);

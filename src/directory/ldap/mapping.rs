@@ -1,0 +1,441 @@
+//! Directory attributes → [`Recipient`] / [`Identity`] / NT hash. Pure: takes the values of
+//! one entry as bytes (already read off the wire) and the configured attribute names.
+//!
+//! Active Directory conventions (brief §8.2): the primary SMTP address is the `proxyAddresses`
+//! value with an upper-case `SMTP:` prefix; `msExchMailboxGuid` is 16 bytes in .NET GUID
+//! byte order (the first three fields little-endian); `userAccountControl` bit 0x2 is
+//! ACCOUNTDISABLE; `homeMDB` is set only when a mailbox database on-premises holds the mailbox.
+
+use uuid::Uuid;
+
+use crate::config::LdapAttributes;
+use crate::directory::{Identity, Login, Recipient, RecipientType};
+
+/// `userAccountControl` ACCOUNTDISABLE flag.
+pub const ACCOUNTDISABLE: i64 = 0x2;
+
+/// One search result entry: its DN and every returned attribute's raw values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawEntry {
+    pub dn: String,
+    attrs: Vec<(String, Vec<Vec<u8>>)>,
+}
+
+impl RawEntry {
+    /// An entry with no attributes yet.
+    pub fn new(dn: impl Into<String>) -> RawEntry {
+        RawEntry {
+            dn: dn.into(),
+            attrs: Vec::new(),
+        }
+    }
+
+    /// Adds the values of one attribute (the name as the server spelled it).
+    pub fn push(&mut self, name: impl Into<String>, values: Vec<Vec<u8>>) {
+        self.attrs.push((name.into(), values));
+    }
+
+    /// Builder form of [`RawEntry::push`] for text values.
+    pub fn with(mut self, name: &str, values: &[&str]) -> RawEntry {
+        self.push(name, values.iter().map(|v| v.as_bytes().to_vec()).collect());
+        self
+    }
+
+    /// Every value of `name` (case-insensitive; `;options` such as `;binary` ignored).
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.attrs
+            .iter()
+            .filter(move |(n, _)| {
+                n.split(';')
+                    .next()
+                    .is_some_and(|base| base.eq_ignore_ascii_case(name))
+            })
+            .flat_map(|(_, vs)| vs.iter().map(Vec::as_slice))
+    }
+
+    /// Every value of `name` that is UTF-8, trimmed, non-empty.
+    pub fn texts<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.values(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The first text value of `name`.
+    pub fn text<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.texts(name).next()
+    }
+
+    /// True when `name` has at least one value.
+    pub fn has<'a>(&'a self, name: &'a str) -> bool {
+        self.values(name).next().is_some()
+    }
+}
+
+/// Splits a proxy address into prefix and value (`SMTP:a@b` → `("SMTP", "a@b")`).
+fn split_proxy(proxy: &str) -> Option<(&str, &str)> {
+    let (prefix, value) = proxy.split_once(':')?;
+    (!prefix.is_empty() && !prefix.contains('@')).then_some((prefix, value.trim()))
+}
+
+/// The primary SMTP address and every SMTP address (lower-case, primary first, no
+/// duplicates). Primary = the upper-case `SMTP:` proxy, else `mail`.
+pub fn smtp_addresses(entry: &RawEntry, names: &LdapAttributes) -> (Option<String>, Vec<String>) {
+    let mut primary: Option<String> = None;
+    let mut others: Vec<String> = Vec::new();
+    for proxy in entry.texts(&names.proxy_addresses) {
+        let Some((prefix, value)) = split_proxy(proxy) else {
+            continue;
+        };
+        if !prefix.eq_ignore_ascii_case("smtp")
+            || !crate::directory::embedded::is_smtp_address(value)
+        {
+            continue;
+        }
+        if prefix == "SMTP" && primary.is_none() {
+            primary = Some(value.to_string());
+        } else {
+            others.push(value.to_ascii_lowercase());
+        }
+    }
+    let mail = entry
+        .text(&names.mail)
+        .filter(|m| crate::directory::embedded::is_smtp_address(m));
+    if primary.is_none() {
+        primary = mail.map(str::to_string);
+    } else if let Some(m) = mail {
+        others.push(m.to_ascii_lowercase());
+    }
+    let mut addresses: Vec<String> = Vec::new();
+    for a in primary.iter().map(|p| p.to_ascii_lowercase()).chain(others) {
+        if !addresses.contains(&a) {
+            addresses.push(a);
+        }
+    }
+    (primary, addresses)
+}
+
+/// `msExchMailboxGuid`: 16 bytes in .NET GUID byte order.
+pub fn mailbox_guid(bytes: &[u8]) -> Option<Uuid> {
+    let array: [u8; 16] = bytes.try_into().ok()?;
+    Some(Uuid::from_bytes_le(array))
+}
+
+fn number(entry: &RawEntry, name: &str) -> Option<i64> {
+    entry.text(name).and_then(|t| t.parse::<i64>().ok())
+}
+
+/// True when `userAccountControl` has the ACCOUNTDISABLE bit (absent attribute: enabled).
+pub fn is_disabled(entry: &RawEntry, names: &LdapAttributes) -> bool {
+    number(entry, &names.user_account_control).is_some_and(|uac| uac & ACCOUNTDISABLE != 0)
+}
+
+/// `targetAddress` without its `SMTP:` prefix; `None` for other address types (X400:...).
+fn target_address(entry: &RawEntry, names: &LdapAttributes) -> Option<String> {
+    let raw = entry.text(&names.target_address)?;
+    let value = match split_proxy(raw) {
+        Some((prefix, value)) if prefix.eq_ignore_ascii_case("smtp") => value,
+        Some(_) => return None,
+        None => raw,
+    };
+    crate::directory::embedded::is_smtp_address(value).then(|| value.to_string())
+}
+
+/// The recipient an entry describes; `None` when it has no SMTP address at all (not a
+/// mail recipient).
+pub fn recipient(entry: &RawEntry, names: &LdapAttributes) -> Option<Recipient> {
+    let (primary, addresses) = smtp_addresses(entry, names);
+    let primary = primary?;
+    let has_local_mailbox = entry.has(&names.home_mdb);
+    let target = target_address(entry, names);
+    let recipient_type = match number(entry, &names.recipient_type_details) {
+        Some(v) => RecipientType::from_value(v as u64),
+        // No Exchange schema values: infer from what is there (a database → a mailbox
+        // here; a target address → a mail user that lives elsewhere).
+        None if has_local_mailbox => RecipientType::UserMailbox,
+        None if target.is_some() => RecipientType::MailUser,
+        None => RecipientType::Other(0),
+    };
+    Some(Recipient {
+        display_name: entry
+            .text(&names.display_name)
+            .map(str::to_string)
+            .unwrap_or_else(|| primary.clone()),
+        primary_smtp: primary,
+        addresses,
+        legacy_dn: entry.text(&names.legacy_exchange_dn).map(str::to_string),
+        mailbox_guid: entry
+            .values(&names.mailbox_guid)
+            .next()
+            .and_then(mailbox_guid),
+        recipient_type,
+        remote_recipient_type: number(entry, &names.remote_recipient_type)
+            .map(|v| v as u64)
+            .unwrap_or(0),
+        target_address: target,
+        has_local_mailbox,
+        enabled: !is_disabled(entry, names),
+    })
+}
+
+/// Who logged in: the UPN (else the primary address, else the login as typed) and the
+/// user's own addresses.
+pub fn identity(entry: &RawEntry, names: &LdapAttributes, login: &Login) -> Identity {
+    let (primary, addresses) = smtp_addresses(entry, names);
+    let user_principal_name = entry
+        .text(&names.user_principal_name)
+        .map(str::to_string)
+        .or(primary)
+        .unwrap_or_else(|| login.to_string());
+    Identity {
+        user_principal_name,
+        addresses,
+    }
+}
+
+/// Whether the domain of a `DOMAIN\user` login names this user's domain: the configured
+/// NetBIOS name, or the DNS domain of the user's UPN. With no NetBIOS name configured any
+/// domain is accepted (one directory, one domain).
+pub fn down_level_domain_matches(
+    entry: &RawEntry,
+    names: &LdapAttributes,
+    domain: &str,
+    netbios: Option<&str>,
+) -> bool {
+    let Some(netbios) = netbios else {
+        return true;
+    };
+    if netbios.eq_ignore_ascii_case(domain) {
+        return true;
+    }
+    entry
+        .text(&names.user_principal_name)
+        .and_then(|upn| upn.rsplit_once('@'))
+        .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
+}
+
+/// The NT hash from a hex attribute such as Samba's `sambaNTPassword` (32 hex digits).
+pub fn nt_hash(entry: &RawEntry, name: &str) -> Option<[u8; 16]> {
+    let text = entry.text(name)?;
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (slot, pair) in out.iter_mut().zip(text.as_bytes().chunks(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *slot = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LdapAttributes;
+
+    fn names() -> LdapAttributes {
+        LdapAttributes::default()
+    }
+
+    fn alice() -> RawEntry {
+        let mut e = RawEntry::new("CN=Alice,OU=Users,DC=contoso,DC=com")
+            .with("displayName", &["Alice Example"])
+            .with("mail", &["Alice@Contoso.com"])
+            .with(
+                "proxyAddresses",
+                &[
+                    "smtp:alice.example@contoso.com",
+                    "SMTP:Alice@Contoso.com",
+                    "X500:/o=Old/cn=alice",
+                    "sip:alice@contoso.com",
+                ],
+            )
+            .with(
+                "legacyExchangeDN",
+                &["/o=Contoso/ou=x/cn=Recipients/cn=alice"],
+            )
+            .with("msExchRecipientTypeDetails", &["1"])
+            .with("homeMDB", &["CN=DB01,CN=Databases,DC=contoso,DC=com"])
+            .with("userAccountControl", &["512"])
+            .with("userPrincipalName", &["alice@contoso.com"]);
+        // 9d0b7c2e-4f1a-4e6b-8a3c-5b2d1e0f7a64 as AD stores it.
+        e.push(
+            "msExchMailboxGuid",
+            vec![vec![
+                0x2e, 0x7c, 0x0b, 0x9d, 0x1a, 0x4f, 0x6b, 0x4e, 0x8a, 0x3c, 0x5b, 0x2d, 0x1e, 0x0f,
+                0x7a, 0x64,
+            ]],
+        );
+        e
+    }
+
+    #[test]
+    fn a_local_mailbox_maps_every_attribute() {
+        let r = recipient(&alice(), &names()).unwrap();
+        assert_eq!(r.display_name, "Alice Example");
+        assert_eq!(r.primary_smtp, "Alice@Contoso.com");
+        assert_eq!(
+            r.addresses,
+            vec!["alice@contoso.com", "alice.example@contoso.com"]
+        );
+        assert_eq!(
+            r.legacy_dn.as_deref(),
+            Some("/o=Contoso/ou=x/cn=Recipients/cn=alice")
+        );
+        assert_eq!(
+            r.mailbox_guid,
+            Some(Uuid::parse_str("9d0b7c2e-4f1a-4e6b-8a3c-5b2d1e0f7a64").unwrap())
+        );
+        assert_eq!(r.recipient_type, RecipientType::UserMailbox);
+        assert!(r.has_local_mailbox);
+        assert!(r.enabled);
+        assert_eq!(r.target_address, None);
+    }
+
+    #[test]
+    fn mailbox_guid_uses_dotnet_byte_order_and_needs_16_bytes() {
+        let bytes: Vec<u8> = (0u8..16).collect();
+        assert_eq!(
+            mailbox_guid(&bytes).unwrap().to_string(),
+            "03020100-0504-0706-0809-0a0b0c0d0e0f"
+        );
+        assert_eq!(mailbox_guid(&bytes[..15]), None);
+        assert_eq!(mailbox_guid(&[0u8; 17]), None);
+    }
+
+    #[test]
+    fn a_migrated_mailbox_has_its_target_without_prefix() {
+        let e = RawEntry::new("cn=bob")
+            .with("proxyAddresses", &["SMTP:bob@contoso.com"])
+            .with("msExchRecipientTypeDetails", &["2147483648"])
+            .with("msExchRemoteRecipientType", &["4"])
+            .with("targetAddress", &["SMTP:bob@contoso.mail.onmicrosoft.com"]);
+        let r = recipient(&e, &names()).unwrap();
+        assert_eq!(r.recipient_type, RecipientType::RemoteUserMailbox);
+        assert_eq!(r.remote_recipient_type, 4);
+        assert_eq!(
+            r.target_address.as_deref(),
+            Some("bob@contoso.mail.onmicrosoft.com")
+        );
+        assert!(!r.has_local_mailbox);
+        assert_eq!(r.display_name, "bob@contoso.com");
+    }
+
+    #[test]
+    fn non_smtp_target_addresses_are_ignored() {
+        let e = RawEntry::new("cn=x").with("mail", &["x@contoso.com"]).with(
+            "targetAddress",
+            &["X400:c=US;a= ;p=Contoso;o=Exchange;s=x;"],
+        );
+        assert_eq!(recipient(&e, &names()).unwrap().target_address, None);
+    }
+
+    #[test]
+    fn the_primary_falls_back_to_mail_and_entries_without_address_are_not_recipients() {
+        let e = RawEntry::new("cn=x")
+            .with("mail", &["X@contoso.com"])
+            .with("proxyAddresses", &["smtp:alias@contoso.com"]);
+        let r = recipient(&e, &names()).unwrap();
+        assert_eq!(r.primary_smtp, "X@contoso.com");
+        assert_eq!(r.addresses, vec!["x@contoso.com", "alias@contoso.com"]);
+        let none = RawEntry::new("cn=y").with("displayName", &["No Mail"]);
+        assert_eq!(recipient(&none, &names()), None);
+    }
+
+    #[test]
+    fn recipient_type_is_inferred_without_exchange_values() {
+        let mailbox = RawEntry::new("cn=x")
+            .with("mail", &["x@contoso.com"])
+            .with("homeMDB", &["cn=db"]);
+        assert_eq!(
+            recipient(&mailbox, &names()).unwrap().recipient_type,
+            RecipientType::UserMailbox
+        );
+        let mail_user = RawEntry::new("cn=x")
+            .with("mail", &["x@contoso.com"])
+            .with("targetAddress", &["smtp:x@fabrikam.com"]);
+        assert_eq!(
+            recipient(&mail_user, &names()).unwrap().recipient_type,
+            RecipientType::MailUser
+        );
+    }
+
+    #[test]
+    fn account_disable_bit_is_read_from_user_account_control() {
+        let with = |uac: &str| RawEntry::new("cn=x").with("userAccountControl", &[uac]);
+        assert!(!is_disabled(&with("512"), &names()));
+        assert!(is_disabled(&with("514"), &names()));
+        assert!(is_disabled(&with("66050"), &names()));
+        assert!(!is_disabled(&with("66048"), &names()));
+        assert!(!is_disabled(&RawEntry::new("cn=x"), &names()));
+        assert!(!is_disabled(&with("garbage"), &names()));
+    }
+
+    #[test]
+    fn attribute_names_match_case_insensitively_and_ignore_options() {
+        let mut e = RawEntry::new("cn=x").with("MAIL", &["x@contoso.com"]);
+        e.push("msexchmailboxguid;binary", vec![vec![0u8; 16]]);
+        let r = recipient(&e, &names()).unwrap();
+        assert_eq!(r.primary_smtp, "x@contoso.com");
+        assert_eq!(r.mailbox_guid, Some(Uuid::nil()));
+    }
+
+    #[test]
+    fn identity_prefers_the_upn() {
+        let login = Login::SamAccountName("alice".into());
+        let id = identity(&alice(), &names(), &login);
+        assert_eq!(id.user_principal_name, "alice@contoso.com");
+        assert_eq!(id.addresses[0], "alice@contoso.com");
+        let bare = RawEntry::new("cn=x");
+        assert_eq!(
+            identity(&bare, &names(), &login).user_principal_name,
+            "alice"
+        );
+    }
+
+    #[test]
+    fn down_level_domains_match_netbios_or_upn_domain() {
+        let n = names();
+        assert!(down_level_domain_matches(
+            &alice(),
+            &n,
+            "CONTOSO",
+            Some("contoso")
+        ));
+        assert!(down_level_domain_matches(
+            &alice(),
+            &n,
+            "contoso.com",
+            Some("CONTOSO")
+        ));
+        assert!(!down_level_domain_matches(
+            &alice(),
+            &n,
+            "FABRIKAM",
+            Some("CONTOSO")
+        ));
+        assert!(down_level_domain_matches(&alice(), &n, "FABRIKAM", None));
+    }
+
+    #[test]
+    fn nt_hashes_are_32_hex_digits() {
+        let e = |v: &str| RawEntry::new("cn=x").with("sambaNTPassword", &[v]);
+        assert_eq!(
+            nt_hash(&e("0CB6948805F797BF2A82807973B89537"), "sambaNTPassword"),
+            Some([
+                0x0c, 0xb6, 0x94, 0x88, 0x05, 0xf7, 0x97, 0xbf, 0x2a, 0x82, 0x80, 0x79, 0x73, 0xb8,
+                0x95, 0x37
+            ])
+        );
+        assert_eq!(nt_hash(&e("0CB6"), "sambaNTPassword"), None);
+        assert_eq!(
+            nt_hash(&e("ZZB6948805F797BF2A82807973B89537"), "sambaNTPassword"),
+            None
+        );
+        assert_eq!(
+            nt_hash(&e("+cb6948805F797BF2A82807973B89537"), "sambaNTPassword"),
+            None
+        );
+        assert_eq!(nt_hash(&RawEntry::new("cn=x"), "sambaNTPassword"), None);
+    }
+}
