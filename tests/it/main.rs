@@ -10,6 +10,7 @@
 mod harness;
 
 mod cli;
+mod directory_battery;
 mod lab;
 mod ntlm;
 mod ops;

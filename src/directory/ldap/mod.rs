@@ -201,7 +201,7 @@ impl LdapDirectory {
         login: &Login,
         attrs: &[String],
     ) -> Result<Option<RawEntry>, DirectoryError> {
-        if login.to_string().len() > MAX_VALUE_LEN {
+        if !plausible(&login.to_string()) {
             return Ok(None);
         }
         let mut entries = self
@@ -232,6 +232,13 @@ impl LdapDirectory {
         }
         Ok(Some(entry))
     }
+}
+
+/// Values no directory entry can hold are not sent at all: empty, overlong, or with
+/// control characters (slapd's string matching stops at an escaped NUL, so
+/// `alice@contoso.com\0` would otherwise find alice).
+fn plausible(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_VALUE_LEN && !value.chars().any(char::is_control)
 }
 
 /// `(|(mail=A)(proxyAddresses=smtp:A)(proxyAddresses=SMTP:A)(userPrincipalName=A))`, A escaped.
@@ -281,7 +288,7 @@ impl Directory for LdapDirectory {
         let value = match lookup {
             Lookup::Address(v) | Lookup::LegacyDn(v) => v.trim(),
         };
-        if value.is_empty() || value.len() > MAX_VALUE_LEN {
+        if !plausible(value) {
             return Ok(None);
         }
         let names = &self.cfg.attributes;

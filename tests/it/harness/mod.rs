@@ -4,6 +4,7 @@
 pub mod client;
 pub mod daemon;
 pub mod pki;
+pub mod slapd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use tokio::sync::oneshot;
 
 pub use client::{Answer, TlsClient};
 pub use pki::TestPki;
+pub use slapd::Slapd;
 
 /// The repository root (for config/ and tests/fixtures/).
 pub fn repo_root() -> PathBuf {
