@@ -289,7 +289,8 @@ where
             );
         }
         AuthResult::Unavailable(e) => {
-            tracing::warn!(error = %e, "directory unavailable during authentication");
+            // The backend logs outages once per state change; per request is debug.
+            tracing::debug!(error = %e, "directory unavailable during authentication");
             let body = pox::render_error(
                 Flavour::Outlook,
                 ErrorCode::ServerError,
@@ -360,7 +361,8 @@ async fn answer_pox(
     let found = match state.directory.find(&lookup).await {
         Ok(found) => found,
         Err(e) => {
-            tracing::warn!(error = %e, "directory unavailable during lookup");
+            // The backend logs outages once per state change; per request is debug.
+            tracing::debug!(error = %e, "directory unavailable during lookup");
             return (
                 pox::render_error(request.flavour, ErrorCode::ServerError, stamp, email),
                 ErrorCode::ServerError.label(),

@@ -199,7 +199,10 @@ pub mod cases {
     }
 
     pub async fn disabled_accounts_are_refused_with_the_right_password(d: &DirectoryBackend) {
-        for login in [sam("eve"), Login::UserPrincipalName("eve@contoso.com".into())] {
+        for login in [
+            sam("eve"),
+            Login::UserPrincipalName("eve@contoso.com".into()),
+        ] {
             assert_eq!(d.verify_password(&login, "eve-pw").await.unwrap(), None);
         }
     }

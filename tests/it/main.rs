@@ -12,6 +12,7 @@ mod harness;
 mod cli;
 mod directory_battery;
 mod lab;
+mod ldap;
 mod ntlm;
 mod ops;
 mod pox;

@@ -32,17 +32,26 @@ pub struct Slapd {
 }
 
 fn find(binary: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/libexec"]
-        .iter()
-        .map(|d| Path::new(d).join(binary))
-        .find(|p| p.is_file())
+    [
+        "/usr/sbin",
+        "/usr/local/sbin",
+        "/usr/bin",
+        "/usr/local/libexec",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join(binary))
+    .find(|p| p.is_file())
 }
 
 fn schema_dir() -> Option<PathBuf> {
-    ["/etc/ldap/schema", "/etc/openldap/schema", "/usr/local/etc/openldap/schema"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|d| d.join("core.schema").is_file())
+    [
+        "/etc/ldap/schema",
+        "/etc/openldap/schema",
+        "/usr/local/etc/openldap/schema",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|d| d.join("core.schema").is_file())
 }
 
 fn free_port() -> u16 {
@@ -78,8 +87,7 @@ impl Slapd {
         let ca_file = pki.write_ca(dir.path());
         std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
         let lab = repo_root().join("deploy/ldap");
-        let template =
-            std::fs::read_to_string(lab.join("slapd.conf.in")).expect("slapd.conf.in");
+        let template = std::fs::read_to_string(lab.join("slapd.conf.in")).expect("slapd.conf.in");
         let conf_text = template
             .replace("@DIR@", &dir.path().display().to_string())
             .replace("@SCHEMA_DIR@", &schema.display().to_string())
@@ -192,7 +200,11 @@ impl Slapd {
         let slapd = find("slapd").expect("slapd");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.spawn(&slapd) {
-            assert!(Instant::now() < deadline, "slapd did not restart:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "slapd did not restart:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -202,10 +214,12 @@ impl Slapd {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The DNs of every BIND slapd has seen (lower-case, as logged), in order.
+    /// The DNs of every BIND request slapd has seen (lower-case, as logged), in order.
     pub fn bind_dns(&self) -> Vec<String> {
         self.log_text()
             .lines()
+            // The request line says `method=`; a success adds a second line (`mech=`).
+            .filter(|l| l.contains(" method="))
             .filter_map(|l| l.split_once(" BIND dn=\"").map(|(_, rest)| rest))
             .filter_map(|rest| rest.split_once('"').map(|(dn, _)| dn.to_ascii_lowercase()))
             .collect()
@@ -252,9 +266,17 @@ impl Slapd {
             &["directory", "ldap", "filter"],
             s("(&(objectClass=inetOrgPerson){match})"),
         );
-        set(table, &["directory", "ldap", "netbios_domain"], s("CONTOSO"));
+        set(
+            table,
+            &["directory", "ldap", "netbios_domain"],
+            s("CONTOSO"),
+        );
         set(table, &["directory", "ldap", "timeout_ms"], 2000.into());
-        set(table, &["directory", "ldap", "connect_timeout_ms"], 1000.into());
+        set(
+            table,
+            &["directory", "ldap", "connect_timeout_ms"],
+            1000.into(),
+        );
         set(
             table,
             &["directory", "ldap", "attributes", "nt_password"],

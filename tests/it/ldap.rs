@@ -1,0 +1,518 @@
+//! The LDAP backend end to end: real TLS HTTP against the server, backed by a real slapd
+//! (deploy/ldap lab data). Skipped loudly without slapd, failed under CI=true.
+
+use std::time::{Duration, Instant};
+
+use autodiscoverd::directory::{Directory, DirectoryBackend, Login};
+use roxmltree::{Document, Node};
+
+use crate::harness::slapd::{example_config, SERVICE_DN};
+use crate::harness::{outlook_request, set, Slapd, TestServer};
+
+const PATH: &str = "/autodiscover/autodiscover.xml";
+const OUTLOOK: &str =
+    "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a";
+
+fn child<'a>(node: Node<'a, 'a>, name: &str) -> Node<'a, 'a> {
+    node.children()
+        .find(|n| n.is_element() && n.tag_name().name() == name)
+        .unwrap_or_else(|| panic!("no <{name}> under <{}>", node.tag_name().name()))
+}
+
+fn text<'a>(node: Node<'a, 'a>, name: &str) -> &'a str {
+    child(node, name).text().unwrap_or("")
+}
+
+/// `Response` of a POX answer.
+fn response<'a>(doc: &'a Document<'a>) -> Node<'a, 'a> {
+    child(doc.root_element(), "Response")
+}
+
+/// The ErrorCode of a POX error answer.
+fn error_code(body: &str) -> String {
+    let doc = Document::parse(body).expect("well-formed XML");
+    text(child(response(&doc), "Error"), "ErrorCode").to_string()
+}
+
+/// A server on slapd with the cache TTL given and `extra` applied last.
+async fn server(
+    slapd: &Slapd,
+    cache_ttl_secs: i64,
+    extra: &dyn Fn(&mut toml::Table),
+) -> TestServer {
+    TestServer::start_with(&|t| {
+        slapd.configure(t);
+        set(
+            t,
+            &["directory", "ldap", "cache_ttl_secs"],
+            cache_ttl_secs.into(),
+        );
+        extra(t);
+    })
+    .await
+}
+
+async fn ask(server: &TestServer, user: &str, password: &str, address: &str) -> (u16, String) {
+    let mut c = server.client().await;
+    let a = c
+        .post_basic(PATH, user, password, &[], &outlook_request(address))
+        .await;
+    (a.status.as_u16(), a.text())
+}
+
+#[tokio::test]
+async fn local_mailbox_gets_settings_with_values_read_from_ldap() {
+    let Some(slapd) = Slapd::start() else { return };
+    let server = server(&slapd, 0, &|_| {}).await;
+    let (status, body) = ask(
+        &server,
+        "alice@contoso.com",
+        "alice-pw",
+        "alice@contoso.com",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let doc = Document::parse(&body).unwrap();
+    let r = response(&doc);
+    assert_eq!(r.tag_name().namespace(), Some(OUTLOOK), "{body}");
+    let user = child(r, "User");
+    assert_eq!(text(user, "DisplayName"), "Alice <Example> & Co");
+    assert_eq!(text(user, "AutoDiscoverSMTPAddress"), "alice@contoso.com");
+    assert!(text(user, "LegacyDN").ends_with("-alice"));
+    let account = child(r, "Account");
+    assert_eq!(text(account, "Action"), "settings");
+    let exch = account
+        .children()
+        .find(|n| n.tag_name().name() == "Protocol" && text(*n, "Type") == "EXCH")
+        .expect("EXCH");
+    // msExchMailboxGuid, read as .NET-ordered bytes from slapd.
+    assert_eq!(
+        text(exch, "Server"),
+        "9d0b7c2e-4f1a-4e6b-8a3c-5b2d1e0f7a64@contoso.com"
+    );
+}
+
+#[tokio::test]
+async fn migrated_mailbox_gets_redirect_addr_with_its_target_address() {
+    let Some(slapd) = Slapd::start() else { return };
+    let server = server(&slapd, 0, &|_| {}).await;
+    let (status, body) = ask(&server, "CONTOSO\\bob", "bob-pw", "bob@contoso.com").await;
+    assert_eq!(status, 200);
+    let doc = Document::parse(&body).unwrap();
+    let account = child(response(&doc), "Account");
+    assert_eq!(text(account, "Action"), "redirectAddr");
+    assert_eq!(
+        text(account, "RedirectAddr"),
+        "bob@contoso.mail.onmicrosoft.com"
+    );
+}
+
+#[tokio::test]
+async fn alias_in_proxy_addresses_answers_for_the_shared_mailbox() {
+    let Some(slapd) = Slapd::start() else { return };
+    let server = server(&slapd, 0, &|_| {}).await;
+    let (status, body) = ask(&server, "alice", "alice-pw", "SALES@contoso.com").await;
+    assert_eq!(status, 200);
+    let doc = Document::parse(&body).unwrap();
+    let r = response(&doc);
+    assert_eq!(text(child(r, "Account"), "Action"), "settings");
+    assert_eq!(
+        text(child(r, "User"), "AutoDiscoverSMTPAddress"),
+        "carol.jones@contoso.com"
+    );
+    assert_eq!(text(child(r, "User"), "DisplayName"), "Carol Jones (Sales)");
+    // And the broken objects keep their error codes through LDAP.
+    for (address, code) in [
+        ("frank@contoso.com", "602"),
+        ("grace@contoso.com", "602"),
+        ("dave@contoso.com", "501"),
+        ("partner@contoso.com", "500"),
+        ("nobody@contoso.com", "500"),
+    ] {
+        let (status, body) = ask(&server, "alice", "alice-pw", address).await;
+        assert_eq!(status, 200);
+        assert_eq!(error_code(&body), code, "{address}");
+    }
+}
+
+#[tokio::test]
+async fn disabled_account_and_wrong_or_empty_password_get_401() {
+    let Some(slapd) = Slapd::start() else { return };
+    let server = server(&slapd, 60, &|_| {}).await;
+    for (user, password) in [
+        ("eve@contoso.com", "eve-pw"),
+        ("alice@contoso.com", "wrong"),
+        ("alice@contoso.com", ""),
+        ("nobody@contoso.com", "alice-pw"),
+    ] {
+        let (status, body) = ask(&server, user, password, "alice@contoso.com").await;
+        assert_eq!(status, 401, "{user}: {body}");
+        assert!(body.is_empty());
+    }
+    // Eve's password is right: only userAccountControl keeps her out, and she was never
+    // even bound (OpenLDAP would have accepted the bind). Empty passwords never bind.
+    let binds = slapd.bind_dns();
+    assert!(!binds.iter().any(|dn| dn.contains("eve")), "{binds:?}");
+    assert!(
+        !binds.iter().any(|dn| dn.is_empty()),
+        "anonymous bind: {binds:?}"
+    );
+}
+
+#[tokio::test]
+async fn filter_injection_in_addresses_and_logins_finds_nothing_and_binds_nothing() {
+    let Some(slapd) = Slapd::start() else { return };
+    let server = server(&slapd, 0, &|_| {}).await;
+    for address in [
+        "*",
+        "*@contoso.com",
+        "a*@contoso.com",
+        "alice@contoso.com)(mail=*",
+        "*)(|(objectClass=*",
+        "\\2a@contoso.com",
+        "\\",
+    ] {
+        let (status, body) = ask(&server, "alice", "alice-pw", address).await;
+        assert_eq!(status, 200);
+        assert_eq!(error_code(&body), "500", "{address}: {body}");
+    }
+    for login in [
+        "*",
+        "al*",
+        "*lice",
+        "alice)(sAMAccountName=*",
+        "*)(|(sAMAccountName=*",
+        "CONTOSO\\a*",
+        "*@contoso.com",
+        "alice@contoso.com)(userPrincipalName=*",
+        "\\61lice",
+    ] {
+        let (status, _) = ask(&server, login, "alice-pw", "alice@contoso.com").await;
+        assert_eq!(status, 401, "{login}");
+    }
+    // Only the service account and the 7 legitimate alice requests bound.
+    let binds = slapd.bind_dns();
+    let alice = binds
+        .iter()
+        .filter(|dn| dn.starts_with("cn=alice example,"))
+        .count();
+    assert_eq!(alice, 7, "{binds:?}");
+    assert!(
+        binds
+            .iter()
+            .all(|dn| dn.eq_ignore_ascii_case(SERVICE_DN) || dn.starts_with("cn=alice example,")),
+        "{binds:?}"
+    );
+    // slapd saw the metacharacters as escaped values.
+    let filters = slapd.search_filters().join("\n").to_ascii_lowercase();
+    assert!(filters.contains("(samaccountname=al\\2a)"), "{filters}");
+    assert!(
+        filters.contains("(mail=alice@contoso.com\\29\\28mail=\\2a)"),
+        "{filters}"
+    );
+}
+
+#[tokio::test]
+async fn logins_with_filter_metacharacters_work_because_they_are_escaped() {
+    let Some(slapd) = Slapd::start() else { return };
+    let server = server(&slapd, 0, &|_| {}).await;
+    let (status, body) = ask(&server, "par(en)*", "paren-pw", "paren@contoso.com").await;
+    assert_eq!(status, 200, "{body}");
+    let doc = Document::parse(&body).unwrap();
+    assert_eq!(text(child(response(&doc), "Account"), "Action"), "settings");
+    let (status, _) = ask(&server, "par(en)*", "alice-pw", "paren@contoso.com").await;
+    assert_eq!(status, 401);
+}
+
+/// Collects everything logged on this thread (the test runtime is single-threaded, so
+/// the in-process server's tasks log here too).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn directory_outage_answers_603_within_the_timeout_and_recovers_after_restart() {
+    let Some(mut slapd) = Slapd::start() else {
+        return;
+    };
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // Cache off: every request must reach the directory.
+    let server = server(&slapd, 0, &|_| {}).await;
+    let (status, _) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+    assert_eq!(status, 200);
+
+    slapd.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+        let took = started.elapsed();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(error_code(&body), "603");
+        // timeout_ms is 2000; a refused connection answers at once.
+        assert!(took < Duration::from_millis(2000 + 1000), "took {took:?}");
+    }
+
+    slapd.restart();
+    for _ in 0..2 {
+        let (status, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+        assert_eq!(status, 200);
+        let doc = Document::parse(&body).unwrap();
+        assert_eq!(text(child(response(&doc), "Account"), "Action"), "settings");
+    }
+
+    // One line per state change, not one per request; no secret in any log line.
+    let logs = logs.text();
+    assert_eq!(
+        logs.matches("LDAP directory unavailable").count(),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("LDAP directory reachable again").count(),
+        1,
+        "{logs}"
+    );
+    assert!(logs.contains("WARN"), "{logs}");
+    for secret in ["alice-pw", "svc-pw"] {
+        assert!(!logs.contains(secret), "{secret} logged:\n{logs}");
+    }
+}
+
+/// Accepts TCP connections and never answers (a hung or black-holed directory).
+async fn silent_listener() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn unresponsive_directory_answers_603_when_the_timeout_expires() {
+    let Some(slapd) = Slapd::start() else { return };
+    let (port, task) = silent_listener().await;
+    let server = server(&slapd, 0, &|t| {
+        set(
+            t,
+            &["directory", "ldap", "urls"],
+            toml::Value::Array(vec![format!("ldap://127.0.0.1:{port}").into()]),
+        );
+        set(t, &["directory", "ldap", "timeout_ms"], 800.into());
+        set(t, &["directory", "ldap", "connect_timeout_ms"], 400.into());
+    })
+    .await;
+    let started = Instant::now();
+    let (status, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(error_code(&body), "603");
+    assert!(took >= Duration::from_millis(700), "took {took:?}");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    task.abort();
+}
+
+#[tokio::test]
+async fn failover_moves_to_the_next_url_when_the_first_is_down() {
+    let Some(slapd) = Slapd::start() else { return };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = slapd.url();
+    let server = server(&slapd, 0, &|t| {
+        set(
+            t,
+            &["directory", "ldap", "urls"],
+            toml::Value::Array(vec![
+                format!("ldap://127.0.0.1:{closed}").into(),
+                url.clone().into(),
+            ]),
+        );
+    })
+    .await;
+    let (status, body) = ask(&server, "alice", "alice-pw", "bob@contoso.com").await;
+    assert_eq!(status, 200);
+    let doc = Document::parse(&body).unwrap();
+    assert_eq!(
+        text(child(response(&doc), "Account"), "Action"),
+        "redirectAddr"
+    );
+}
+
+#[tokio::test]
+async fn ldaps_and_starttls_verify_the_directory_certificate_against_ca_file() {
+    let Some(slapd) = Slapd::start() else { return };
+    let ca = slapd.ca_file.display().to_string();
+    for (url, starttls) in [(slapd.ldaps_url(), false), (slapd.starttls_url(), true)] {
+        let server = server(&slapd, 0, &|t| {
+            set(
+                t,
+                &["directory", "ldap", "urls"],
+                toml::Value::Array(vec![url.clone().into()]),
+            );
+            set(t, &["directory", "ldap", "starttls"], starttls.into());
+            set(t, &["directory", "ldap", "ca_file"], ca.clone().into());
+        })
+        .await;
+        let (status, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+        assert_eq!(status, 200, "{url}");
+        let doc = Document::parse(&body).unwrap();
+        assert_eq!(
+            text(child(response(&doc), "Account"), "Action"),
+            "settings",
+            "{url}"
+        );
+
+        // Without our CA (system roots only) the certificate is refused: 603, no bind.
+        let untrusting = server_without_ca(&slapd, &url, starttls).await;
+        let (status, body) = ask(&untrusting, "alice", "alice-pw", "alice@contoso.com").await;
+        assert_eq!(status, 200);
+        assert_eq!(error_code(&body), "603", "{url}");
+    }
+}
+
+async fn server_without_ca(slapd: &Slapd, url: &str, starttls: bool) -> TestServer {
+    server(slapd, 0, &|t| {
+        set(
+            t,
+            &["directory", "ldap", "urls"],
+            toml::Value::Array(vec![url.into()]),
+        );
+        set(t, &["directory", "ldap", "starttls"], starttls.into());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_cache_spares_the_directory_repeated_binds_but_never_caches_failures() {
+    let Some(slapd) = Slapd::start() else { return };
+    let server = server(&slapd, 60, &|_| {}).await;
+    for _ in 0..3 {
+        let (status, _) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+        assert_eq!(status, 200);
+        let (status, _) = ask(&server, "alice", "not-it", "alice@contoso.com").await;
+        assert_eq!(status, 401);
+    }
+    let binds = slapd.bind_dns();
+    let alice = binds
+        .iter()
+        .filter(|dn| dn.starts_with("cn=alice example,"))
+        .count();
+    // One bind for the good password (then cached), one per wrong attempt.
+    assert_eq!(alice, 1 + 3, "{binds:?}");
+}
+
+#[tokio::test]
+async fn nt_credentials_come_from_the_configured_hash_attribute() {
+    let Some(slapd) = Slapd::start() else { return };
+    let dir = slapd.directory(60, &|_| {});
+    assert!(dir.supports_nt_hashes());
+    let cred = dir
+        .nt_credential(&Login::UserPrincipalName("alice@contoso.com".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cred.nt_hash,
+        [
+            0xd0, 0x61, 0xef, 0x15, 0xe9, 0x49, 0x4b, 0x45, 0x80, 0x16, 0xfa, 0x76, 0x0c, 0xec,
+            0xdd, 0x63
+        ]
+    );
+    assert_eq!(cred.account, "alice");
+    assert_eq!(cred.identity.user_principal_name, "alice@contoso.com");
+    assert!(!format!("{cred:?}").contains("d061"));
+    let down_level = Login::DownLevel {
+        domain: "CONTOSO".into(),
+        user: "bob".into(),
+    };
+    assert!(dir.nt_credential(&down_level).await.unwrap().is_some());
+    // Disabled, unknown, injected: nothing.
+    for login in ["eve", "nobody", "*", "a*"] {
+        let login = Login::SamAccountName(login.into());
+        assert_eq!(dir.nt_credential(&login).await.unwrap(), None, "{login:?}");
+    }
+
+    // Without the attribute configured the backend offers no NT hashes at all.
+    let plain = slapd.directory(0, &|t| {
+        if let Some(attrs) = t["directory"]["ldap"]
+            .as_table_mut()
+            .and_then(|l| l.get_mut("attributes"))
+            .and_then(|a| a.as_table_mut())
+        {
+            attrs.remove("nt_password");
+        }
+    });
+    assert!(!plain.supports_nt_hashes());
+    let alice = Login::SamAccountName("alice".into());
+    assert_eq!(plain.nt_credential(&alice).await.unwrap(), None);
+    assert!(matches!(plain, DirectoryBackend::Ldap(_)));
+}
+
+#[test]
+fn check_config_binds_as_the_service_account_and_never_prints_its_password() {
+    let Some(mut slapd) = Slapd::start() else {
+        return;
+    };
+    let config = example_config(slapd.path(), &|t| slapd.configure(t));
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+            .args(["check-config", "--config"])
+            .arg(&config.source)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("directory:          ldap ldap://127.0.0.1:"),
+        "{all}"
+    );
+    assert!(all.contains("directory bind:     OK"), "{all}");
+    assert!(!all.contains("svc-pw"), "{all}");
+
+    slapd.stop();
+    let out = run();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("directory bind:     FAILED"), "{all}");
+    assert!(!all.contains("svc-pw"), "{all}");
+}
