@@ -544,3 +544,7 @@ mod tests {
         assert!(!format!("{p:?}").contains("hunter2"));
     }
 }
+
+#[cfg(test)]
+#[path = "ldap_tests.rs"]
+mod loader_tests;
