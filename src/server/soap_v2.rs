@@ -87,7 +87,8 @@ where
             return (respond::unauthorized(&[header]), ("ntlm_challenge", None));
         }
         AuthResult::Unavailable(e) => {
-            tracing::warn!(error = %e, "directory unavailable during authentication");
+            // The backend logs outages once per state change; per request is debug.
+            tracing::debug!(error = %e, "directory unavailable during authentication");
             return fault(Fault::SERVER, "internal_server_error", None);
         }
     };
@@ -175,7 +176,8 @@ async fn find(
     {
         Ok(found) => found,
         Err(e) => {
-            tracing::warn!(error = %e, "directory unavailable during lookup");
+            // The backend logs outages once per state change; per request is debug.
+            tracing::debug!(error = %e, "directory unavailable during lookup");
             return Err(());
         }
     };

@@ -516,3 +516,93 @@ fn check_config_binds_as_the_service_account_and_never_prints_its_password() {
     assert!(all.contains("directory bind:     FAILED"), "{all}");
     assert!(!all.contains("svc-pw"), "{all}");
 }
+
+/// A SOAP GetUserSettings envelope for one user.
+fn soap_get_user_settings(user: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:a="http://schemas.microsoft.com/exchange/2010/Autodiscover" xmlns:wsa="http://www.w3.org/2005/08/addressing"><s:Header><a:RequestedServerVersion>Exchange2013</a:RequestedServerVersion><wsa:Action>http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings</wsa:Action></s:Header><s:Body><a:GetUserSettingsRequestMessage><a:Request><a:Users><a:User><a:Mailbox>{user}</a:Mailbox></a:User></a:Users><a:RequestedSettings><a:Setting>ExternalEwsUrl</a:Setting></a:RequestedSettings></a:Request></a:GetUserSettingsRequestMessage></s:Body></s:Envelope>"#
+    )
+}
+
+#[tokio::test]
+async fn soap_and_v2_answer_from_ldap_and_fail_cleanly_in_an_outage() {
+    let Some(mut slapd) = Slapd::start() else { return };
+    let server = server(&slapd, 0, &|_| {}).await;
+    let mut c = server.client().await;
+    let soap = soap_get_user_settings("bob@contoso.com");
+    let a = c
+        .post_basic("/autodiscover/autodiscover.svc", "bob", "bob-pw", &[], &soap)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let body = a.text();
+    let doc = Document::parse(&body).unwrap();
+    let target = doc
+        .descendants()
+        .find(|n| n.tag_name().name() == "RedirectTarget")
+        .and_then(|n| n.text());
+    assert_eq!(target, Some("bob@contoso.mail.onmicrosoft.com"), "{body}");
+    let v2 = "/autodiscover/autodiscover.json/v1.0/bob@contoso.com?Protocol=Ews";
+    let a = c.send("GET", v2, &[], b"").await;
+    assert_eq!(a.status, 302);
+    assert!(a
+        .header("location")
+        .is_some_and(|l| l.contains("bob%40contoso.mail.onmicrosoft.com")
+            || l.contains("bob@contoso.mail.onmicrosoft.com")));
+
+    slapd.stop();
+    let a = c
+        .post_basic("/autodiscover/autodiscover.svc", "bob", "bob-pw", &[], &soap)
+        .await;
+    assert_eq!(a.status, 500, "SOAP fault: {}", a.text());
+    let a = c.send("GET", v2, &[], b"").await;
+    assert_eq!(a.status, 503, "{}", a.text());
+}
+
+/// Requests/s of authenticated POX requests, every request carrying Basic credentials,
+/// against slapd with the cache off (search + bind + search per request) and on.
+/// Not a timed test: run it on purpose and read the figures.
+/// `cargo test --release --test it benchmark_ -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run with --release -- --ignored --nocapture"]
+async fn benchmark_basic_auth_requests_per_second_cold_and_cached() {
+    let Some(slapd) = Slapd::start() else { return };
+    const CLIENTS: usize = 8;
+    let mut rates = Vec::new();
+    // More requests with the cache, so that both runs last long enough to measure.
+    for (label, ttl, per_client) in [("cache off", 0, 500), ("cache on (60 s)", 60, 5000)] {
+        let server = server(&slapd, ttl, &|_| {}).await;
+        let body = outlook_request("alice@contoso.com");
+        let mut clients = Vec::new();
+        for _ in 0..CLIENTS {
+            let mut c = server.client().await;
+            // Warm-up: TLS session, pooled LDAP connections (and, when on, the cache).
+            let a = c.post_basic(PATH, "alice", "alice-pw", &[], &body).await;
+            assert_eq!(a.status, 200);
+            clients.push(c);
+        }
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for mut c in clients {
+            let body = body.clone();
+            tasks.spawn(async move {
+                for _ in 0..per_client {
+                    let a = c.post_basic(PATH, "alice", "alice-pw", &[], &body).await;
+                    assert_eq!(a.status, 200);
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let rate = (CLIENTS * per_client) as f64 / secs;
+        println!(
+            "ldap basic auth, {label}: {} requests over {CLIENTS} connections in {secs:.2} s = {rate:.0} req/s",
+            CLIENTS * per_client
+        );
+        rates.push(rate);
+        server.stop().await;
+    }
+    println!("cache speed-up: {:.1}x", rates[1] / rates[0]);
+}
