@@ -527,12 +527,20 @@ fn soap_get_user_settings(user: &str) -> String {
 
 #[tokio::test]
 async fn soap_and_v2_answer_from_ldap_and_fail_cleanly_in_an_outage() {
-    let Some(mut slapd) = Slapd::start() else { return };
+    let Some(mut slapd) = Slapd::start() else {
+        return;
+    };
     let server = server(&slapd, 0, &|_| {}).await;
     let mut c = server.client().await;
     let soap = soap_get_user_settings("bob@contoso.com");
     let a = c
-        .post_basic("/autodiscover/autodiscover.svc", "bob", "bob-pw", &[], &soap)
+        .post_basic(
+            "/autodiscover/autodiscover.svc",
+            "bob",
+            "bob-pw",
+            &[],
+            &soap,
+        )
         .await;
     assert_eq!(a.status, 200, "{}", a.text());
     let body = a.text();
@@ -552,7 +560,13 @@ async fn soap_and_v2_answer_from_ldap_and_fail_cleanly_in_an_outage() {
 
     slapd.stop();
     let a = c
-        .post_basic("/autodiscover/autodiscover.svc", "bob", "bob-pw", &[], &soap)
+        .post_basic(
+            "/autodiscover/autodiscover.svc",
+            "bob",
+            "bob-pw",
+            &[],
+            &soap,
+        )
         .await;
     assert_eq!(a.status, 500, "SOAP fault: {}", a.text());
     let a = c.send("GET", v2, &[], b"").await;
