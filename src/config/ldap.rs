@@ -267,6 +267,7 @@ pub fn validate(file: &Path, raw: LdapDirectorySection) -> Result<LdapConfig, Co
                     "create the file with the password on one line, readable by the service user only",
                 )
             })?;
+            warn_if_world_readable(&path);
             let pw = text.trim_end_matches(['\r', '\n']).to_string();
             if pw.is_empty() {
                 return Err(bad(
@@ -397,6 +398,24 @@ pub fn validate(file: &Path, raw: LdapDirectorySection) -> Result<LdapConfig, Co
         cache_max_entries,
         attributes,
     })
+}
+
+/// A password file others can read is a finding worth a line at every start.
+fn warn_if_world_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o004 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    "directory.ldap.bind_password_file is world-readable; chmod 0640 and chown root:autodiscoverd"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn parse_url(text: &str) -> Option<LdapUrl> {
