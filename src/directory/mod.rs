@@ -129,6 +129,7 @@ impl DirectoryBackend {
     pub fn netbios_domain(&self) -> Option<String> {
         match self {
             DirectoryBackend::Embedded(d) => d.netbios_domain(),
+            DirectoryBackend::Ldap(d) => d.inner().netbios_domain(),
         }
     }
 }

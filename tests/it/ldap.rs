@@ -620,3 +620,71 @@ async fn benchmark_basic_auth_requests_per_second_cold_and_cached() {
     }
     println!("cache speed-up: {:.1}x", rates[1] / rates[0]);
 }
+
+/// `curl --ntlm` (an independent NTLM client) against the server backed by slapd: the NT
+/// hash comes from sambaNTPassword through `nt_credential`.
+#[tokio::test]
+async fn curl_ntlm_authenticates_with_the_nt_hash_from_slapd() {
+    let curl_ok = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("NTLM"));
+    if !curl_ok {
+        crate::harness::slapd::missing("curl with NTLM support");
+        return;
+    }
+    let Some(slapd) = Slapd::start() else { return };
+    let server = server(&slapd, 0, &|t| {
+        set(t, &["auth", "basic"], false.into());
+    })
+    .await;
+    let ca = server.pki.write_ca(server.dir.path());
+    let port = server.https.port();
+    let run = |user: &'static str, password: &'static str| {
+        let ca = ca.clone();
+        let body = outlook_request("bob@contoso.com");
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args([
+                    "-sS",
+                    "--ntlm",
+                    "-u",
+                    &format!("{user}:{password}"),
+                    "--cacert",
+                ])
+                .arg(&ca)
+                .args([
+                    "--resolve",
+                    &format!("autodiscover.contoso.com:{port}:127.0.0.1"),
+                    "-H",
+                    "Content-Type: text/xml",
+                    "--data-binary",
+                    &body,
+                    "-w",
+                    "\n@@%{http_code}",
+                    &format!("https://autodiscover.contoso.com:{port}{PATH}"),
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    for user in ["CONTOSO\\alice", "alice@contoso.com"] {
+        let out = run(user, "alice-pw").await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(stdout.ends_with("@@200"), "{user}: {stdout}");
+        assert!(
+            stdout.contains("<RedirectAddr>bob@contoso.mail.onmicrosoft.com</RedirectAddr>"),
+            "{stdout}"
+        );
+    }
+    for (user, password) in [("alice", "wrong"), ("eve", "eve-pw")] {
+        let out = run(user, password).await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(stdout.ends_with("@@401"), "{user}: {stdout}");
+    }
+    // NTLM never binds as the user: only the service account bound.
+    assert!(slapd
+        .bind_dns()
+        .iter()
+        .all(|dn| dn.eq_ignore_ascii_case(SERVICE_DN)));
+}

@@ -65,6 +65,14 @@ impl LdapDirectory {
         &self.cfg
     }
 
+    /// `directory.ldap.netbios_domain`, upper-case (`CONTOSO`), for the NTLM challenge.
+    pub fn netbios_domain(&self) -> Option<String> {
+        self.cfg
+            .netbios_domain
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+    }
+
     /// Connects and binds as the service account once (for `check-config`).
     pub async fn probe(&self) -> Result<(), DirectoryError> {
         self.bounded(async {

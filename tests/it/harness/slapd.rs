@@ -65,10 +65,10 @@ fn free_port() -> u16 {
 /// prints a loud skip notice (the caller then returns without testing anything).
 pub fn missing(what: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{what} is required with CI=true: install it (bash .ci/run does: apt-get install slapd ldap-utils)");
+        panic!("{what} is required with CI=true: install it (bash .ci/run installs the packages the tests need)");
     }
     eprintln!(
-        "\n*** SKIPPED: {what} is not installed; this test did not run. Install slapd and ldap-utils (bash .ci/run installs them). ***\n"
+        "\n*** SKIPPED: {what} is not installed; this test did not run (bash .ci/run installs what the tests need). ***\n"
     );
 }
 
