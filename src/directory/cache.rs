@@ -123,6 +123,19 @@ impl<D: Directory> Cached<D> {
     }
 }
 
+/// Addresses under the `.invalid` TLD (RFC 6761: guaranteed never to exist) are health
+/// probes (`/readyz` looks one up): they must reach the directory every time, or readiness
+/// would report a cached answer for a directory that is down.
+fn is_reserved_probe(lookup: &Lookup) -> bool {
+    match lookup {
+        Lookup::Address(a) => a
+            .trim()
+            .rsplit_once('.')
+            .is_some_and(|(_, tld)| tld.eq_ignore_ascii_case("invalid")),
+        Lookup::LegacyDn(_) => false,
+    }
+}
+
 fn lookup_key(lookup: &Lookup) -> String {
     match lookup {
         Lookup::Address(a) => format!("a:{}", a.trim().to_lowercase()),
@@ -132,7 +145,7 @@ fn lookup_key(lookup: &Lookup) -> String {
 
 impl<D: Directory> Directory for Cached<D> {
     async fn find(&self, lookup: &Lookup) -> Result<Option<Recipient>, DirectoryError> {
-        if !self.enabled {
+        if !self.enabled || is_reserved_probe(lookup) {
             return self.inner.find(lookup).await;
         }
         let key = lookup_key(lookup);
@@ -317,6 +330,21 @@ mod tests {
             off.verify_password(&alice, "right").await.unwrap();
         });
         assert_eq!(off.inner().verifies.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn health_probe_addresses_always_reach_the_directory() {
+        let c = Cached::new(counting(false), Duration::from_secs(60), 100);
+        block(async {
+            for _ in 0..3 {
+                c.find(&Lookup::Address(
+                    "readyz-probe@autodiscoverd.invalid".into(),
+                ))
+                .await
+                .unwrap();
+            }
+        });
+        assert_eq!(c.inner().finds.load(Ordering::SeqCst), 3);
     }
 
     #[test]

@@ -688,3 +688,21 @@ async fn curl_ntlm_authenticates_with_the_nt_hash_from_slapd() {
         .iter()
         .all(|dn| dn.eq_ignore_ascii_case(SERVICE_DN)));
 }
+
+#[tokio::test]
+async fn readiness_probes_bypass_the_cache_and_see_an_outage_at_once() {
+    let Some(mut slapd) = Slapd::start() else {
+        return;
+    };
+    let dir = slapd.directory(60, &|_| {});
+    // The address /readyz looks up (ops::health).
+    let probe =
+        autodiscoverd::directory::Lookup::Address("readyz-probe@autodiscoverd.invalid".into());
+    let alice = autodiscoverd::directory::Lookup::Address("alice@contoso.com".into());
+    assert_eq!(dir.find(&probe).await.unwrap(), None);
+    assert!(dir.find(&alice).await.unwrap().is_some());
+    slapd.stop();
+    assert!(dir.find(&probe).await.is_err());
+    // Ordinary lookups keep being answered from the cache meanwhile.
+    assert!(dir.find(&alice).await.unwrap().is_some());
+}
