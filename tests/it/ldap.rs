@@ -190,17 +190,25 @@ async fn filter_injection_in_addresses_and_logins_finds_nothing_and_binds_nothin
         let (status, _) = ask(&server, login, "alice-pw", "alice@contoso.com").await;
         assert_eq!(status, 401, "{login}");
     }
-    // Only the service account and the 7 legitimate alice requests bound.
+    // Only the service account and the 7 legitimate alice requests bound a real entry;
+    // refused logins spent their bind on the timing-equalising dummy DN.
     let binds = slapd.bind_dns();
     let alice = binds
         .iter()
         .filter(|dn| dn.starts_with("cn=alice example,"))
         .count();
     assert_eq!(alice, 7, "{binds:?}");
+    let dummy = binds
+        .iter()
+        .filter(|dn| dn.starts_with("cn=autodiscoverd-no-such-user,"))
+        .count();
+    // 8, not 9: `\61lice` has an empty domain part, so Basic parsing refuses it before
+    // the directory is asked at all.
+    assert_eq!(dummy, 8, "each refused login costs one bind: {binds:?}");
     assert!(
-        binds
-            .iter()
-            .all(|dn| dn.eq_ignore_ascii_case(SERVICE_DN) || dn.starts_with("cn=alice example,")),
+        binds.iter().all(|dn| dn.eq_ignore_ascii_case(SERVICE_DN)
+            || dn.starts_with("cn=alice example,")
+            || dn.starts_with("cn=autodiscoverd-no-such-user,")),
         "{binds:?}"
     );
     // slapd saw the metacharacters as escaped values.

@@ -331,6 +331,10 @@ impl Directory for LdapDirectory {
         }
         self.bounded(async {
             let Some(entry) = self.resolve_login(login, &self.lookup_attrs).await? else {
+                // Unknown or disabled: spend the same bind round trip on a DN that cannot
+                // exist, so that response timing does not tell which logins are real.
+                let dummy = format!("cn=autodiscoverd-no-such-user,{}", self.cfg.base_dn);
+                self.user_bind(&dummy, password).await?;
                 return Ok(None);
             };
             if !self.user_bind(&entry.dn, password).await? {
