@@ -11,6 +11,7 @@ mod harness;
 
 mod cli;
 mod directory_battery;
+mod journey;
 mod lab;
 mod ldap;
 mod ntlm;

@@ -546,7 +546,7 @@ async fn every_autodiscover_response_says_soap_is_enabled() {
 /// The Python interpreter for interop scripts: `AUTODISCOVERD_PYTHON` (the CI venv) or
 /// `python3`. `None` (after a loud message) when exchangelib is missing outside CI; in CI
 /// a missing module fails the test (a skip must never count as a pass there).
-fn python_with_exchangelib() -> Option<String> {
+pub(crate) fn python_with_exchangelib() -> Option<String> {
     let python = std::env::var("AUTODISCOVERD_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = Command::new(&python)
         .args(["-c", "import exchangelib"])
