@@ -10,7 +10,7 @@
 use base64::Engine;
 
 use super::ntlm::crypto::{self, Direction, NtHash};
-use super::ntlm::{self, Acceptor, NtlmStep, Policy, ServerNames};
+use super::ntlm::{self, Acceptor, Legacy, NtlmStep, Policy, ServerNames};
 use super::spnego::{self, NegState, NegToken};
 use crate::directory::{Identity, Login};
 
@@ -75,6 +75,8 @@ pub enum Finish {
         user: String,
         domain: String,
         final_header: Option<String>,
+        /// Set when `auth.ntlm_allow_legacy` let an NTLMv1 or anonymous message in.
+        legacy: Option<Legacy>,
     },
     /// 401 with the plain offers; the label is for the log.
     Rejected(&'static str),
@@ -266,6 +268,7 @@ impl ConnAuth {
             user: a.user,
             domain: a.domain,
             final_header,
+            legacy: a.legacy,
         }
     }
 

@@ -111,6 +111,8 @@ pub struct AuthSection {
     #[serde(default = "default_true")]
     pub ntlm_persist_on_connection: bool,
     pub ntlm_channel_binding: Option<String>,
+    #[serde(default)]
+    pub ntlm_allow_legacy: bool,
 }
 
 impl Default for AuthSection {
@@ -125,6 +127,7 @@ impl Default for AuthSection {
             ntlm_timestamp_window_secs: default_ntlm_window(),
             ntlm_persist_on_connection: true,
             ntlm_channel_binding: None,
+            ntlm_allow_legacy: false,
         }
     }
 }

@@ -159,6 +159,8 @@ pub struct NtlmConfig {
     pub persist_on_connection: bool,
     /// What to do with channel bindings (Extended Protection).
     pub channel_binding: crate::auth::ntlm::CbtPolicy,
+    /// Accept NTLMv1 and anonymous AUTHENTICATE messages (legacy labs only).
+    pub allow_legacy: bool,
 }
 
 /// An Exchange build number such as 15.2.1258.12.
@@ -725,6 +727,13 @@ impl Validator<'_> {
             }
             None => None,
         };
+        if raw.ntlm_allow_legacy && !raw.ntlm {
+            return Err(self.invalid(
+                "auth.ntlm_allow_legacy",
+                "legacy NTLM (NTLMv1, anonymous) is allowed but NTLM is off",
+                "set auth.ntlm = true, or auth.ntlm_allow_legacy = false",
+            ));
+        }
         if raw.ntlm_timestamp_window_secs == 0 || raw.ntlm_timestamp_window_secs > 7 * 86_400 {
             return Err(self.invalid(
                 "auth.ntlm_timestamp_window_secs",
@@ -751,6 +760,7 @@ impl Validator<'_> {
             timestamp_window_secs: raw.ntlm_timestamp_window_secs,
             persist_on_connection: raw.ntlm_persist_on_connection,
             channel_binding,
+            allow_legacy: raw.ntlm_allow_legacy,
         })
     }
 

@@ -10,7 +10,7 @@ use rand::RngCore;
 use super::tls::SniResolver;
 use super::ConnInfo;
 use crate::auth::negotiate::{ConnAuth, Finish, Leg, Scheme};
-use crate::auth::ntlm::{self, crypto, CbtPolicy, Policy, ServerNames};
+use crate::auth::ntlm::{self, crypto, CbtPolicy, Legacy, Policy, ServerNames};
 use crate::auth::Offers;
 use crate::config::Config;
 use crate::directory::{Directory, DirectoryBackend, DirectoryError, Identity};
@@ -59,6 +59,12 @@ impl NtlmService {
                 "advertising Negotiate: clients that try Kerberos first without a ticket (curl --anyauth) may not fall back to NTLM"
             );
         }
+        if enabled && ntlm.allow_legacy {
+            tracing::warn!(
+                "auth.ntlm_allow_legacy is ON: NTLMv1 (crackable, DES of the NT hash) and ANONYMOUS \
+                 NTLM logins are accepted. For legacy labs only; every such login is logged as a warning"
+            );
+        }
         let nb_domain = ntlm
             .domain
             .clone()
@@ -99,6 +105,7 @@ impl NtlmService {
             policy: Policy {
                 timestamp_window_secs: ntlm.timestamp_window_secs,
                 channel_binding: ntlm.channel_binding,
+                allow_legacy: ntlm.allow_legacy,
             },
             certificates,
         }
@@ -168,24 +175,45 @@ impl NtlmService {
             &self.policy,
             expected_cbt.as_ref(),
         );
-        match (finish, credential) {
-            (Finish::Authenticated { final_header, .. }, Some(credential)) => {
-                {
-                    let mut auth = lock(&conn.auth);
-                    if self.persist_on_connection {
-                        auth.set_identity(credential.identity.clone());
-                    }
-                    auth.set_final_header(final_header);
-                }
-                tracing::debug!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, "NTLM authenticated");
-                WindowsAuth::Authenticated(credential.identity)
-            }
+        let (final_header, legacy, identity) = match (finish, credential) {
+            (
+                Finish::Authenticated {
+                    final_header,
+                    legacy: Some(Legacy::Anonymous),
+                    ..
+                },
+                _,
+            ) => (final_header, Some(Legacy::Anonymous), anonymous_identity()),
+            (
+                Finish::Authenticated {
+                    final_header,
+                    legacy,
+                    ..
+                },
+                Some(credential),
+            ) => (final_header, legacy, credential.identity),
             (Finish::Rejected(reason), _) => {
                 tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, reason, "NTLM authentication failed");
-                WindowsAuth::Rejected
+                return WindowsAuth::Rejected;
             }
-            (Finish::Authenticated { .. }, None) => WindowsAuth::Rejected,
+            (Finish::Authenticated { .. }, None) => return WindowsAuth::Rejected,
+        };
+        {
+            let mut auth = lock(&conn.auth);
+            if self.persist_on_connection {
+                auth.set_identity(identity.clone());
+            }
+            auth.set_final_header(final_header);
         }
+        match legacy {
+            Some(kind) => {
+                tracing::warn!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, kind = kind.label(), "LEGACY NTLM login accepted (auth.ntlm_allow_legacy)");
+            }
+            None => {
+                tracing::debug!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, "NTLM authenticated");
+            }
+        }
+        WindowsAuth::Authenticated(identity)
     }
 
     /// The `WWW-Authenticate` value to add to the answer of the request that just completed
@@ -209,6 +237,15 @@ impl NtlmService {
         Some(crypto::channel_binding_hash(&tls_server_end_point(
             leaf.as_ref(),
         )))
+    }
+}
+
+/// Who an anonymous NTLM login (allowed by `auth.ntlm_allow_legacy`) is: no addresses, so
+/// `lookup_policy = "self"` shows it nothing, while `"any"` lets it discover any address.
+pub fn anonymous_identity() -> Identity {
+    Identity {
+        user_principal_name: "anonymous".to_string(),
+        addresses: Vec::new(),
     }
 }
 

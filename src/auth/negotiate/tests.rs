@@ -67,7 +67,8 @@ fn raw_ntlm_handshake_answers_in_kind() {
             Finish::Authenticated {
                 user: "alice".into(),
                 domain: "CONTOSO".into(),
-                final_header: None
+                final_header: None,
+                legacy: None
             }
         );
     }

@@ -4,15 +4,19 @@
 //! - [`messages`]: bounds-checked codec of the NEGOTIATE (Type 1), CHALLENGE (Type 2) and
 //!   AUTHENTICATE (Type 3) messages and AV pairs.
 //! - [`crypto`]: NT hash, NTOWFv2, NTProofStr, session keys, MIC, channel bindings, signing.
+//! - [`legacy`]: NTLMv1, NTLMv1 with ESS and anonymous messages, for `ntlm_allow_legacy`.
 //! - [`server`]: the acceptor state machine ([`server::Acceptor`], [`server::NtlmStep`]).
 
 pub mod client;
 pub mod crypto;
+pub mod legacy;
 pub mod messages;
 pub mod server;
 
 pub use messages::NtlmError;
-pub use server::{Acceptor, Authenticated, CbtPolicy, NtlmStep, Policy, Reject, ServerNames};
+pub use server::{
+    Acceptor, Authenticated, CbtPolicy, Legacy, NtlmStep, Policy, Reject, ServerNames,
+};
 
 /// NEGOTIATE flags (MS-NLMP §2.2.2.5).
 pub mod flags {

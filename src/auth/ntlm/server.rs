@@ -8,10 +8,13 @@
 //!
 //! The challenge is consumed by the first Type 3, whatever the outcome. The caller supplies
 //! the random server challenge, the clock (FILETIME) and the NT hash it looked up between
-//! the two last steps.
+//! the two last steps. NTLMv1 and anonymous messages are refused unless
+//! [`Policy::allow_legacy`] is set (see [`super::legacy`]).
 
 use super::crypto::{self, NtHash};
 use super::flags::*;
+pub use super::legacy::Legacy;
+use super::legacy::{self, ResponseKind};
 pub use super::messages::ServerNames;
 use super::messages::{self, av, NtlmError};
 
@@ -36,6 +39,9 @@ pub struct Policy {
     /// Largest accepted distance between the client blob's timestamp and our clock.
     pub timestamp_window_secs: u64,
     pub channel_binding: CbtPolicy,
+    /// Accept NTLMv1, NTLMv1 with ESS and anonymous AUTHENTICATE messages
+    /// (`auth.ntlm_allow_legacy`; see [`legacy`]). LM-only responses are refused anyway.
+    pub allow_legacy: bool,
 }
 
 impl Default for Policy {
@@ -43,6 +49,7 @@ impl Default for Policy {
         Policy {
             timestamp_window_secs: 36 * 3600,
             channel_binding: CbtPolicy::Accept,
+            allow_legacy: false,
         }
     }
 }
@@ -57,9 +64,9 @@ pub enum Reject {
     NoChallenge,
     /// The challenge is older than [`CHALLENGE_LIFETIME_SECS`].
     Expired,
-    /// Anonymous AUTHENTICATE (empty user and responses).
+    /// Anonymous AUTHENTICATE (empty user and responses, or the ANONYMOUS flag).
     Anonymous,
-    /// NTLMv1 or LM-only response.
+    /// NTLMv1 response (without `allow_legacy`), or an LM-only response (always).
     NtlmV1Refused,
     /// The blob's timestamp is outside the window.
     TimestampOutOfWindow,
@@ -111,6 +118,8 @@ pub struct Authenticated {
     pub flags: u32,
     /// ExportedSessionKey (MS-NLMP §3.2.5.1.2).
     pub exported_session_key: [u8; 16],
+    /// `None` for NTLMv2; the legacy kind when [`Policy::allow_legacy`] let it in.
+    pub legacy: Option<Legacy>,
 }
 
 impl std::fmt::Debug for Authenticated {
@@ -121,6 +130,7 @@ impl std::fmt::Debug for Authenticated {
             .field("workstation", &self.workstation)
             .field("target_name", &self.target_name)
             .field("flags", &format_args!("{:#010x}", self.flags))
+            .field("legacy", &self.legacy)
             .finish_non_exhaustive()
     }
 }
@@ -131,7 +141,8 @@ pub enum NtlmStep {
     /// Send this CHALLENGE (Type 2) to the client in a 401.
     SendChallenge(Vec<u8>),
     /// Look up the NT hash of this user (as sent on the wire) and call
-    /// [`Acceptor::credential`].
+    /// [`Acceptor::credential`]. For an allowed anonymous AUTHENTICATE, user and domain are
+    /// empty and the answer is `None`.
     NeedCredential { user: String, domain: String },
     /// The client proved knowledge of the password.
     Authenticated(Authenticated),
@@ -265,12 +276,23 @@ impl Acceptor {
             Ok(t) => t,
             Err(e) => return NtlmStep::Rejected(Reject::Malformed(e)),
         };
-        // MS-NLMP §3.2.5.1.2: anonymous = empty user with empty NT and empty (or Z(1)) LM.
-        if t3.user.is_empty() && t3.nt_response.is_empty() && matches!(t3.lm_response, [] | [0]) {
-            return NtlmStep::Rejected(Reject::Anonymous);
-        }
-        if t3.nt_response.len() <= 24 {
-            return NtlmStep::Rejected(Reject::NtlmV1Refused);
+        match legacy::classify(&t3) {
+            ResponseKind::NtlmV2 => {}
+            ResponseKind::Refused => return NtlmStep::Rejected(Reject::NtlmV1Refused),
+            ResponseKind::Legacy(kind) if !policy.allow_legacy => {
+                return NtlmStep::Rejected(refusal(kind));
+            }
+            ResponseKind::Legacy(kind) => {
+                let (user, domain) = match kind {
+                    Legacy::Anonymous => (String::new(), String::new()),
+                    _ => (t3.user.clone(), t3.domain.clone()),
+                };
+                *self = Acceptor::Awaiting(Box::new(AwaitingState(Awaiting {
+                    challenged,
+                    type3: type3.to_vec(),
+                })));
+                return NtlmStep::NeedCredential { user, domain };
+            }
         }
         let v2 = match messages::parse_ntlmv2_response(t3.nt_response) {
             Ok(v) => v,
@@ -321,6 +343,12 @@ fn verify(
     expected_cbt: Option<&[u8; 16]>,
 ) -> Result<Authenticated, Reject> {
     let t3 = messages::parse_authenticate(&w.type3).map_err(Reject::Malformed)?;
+    match legacy::classify(&t3) {
+        ResponseKind::NtlmV2 => {}
+        ResponseKind::Refused => return Err(Reject::NtlmV1Refused),
+        ResponseKind::Legacy(kind) if !policy.allow_legacy => return Err(refusal(kind)),
+        ResponseKind::Legacy(kind) => return verify_legacy(w, &t3, kind, nt_hash),
+    }
     let v2 = messages::parse_ntlmv2_response(t3.nt_response).map_err(Reject::Malformed)?;
     // Unknown user: the same HMACs against a key nobody knows the password of, then fail.
     let (key, known) = match nt_hash {
@@ -384,6 +412,48 @@ fn verify(
         target_name: v2.target_name,
         flags: t3.flags,
         exported_session_key,
+        legacy: None,
+    })
+}
+
+fn refusal(kind: Legacy) -> Reject {
+    match kind {
+        Legacy::Anonymous => Reject::Anonymous,
+        Legacy::NtlmV1 | Legacy::NtlmV1Ess => Reject::NtlmV1Refused,
+    }
+}
+
+/// NTLMv1 (with or without ESS) or anonymous, once the policy allowed it. There is no
+/// NTLMv2 blob, hence no timestamp, MIC flag or channel binding to check.
+fn verify_legacy(
+    w: &Awaiting,
+    t3: &messages::Authenticate<'_>,
+    kind: Legacy,
+    nt_hash: Option<&NtHash>,
+) -> Result<Authenticated, Reject> {
+    let challenge = &w.challenged.server_challenge;
+    let (user, domain, exported_session_key) = match kind {
+        // No password proven; the session key is derived from Z(16) (MS-NLMP §3.2.5.1.2).
+        Legacy::Anonymous => (
+            String::new(),
+            String::new(),
+            legacy::exported_session_key(t3.flags, &[0; 16], t3.encrypted_session_key),
+        ),
+        Legacy::NtlmV1 | Legacy::NtlmV1Ess => {
+            let ess = kind == Legacy::NtlmV1Ess;
+            let key = legacy::verify_v1(t3, ess, challenge, nt_hash)
+                .ok_or(Reject::BadCredentials)?;
+            (t3.user.clone(), t3.domain.clone(), key)
+        }
+    };
+    Ok(Authenticated {
+        user,
+        domain,
+        workstation: t3.workstation.clone(),
+        target_name: None,
+        flags: t3.flags,
+        exported_session_key,
+        legacy: Some(kind),
     })
 }
 

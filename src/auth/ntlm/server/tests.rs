@@ -102,6 +102,7 @@ fn chromium_end_to_end_vector_with_mic_and_channel_bindings_verifies() {
     let policy = Policy {
         timestamp_window_secs: 60,
         channel_binding: CbtPolicy::Require,
+        allow_legacy: false,
     };
     let expected_cbt: [u8; 16] = cbt.clone().try_into().unwrap();
     let attempt = |t3: &[u8], cbt: &[u8; 16]| {
@@ -392,6 +393,161 @@ fn anonymous_ntlmv1_and_lm_only_responses_are_refused() {
             acc.authenticate(&t3, &policy, NOW),
             NtlmStep::Rejected(reason)
         );
+    }
+}
+
+/// A Type 3 (OEM strings) with these LM/NT responses, user and domain, after a CHALLENGE
+/// with the MS-NLMP §4.2.1 ServerChallenge 0123456789abcdef.
+fn legacy_attempt(lm: &[u8], nt: &[u8], user: &str, flags: u32, policy: &Policy) -> NtlmStep {
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let (mut acc, _) = challenged(&t1, [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]);
+    let t3 = client::build_authenticate(
+        &[
+            lm.to_vec(),
+            nt.to_vec(),
+            b"Domain".to_vec(),
+            user.as_bytes().to_vec(),
+            b"COMPUTER".to_vec(),
+            vec![],
+        ],
+        flags,
+    );
+    match acc.authenticate(&t3, policy, NOW) {
+        NtlmStep::NeedCredential { user, .. } if user.is_empty() => {
+            acc.credential(None, policy, None)
+        }
+        NtlmStep::NeedCredential { .. } => {
+            acc.credential(Some(&crypto::nt_hash("Password")), policy, None)
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn with_allow_legacy_ntlmv1_from_ms_nlmp_4_2_2_and_4_2_3_authenticates() {
+    let legacy = Policy {
+        allow_legacy: true,
+        ..Policy::default()
+    };
+    // MS-NLMP §4.2.2.2.1 NTLMv1 response (no ESS: flags without 0x00080000).
+    let v1 = hex("67c43011f30298a2ad35ece64f16331c44bdbed927841f94");
+    // MS-NLMP §4.2.3.2.2 NTLMv1 response with ESS; §4.2.3.2.1 LM = ClientChallenge ‖ Z(16).
+    let v1_ess = hex("7537f803ae367128ca458204bde7caf81e97ed2683267232");
+    let mut ess_lm = vec![0xaa; 8];
+    ess_lm.extend([0; 16]);
+    let (plain, ess) = (0x0000_8206, 0x0008_8206);
+    match legacy_attempt(&[0; 24], &v1, "User", plain, &legacy) {
+        NtlmStep::Authenticated(a) => {
+            assert_eq!(a.legacy, Some(Legacy::NtlmV1));
+            assert_eq!((a.user.as_str(), a.domain.as_str()), ("User", "Domain"));
+            // §4.2.2.1.3: no KEY_EXCH, so the exported key is SessionBaseKey = MD4(NT).
+            assert_eq!(
+                a.exported_session_key.to_vec(),
+                hex("d87262b0cde4b1cb7499becccdf10784")
+            );
+        }
+        other => panic!("NTLMv1 spec vector rejected: {other:?}"),
+    }
+    match legacy_attempt(&ess_lm, &v1_ess, "User", ess, &legacy) {
+        NtlmStep::Authenticated(a) => {
+            assert_eq!(a.legacy, Some(Legacy::NtlmV1Ess));
+            // §4.2.3.1.2 KeyExchangeKey.
+            assert_eq!(
+                a.exported_session_key.to_vec(),
+                hex("eb93429a8bd952f8b89c55b87f475edc")
+            );
+        }
+        other => panic!("NTLMv1+ESS spec vector rejected: {other:?}"),
+    }
+    // Swapped kinds, a flipped byte: bad credentials.
+    let mut flipped = v1.clone();
+    flipped[23] ^= 1;
+    for (lm, nt, flags) in [
+        (&ess_lm, &v1, ess),
+        (&vec![0; 24], &v1_ess, plain),
+        (&vec![0; 24], &flipped, plain),
+    ] {
+        assert_eq!(
+            legacy_attempt(lm, nt, "User", flags, &legacy),
+            NtlmStep::Rejected(Reject::BadCredentials)
+        );
+    }
+    // The default policy refuses both before any lookup.
+    assert_eq!(
+        legacy_attempt(&[0; 24], &v1, "User", plain, &Policy::default()),
+        NtlmStep::Rejected(Reject::NtlmV1Refused)
+    );
+    assert_eq!(
+        legacy_attempt(&ess_lm, &v1_ess, "User", ess, &Policy::default()),
+        NtlmStep::Rejected(Reject::NtlmV1Refused)
+    );
+}
+
+#[test]
+fn with_allow_legacy_an_unknown_user_still_fails_ntlmv1() {
+    let legacy = Policy {
+        allow_legacy: true,
+        ..Policy::default()
+    };
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let (mut acc, _) = challenged(&t1, [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]);
+    let v1 = hex("67c43011f30298a2ad35ece64f16331c44bdbed927841f94");
+    let t3 = client::build_authenticate(
+        &[vec![], v1, vec![], b"User".to_vec(), vec![], vec![]],
+        0x0000_8206,
+    );
+    assert!(matches!(
+        acc.authenticate(&t3, &legacy, NOW),
+        NtlmStep::NeedCredential { .. }
+    ));
+    assert_eq!(
+        acc.credential(None, &legacy, None),
+        NtlmStep::Rejected(Reject::BadCredentials)
+    );
+}
+
+#[test]
+fn with_allow_legacy_anonymous_authenticates_without_a_user_and_lm_only_stays_refused() {
+    let legacy = Policy {
+        allow_legacy: true,
+        ..Policy::default()
+    };
+    for (lm, user, flags) in [
+        (vec![], "", 0x0008_8206),
+        (vec![0u8], "", 0x0008_8206),
+        // The ANONYMOUS flag makes any message anonymous, whatever name it carries.
+        (vec![], "User", 0x0008_8206 | ANONYMOUS),
+    ] {
+        match legacy_attempt(&lm, &[], user, flags, &legacy) {
+            NtlmStep::Authenticated(a) => {
+                assert_eq!(a.legacy, Some(Legacy::Anonymous));
+                assert_eq!(a.user, "");
+            }
+            other => panic!("anonymous refused: {other:?}"),
+        }
+        assert_eq!(
+            legacy_attempt(&lm, &[], user, flags, &Policy::default()),
+            NtlmStep::Rejected(Reject::Anonymous)
+        );
+    }
+    // LM or LMv2 only (no NT response): refused even for legacy labs.
+    for user in ["User", ""] {
+        assert_eq!(
+            legacy_attempt(&[0x11; 24], &[], user, 0x0008_8206, &legacy),
+            NtlmStep::Rejected(Reject::NtlmV1Refused)
+        );
+    }
+    // NTLMv2 is unaffected by the switch.
+    let step = run(
+        &alice(),
+        client::DEFAULT_FLAGS,
+        Some(&alice_hash()),
+        &legacy,
+        None,
+    );
+    match step {
+        NtlmStep::Authenticated(a) => assert_eq!(a.legacy, None),
+        other => panic!("{other:?}"),
     }
 }
 
