@@ -232,6 +232,11 @@ impl ConnAuth {
                 ..
             }) => {
                 let ours = match client_mic {
+                    // Plain NTLMv1 signs with RC4/CRC32 (MS-NLMP §3.4.4.1), which this
+                    // server does not implement: such a mechListMIC cannot be checked.
+                    Some(_) if a.legacy == Some(Legacy::NtlmV1) => {
+                        return Finish::Rejected("ntlmv1_mech_list_mic_unsupported");
+                    }
                     Some(theirs) => {
                         let expected = crypto::signature(
                             &a.exported_session_key,

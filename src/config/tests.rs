@@ -137,6 +137,7 @@ fn ntlm_keys_are_validated_and_default_sensibly() {
     assert!(c.auth.ntlm.persist_on_connection);
     assert_eq!(c.auth.ntlm.timestamp_window_secs, 129_600);
     assert_eq!(c.auth.ntlm.channel_binding, CbtPolicy::Accept);
+    assert!(!c.auth.ntlm.allow_legacy);
     let text = std::fs::read_to_string(example_path()).unwrap();
     let cases = [
         (
@@ -159,12 +160,20 @@ fn ntlm_keys_are_validated_and_default_sensibly() {
             "ntlm = false\nnegotiate = true",
             "auth.negotiate",
         ),
+        (
+            "ntlm = true",
+            "ntlm = false",
+            "auth.ntlm_allow_legacy",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(text.contains(from), "{from}");
         let to_text = if key == "auth.negotiate" {
             text.replace(from, "ntlm = false")
                 .replace("negotiate = false", "negotiate = true")
+        } else if key == "auth.ntlm_allow_legacy" {
+            text.replace(from, to)
+                .replace("ntlm_allow_legacy = false", "ntlm_allow_legacy = true")
         } else {
             text.replace(from, to)
         };
@@ -175,4 +184,7 @@ fn ntlm_keys_are_validated_and_default_sensibly() {
     let ok = text.replace("# ntlm_domain = \"CONTOSO\"", "ntlm_domain = \"fabrikam\"");
     let c = Config::from_toml(&example_path(), &ok).unwrap();
     assert_eq!(c.auth.ntlm.domain.as_deref(), Some("FABRIKAM"));
+    let legacy = text.replace("ntlm_allow_legacy = false", "ntlm_allow_legacy = true");
+    let c = Config::from_toml(&example_path(), &legacy).unwrap();
+    assert!(c.auth.ntlm.allow_legacy);
 }

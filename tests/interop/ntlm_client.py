@@ -7,7 +7,11 @@ Modes:
                       the server's final mechListMIC is verified, channel bindings sent
   spnego-ntlm         pyspnego protocol="ntlm" with the NTLM scheme
 
-Prints one JSON object: {"status": int, "body": str, "complete": bool, "legs": int}.
+Prints one JSON object: {"status": int, "body": str, "complete": bool, "legs": int}; the
+pyspnego modes add "type3": {"lm_len", "nt_len", "flags"} of the AUTHENTICATE they sent.
+
+--lm-compat-level N sets pyspnego's LM_COMPAT_LEVEL (as gss-ntlmssp does): 1 sends NTLMv1
+with Extended Session Security, 0 plain NTLMv1 (for auth.ntlm_allow_legacy tests).
 The host name given with --host is resolved to 127.0.0.1 (like curl --resolve).
 """
 import argparse
@@ -15,7 +19,9 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import socket
+import struct
 import ssl
 import sys
 
@@ -31,7 +37,10 @@ def main():
     p.add_argument("--cafile", required=True)
     p.add_argument("--body", required=True)
     p.add_argument("--no-cbt", action="store_true")
+    p.add_argument("--lm-compat-level", type=int)
     args = p.parse_args()
+    if args.lm_compat_level is not None:
+        os.environ["LM_COMPAT_LEVEL"] = str(args.lm_compat_level)
 
     original = socket.getaddrinfo
 
@@ -73,6 +82,17 @@ def tokens(response, scheme):
     return None
 
 
+def type3_shape(token):
+    """Response lengths and flags of the NTLM AUTHENTICATE inside `token` (raw or SPNEGO)."""
+    at = token.find(b"NTLMSSP\x00\x03\x00\x00\x00")
+    if at < 0 or len(token) < at + 64:
+        return None
+    lm_len, = struct.unpack_from("<H", token, at + 12)
+    nt_len, = struct.unpack_from("<H", token, at + 20)
+    flags, = struct.unpack_from("<I", token, at + 60)
+    return {"lm_len": lm_len, "nt_len": nt_len, "flags": flags}
+
+
 def with_pyspnego(args, body):
     import spnego
     from spnego.channel_bindings import GssChannelBindings
@@ -91,8 +111,10 @@ def with_pyspnego(args, body):
                            channel_bindings=bindings)
     out_token = client.step()
     legs = 0
+    type3 = None
     while True:
         legs += 1
+        type3 = type3_shape(out_token) or type3
         headers = {"Content-Type": "text/xml",
                    "Authorization": f"{scheme} {base64.b64encode(out_token).decode()}"}
         conn.request("POST", args.path, body=body, headers=headers)
@@ -108,7 +130,8 @@ def with_pyspnego(args, body):
             # Final SPNEGO token: pyspnego checks the server's mechListMIC here.
             client.step(in_token)
         break
-    return {"status": r.status, "body": text, "complete": client.complete, "legs": legs}
+    return {"status": r.status, "body": text, "complete": client.complete, "legs": legs,
+            "type3": type3}
 
 
 if __name__ == "__main__":
