@@ -583,6 +583,47 @@ async fn anonymous_ntlm_is_refused_by_default_and_sees_only_what_the_lookup_poli
     );
 }
 
+#[tokio::test]
+async fn the_legacy_switch_warns_at_start_and_for_every_legacy_login_without_secrets() {
+    use autodiscoverd::auth::ntlm::{crypto, legacy, messages};
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+    let d = crate::harness::daemon::Daemon::start(&|t| {
+        set(t, &["auth", "ntlm_allow_legacy"], true.into());
+    });
+    let warned = |needle: &'static str| {
+        d.wait_event(WAIT, |e| {
+            e["level"] == "WARN" && e.to_string().contains(needle)
+        })
+    };
+    assert!(warned("auth.ntlm_allow_legacy is ON").is_some(), "{}", d.log_text());
+    let mut c = TlsClient::connect(d.addr("https"), HOST, &d.pki).await;
+    assert_eq!(anonymous_handshake(&mut c).await.status, 200);
+    // NTLMv1 with ESS, computed here for alice (pyspnego covers the interop side).
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let a = post(&mut c, Some(&format!("NTLM {}", b64(&t1)))).await;
+    let t2 = unb64(&a.header_all("www-authenticate")[0]);
+    let challenge = messages::parse_challenge(&t2).unwrap().server_challenge;
+    let hash = crypto::nt_hash("alice-pw");
+    let nt = legacy::ntlmv1_ess_response(&hash, &challenge, &[0x42; 8]);
+    let mut lm = vec![0x42; 8];
+    lm.extend([0; 16]);
+    let t3 = client::build_authenticate(
+        &[lm, nt.to_vec(), b"CONTOSO".to_vec(), b"alice".to_vec(), vec![], vec![]],
+        0x0008_8206,
+    );
+    let a = post(&mut c, Some(&format!("NTLM {}", b64(&t3)))).await;
+    assert_eq!(a.status, 200);
+    let anonymous = warned("\"anonymous\"").expect("anonymous login warning");
+    assert_eq!(anonymous["target"], "auth", "{anonymous}");
+    let v1 = warned("ntlmv1_ess").expect("NTLMv1 login warning");
+    assert_eq!(v1["user"], "alice", "{v1}");
+    let text = d.log_text().to_lowercase();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    for secret in [hex(&hash), hex(&nt), b64(&t3).to_lowercase()] {
+        assert!(!text.contains(&secret), "log leaks {secret}");
+    }
+}
+
 /// Measurement, not a check: `cargo test --release --test it -- --ignored --nocapture
 /// ntlm_handshakes_over_tls`. Fresh TLS connection each time: three NTLM legs against one
 /// Basic request (lab password), reported as a ratio within one run.
