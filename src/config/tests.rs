@@ -160,11 +160,7 @@ fn ntlm_keys_are_validated_and_default_sensibly() {
             "ntlm = false\nnegotiate = true",
             "auth.negotiate",
         ),
-        (
-            "ntlm = true",
-            "ntlm = false",
-            "auth.ntlm_allow_legacy",
-        ),
+        ("ntlm = true", "ntlm = false", "auth.ntlm_allow_legacy"),
     ];
     for (from, to, key) in cases {
         assert!(text.contains(from), "{from}");

@@ -595,7 +595,11 @@ async fn the_legacy_switch_warns_at_start_and_for_every_legacy_login_without_sec
             e["level"] == "WARN" && e.to_string().contains(needle)
         })
     };
-    assert!(warned("auth.ntlm_allow_legacy is ON").is_some(), "{}", d.log_text());
+    assert!(
+        warned("auth.ntlm_allow_legacy is ON").is_some(),
+        "{}",
+        d.log_text()
+    );
     let mut c = TlsClient::connect(d.addr("https"), HOST, &d.pki).await;
     assert_eq!(anonymous_handshake(&mut c).await.status, 200);
     // NTLMv1 with ESS, computed here for alice (pyspnego covers the interop side).
@@ -608,7 +612,14 @@ async fn the_legacy_switch_warns_at_start_and_for_every_legacy_login_without_sec
     let mut lm = vec![0x42; 8];
     lm.extend([0; 16]);
     let t3 = client::build_authenticate(
-        &[lm, nt.to_vec(), b"CONTOSO".to_vec(), b"alice".to_vec(), vec![], vec![]],
+        &[
+            lm,
+            nt.to_vec(),
+            b"CONTOSO".to_vec(),
+            b"alice".to_vec(),
+            vec![],
+            vec![],
+        ],
         0x0008_8206,
     );
     let a = post(&mut c, Some(&format!("NTLM {}", b64(&t3)))).await;

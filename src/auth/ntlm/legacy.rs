@@ -164,11 +164,7 @@ pub fn verify_v1(
 }
 
 /// ExportedSessionKey: the client's random key with KEY_EXCH, else the KeyExchangeKey.
-pub fn exported_session_key(
-    flags: u32,
-    key_exchange_key: &[u8; 16],
-    encrypted: &[u8],
-) -> [u8; 16] {
+pub fn exported_session_key(flags: u32, key_exchange_key: &[u8; 16], encrypted: &[u8]) -> [u8; 16] {
     if flags & NEGOTIATE_KEY_EXCH != 0 {
         if let Ok(k) = <[u8; 16]>::try_from(crypto::rc4(key_exchange_key, encrypted)) {
             return k;
@@ -265,12 +261,21 @@ mod tests {
         let cases: [(Authenticate<'_>, ResponseKind); 9] = [
             (t3(0, "", &[], &[]), Legacy(super::Legacy::Anonymous)),
             (t3(0, "", &[0], &[]), Legacy(super::Legacy::Anonymous)),
-            (t3(ANONYMOUS, "x", &[], &[1; 24]), Legacy(super::Legacy::Anonymous)),
+            (
+                t3(ANONYMOUS, "x", &[], &[1; 24]),
+                Legacy(super::Legacy::Anonymous),
+            ),
             (t3(0, "", &[1; 24], &[]), Refused),
             (t3(0, "alice", &[1; 24], &[]), Refused),
             (t3(0, "alice", &[], &[1; 23]), Refused),
-            (t3(0, "alice", &[1; 24], &[1; 24]), Legacy(super::Legacy::NtlmV1)),
-            (t3(ess, "alice", &[1; 24], &[1; 24]), Legacy(super::Legacy::NtlmV1Ess)),
+            (
+                t3(0, "alice", &[1; 24], &[1; 24]),
+                Legacy(super::Legacy::NtlmV1),
+            ),
+            (
+                t3(ess, "alice", &[1; 24], &[1; 24]),
+                Legacy(super::Legacy::NtlmV1Ess),
+            ),
             (t3(ess, "alice", &[], &[1; 24]), Refused),
         ];
         for (msg, kind) in cases {

@@ -441,8 +441,8 @@ fn verify_legacy(
         ),
         Legacy::NtlmV1 | Legacy::NtlmV1Ess => {
             let ess = kind == Legacy::NtlmV1Ess;
-            let key = legacy::verify_v1(t3, ess, challenge, nt_hash)
-                .ok_or(Reject::BadCredentials)?;
+            let key =
+                legacy::verify_v1(t3, ess, challenge, nt_hash).ok_or(Reject::BadCredentials)?;
             (t3.user.clone(), t3.domain.clone(), key)
         }
     };
