@@ -172,6 +172,19 @@ impl Throttle {
         }
     }
 
+    /// Applies new thresholds (a configuration reload) and keeps the counts.
+    pub fn reconfigure(&mut self, config: ThrottleConfig) {
+        self.sources.max_entries = config.max_entries;
+        self.pairs.max_entries = config.max_entries;
+        self.accounts.max_entries = config.max_entries;
+        self.config = config;
+    }
+
+    /// The thresholds in force.
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
     fn window_ms(&self) -> u64 {
         self.config.window.as_millis() as u64
     }

@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub redirect: Option<RedirectSection>,
     #[serde(default)]
     pub v2: super::v2::V2Section,
+    #[serde(default)]
+    pub throttle: super::throttle::ThrottleSection,
     pub proxy: Option<ProxySection>,
     pub metrics: Option<MetricsSection>,
     pub log: Option<LogSection>,
@@ -39,6 +41,8 @@ pub struct ServerSection {
     pub max_connections: usize,
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    #[serde(default)]
+    pub benchmark_static_route: bool,
 }
 
 fn default_max_body_bytes() -> usize {

@@ -6,6 +6,7 @@ mod file;
 mod ldap;
 #[cfg(test)]
 mod tests;
+mod throttle;
 mod v2;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub use error::ConfigError;
 use file::FileConfig;
 pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};
+pub use throttle::ThrottleSettings;
 use uuid::Uuid;
 pub use v2::V2Config;
 
@@ -34,6 +36,8 @@ pub struct Config {
     pub redirect: Option<RedirectConfig>,
     /// AutodiscoverV2 (JSON) settings (`[v2]`, defaults when absent).
     pub v2: V2Config,
+    /// Failed-authentication throttling (`[throttle]`, on with defaults when absent).
+    pub throttle: ThrottleSettings,
     /// Reverse-proxy listeners and trusted proxies (empty when `[proxy]` is absent).
     pub proxy: ProxyConfig,
     /// The metrics/health listener (`[metrics]`), if any.
@@ -89,6 +93,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Serve `GET /benchmark/static` (1 KiB) as the benchmark baseline. Off by default.
+    pub benchmark_static_route: bool,
 }
 
 /// PEM certificate chain and private key files.
@@ -424,6 +430,7 @@ impl Validator<'_> {
             org,
             services,
             v2,
+            throttle: self.throttle(raw.throttle)?,
         })
     }
 
@@ -494,6 +501,7 @@ impl Validator<'_> {
             tls_handshake_timeout: Duration::from_secs(raw.tls_handshake_timeout_secs),
             max_connections: raw.max_connections,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
+            benchmark_static_route: raw.benchmark_static_route,
         })
     }
 

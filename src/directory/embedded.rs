@@ -5,9 +5,12 @@
 //! accepted only when the file says `lab = true`. NTLM needs the NT hash (`nt_hash`, 32 hex
 //! digits); in a lab file it is derived from the plaintext password when absent.
 
+mod verify_cache;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -97,6 +100,8 @@ pub struct EmbeddedDirectory {
     /// Verified against when the login is unknown, so that unknown users cost the same
     /// time as wrong passwords.
     dummy_hash: Arc<String>,
+    /// Successful verifications (HMAC-keyed), so argon2 runs once per login and password.
+    verified: verify_cache::VerifyCache,
 }
 
 impl EmbeddedDirectory {
@@ -123,6 +128,7 @@ impl EmbeddedDirectory {
             by_sam: HashMap::new(),
             netbios_domain: file.netbios_domain.map(|d| d.to_ascii_lowercase()),
             dummy_hash: Arc::new(dummy_hash()),
+            verified: verify_cache::VerifyCache::new(verify_cache::TTL, verify_cache::MAX_ENTRIES),
         };
         for (i, entry) in file.user.into_iter().enumerate() {
             let user = build_user(path, i, entry, file.lab)?;
@@ -492,12 +498,22 @@ impl Directory for EmbeddedDirectory {
         if password.is_empty() {
             return Ok(None);
         }
+        // Looked up for unknown users too (always a miss), so both paths do the same work.
+        let hit = self.verified.get(login, password, Instant::now());
+        if let (Some(hit), Some(_)) = (hit, &identity) {
+            return Ok(Some(hit));
+        }
         let dummy = Arc::clone(&self.dummy_hash);
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &dummy, &password))
+        let owned = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &dummy, &owned))
             .await
             .map_err(|e| DirectoryError::Unavailable(format!("password check task failed: {e}")))?;
-        Ok(if ok { identity } else { None })
+        let verified = if ok { identity } else { None };
+        if let Some(id) = &verified {
+            self.verified
+                .insert(login, password, id.clone(), Instant::now());
+        }
+        Ok(verified)
     }
 
     async fn nt_credential(&self, login: &Login) -> Result<Option<NtCredential>, DirectoryError> {

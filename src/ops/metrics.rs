@@ -198,6 +198,7 @@ struct Metrics {
     tls_failures: Counter<1>,
     proxy_rejected: Counter<1>,
     reloads: Counter<1>,
+    throttled: Counter<1>,
     started: SystemTime,
 }
 
@@ -257,6 +258,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "autodiscoverd_reloads_total",
         "Configuration reloads (SIGHUP) by result.",
         ["result"],
+    ),
+    throttled: Counter::new(
+        "autodiscoverd_auth_throttled_total",
+        "Authentication attempts slowed or refused by the failed-login throttle, by action (delayed, too_many_requests, refused).",
+        ["action"],
     ),
     started: SystemTime::now(),
 }
@@ -356,6 +362,12 @@ pub fn reload(ok: bool) {
         .inc([if ok { "success" } else { "failure" }]);
 }
 
+/// The failed-login throttle delayed or refused an attempt (`action`: delayed,
+/// too_many_requests, refused).
+pub fn throttled(action: &'static str) {
+    METRICS.throttled.inc([action]);
+}
+
 /// Keeps `autodiscoverd_active_connections` up while alive.
 pub struct ConnectionGuard(&'static str);
 
@@ -410,6 +422,7 @@ pub fn render() -> String {
     m.tls_failures.render(&mut out, "counter");
     m.proxy_rejected.render(&mut out, "counter");
     m.reloads.render(&mut out, "counter");
+    m.throttled.render(&mut out, "counter");
     out
 }
 

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Limited};
 
 use super::ntlm::WindowsAuth;
 use super::respond::{self, Body};
+use super::throttle::Throttled;
 use super::{ConnInfo, State};
 use crate::auth::{self, Presented};
 use crate::config::LookupPolicy;
@@ -163,13 +164,22 @@ pub(super) enum AuthResult {
     /// 401 with this `WWW-Authenticate` value (an NTLM/Negotiate handshake continues).
     Continue(String),
     Unavailable(DirectoryError),
+    /// The failed-login throttle refused the attempt without checking it.
+    Throttled(Throttled),
 }
 
 pub(super) async fn authenticate(
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     state: &State,
     conn: &ConnInfo,
 ) -> AuthResult {
+    let headers = &parts.headers;
+    // The resolved client (after trusted proxies), which is what the throttle counts.
+    let client = parts
+        .extensions
+        .get::<super::proxy::ClientContext>()
+        .map(|c| c.client)
+        .unwrap_or_else(|| conn.peer.ip());
     let presented = auth::presented(
         headers
             .get(http::header::AUTHORIZATION)
@@ -178,26 +188,44 @@ pub(super) async fn authenticate(
     match presented {
         Presented::Basic(Some(creds)) if state.config.auth.basic => {
             state.ntlm.forget(conn);
+            // The login as typed; never the password.
+            let account = creds.login.to_string();
+            if let Err(t) = state.throttle.admit(client, &account).await {
+                return AuthResult::Throttled(t);
+            }
             match state
                 .directory
                 .verify_password(&creds.login, &creds.password)
                 .await
             {
-                Ok(Some(identity)) => AuthResult::Authenticated(identity),
-                Ok(None) => AuthResult::Challenge,
+                Ok(Some(identity)) => {
+                    state.throttle.succeeded(client, &account);
+                    AuthResult::Authenticated(identity)
+                }
+                Ok(None) => {
+                    state.throttle.failed(client, &account);
+                    AuthResult::Challenge
+                }
                 Err(e) => AuthResult::Unavailable(e),
             }
         }
         Presented::Windows(scheme, Some(token)) if state.ntlm.enabled => {
             match state
                 .ntlm
-                .authenticate(scheme, &token, &state.directory, conn)
+                .authenticate(
+                    scheme,
+                    &token,
+                    &state.directory,
+                    conn,
+                    (&state.throttle, client),
+                )
                 .await
             {
                 WindowsAuth::Authenticated(identity) => AuthResult::Authenticated(identity),
                 WindowsAuth::Continue(header) => AuthResult::Continue(header),
                 WindowsAuth::Rejected => AuthResult::Challenge,
                 WindowsAuth::Unavailable(e) => AuthResult::Unavailable(e),
+                WindowsAuth::Throttled(t) => AuthResult::Throttled(t),
             }
         }
         // IIS-style: a connection that completed NTLM stays authenticated (when persisting).
@@ -270,8 +298,14 @@ where
         Ok(b) => b,
         Err(r) => return (r, Note::outcome("body_rejected")),
     };
-    let identity = match authenticate(&parts.headers, state, conn).await {
+    let identity = match authenticate(&parts, state, conn).await {
         AuthResult::Authenticated(identity) => identity,
+        AuthResult::Throttled(t) => {
+            return (
+                super::throttle::response(t, state, &parts.headers, conn),
+                Note::outcome(t.label()),
+            );
+        }
         AuthResult::Challenge => {
             let challenges = auth::challenges(
                 &realm(state, &parts.headers, conn),

@@ -259,6 +259,9 @@ fn autodiscover_service(
     })
 }
 
+/// Path of the benchmark baseline (only with `server.benchmark_static_route = true`).
+pub const BENCHMARK_PATH: &str = "/benchmark/static";
+
 /// The scheme of an `Authorization` header, as a metrics label.
 fn auth_scheme<B>(req: &Request<B>) -> Option<&'static str> {
     let value = req.headers().get(http::header::AUTHORIZATION)?.as_bytes();
@@ -289,6 +292,11 @@ async fn autodiscover_request(
         metrics::request(endpoint, "ok", started.elapsed());
         tracing::debug!(target: "access", client = %ctx.client, endpoint, status = 200, "health check");
         return respond::healthcheck();
+    }
+    if state.config.server.benchmark_static_route && req.uri().path() == BENCHMARK_PATH {
+        // The benchmark baseline: the same TLS/HTTP stack, no Autodiscover work.
+        metrics::request("benchmark", "ok", started.elapsed());
+        return respond::benchmark_static();
     }
     let scheme = auth_scheme(&req);
     if !ctx.secure && scheme == Some("basic") {

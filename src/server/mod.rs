@@ -10,6 +10,7 @@ pub mod redirect80;
 pub mod reload;
 pub mod respond;
 pub mod soap_v2;
+pub mod throttle;
 pub mod tls;
 
 use std::future::Future;
@@ -39,6 +40,8 @@ pub struct State {
     pub server_id: u32,
     /// NTLM/Negotiate settings derived at start.
     pub ntlm: ntlm::NtlmService,
+    /// Failed-login throttle; one per process, handed on to every reloaded generation.
+    pub throttle: Arc<throttle::AuthThrottle>,
 }
 
 /// Facts about one client connection.
@@ -93,11 +96,13 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
     };
     let server_id = stable_id(&config.org.exchange_org);
     let ntlm = ntlm::NtlmService::new(&config, &directory);
+    let throttle = Arc::new(throttle::AuthThrottle::new(&config.throttle));
     Ok(State {
         config,
         directory,
         server_id,
         ntlm,
+        throttle,
     })
 }
 

@@ -2,11 +2,13 @@
 //! the acceptor's steps, the connection's state and the TLS channel bindings. The protocol
 //! itself is in [`crate::auth::negotiate`] and [`crate::auth::ntlm`].
 
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 
+use super::throttle::{AuthThrottle, Throttled};
 use super::tls::SniResolver;
 use super::ConnInfo;
 use crate::auth::negotiate::{ConnAuth, Finish, Leg, Scheme};
@@ -39,6 +41,8 @@ pub enum WindowsAuth {
     Rejected,
     /// The directory failed.
     Unavailable(DirectoryError),
+    /// The failed-login throttle refused the attempt (the handshake is reset).
+    Throttled(Throttled),
 }
 
 impl NtlmService {
@@ -135,6 +139,7 @@ impl NtlmService {
         token: &[u8],
         directory: &DirectoryBackend,
         conn: &ConnInfo,
+        (throttle, client): (&AuthThrottle, IpAddr),
     ) -> WindowsAuth {
         let mut challenge = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut challenge);
@@ -158,6 +163,16 @@ impl NtlmService {
                 domain,
             } => (login, user, domain),
         };
+        // The user and domain are known from here on: the throttle's account is the login
+        // as the client typed it.
+        let account = login
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| format!("{domain}\\{user}"));
+        if let Err(t) = throttle.admit(client, &account).await {
+            let _ = lock(&conn.auth).finish(None, &self.policy, None);
+            return WindowsAuth::Throttled(t);
+        }
         let credential = match &login {
             Some(login) => directory.nt_credential(login).await,
             None => Ok(None),
@@ -193,10 +208,14 @@ impl NtlmService {
                 Some(credential),
             ) => (final_header, legacy, credential.identity),
             (Finish::Rejected(reason), _) => {
+                throttle.failed(client, &account);
                 tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, reason, "NTLM authentication failed");
                 return WindowsAuth::Rejected;
             }
-            (Finish::Authenticated { .. }, None) => return WindowsAuth::Rejected,
+            (Finish::Authenticated { .. }, None) => {
+                throttle.failed(client, &account);
+                return WindowsAuth::Rejected;
+            }
         };
         {
             let mut auth = lock(&conn.auth);
@@ -205,6 +224,7 @@ impl NtlmService {
             }
             auth.set_final_header(final_header);
         }
+        throttle.succeeded(client, &account);
         match legacy {
             Some(kind) => {
                 tracing::warn!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, kind = kind.label(), "LEGACY NTLM login accepted (auth.ntlm_allow_legacy)");

@@ -100,10 +100,14 @@ pub async fn reload(live: &Live) -> bool {
     let old = live.current();
     let path = old.state.config.source.clone();
     let file = path.clone();
+    // Failure counts outlive reloads: an attacker must not get a fresh budget from SIGHUP.
+    let throttle = Arc::clone(&old.state.throttle);
     let built = tokio::task::spawn_blocking(move || -> Result<Generation, StartError> {
         let config = Config::load(&file)?;
         let acceptor = build_tls(&config)?;
-        let state = Arc::new(build_state(config)?);
+        let mut state = build_state(config)?;
+        state.throttle = throttle;
+        let state = Arc::new(state);
         Ok(Generation { state, acceptor })
     })
     .await;
@@ -128,6 +132,7 @@ pub async fn reload(live: &Live) -> bool {
         );
     }
     logging::set_format(next.state.config.log.format);
+    next.state.throttle.configure(&next.state.config.throttle);
     live.replace(next);
     metrics::reload(true);
     tracing::info!(config = %path.display(), "reloaded configuration, certificates and directory; open connections finish on the previous ones");

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+    HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use http::{Response, StatusCode};
 use http_body_util::Full;
@@ -68,6 +69,30 @@ pub fn request_timeout() -> Response<Body> {
     let mut r = response(StatusCode::REQUEST_TIMEOUT, Bytes::new());
     r.headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// 429: the client address failed to authenticate too often; `Retry-After` in seconds.
+/// Carries the `/autodiscover/*` headers like every answer there (brief §0 rule 7).
+pub fn too_many_requests(retry_after_secs: u64) -> Response<Body> {
+    let mut r = response(StatusCode::TOO_MANY_REQUESTS, Bytes::new());
+    add_retry_after(&mut r, retry_after_secs);
+    add_autodiscover_headers(&mut r);
+    r
+}
+
+/// Adds `Retry-After: <seconds>`.
+pub fn add_retry_after(r: &mut Response<Body>, secs: u64) {
+    r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+}
+
+/// The benchmark baseline: 200 with a fixed 1 KiB text body (only served when
+/// `server.benchmark_static_route` is on; see docs/benchmarks.md).
+pub fn benchmark_static() -> Response<Body> {
+    static BODY: [u8; 1024] = [b'x'; 1024];
+    let mut r = response(StatusCode::OK, Bytes::from_static(&BODY));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
 }
 

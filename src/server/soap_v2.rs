@@ -76,8 +76,12 @@ where
         Ok(b) => b,
         Err(r) => return (r, ("body_rejected", None)),
     };
-    let identity = match handlers::authenticate(&parts.headers, state, conn).await {
+    let identity = match handlers::authenticate(&parts, state, conn).await {
         AuthResult::Authenticated(identity) => identity,
+        AuthResult::Throttled(t) => {
+            let r = super::throttle::response(t, state, &parts.headers, conn);
+            return (r, (t.label(), None));
+        }
         AuthResult::Challenge => {
             let realm = handlers::realm(state, &parts.headers, conn);
             let challenges = auth::challenges(&realm, state.ntlm.offers(state.config.auth.basic));
