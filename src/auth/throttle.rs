@@ -194,12 +194,14 @@ impl Throttle {
         let w = self.window_ms();
         let account = account_key(account);
         let retry_after = self.config.window / 4;
+        // Scores decay continuously; the limits count whole failures, so that "blocked after
+        // N" holds exactly for failures in quick succession.
         let source_failures = self.sources.get(&source, now_ms, w);
-        if source_failures >= f64::from(self.config.source_block_after) {
+        if source_failures.round() >= f64::from(self.config.source_block_after) {
             return Verdict::TooManyRequests { retry_after };
         }
         let pair_failures = self.pairs.get(&(account.clone(), source), now_ms, w);
-        if pair_failures >= f64::from(self.config.pair_block_after) {
+        if pair_failures.round() >= f64::from(self.config.pair_block_after) {
             return Verdict::Refuse { retry_after };
         }
         let source_delay = backoff(

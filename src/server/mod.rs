@@ -294,7 +294,10 @@ fn http1_builder(state: &State) -> http1::Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.server.header_read_timeout)
         .keep_alive(true)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(64 * 1024)
+        // A complete head over this is refused too (431), not only one that overflows the
+        // read buffer.
+        .max_header_size(64 * 1024);
     builder
 }
 

@@ -9,6 +9,7 @@
 #[allow(dead_code)]
 mod harness;
 
+mod abuse;
 mod cli;
 mod directory_battery;
 mod journey;
