@@ -1,9 +1,65 @@
 //! Property tests over the sans-IO parsers: the stable-toolchain stand-in for the cargo-fuzz
-//! targets in fuzz/. Every input must produce an answer, never a panic.
+//! targets in fuzz/ (cargo-fuzz needs nightly). Every input must produce an answer, never a
+//! panic. Coverage of the parsers named by the abuse issue: POX (here), Basic and the
+//! `Authorization` header (here), NTLM messages, SPNEGO tokens and the NTLM/Negotiate
+//! connection state machine (here), SOAP (`src/protocol/soap/tests.rs`, module
+//! `properties`) and AutodiscoverV2 path/query (`src/protocol/v2/tests.rs`, `properties`).
 
 use autodiscoverd::auth;
+use autodiscoverd::auth::negotiate::{ConnAuth, Finish, Leg, Scheme};
+use autodiscoverd::auth::ntlm::{self, client, messages, Acceptor, NtlmStep, Policy, ServerNames};
+use autodiscoverd::auth::spnego;
 use autodiscoverd::protocol::pox;
+use base64::Engine;
 use proptest::prelude::*;
+
+fn names() -> ServerNames {
+    ServerNames {
+        nb_domain: "CONTOSO".into(),
+        nb_computer: "AUTODISCOVER".into(),
+        dns_domain: "contoso.com".into(),
+        dns_computer: "autodiscover.contoso.com".into(),
+        dns_tree: "contoso.com".into(),
+    }
+}
+
+/// A valid Type 1, Type 3 (for a fixed challenge) and SPNEGO wrappings: seeds to mutate.
+fn ntlm_seeds() -> Vec<Vec<u8>> {
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let mut acc = Acceptor::new();
+    let NtlmStep::SendChallenge(t2) = acc.negotiate(&t1, &names(), [7; 8], 0) else {
+        unreachable!("a valid Type 1 gets a challenge")
+    };
+    let (t3, _) = client::authenticate_message(
+        &client::ClientOptions::new("alice", "CONTOSO", "alice-pw"),
+        &t1,
+        &t2,
+    )
+    .expect("type 3");
+    vec![
+        spnego::encode_init(&[spnego::NTLMSSP_OID], Some(&t1)),
+        spnego::encode_resp(None, None, Some(&t3), None),
+        t1,
+        t2,
+        t3,
+    ]
+}
+
+fn mutate(
+    mut data: Vec<u8>,
+    edits: Vec<(prop::sample::Index, u8)>,
+    cut: prop::sample::Index,
+) -> Vec<u8> {
+    for (at, byte) in edits {
+        if data.is_empty() {
+            break;
+        }
+        let i = at.index(data.len());
+        data[i] = byte;
+    }
+    data.truncate(cut.index(data.len() + 1));
+    data
+}
 
 const OUTLOOK_REQUEST: &str = r#"<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"><Request><EMailAddress>alice@contoso.com</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"#;
 
@@ -43,5 +99,58 @@ proptest! {
         let mut basic = b"Basic ".to_vec();
         basic.extend_from_slice(&data);
         let _ = auth::presented(Some(&basic));
+    }
+
+    #[test]
+    fn basic_credentials_round_trip_and_never_panic(
+        user in "[^:\\x00]{0,40}",
+        password in ".{0,60}",
+        junk in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        if let Some(c) = auth::parse_basic(&token) {
+            prop_assert_eq!(c.password, password);
+        }
+        let _ = auth::parse_basic(&String::from_utf8_lossy(&junk));
+        let _ = auth::parse_basic(&base64::engine::general_purpose::STANDARD.encode(&junk));
+    }
+
+    #[test]
+    fn ntlm_message_decoders_answer_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        let _ = messages::parse_negotiate(&data);
+        let _ = messages::parse_challenge(&data);
+        let _ = messages::parse_authenticate(&data);
+        let _ = messages::parse_ntlmv2_response(&data);
+        let _ = messages::parse_av_pairs(&data);
+        let _ = ntlm::message_type(&data);
+    }
+
+    #[test]
+    fn spnego_decoder_answers_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        let _ = spnego::parse(&data);
+    }
+
+    #[test]
+    fn mutated_ntlm_and_spnego_tokens_never_authenticate_or_panic(
+        seed in 0usize..5,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..12),
+        cut in any::<prop::sample::Index>(),
+        negotiate in any::<bool>(),
+    ) {
+        let seeds = ntlm_seeds();
+        let token = mutate(seeds[seed].clone(), edits, cut);
+        let _ = spnego::parse(&token);
+        let _ = messages::parse_authenticate(&token);
+        // The connection state machine after a real Type 1, then the mutated token: without
+        // the user's NT hash nothing may authenticate.
+        let mut conn = ConnAuth::default();
+        let scheme = if negotiate { Scheme::Negotiate } else { Scheme::Ntlm };
+        let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+        let _ = conn.step(scheme, &t1, &names(), &Policy::default(), [7; 8], 0);
+        if let Leg::NeedCredential { .. } = conn.step(scheme, &token, &names(), &Policy::default(), [7; 8], 0) {
+            let finish = conn.finish(None, &Policy::default(), None);
+            let authenticated = matches!(finish, Finish::Authenticated { .. });
+            prop_assert!(!authenticated, "a mutated token authenticated without a hash");
+        }
     }
 }
