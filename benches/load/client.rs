@@ -1,0 +1,342 @@
+//! `bench_client`: the load driver for what a generic HTTP load tool cannot do, run as its
+//! own process by `benches/run.sh` (wrk drives the plain request/response scenarios).
+//!
+//! - `ntlm`: full NTLM handshakes (Type 1 → Type 2 challenge → Type 3 → 200 with settings)
+//!   on keep-alive TLS connections; each handshake is two HTTP requests on one connection,
+//!   and its latency is measured from the Type 1 to the 200.
+//! - `idle`: opens N TLS keep-alive connections, sends one request on each (so every one
+//!   is a served, idle keep-alive connection), prints `READY <open> <failed>` and holds
+//!   them until standard input closes or `--hold-secs` pass.
+//!
+//! Certificates are not verified: the target is the benchmark's own self-signed server on
+//! 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use autodiscoverd::auth::ntlm::client::{self as ntlm, ClientOptions};
+use base64::Engine;
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio_rustls::TlsConnector;
+
+const HOST: &str = "autodiscover.contoso.com";
+const POX: &str = "/autodiscover/autodiscover.xml";
+
+#[derive(Parser)]
+struct Args {
+    /// The server's HTTPS address.
+    #[arg(long)]
+    addr: SocketAddr,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Full NTLM handshakes on keep-alive connections.
+    Ntlm {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        #[arg(long, default_value = "alice")]
+        user: String,
+        #[arg(long, default_value = "CONTOSO")]
+        domain: String,
+        #[arg(long, default_value = "Alice-Demo-2026!")]
+        password: String,
+    },
+    /// Opens and holds idle keep-alive connections.
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Handshakes in flight at once while opening.
+        #[arg(long, default_value_t = 64)]
+        parallel: usize,
+        #[arg(long, default_value_t = 120)]
+        hold_secs: u64,
+    },
+}
+
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn connector() -> TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn connect(addr: SocketAddr, tls: &TlsConnector) -> std::io::Result<SendRequest<Full<Bytes>>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let stream = tls
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &'static str,
+) -> Result<(u16, Vec<String>), hyper::Error> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Host", HOST)
+        .header("Content-Type", "text/xml");
+    if let Some(a) = authorization {
+        req = req.header("Authorization", a);
+    }
+    let req = req.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+    sender.ready().await?;
+    let response = sender.send_request(req).await?;
+    let status = response.status().as_u16();
+    let challenges = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    response.into_body().collect().await?;
+    Ok((status, challenges))
+}
+
+const BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"><Request><EMailAddress>alice@contoso.com</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"#;
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// One handshake; `Ok(true)` when it ended in 200.
+async fn handshake(
+    sender: &mut SendRequest<Full<Bytes>>,
+    opts: &ClientOptions,
+) -> Result<bool, hyper::Error> {
+    let t1 = ntlm::negotiate_message(ntlm::DEFAULT_FLAGS);
+    let (status, challenges) =
+        send(sender, "POST", POX, Some(&format!("NTLM {}", b64(&t1))), BODY).await?;
+    let Some(t2) = challenges
+        .iter()
+        .find_map(|c| c.strip_prefix("NTLM "))
+        .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+    else {
+        return Ok(false);
+    };
+    if status != 401 {
+        return Ok(false);
+    }
+    let Ok((t3, _)) = ntlm::authenticate_message(opts, &t1, &t2) else {
+        return Ok(false);
+    };
+    let (status, _) = send(sender, "POST", POX, Some(&format!("NTLM {}", b64(&t3))), BODY).await?;
+    Ok(status == 200)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
+}
+
+async fn run_ntlm(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    opts: ClientOptions,
+) {
+    let tls = connector();
+    let opts = Arc::new(opts);
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let tls = tls.clone();
+        let opts = Arc::clone(&opts);
+        tasks.spawn(async move {
+            let mut latencies_us: Vec<u32> = Vec::new();
+            let mut errors = 0u64;
+            let mut sender = None;
+            while Instant::now() < deadline {
+                if sender.is_none() {
+                    match connect(addr, &tls).await {
+                        Ok(s) => sender = Some(s),
+                        Err(_) => {
+                            errors += 1;
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    }
+                }
+                let Some(s) = sender.as_mut() else { continue };
+                let t = Instant::now();
+                match handshake(s, &opts).await {
+                    Ok(true) => latencies_us.push(t.elapsed().as_micros() as u32),
+                    Ok(false) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        sender = None;
+                    }
+                }
+            }
+            (latencies_us, errors)
+        });
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (l, e) = r.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    println!(
+        "{{\"scenario\":\"ntlm\",\"handshakes\":{},\"seconds\":{secs:.3},\"handshakes_per_sec\":{:.1},\"requests_per_sec\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"errors\":{errors}}}",
+        all.len(),
+        all.len() as f64 / secs,
+        2.0 * all.len() as f64 / secs,
+        percentile(&all, 0.50),
+        percentile(&all, 0.99),
+    );
+}
+
+async fn run_idle(addr: SocketAddr, connections: usize, parallel: usize, hold: Duration) {
+    let tls = connector();
+    let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let tls = tls.clone();
+        let gate = Arc::clone(&gate);
+        tasks.spawn(async move {
+            let permit = gate.acquire_owned().await.unwrap();
+            let mut sender = connect(addr, &tls).await.ok()?;
+            let (status, _) = send(&mut sender, "GET", "/autodiscover/healthcheck.htm", None, "")
+                .await
+                .ok()?;
+            drop(permit);
+            (status == 200).then_some(sender)
+        });
+    }
+    let mut held = Vec::with_capacity(connections);
+    let mut failed = 0usize;
+    while let Some(r) = tasks.join_next().await {
+        match r.ok().flatten() {
+            Some(s) => held.push(s),
+            None => failed += 1,
+        }
+    }
+    println!("READY {} {failed}", held.len());
+    // Hold until the script closes our standard input, or the time is up.
+    let (closed, on_close) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        let _ = closed.send(());
+    });
+    let _ = tokio::time::timeout(hold, on_close).await;
+    let still_open = held.iter().filter(|s| !s.is_closed()).count();
+    println!("RELEASED {still_open}");
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        match args.mode {
+            Mode::Ntlm {
+                connections,
+                duration_secs,
+                user,
+                domain,
+                password,
+            } => {
+                let opts = ClientOptions::new(&user, &domain, &password);
+                run_ntlm(
+                    args.addr,
+                    connections,
+                    Duration::from_secs(duration_secs),
+                    opts,
+                )
+                .await
+            }
+            Mode::Idle {
+                connections,
+                parallel,
+                hold_secs,
+            } => {
+                run_idle(
+                    args.addr,
+                    connections,
+                    parallel,
+                    Duration::from_secs(hold_secs),
+                )
+                .await
+            }
+        }
+    });
+}
