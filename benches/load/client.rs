@@ -10,7 +10,12 @@
 //!
 //! Certificates are not verified: the target is the benchmark's own self-signed server on
 //! 127.0.0.1.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,9 +104,7 @@ impl ServerCertVerifier for NoVerify {
         Ok(HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -117,7 +120,10 @@ fn connector() -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
-async fn connect(addr: SocketAddr, tls: &TlsConnector) -> std::io::Result<SendRequest<Full<Bytes>>> {
+async fn connect(
+    addr: SocketAddr,
+    tls: &TlsConnector,
+) -> std::io::Result<SendRequest<Full<Bytes>>> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let stream = tls
@@ -147,7 +153,9 @@ async fn send(
     if let Some(a) = authorization {
         req = req.header("Authorization", a);
     }
-    let req = req.body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap();
+    let req = req
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
     sender.ready().await?;
     let response = sender.send_request(req).await?;
     let status = response.status().as_u16();
@@ -173,8 +181,14 @@ async fn handshake(
     opts: &ClientOptions,
 ) -> Result<bool, hyper::Error> {
     let t1 = ntlm::negotiate_message(ntlm::DEFAULT_FLAGS);
-    let (status, challenges) =
-        send(sender, "POST", POX, Some(&format!("NTLM {}", b64(&t1))), BODY).await?;
+    let (status, challenges) = send(
+        sender,
+        "POST",
+        POX,
+        Some(&format!("NTLM {}", b64(&t1))),
+        BODY,
+    )
+    .await?;
     let Some(t2) = challenges
         .iter()
         .find_map(|c| c.strip_prefix("NTLM "))
@@ -188,7 +202,14 @@ async fn handshake(
     let Ok((t3, _)) = ntlm::authenticate_message(opts, &t1, &t2) else {
         return Ok(false);
     };
-    let (status, _) = send(sender, "POST", POX, Some(&format!("NTLM {}", b64(&t3))), BODY).await?;
+    let (status, _) = send(
+        sender,
+        "POST",
+        POX,
+        Some(&format!("NTLM {}", b64(&t3))),
+        BODY,
+    )
+    .await?;
     Ok(status == 200)
 }
 
@@ -200,12 +221,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
 }
 
-async fn run_ntlm(
-    addr: SocketAddr,
-    connections: usize,
-    duration: Duration,
-    opts: ClientOptions,
-) {
+async fn run_ntlm(addr: SocketAddr, connections: usize, duration: Duration, opts: ClientOptions) {
     let tls = connector();
     let opts = Arc::new(opts);
     let deadline = Instant::now() + duration;
@@ -272,9 +288,15 @@ async fn run_idle(addr: SocketAddr, connections: usize, parallel: usize, hold: D
         tasks.spawn(async move {
             let permit = gate.acquire_owned().await.unwrap();
             let mut sender = connect(addr, &tls).await.ok()?;
-            let (status, _) = send(&mut sender, "GET", "/autodiscover/healthcheck.htm", None, "")
-                .await
-                .ok()?;
+            let (status, _) = send(
+                &mut sender,
+                "GET",
+                "/autodiscover/healthcheck.htm",
+                None,
+                "",
+            )
+            .await
+            .ok()?;
             drop(permit);
             (status == 200).then_some(sender)
         });
