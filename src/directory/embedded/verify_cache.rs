@@ -8,14 +8,16 @@
 //! a wrong password keep costing the same). Bounded in size and time; a reload builds a
 //! new directory and with it an empty cache, so a changed password takes effect on SIGHUP.
 //!
-//! The LDAP backend has its own decorator (`directory::cache`); the two can be unified.
+//! The LDAP backend's decorator (`directory::cache::Cached`) keys its verification cache the
+//! same way and also caches lookups (pointless for an in-memory directory); both share
+//! [`TtlMap`].
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ring::hmac;
 
+use crate::directory::cache::TtlMap;
 use crate::directory::{Identity, Login};
 use crate::ops::metrics;
 
@@ -28,9 +30,7 @@ pub struct VerifyCache {
     /// `None` when the OS random generator failed: the cache is then off, never keyed
     /// predictably.
     key: Option<hmac::Key>,
-    ttl: Duration,
-    max: usize,
-    entries: Mutex<HashMap<[u8; 32], (Instant, Identity)>>,
+    entries: Mutex<TtlMap<[u8; 32], Identity>>,
 }
 
 impl VerifyCache {
@@ -39,9 +39,7 @@ impl VerifyCache {
         let rng = ring::rand::SystemRandom::new();
         VerifyCache {
             key: hmac::Key::generate(hmac::HMAC_SHA256, &rng).ok(),
-            ttl,
-            max: max.max(1),
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(TtlMap::new(ttl, max)),
         }
     }
 
@@ -61,15 +59,7 @@ impl VerifyCache {
     /// The identity of an earlier successful verification of exactly these credentials.
     pub fn get(&self, login: &Login, password: &str, now: Instant) -> Option<Identity> {
         let digest = self.digest(login, password)?;
-        let mut map = self.entries.lock().ok()?;
-        let hit = match map.get(&digest) {
-            Some((at, id)) if now.saturating_duration_since(*at) < self.ttl => Some(id.clone()),
-            Some(_) => {
-                map.remove(&digest);
-                None
-            }
-            None => None,
-        };
+        let hit = self.entries.lock().ok()?.get(&digest, now);
         if hit.is_some() {
             metrics::cache_hit();
         } else {
@@ -83,23 +73,9 @@ impl VerifyCache {
         let Some(digest) = self.digest(login, password) else {
             return;
         };
-        let Ok(mut map) = self.entries.lock() else {
-            return;
-        };
-        if map.len() >= self.max && !map.contains_key(&digest) {
-            let ttl = self.ttl;
-            map.retain(|_, (at, _)| now.saturating_duration_since(*at) < ttl);
-            if map.len() >= self.max {
-                // Still full of live entries: drop the oldest quarter in one go.
-                let mut ages: Vec<([u8; 32], Instant)> =
-                    map.iter().map(|(k, (at, _))| (*k, *at)).collect();
-                ages.sort_by_key(|(_, at)| *at);
-                for (k, _) in ages.into_iter().take((self.max / 4).max(1)) {
-                    map.remove(&k);
-                }
-            }
+        if let Ok(mut map) = self.entries.lock() {
+            map.insert(digest, identity, now);
         }
-        map.insert(digest, (now, identity));
     }
 
     /// Entries held.
