@@ -4,8 +4,9 @@
 //! - `ntlm`: full NTLM handshakes (Type 1 → Type 2 challenge → Type 3 → 200 with settings)
 //!   on keep-alive TLS connections; each handshake is two HTTP requests on one connection,
 //!   and its latency is measured from the Type 1 to the 200.
-//! - `idle`: opens N TLS keep-alive connections, sends one request on each (so every one
-//!   is a served, idle keep-alive connection), prints `READY <open> <failed>` and holds
+//! - `idle`: opens N TLS keep-alive connections, sends one request on each (the health
+//!   check, or with `--pox` an authenticated POX request: every connection is then a served,
+//!   idle keep-alive connection like an Outlook client's), prints `READY <open> <failed>` and holds
 //!   them until standard input closes or `--hold-secs` pass.
 //!
 //! Certificates are not verified: the target is the benchmark's own self-signed server on
@@ -70,6 +71,10 @@ enum Mode {
         parallel: usize,
         #[arg(long, default_value_t = 120)]
         hold_secs: u64,
+        /// The one request per connection: an authenticated POX settings request (Basic,
+        /// like an Outlook client that now idles), not the anonymous health check.
+        #[arg(long)]
+        pox: bool,
     },
 }
 
@@ -278,24 +283,36 @@ async fn run_ntlm(addr: SocketAddr, connections: usize, duration: Duration, opts
     );
 }
 
-async fn run_idle(addr: SocketAddr, connections: usize, parallel: usize, hold: Duration) {
+async fn run_idle(
+    addr: SocketAddr,
+    connections: usize,
+    parallel: usize,
+    hold: Duration,
+    pox: bool,
+) {
+    let basic = format!("Basic {}", b64(b"alice@contoso.com:Alice-Demo-2026!"));
     let tls = connector();
     let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
         let tls = tls.clone();
         let gate = Arc::clone(&gate);
+        let basic = basic.clone();
         tasks.spawn(async move {
             let permit = gate.acquire_owned().await.unwrap();
             let mut sender = connect(addr, &tls).await.ok()?;
-            let (status, _) = send(
-                &mut sender,
-                "GET",
-                "/autodiscover/healthcheck.htm",
-                None,
-                "",
-            )
-            .await
+            let (status, _) = if pox {
+                send(&mut sender, "POST", POX, Some(&basic), BODY).await
+            } else {
+                send(
+                    &mut sender,
+                    "GET",
+                    "/autodiscover/healthcheck.htm",
+                    None,
+                    "",
+                )
+                .await
+            }
             .ok()?;
             drop(permit);
             (status == 200).then_some(sender)
@@ -350,12 +367,14 @@ fn main() {
                 connections,
                 parallel,
                 hold_secs,
+                pox,
             } => {
                 run_idle(
                     args.addr,
                     connections,
                     parallel,
                     Duration::from_secs(hold_secs),
+                    pox,
                 )
                 .await
             }

@@ -102,6 +102,18 @@ pub struct EmbeddedDirectory {
     dummy_hash: Arc<String>,
     /// Successful verifications (HMAC-keyed), so argon2 runs once per login and password.
     verified: verify_cache::VerifyCache,
+    /// Password hashes computed at once. Each argon2 verification takes ~19 MiB for its
+    /// duration; unbounded, a burst of parallel wrong passwords (or a cold cache at 9 am)
+    /// would take memory without limit. Excess attempts wait their turn.
+    hashing: tokio::sync::Semaphore,
+}
+
+/// Concurrent argon2 verifications: one per CPU, at least two.
+fn hashing_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
 }
 
 impl EmbeddedDirectory {
@@ -129,6 +141,7 @@ impl EmbeddedDirectory {
             netbios_domain: file.netbios_domain.map(|d| d.to_ascii_lowercase()),
             dummy_hash: Arc::new(dummy_hash()),
             verified: verify_cache::VerifyCache::new(verify_cache::TTL, verify_cache::MAX_ENTRIES),
+            hashing: tokio::sync::Semaphore::new(hashing_slots()),
         };
         for (i, entry) in file.user.into_iter().enumerate() {
             let user = build_user(path, i, entry, file.lab)?;
@@ -505,6 +518,9 @@ impl Directory for EmbeddedDirectory {
         }
         let dummy = Arc::clone(&self.dummy_hash);
         let owned = password.to_string();
+        let _slot = self.hashing.acquire().await.map_err(|e| {
+            DirectoryError::Unavailable(format!("password check queue closed: {e}"))
+        })?;
         let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &dummy, &owned))
             .await
             .map_err(|e| DirectoryError::Unavailable(format!("password check task failed: {e}")))?;

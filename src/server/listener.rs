@@ -255,7 +255,12 @@ fn autodiscover_service(
     service_fn(move |req: Request<Incoming>| {
         let state = Arc::clone(&state);
         let conn = Arc::clone(&conn);
-        async move { Ok::<_, Infallible>(autodiscover_request(req, state, conn, link).await) }
+        // Boxed: hyper keeps the in-flight future inline in every connection, idle ones
+        // included, and the handler's future (directory backends, NTLM) is kilobytes.
+        // Boxing costs one allocation per request and frees that memory between requests.
+        Box::pin(
+            async move { Ok::<_, Infallible>(autodiscover_request(req, state, conn, link).await) },
+        )
     })
 }
 
