@@ -74,9 +74,6 @@ pub async fn accept_loop(
     limit: Arc<Semaphore>,
 ) {
     loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -85,6 +82,13 @@ pub async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // Take the permit after accepting, not before: a loop waiting in accept() must
+        // not hold one, or several listeners together would serve fewer than
+        // `max_connections`. At the cap this loop waits here and further clients queue in
+        // the kernel backlog.
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
         };
         let _ = stream.set_nodelay(true);
         let live = Arc::clone(&live);
