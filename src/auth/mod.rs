@@ -7,6 +7,19 @@ pub mod ntlm;
 pub mod spnego;
 pub mod throttle;
 
+/// Helpers shared by the unit tests of the authentication modules.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Hex (whitespace ignored) to bytes, for specification test vectors.
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}
+
 pub use basic::{parse_basic, BasicCredentials};
 pub use negotiate::{ConnAuth, Scheme};
 

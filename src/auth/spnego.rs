@@ -184,13 +184,7 @@ pub fn encode_init(mech_types: &[&[u8]], mech_token: Option<&[u8]>) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::auth::testing::hex;
 
     #[test]
     fn gss_ntlmssp_init_token_decodes() {

@@ -177,13 +177,7 @@ pub fn exported_session_key(flags: u32, key_exchange_key: &[u8; 16], encrypted: 
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::auth::testing::hex;
 
     // MS-NLMP §4.2.1 common values: Password "Password", ServerChallenge 0123456789abcdef,
     // ClientChallenge aa×8, RandomSessionKey 55×16.

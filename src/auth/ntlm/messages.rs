@@ -409,13 +409,7 @@ pub fn parse_ntlmv2_response(nt: &[u8]) -> Result<NtlmV2Response<'_>, NtlmError>
 mod tests {
     use super::*;
 
-    pub(crate) fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::auth::testing::hex;
 
     #[test]
     fn curl_style_type1_parses() {
