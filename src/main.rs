@@ -10,7 +10,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     autodiscoverd::ops::logging::init();
-    match cli::run(cli) {
+    let result = cli::run(cli);
+    // Log lines are written by a background thread: out before the process ends.
+    autodiscoverd::ops::logging::flush();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("autodiscoverd: {e:#}");

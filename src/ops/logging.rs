@@ -8,7 +8,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -22,10 +22,22 @@ type Boxed = Box<dyn Layer<Inner> + Send + Sync>;
 static FORMAT: OnceLock<reload::Handle<Boxed, Inner>> = OnceLock::new();
 
 fn layer(format: LogFormat) -> Boxed {
+    // Lines go through the batching writer thread (one write per batch, handlers never
+    // block on stderr); straight to stderr only if that thread cannot start.
+    match super::log_writer::stderr() {
+        Some(writer) => layer_with(format, writer),
+        None => layer_with(format, std::io::stderr),
+    }
+}
+
+fn layer_with<W>(format: LogFormat, writer: W) -> Boxed
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     use std::io::IsTerminal;
     // Colour only on a terminal: journald and log files must not get escape codes.
     let base = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => base.boxed(),
@@ -37,6 +49,11 @@ fn layer(format: LogFormat) -> Boxed {
             .boxed(),
         LogFormat::Logfmt => base.event_format(Logfmt).boxed(),
     }
+}
+
+/// Waits until every log line so far is written (call before the process exits).
+pub fn flush() {
+    super::log_writer::flush();
 }
 
 /// Installs the global subscriber (text format); logs go to stderr (journald picks them up).

@@ -1,6 +1,7 @@
 //! Operations: logging setup, metrics, health endpoints, signals and systemd notification.
 
 pub mod health;
+pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 
+use super::answers::AnswerKey;
 use super::ntlm::WindowsAuth;
 use super::respond::{self, Body};
 use super::throttle::Throttled;
@@ -373,13 +374,13 @@ async fn answer_pox(
     headers: &HeaderMap,
     state: &State,
     identity: &Identity,
-) -> (Vec<u8>, &'static str) {
+) -> (Bytes, &'static str) {
     let request = match pox::parse_request(body) {
         Ok(r) => r,
         Err(reject) => {
             tracing::debug!(reason = %reject.reason, "POX request rejected");
             return (
-                pox::render_error(reject.flavour, reject.code, error_stamp(state), None),
+                pox::render_error(reject.flavour, reject.code, error_stamp(state), None).into(),
                 reject.code.label(),
             );
         }
@@ -398,7 +399,7 @@ async fn answer_pox(
             // The backend logs outages once per state change; per request is debug.
             tracing::debug!(error = %e, "directory unavailable during lookup");
             return (
-                pox::render_error(request.flavour, ErrorCode::ServerError, stamp, email),
+                pox::render_error(request.flavour, ErrorCode::ServerError, stamp, email).into(),
                 ErrorCode::ServerError.label(),
             );
         }
@@ -409,13 +410,25 @@ async fn answer_pox(
     });
     let decision = decide(email, found.as_ref());
     let label = decision.label();
-    let body = match (request.flavour, decision) {
+    let now = Instant::now();
+    let body: Vec<u8> = match (request.flavour, decision) {
         (Flavour::Outlook, Decision::Settings(r)) => {
-            let settings = mailbox_settings(&state.config.org, &state.config.services, r);
-            pox::render_outlook_settings(&settings, caps(headers))
+            let caps = caps(headers);
+            let body = state
+                .answers
+                .get_or_render(AnswerKey::Settings(r, caps), now, || {
+                    let settings = mailbox_settings(&state.config.org, &state.config.services, r);
+                    pox::render_outlook_settings(&settings, caps)
+                });
+            return (body, label);
         }
         (Flavour::Outlook, Decision::RedirectAddr(target)) => {
-            pox::render_outlook_redirect_addr(&target)
+            let body = state
+                .answers
+                .get_or_render(AnswerKey::RedirectAddr(&target), now, || {
+                    pox::render_outlook_redirect_addr(&target)
+                });
+            return (body, label);
         }
         (Flavour::MobileSync, Decision::Settings(r)) => match &state.config.services.activesync {
             Some(eas) => {
@@ -428,7 +441,8 @@ async fn answer_pox(
                         ErrorCode::NoConfiguration,
                         stamp,
                         email,
-                    ),
+                    )
+                    .into(),
                     ErrorCode::NoConfiguration.label(),
                 );
             }
@@ -438,7 +452,7 @@ async fn answer_pox(
         }
         (flavour, Decision::Error(code)) => pox::render_error(flavour, code, stamp, email),
     };
-    (body, label)
+    (body.into(), label)
 }
 
 #[cfg(test)]

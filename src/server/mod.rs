@@ -2,6 +2,7 @@
 //! The server is handed bound listeners and a shutdown future; it never binds by itself,
 //! so tests run the real thing on `127.0.0.1:0`.
 
+pub mod answers;
 pub mod handlers;
 pub mod listener;
 pub mod ntlm;
@@ -42,6 +43,8 @@ pub struct State {
     pub ntlm: ntlm::NtlmService,
     /// Failed-login throttle; one per process, handed on to every reloaded generation.
     pub throttle: Arc<throttle::AuthThrottle>,
+    /// Rendered POX answers of this generation (a reload starts with an empty cache).
+    pub answers: answers::AnswerCache,
 }
 
 /// Facts about one client connection.
@@ -103,6 +106,7 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
         server_id,
         ntlm,
         throttle,
+        answers: answers::AnswerCache::default(),
     })
 }
 

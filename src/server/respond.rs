@@ -28,7 +28,7 @@ pub fn add_autodiscover_headers(r: &mut Response<Body>) {
 }
 
 /// HTTP 200 with an XML document (settings, redirects and Error bodies alike).
-pub fn xml(body: Vec<u8>) -> Response<Body> {
+pub fn xml(body: impl Into<Bytes>) -> Response<Body> {
     let mut r = response(StatusCode::OK, body);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_XML));

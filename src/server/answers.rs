@@ -1,0 +1,298 @@
+//! Rendered POX answers, remembered per configuration generation.
+//!
+//! An Outlook settings document is a pure function of the configuration, the recipient the
+//! directory returned and the client's capabilities; a redirectAddr document of the target
+//! address. Outlook asks again and again for the same mailbox (every start, every hour, on
+//! every network change), so the rendered bytes are kept and served with a cheap
+//! `Bytes::clone`.
+//!
+//! Correctness does not rest on the fingerprint: it only picks the slot, and a hit also
+//! compares the full key (the whole [`Recipient`] as found *now*, and the caps), so a
+//! directory change (new display name, new GUID, a move) renders afresh at once. The cache
+//! lives in the [`State`](super::State) of one configuration generation: a reload starts
+//! with an empty one. Bounded in entries and age.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::directory::Recipient;
+use crate::protocol::ClientCaps;
+
+/// Most documents kept (a settings answer is ~3 KB: ~6 MB at most).
+pub const MAX_ENTRIES: usize = 2048;
+/// How long a document is served before it is rendered again.
+pub const TTL: Duration = Duration::from_secs(300);
+
+/// What a rendered document depends on (besides the configuration of the generation).
+#[derive(Debug, Clone, Copy)]
+pub enum AnswerKey<'a> {
+    /// Outlook (2006a) settings for a recipient that lives here.
+    Settings(&'a Recipient, ClientCaps),
+    /// Outlook (2006a) redirectAddr to this address.
+    RedirectAddr(&'a str),
+}
+
+#[derive(Debug)]
+enum StoredKey {
+    Settings(Recipient, ClientCaps),
+    RedirectAddr(String),
+}
+
+impl StoredKey {
+    fn of(key: AnswerKey<'_>) -> StoredKey {
+        match key {
+            AnswerKey::Settings(r, caps) => StoredKey::Settings(r.clone(), caps),
+            AnswerKey::RedirectAddr(a) => StoredKey::RedirectAddr(a.to_string()),
+        }
+    }
+
+    fn matches(&self, key: AnswerKey<'_>) -> bool {
+        match (self, key) {
+            (StoredKey::Settings(r, c), AnswerKey::Settings(r2, c2)) => c == &c2 && r == r2,
+            (StoredKey::RedirectAddr(a), AnswerKey::RedirectAddr(a2)) => a == a2,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: StoredKey,
+    body: Bytes,
+    at: Instant,
+}
+
+/// The cache of one configuration generation.
+#[derive(Debug)]
+pub struct AnswerCache {
+    hasher: RandomState,
+    ttl: Duration,
+    max: usize,
+    entries: Mutex<HashMap<u64, Entry>>,
+}
+
+impl Default for AnswerCache {
+    fn default() -> Self {
+        AnswerCache::new(TTL, MAX_ENTRIES)
+    }
+}
+
+impl AnswerCache {
+    /// An empty cache holding at most `max` documents for `ttl` each.
+    pub fn new(ttl: Duration, max: usize) -> AnswerCache {
+        AnswerCache {
+            hasher: RandomState::new(),
+            ttl,
+            max: max.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The document for `key`, rendered by `render` when it is not cached (or stale).
+    pub fn get_or_render(
+        &self,
+        key: AnswerKey<'_>,
+        now: Instant,
+        render: impl FnOnce() -> Vec<u8>,
+    ) -> Bytes {
+        let slot = self.fingerprint(key);
+        if let Some(body) = self.lookup(slot, key, now) {
+            return body;
+        }
+        // Rendered outside the lock; two racing requests both render, the last one stays.
+        let body = Bytes::from(render());
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= self.max && !entries.contains_key(&slot) {
+                let ttl = self.ttl;
+                entries.retain(|_, e| now.saturating_duration_since(e.at) < ttl);
+                if entries.len() >= self.max {
+                    // Still full of live documents: start over (O(1) amortised, bounded).
+                    entries.clear();
+                }
+            }
+            entries.insert(
+                slot,
+                Entry {
+                    key: StoredKey::of(key),
+                    body: body.clone(),
+                    at: now,
+                },
+            );
+        }
+        body
+    }
+
+    fn lookup(&self, slot: u64, key: AnswerKey<'_>, now: Instant) -> Option<Bytes> {
+        let entries = self.entries.lock().ok()?;
+        let entry = entries.get(&slot)?;
+        (now.saturating_duration_since(entry.at) < self.ttl && entry.key.matches(key))
+            .then(|| entry.body.clone())
+    }
+
+    /// Documents held now (expired ones included until they are pushed out).
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// True when no document is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn fingerprint(&self, key: AnswerKey<'_>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        match key {
+            AnswerKey::Settings(r, caps) => {
+                0u8.hash(&mut h);
+                let ClientCaps {
+                    mapi_http,
+                    ex_http_info,
+                    negotiate,
+                    outlook,
+                } = caps;
+                (mapi_http, ex_http_info, negotiate, outlook).hash(&mut h);
+                hash_recipient(r, &mut h);
+            }
+            AnswerKey::RedirectAddr(a) => {
+                1u8.hash(&mut h);
+                a.hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
+/// Every field, so that two recipients that differ anywhere rarely share a slot (a shared
+/// slot is still correct: the full comparison on lookup tells them apart).
+fn hash_recipient(r: &Recipient, h: &mut impl Hasher) {
+    let Recipient {
+        display_name,
+        primary_smtp,
+        addresses,
+        legacy_dn,
+        mailbox_guid,
+        recipient_type,
+        remote_recipient_type,
+        target_address,
+        has_local_mailbox,
+        enabled,
+    } = r;
+    display_name.hash(h);
+    primary_smtp.hash(h);
+    addresses.hash(h);
+    legacy_dn.hash(h);
+    mailbox_guid.hash(h);
+    recipient_type.hash(h);
+    remote_recipient_type.hash(h);
+    target_address.hash(h);
+    has_local_mailbox.hash(h);
+    enabled.hash(h);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::RecipientType;
+
+    fn alice() -> Recipient {
+        Recipient {
+            display_name: "Alice".into(),
+            primary_smtp: "alice@contoso.com".into(),
+            addresses: vec!["alice@contoso.com".into()],
+            legacy_dn: None,
+            mailbox_guid: None,
+            recipient_type: RecipientType::UserMailbox,
+            remote_recipient_type: 0,
+            target_address: None,
+            has_local_mailbox: true,
+            enabled: true,
+        }
+    }
+
+    fn caps(mapi_http: bool) -> ClientCaps {
+        ClientCaps {
+            mapi_http,
+            ..ClientCaps::default()
+        }
+    }
+
+    #[test]
+    fn a_cached_document_is_served_without_rendering_again() {
+        let cache = AnswerCache::default();
+        let now = Instant::now();
+        let r = alice();
+        let first = cache.get_or_render(AnswerKey::Settings(&r, caps(true)), now, || b"A".to_vec());
+        let second = cache.get_or_render(AnswerKey::Settings(&r, caps(true)), now, || {
+            panic!("rendered twice")
+        });
+        assert_eq!(first, second);
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn different_caps_or_a_changed_recipient_render_their_own_document() {
+        let cache = AnswerCache::default();
+        let now = Instant::now();
+        let r = alice();
+        let mut renamed = alice();
+        renamed.display_name = "Alice Smith".into();
+        let a = cache.get_or_render(AnswerKey::Settings(&r, caps(true)), now, || b"A".to_vec());
+        let b = cache.get_or_render(AnswerKey::Settings(&r, caps(false)), now, || b"B".to_vec());
+        let c = cache.get_or_render(AnswerKey::Settings(&renamed, caps(true)), now, || {
+            b"C".to_vec()
+        });
+        let d = cache.get_or_render(AnswerKey::RedirectAddr("alice@contoso.com"), now, || {
+            b"D".to_vec()
+        });
+        assert_eq!(
+            (&a[..], &b[..], &c[..], &d[..]),
+            (&b"A"[..], &b"B"[..], &b"C"[..], &b"D"[..])
+        );
+        // And each is served again as its own.
+        let b2 = cache.get_or_render(AnswerKey::Settings(&r, caps(false)), now, || b"X".to_vec());
+        assert_eq!(&b2[..], b"B");
+    }
+
+    #[test]
+    fn a_slot_shared_by_two_keys_never_serves_the_other_document() {
+        // A cache with one slot for everything: every key lands on the same slot whatever its
+        // fingerprint, which is what a fingerprint collision would do.
+        let cache = AnswerCache::new(TTL, 1);
+        let now = Instant::now();
+        let r = alice();
+        let mut bob = alice();
+        bob.primary_smtp = "bob@contoso.com".into();
+        cache.get_or_render(AnswerKey::Settings(&r, caps(true)), now, || b"A".to_vec());
+        let b = cache.get_or_render(AnswerKey::Settings(&bob, caps(true)), now, || b"B".to_vec());
+        assert_eq!(&b[..], b"B");
+        assert_eq!(cache.len(), 1);
+        let slot = cache.fingerprint(AnswerKey::Settings(&bob, caps(true)));
+        // Forced collision: alice's key looked up in bob's slot is a miss.
+        assert_eq!(
+            cache.lookup(slot, AnswerKey::Settings(&r, caps(true)), now),
+            None
+        );
+    }
+
+    #[test]
+    fn documents_expire_and_the_cache_stays_bounded() {
+        let cache = AnswerCache::new(Duration::from_secs(10), 3);
+        let now = Instant::now();
+        let r = alice();
+        cache.get_or_render(AnswerKey::Settings(&r, caps(true)), now, || b"old".to_vec());
+        let later = now + Duration::from_secs(11);
+        let fresh = cache.get_or_render(AnswerKey::Settings(&r, caps(true)), later, || {
+            b"new".to_vec()
+        });
+        assert_eq!(&fresh[..], b"new");
+        for i in 0..10 {
+            let target = format!("user{i}@contoso.mail.onmicrosoft.com");
+            cache.get_or_render(AnswerKey::RedirectAddr(&target), later, || b"R".to_vec());
+            assert!(cache.len() <= 3);
+        }
+    }
+}
