@@ -10,6 +10,7 @@
 mod harness;
 
 mod abuse;
+mod answers;
 mod cli;
 mod directory_battery;
 mod journey;
