@@ -423,12 +423,7 @@ async fn answer_pox(
             return (body, label);
         }
         (Flavour::Outlook, Decision::RedirectAddr(target)) => {
-            let body = state
-                .answers
-                .get_or_render(AnswerKey::RedirectAddr(&target), now, || {
-                    pox::render_outlook_redirect_addr(&target)
-                });
-            return (body, label);
+            pox::render_outlook_redirect_addr(&target)
         }
         (Flavour::MobileSync, Decision::Settings(r)) => match &state.config.services.activesync {
             Some(eas) => {
