@@ -1,7 +1,15 @@
 use super::*;
 
-fn example_path() -> PathBuf {
+/// The shipped example configuration's path (a fixture for every config test module).
+pub(crate) fn example_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/autodiscoverd.example.toml")
+}
+
+/// The example's path and text.
+pub(crate) fn example() -> (PathBuf, String) {
+    let path = example_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
 }
 
 #[test]

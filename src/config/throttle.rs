@@ -137,17 +137,10 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::super::Config;
     use super::*;
 
-    fn example() -> (PathBuf, String) {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/autodiscoverd.example.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        (path, text)
-    }
+    use crate::config::tests::example;
 
     #[test]
     fn the_example_documents_the_defaults() {

@@ -94,17 +94,10 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
     use crate::config::Config;
 
-    fn example() -> (PathBuf, String) {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/autodiscoverd.example.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        (path, text)
-    }
+    use crate::config::tests::example;
 
     #[test]
     fn shipped_example_has_the_documented_v2_defaults() {
