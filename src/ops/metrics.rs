@@ -21,26 +21,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A counter family with `N` labels.
-struct Counter<const N: usize> {
+/// A family of counters (`u64`) or gauges (`i64`) with `N` labels.
+struct Family<const N: usize, V> {
     name: &'static str,
     help: &'static str,
     labels: [&'static str; N],
-    values: Mutex<BTreeMap<[&'static str; N], u64>>,
+    values: Mutex<BTreeMap<[&'static str; N], V>>,
 }
 
-impl<const N: usize> Counter<N> {
+/// Monotonic counters.
+type Counter<const N: usize> = Family<N, u64>;
+/// Values that go up and down.
+type Gauge<const N: usize> = Family<N, i64>;
+
+impl<const N: usize, V: Copy + Default + std::fmt::Display> Family<N, V> {
     const fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
-        Counter {
+        Family {
             name,
             help,
             labels,
             values: Mutex::new(BTreeMap::new()),
         }
-    }
-
-    fn inc(&self, values: [&'static str; N]) {
-        *lock(&self.values).entry(values).or_insert(0) += 1;
     }
 
     fn render(&self, out: &mut String, kind: &str) {
@@ -56,38 +57,15 @@ impl<const N: usize> Counter<N> {
     }
 }
 
-/// A gauge family with `N` labels.
-struct Gauge<const N: usize> {
-    name: &'static str,
-    help: &'static str,
-    labels: [&'static str; N],
-    values: Mutex<BTreeMap<[&'static str; N], i64>>,
+impl<const N: usize> Counter<N> {
+    fn inc(&self, values: [&'static str; N]) {
+        *lock(&self.values).entry(values).or_insert(0) += 1;
+    }
 }
 
 impl<const N: usize> Gauge<N> {
-    const fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
-        Gauge {
-            name,
-            help,
-            labels,
-            values: Mutex::new(BTreeMap::new()),
-        }
-    }
-
     fn add(&self, values: [&'static str; N], delta: i64) {
         *lock(&self.values).entry(values).or_insert(0) += delta;
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "gauge");
-        for (values, v) in lock(&self.values).iter() {
-            let _ = writeln!(
-                out,
-                "{}{} {v}",
-                self.name,
-                labels(&self.labels, values, None)
-            );
-        }
     }
 }
 
@@ -418,7 +396,7 @@ pub fn render() -> String {
     m.directory_errors.render(&mut out, "counter");
     m.cache.render(&mut out, "counter");
     m.connections.render(&mut out, "counter");
-    m.active_connections.render(&mut out);
+    m.active_connections.render(&mut out, "gauge");
     m.tls_failures.render(&mut out, "counter");
     m.proxy_rejected.render(&mut out, "counter");
     m.reloads.render(&mut out, "counter");
