@@ -573,16 +573,7 @@ impl<'a> Prober<'a> {
             };
             let path_protocol = self.options.protocol;
             match plan::check_redirect(&location, path_protocol) {
-                Err(problem) => {
-                    a.step(
-                        StepKind::Redirect,
-                        Status::Fail,
-                        format!("redirect to {location} refused: {}", problem.explain()),
-                    );
-                    a.fail("unusable redirect");
-                    self.attempts.push(a);
-                    return Found::Nothing;
-                }
+                Err(problem) => return self.refuse_redirect(a, &location, problem),
                 Ok(target) => match self.journey.redirect_url(&target.text()) {
                     UrlStep::Follow => {
                         a.step(
@@ -621,6 +612,23 @@ impl<'a> Prober<'a> {
                 },
             }
         }
+    }
+
+    /// Ends an attempt whose redirect target is not https or not an Autodiscover path.
+    fn refuse_redirect(
+        &mut self,
+        mut a: Attempt,
+        location: &str,
+        problem: plan::RedirectProblem,
+    ) -> Found {
+        a.step(
+            StepKind::Redirect,
+            Status::Fail,
+            format!("redirect to {location} refused: {}", problem.explain()),
+        );
+        a.fail("unusable redirect");
+        self.attempts.push(a);
+        Found::Nothing
     }
 
     fn follow_address(&mut self, a: &mut Attempt, target: &str) -> Found {
@@ -1051,16 +1059,7 @@ impl<'a> Prober<'a> {
         };
         let target = match plan::check_redirect(&location, path_protocol) {
             Ok(t) => t,
-            Err(problem) => {
-                a.step(
-                    StepKind::Redirect,
-                    Status::Fail,
-                    format!("redirect to {location} refused: {}", problem.explain()),
-                );
-                a.fail("unusable redirect");
-                self.attempts.push(a);
-                return Found::Nothing;
-            }
+            Err(problem) => return self.refuse_redirect(a, &location, problem),
         };
         let next = match self.options.protocol {
             Protocol::V2 => plan::endpoint(
