@@ -85,9 +85,7 @@ EOF
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "starting the server on 127.0.0.1:$port (load average before: $load_before)"
-# The allocator setting of the shipped systemd unit (deploy/systemd/autodiscoverd.service).
-GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576 \
-  "$server_bin" serve --config "$work/autodiscoverd.toml" >"$work/server.out" 2>"$work/server.log" &
+"$server_bin" serve --config "$work/autodiscoverd.toml" >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 client_pid=""
 cleanup() {

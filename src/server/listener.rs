@@ -14,11 +14,13 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::drain::{draining, Drain, DrainWatch};
+use super::lean_tls::LeanTls;
+use super::park::{self, ParkableIo};
 use super::proxy::{self, ClientContext, Link, ProxyHeader};
 use super::reload::Live;
 use super::respond::{self, Body};
@@ -65,12 +67,12 @@ impl Kind {
 }
 
 /// Accepts connections on `listener` until the task is aborted. Connections are tracked
-/// by `graceful` when given (metrics scrapes are not: they must not hold up a drain).
+/// by `drain` when given (metrics scrapes are not: they must not hold up a drain).
 pub async fn accept_loop(
     kind: Kind,
     listener: TcpListener,
     live: Arc<Live>,
-    graceful: Option<Arc<GracefulShutdown>>,
+    drain: Option<Arc<Drain>>,
     limit: Arc<Semaphore>,
 ) {
     loop {
@@ -92,7 +94,7 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let live = Arc::clone(&live);
-        let watcher = graceful.as_ref().map(|g| g.watcher());
+        let watcher = drain.as_ref().map(|d| d.watch());
         tokio::spawn(async move {
             let _permit = permit;
             let _active = metrics::connection_opened(kind.label());
@@ -106,7 +108,7 @@ async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     live: Arc<Live>,
-    watcher: Option<Watcher>,
+    watcher: Option<DrainWatch>,
 ) {
     let generation = live.current();
     let state = Arc::clone(&generation.state);
@@ -134,7 +136,7 @@ async fn connection(
                 let live = Arc::clone(&live);
                 async move { Ok::<_, Infallible>(health::handle(&req, &live).await) }
             });
-            serve(TokioIo::new(stream), service, &state, peer, None).await;
+            Box::pin(serve(TokioIo::new(stream), service, &state, peer, None)).await;
         }
         Kind::Redirect => {
             let redirect = state.config.redirect.clone().map(Arc::new);
@@ -146,16 +148,17 @@ async fn connection(
                 tracing::info!(target: "access", client = %peer, method = %req.method(), path = %req.uri().path(), status = response.status().as_u16(), "redirect listener");
                 async move { Ok::<_, Infallible>(response) }
             });
-            serve(TokioIo::new(stream), service, &state, peer, watcher).await;
+            Box::pin(serve(TokioIo::new(stream), service, &state, peer, watcher)).await;
         }
         _ if kind.tls() => {
+            let config = Arc::clone(generation.acceptor.config());
             let handshake = tokio::time::timeout(
                 state.config.server.tls_handshake_timeout,
-                generation.acceptor.accept(stream),
+                Box::pin(LeanTls::accept(stream, config)),
             )
             .await;
-            let tls = match handshake {
-                Ok(Ok(tls)) => tls,
+            let (tls, sni) = match handshake {
+                Ok(Ok(done)) => done,
                 Ok(Err(e)) => {
                     metrics::tls_handshake_failure("error");
                     tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
@@ -167,15 +170,12 @@ async fn connection(
                     return;
                 }
             };
-            let sni = tls.get_ref().1.server_name().map(str::to_string);
             let conn = Arc::new(ConnInfo::new(peer, sni));
-            let service = autodiscover_service(Arc::clone(&state), conn, link);
-            serve(TokioIo::new(tls), service, &state, peer, watcher).await;
+            serve_autodiscover(tls, state, conn, link, watcher).await;
         }
         _ => {
             let conn = Arc::new(ConnInfo::new(peer, None));
-            let service = autodiscover_service(Arc::clone(&state), conn, link);
-            serve(TokioIo::new(stream), service, &state, peer, watcher).await;
+            serve_autodiscover(stream, state, conn, link, watcher).await;
         }
     }
 }
@@ -229,19 +229,47 @@ async fn read_proxy_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Proxy
     }
 }
 
-async fn serve<I, S>(io: I, service: S, state: &State, peer: SocketAddr, watcher: Option<Watcher>)
-where
+/// Serves a short-lived connection (port-80 redirects, metrics scrapes) to its end; a drain
+/// lets the request in progress finish.
+async fn serve<I, S>(
+    io: I,
+    service: S,
+    state: &State,
+    peer: SocketAddr,
+    mut watcher: Option<DrainWatch>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = Body> + Send,
     S::Future: Send,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let conn = http1_builder(state).serve_connection(io, service);
-    let result = match watcher {
-        Some(w) => w.watch(conn).await,
-        None => conn.await,
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = draining(&mut watcher) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     };
     if let Err(e) = result {
+        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves an Autodiscover connection, parked outside hyper whenever it idles.
+async fn serve_autodiscover<I: ParkableIo>(
+    io: I,
+    state: Arc<State>,
+    conn: Arc<ConnInfo>,
+    link: Link,
+    watcher: Option<DrainWatch>,
+) {
+    let builder = http1_builder(&state);
+    let timing = park::Timing::new(state.config.server.header_read_timeout);
+    let peer = conn.peer;
+    let make_service = || autodiscover_service(Arc::clone(&state), Arc::clone(&conn), link);
+    if let Err(e) = park::serve(io, &builder, make_service, timing, watcher).await {
         tracing::debug!(client = %peer, error = %e, "connection ended with an error");
     }
 }
@@ -254,8 +282,9 @@ fn autodiscover_service(
     Request<Incoming>,
     Response = Response<Body>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
-> + Send {
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + Unpin,
+> + Send
+       + Unpin {
     service_fn(move |req: Request<Incoming>| {
         let state = Arc::clone(&state);
         let conn = Arc::clone(&conn);

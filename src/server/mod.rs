@@ -3,9 +3,12 @@
 //! so tests run the real thing on `127.0.0.1:0`.
 
 pub mod answers;
+pub mod drain;
 pub mod handlers;
+pub mod lean_tls;
 pub mod listener;
 pub mod ntlm;
+pub mod park;
 pub mod proxy;
 pub mod redirect80;
 pub mod reload;
@@ -20,7 +23,6 @@ use std::sync::Arc;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -235,7 +237,7 @@ pub async fn run(
 /// accepting (listeners close), lets in-flight requests finish within
 /// `server.shutdown_grace_secs`, and returns.
 pub async fn run_live(listeners: Listeners, live: Arc<Live>, shutdown: impl Future<Output = ()>) {
-    let graceful = Arc::new(GracefulShutdown::new());
+    let drain = Arc::new(drain::Drain::default());
     let max_connections = live.current().state.config.server.max_connections;
     let limit = Arc::new(Semaphore::new(max_connections));
     // Scrapes get their own small budget so a connection flood cannot blind monitoring.
@@ -256,7 +258,7 @@ pub async fn run_live(listeners: Listeners, live: Arc<Live>, shutdown: impl Futu
                 kind,
                 l,
                 Arc::clone(&live),
-                Some(Arc::clone(&graceful)),
+                Some(Arc::clone(&drain)),
                 Arc::clone(&limit),
             ));
         }
@@ -265,28 +267,20 @@ pub async fn run_live(listeners: Listeners, live: Arc<Live>, shutdown: impl Futu
     live.set_draining();
     let grace = live.current().state.config.server.shutdown_grace;
     tracing::info!(
-        open = graceful.count(),
+        open = drain.open(),
         grace_secs = grace.as_secs(),
         "shutting down: listeners closed; finishing in-flight requests"
     );
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    // Only connection tasks hold watchers now; the accept loops and their Arcs are gone.
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => {
-            if tokio::time::timeout(grace, graceful.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    grace_secs = grace.as_secs(),
-                    "shutdown grace period passed; closing the remaining connections"
-                );
-            } else {
-                tracing::info!("all connections finished");
-            }
-        }
-        Err(_) => tracing::warn!("connections still referenced; not waiting for them"),
+    // Only connection tasks hold watches now; the accept loops are gone.
+    if drain.drain(grace).await {
+        tracing::info!("all connections finished");
+    } else {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "shutdown grace period passed; closing the remaining connections"
+        );
     }
     ops_tasks.abort_all();
     while ops_tasks.join_next().await.is_some() {}

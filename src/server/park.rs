@@ -1,0 +1,311 @@
+//! Keep-alive connections between requests.
+//!
+//! hyper holds a connection's read and write buffers, its state machine and our service for
+//! as long as it serves the connection, idle or not: ~16 KiB each, which is most of what
+//! 10 000 idle Outlook connections would cost. So a connection is served in *bursts*: hyper
+//! serves requests while the client is active; after [`Timing::park_after`] without a byte
+//! in either direction it is asked to stop at its next idle point (a graceful shutdown
+//! that leaves the socket open), hands back the stream and whatever it had read ahead, and
+//! the connection waits for the client's next bytes *parked*: only the socket, the TLS
+//! session and the connection's own facts (its NTLM identity) stay allocated. The client
+//! sees one ordinary keep-alive connection.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::drain::{draining, DrainWatch};
+use super::lean_tls::LeanTls;
+use super::respond::Body;
+
+/// A connection's byte stream, as the parking loop needs it.
+pub trait ParkableIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready when the socket has bytes (or an end or error) to read.
+    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Whether input is already buffered above the socket (then nothing needs waiting for).
+    fn has_buffered_input(&self) -> bool {
+        false
+    }
+
+    /// Frees buffers that hold nothing; called when the connection parks.
+    fn release_idle_buffers(&mut self) {}
+}
+
+impl ParkableIo for TcpStream {
+    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
+impl ParkableIo for LeanTls {
+    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp().poll_read_ready(cx)
+    }
+
+    fn has_buffered_input(&self) -> bool {
+        self.has_plaintext()
+    }
+
+    fn release_idle_buffers(&mut self) {
+        LeanTls::release_idle_buffers(self);
+    }
+}
+
+/// How long a connection stays with hyper, and parked.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Quiet time after which hyper hands the connection back.
+    pub park_after: Duration,
+    /// Quiet time after which a keep-alive connection is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Timing {
+    /// Parks after at most one second of quiet: long enough that the legs of an NTLM
+    /// handshake and a client's follow-up requests stay in one burst, short enough that
+    /// idle connections spend nearly all their life parked.
+    pub fn new(idle_timeout: Duration) -> Timing {
+        Timing {
+            park_after: Duration::from_secs(1).min(idle_timeout / 2),
+            idle_timeout,
+        }
+    }
+}
+
+/// Serves `io` until the client closes, the connection idles out, an error ends it or the
+/// server drains. `make_service` builds the per-burst service (cheap: a few `Arc`s).
+pub async fn serve<I, S, F>(
+    io: I,
+    builder: &http1::Builder,
+    mut make_service: F,
+    timing: Timing,
+    mut drain: Option<DrainWatch>,
+) -> Result<(), hyper::Error>
+where
+    I: ParkableIo,
+    F: FnMut() -> S,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Unpin,
+    S::Future: Unpin + Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut stream = Burst {
+        io,
+        read_ahead: Bytes::new(),
+        activity: Arc::new(AtomicU64::new(0)),
+    };
+    loop {
+        // Boxed: while the connection is parked, nothing of hyper's stays allocated.
+        let service = make_service();
+        let (next, after) = Box::pin(burst(stream, builder, service, timing, &mut drain)).await?;
+        stream = next;
+        if after == After::Close {
+            close(&mut stream.io).await;
+            return Ok(());
+        }
+        if stream.read_ahead.is_empty() && !stream.io.has_buffered_input() {
+            stream.io.release_idle_buffers();
+            let parked_for = timing.idle_timeout.saturating_sub(timing.park_after);
+            let readable = tokio::select! {
+                biased;
+                () = draining(&mut drain) => false,
+                readable = poll_fn(|cx| stream.io.poll_socket_readable(cx)) => readable.is_ok(),
+                () = tokio::time::sleep(parked_for) => false,
+            };
+            if !readable {
+                close(&mut stream.io).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum After {
+    Park,
+    Close,
+}
+
+/// hyper serves `stream` until it has been quiet for `park_after` (then hyper stops at its
+/// next idle point and the connection parks), or until it ends by itself (the client
+/// closed or sent `Connection: close`, the answer closes the connection, an error), or the
+/// server drains.
+async fn burst<I, S>(
+    stream: Burst<I>,
+    builder: &http1::Builder,
+    service: S,
+    timing: Timing,
+    drain: &mut Option<DrainWatch>,
+) -> Result<(Burst<I>, After), hyper::Error>
+where
+    I: ParkableIo,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Unpin,
+    S::Future: Unpin + Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let activity = Arc::clone(&stream.activity);
+    let mut conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut asked_to_stop = false;
+    let mut after = After::Park;
+    let mut seen = activity.load(Ordering::Relaxed);
+    let quiet = tokio::time::sleep(timing.park_after);
+    tokio::pin!(quiet);
+    loop {
+        tokio::select! {
+            ended = poll_fn(|cx| conn.poll_without_shutdown(cx)) => {
+                ended?;
+                break;
+            }
+            () = &mut quiet, if !asked_to_stop => {
+                let now = activity.load(Ordering::Relaxed);
+                if now == seen {
+                    Pin::new(&mut conn).graceful_shutdown();
+                    asked_to_stop = true;
+                } else {
+                    seen = now;
+                    quiet.as_mut().reset(tokio::time::Instant::now() + timing.park_after);
+                }
+            }
+            () = draining(drain), if !asked_to_stop => {
+                Pin::new(&mut conn).graceful_shutdown();
+                asked_to_stop = true;
+                after = After::Close;
+            }
+        }
+    }
+    if !asked_to_stop {
+        after = After::Close;
+    }
+    let parts = conn.into_parts();
+    let mut stream = parts.io.into_inner();
+    stream.read_ahead = join(parts.read_buf, std::mem::take(&mut stream.read_ahead));
+    Ok((stream, after))
+}
+
+/// Ends the stream politely (TLS close_notify, FIN), without waiting on a client that does
+/// not read.
+async fn close<I: ParkableIo>(io: &mut I) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+}
+
+/// What hyper had read but not used, then what it had not read yet of the previous rest.
+/// Copied out: hyper's `Bytes` keeps its whole 8 KiB read buffer alive, even when empty.
+fn join(unused: Bytes, unread: Bytes) -> Bytes {
+    if unused.is_empty() && unread.is_empty() {
+        return Bytes::new();
+    }
+    let mut both = BytesMut::with_capacity(unused.len() + unread.len());
+    both.extend_from_slice(&unused);
+    both.extend_from_slice(&unread);
+    both.freeze()
+}
+
+/// The stream during one burst: bytes handed back by the previous burst come first, and
+/// every byte moved counts as activity.
+struct Burst<I> {
+    io: I,
+    read_ahead: Bytes,
+    activity: Arc<AtomicU64>,
+}
+
+impl<I: ParkableIo> AsyncRead for Burst<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.read_ahead.is_empty() {
+            let n = this.read_ahead.len().min(buf.remaining());
+            buf.put_slice(this.read_ahead.get(..n).unwrap_or_default());
+            this.read_ahead.advance(n);
+            this.activity.fetch_add(1, Ordering::Relaxed);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<I: ParkableIo> AsyncWrite for Burst<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handed_back_bytes_keep_their_order() {
+        let joined = join(
+            Bytes::from_static(b"GET / HT"),
+            Bytes::from_static(b"TP/1.1"),
+        );
+        assert_eq!(&joined[..], b"GET / HTTP/1.1");
+        assert_eq!(&join(Bytes::new(), Bytes::from_static(b"x"))[..], b"x");
+        assert_eq!(&join(Bytes::from_static(b"y"), Bytes::new())[..], b"y");
+    }
+
+    #[test]
+    fn parking_starts_well_inside_the_idle_timeout() {
+        assert_eq!(
+            Timing::new(Duration::from_secs(10)).park_after,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            Timing::new(Duration::from_secs(1)).park_after,
+            Duration::from_millis(500)
+        );
+    }
+}
