@@ -5,9 +5,9 @@
 //! One registry per process: the daemon is one process, and counters only ever grow, so
 //! in-process tests that share it assert on differences, never on absolute values.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Latency buckets in seconds: directory calls and requests are sub-millisecond (embedded)
@@ -15,10 +15,86 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+const BUCKETS: usize = LATENCY_BUCKETS.len();
+
+/// Series slots per family. Label values are `&'static str` from the code, so a family has
+/// tens of series; a family that somehow fills its table goes on in a locked overflow list.
+const SLOTS: usize = 256;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave a counter map inconsistent.
+    // A panic while holding the lock cannot leave a series list inconsistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The series of one family: an open-addressing table of write-once slots, each holding
+/// the label values and the series' atomic value(s). Recording a known series is a hash of
+/// the label values, one atomic load per probe and atomic adds: no lock, so the worker
+/// threads never wait for each other (they used to take one mutex per metric call).
+struct Series<const N: usize, V> {
+    slots: Box<[OnceLock<([&'static str; N], V)>]>,
+    overflow: Mutex<Vec<([&'static str; N], V)>>,
+}
+
+impl<const N: usize, V: Default> Series<N, V> {
+    fn new() -> Self {
+        Series {
+            slots: (0..SLOTS).map(|_| OnceLock::new()).collect(),
+            overflow: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Applies `f` to the value of the series `values` (created at zero when new).
+    fn with(&self, values: [&'static str; N], f: impl FnOnce(&V)) {
+        let start = slot_of(&values);
+        for i in 0..self.slots.len() {
+            let Some(slot) = self.slots.get((start + i) % self.slots.len()) else {
+                break;
+            };
+            // Another thread may claim an empty slot for other labels first: then probe on.
+            let (labels, value) = slot.get_or_init(|| (values, V::default()));
+            if labels == &values {
+                f(value);
+                return;
+            }
+        }
+        let mut overflow = lock(&self.overflow);
+        match overflow.iter().position(|(labels, _)| labels == &values) {
+            Some(i) => {
+                if let Some((_, value)) = overflow.get(i) {
+                    f(value);
+                }
+            }
+            None => {
+                let value = V::default();
+                f(&value);
+                overflow.push((values, value));
+            }
+        }
+    }
+
+    /// Every series, sorted by label values, mapped through `f`.
+    fn snapshot<T>(&self, f: impl Fn(&V) -> T) -> Vec<([&'static str; N], T)> {
+        let mut all: Vec<_> = self
+            .slots
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|(labels, v)| (*labels, f(v)))
+            .collect();
+        all.extend(lock(&self.overflow).iter().map(|(l, v)| (*l, f(v))));
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+/// FNV-1a over the label values (a short, fixed set: no flooding concern).
+fn slot_of<const N: usize>(values: &[&'static str; N]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in values {
+        for b in v.bytes().chain([0xff]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    (h % SLOTS as u64) as usize
 }
 
 /// A family of counters (`u64`) or gauges (`i64`) with `N` labels.
@@ -26,32 +102,52 @@ struct Family<const N: usize, V> {
     name: &'static str,
     help: &'static str,
     labels: [&'static str; N],
-    values: Mutex<BTreeMap<[&'static str; N], V>>,
+    values: Series<N, V>,
 }
 
 /// Monotonic counters.
-type Counter<const N: usize> = Family<N, u64>;
+type Counter<const N: usize> = Family<N, AtomicU64>;
 /// Values that go up and down.
-type Gauge<const N: usize> = Family<N, i64>;
+type Gauge<const N: usize> = Family<N, AtomicI64>;
 
-impl<const N: usize, V: Copy + Default + std::fmt::Display> Family<N, V> {
-    const fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
+/// Reads an atomic counter or gauge for rendering.
+trait Load {
+    type Out: std::fmt::Display;
+    fn load(&self) -> Self::Out;
+}
+
+impl Load for AtomicU64 {
+    type Out = u64;
+    fn load(&self) -> u64 {
+        AtomicU64::load(self, Ordering::Relaxed)
+    }
+}
+
+impl Load for AtomicI64 {
+    type Out = i64;
+    fn load(&self) -> i64 {
+        AtomicI64::load(self, Ordering::Relaxed)
+    }
+}
+
+impl<const N: usize, V: Default + Load> Family<N, V> {
+    fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
         Family {
             name,
             help,
             labels,
-            values: Mutex::new(BTreeMap::new()),
+            values: Series::new(),
         }
     }
 
     fn render(&self, out: &mut String, kind: &str) {
         header(out, self.name, self.help, kind);
-        for (values, v) in lock(&self.values).iter() {
+        for (values, v) in self.values.snapshot(Load::load) {
             let _ = writeln!(
                 out,
                 "{}{} {v}",
                 self.name,
-                labels(&self.labels, values, None)
+                labels(&self.labels, &values, None)
             );
         }
     }
@@ -59,21 +155,53 @@ impl<const N: usize, V: Copy + Default + std::fmt::Display> Family<N, V> {
 
 impl<const N: usize> Counter<N> {
     fn inc(&self, values: [&'static str; N]) {
-        *lock(&self.values).entry(values).or_insert(0) += 1;
+        self.values.with(values, |v| {
+            v.fetch_add(1, Ordering::Relaxed);
+        });
     }
 }
 
 impl<const N: usize> Gauge<N> {
     fn add(&self, values: [&'static str; N], delta: i64) {
-        *lock(&self.values).entry(values).or_insert(0) += delta;
+        self.values.with(values, |v| {
+            v.fetch_add(delta, Ordering::Relaxed);
+        });
     }
 }
 
+/// One histogram series: per-bucket counts (not cumulative; summed when rendered), the
+/// count and the sum in nanoseconds.
 #[derive(Default)]
 struct HistData {
-    buckets: Vec<u64>,
-    sum: f64,
-    count: u64,
+    buckets: [AtomicU64; BUCKETS],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl HistData {
+    fn observe(&self, seconds: f64) {
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            if let Some(bucket) = self.buckets.get(i) {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Saturating float-to-int conversion: negative or NaN count as zero.
+        self.sum_nanos
+            .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cumulative bucket counts, the sum in seconds and the count.
+    fn read(&self) -> ([u64; BUCKETS], f64, u64) {
+        let mut cumulative = [0u64; BUCKETS];
+        let mut total = 0;
+        for (out, b) in cumulative.iter_mut().zip(&self.buckets) {
+            total += b.load(Ordering::Relaxed);
+            *out = total;
+        }
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        (cumulative, sum, self.count.load(Ordering::Relaxed))
+    }
 }
 
 /// A histogram family with `N` labels and [`LATENCY_BUCKETS`].
@@ -81,56 +209,45 @@ struct Histogram<const N: usize> {
     name: &'static str,
     help: &'static str,
     labels: [&'static str; N],
-    values: Mutex<BTreeMap<[&'static str; N], HistData>>,
+    values: Series<N, HistData>,
 }
 
 impl<const N: usize> Histogram<N> {
-    const fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
+    fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
         Histogram {
             name,
             help,
             labels,
-            values: Mutex::new(BTreeMap::new()),
+            values: Series::new(),
         }
     }
 
     fn observe(&self, values: [&'static str; N], seconds: f64) {
-        let mut map = lock(&self.values);
-        let h = map.entry(values).or_default();
-        if h.buckets.is_empty() {
-            h.buckets = vec![0; LATENCY_BUCKETS.len()];
-        }
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(h.buckets.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        h.sum += seconds;
-        h.count += 1;
+        self.values.with(values, |h| h.observe(seconds));
     }
 
     fn render(&self, out: &mut String) {
         header(out, self.name, self.help, "histogram");
-        for (values, h) in lock(&self.values).iter() {
-            for (bound, count) in LATENCY_BUCKETS.iter().zip(&h.buckets) {
+        for (values, (buckets, sum, count)) in self.values.snapshot(HistData::read) {
+            for (bound, count) in LATENCY_BUCKETS.iter().zip(&buckets) {
                 let le = format!("{bound}");
                 let _ = writeln!(
                     out,
                     "{}_bucket{} {count}",
                     self.name,
-                    labels(&self.labels, values, Some(&le))
+                    labels(&self.labels, &values, Some(&le))
                 );
             }
             let _ = writeln!(
                 out,
                 "{}_bucket{} {}",
                 self.name,
-                labels(&self.labels, values, Some("+Inf")),
-                h.count
+                labels(&self.labels, &values, Some("+Inf")),
+                count
             );
-            let l = labels(&self.labels, values, None);
-            let _ = writeln!(out, "{}_sum{l} {}", self.name, h.sum);
-            let _ = writeln!(out, "{}_count{l} {}", self.name, h.count);
+            let l = labels(&self.labels, &values, None);
+            let _ = writeln!(out, "{}_sum{l} {sum}", self.name);
+            let _ = writeln!(out, "{}_count{l} {count}", self.name);
         }
     }
 }
@@ -488,6 +605,67 @@ mod tests {
             );
         }
         assert!(after.contains("autodiscoverd_build_info{version=\""));
+    }
+
+    #[test]
+    fn concurrent_updates_are_all_counted() {
+        let c: Counter<2> = Counter::new("t_total", "test", ["a", "b"]);
+        let h: Histogram<1> = Histogram::new("t_seconds", "test", ["op"]);
+        let labels = [["x", "1"], ["x", "2"], ["y", "1"], ["z", "9"]];
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (c, h) = (&c, &h);
+                s.spawn(move || {
+                    for i in 0..10_000 {
+                        c.inc(labels[(t + i) % labels.len()]);
+                        h.observe(["find"], 0.002);
+                    }
+                });
+            }
+        });
+        let mut out = String::new();
+        c.render(&mut out, "counter");
+        for l in labels {
+            let series = format!("t_total{{a=\"{}\",b=\"{}\"}}", l[0], l[1]);
+            assert_eq!(sample(&out, &series), Some(10_000.0), "{series}\n{out}");
+        }
+        let mut out = String::new();
+        h.render(&mut out);
+        assert_eq!(
+            sample(&out, r#"t_seconds_count{op="find"}"#),
+            Some(40_000.0)
+        );
+        assert_eq!(
+            sample(&out, r#"t_seconds_bucket{op="find",le="0.0025"}"#),
+            Some(40_000.0)
+        );
+        assert_eq!(
+            sample(&out, r#"t_seconds_bucket{op="find",le="0.001"}"#),
+            Some(0.0)
+        );
+        let sum = sample(&out, r#"t_seconds_sum{op="find"}"#).unwrap();
+        assert!((sum - 80.0).abs() < 1e-6, "{sum}");
+    }
+
+    #[test]
+    fn more_series_than_slots_are_kept_and_rendered_in_order() {
+        let c: Counter<1> = Counter::new("t_total", "test", ["k"]);
+        // Leaked: label values are `&'static str` by design.
+        let names: Vec<&'static str> = (0..SLOTS + 40)
+            .map(|i| &*Box::leak(format!("s{i:04}").into_boxed_str()))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            for _ in 0..=i % 3 {
+                c.inc([n]);
+            }
+        }
+        let mut out = String::new();
+        c.render(&mut out, "counter");
+        let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len(), names.len());
+        for (i, (n, line)) in names.iter().zip(&lines).enumerate() {
+            assert_eq!(*line, format!("t_total{{k=\"{n}\"}} {}", i % 3 + 1));
+        }
     }
 
     #[test]
