@@ -55,6 +55,17 @@ pub fn stderr() -> Option<BatchWriter> {
         .clone()
 }
 
+/// Hands one whole line to the stderr writer (directly to stderr when its thread could not
+/// start), the way the `tracing` layer writes its lines.
+pub fn write_line(line: &[u8]) {
+    match stderr() {
+        Some(w) => w.push(line),
+        None => {
+            let _ = io::stderr().write_all(line);
+        }
+    }
+}
+
 /// Waits until every line handed to the stderr writer so far is written.
 pub fn flush() {
     if let Some(Some(w)) = STDERR.get() {

@@ -2,6 +2,7 @@
 //! (`[log] format`: text, json or logfmt) can change at start and on reload.
 
 use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use tracing::field::{Field, Visit};
@@ -21,24 +22,65 @@ type Boxed = Box<dyn Layer<Inner> + Send + Sync>;
 
 static FORMAT: OnceLock<reload::Handle<Boxed, Inner>> = OnceLock::new();
 
-fn layer(format: LogFormat) -> Boxed {
-    // Lines go through the batching writer thread (one write per batch, handlers never
-    // block on stderr); straight to stderr only if that thread cannot start.
-    match super::log_writer::stderr() {
-        Some(writer) => layer_with(format, writer),
-        None => layer_with(format, std::io::stderr),
+/// The format of the installed layer when lines may be formatted without it (see
+/// [`direct_format`]): 0 none, else 1 + the [`LogFormat`] index.
+static DIRECT: AtomicU8 = AtomicU8::new(0);
+
+/// The line format, when the process's own subscriber is installed and writes without
+/// colour: then `ops::access` formats access lines itself, byte for byte as the layer would,
+/// and hands them to the same writer. `None`: emit a `tracing` event.
+pub(crate) fn direct_format() -> Option<LogFormat> {
+    match DIRECT.load(Ordering::Relaxed) {
+        1 => Some(LogFormat::Text),
+        2 => Some(LogFormat::Json),
+        3 => Some(LogFormat::Logfmt),
+        _ => None,
     }
 }
 
-fn layer_with<W>(format: LogFormat, writer: W) -> Boxed
+fn set_direct(format: LogFormat) {
+    use std::io::IsTerminal;
+    let code = if std::io::stderr().is_terminal() {
+        0
+    } else {
+        match format {
+            LogFormat::Text => 1,
+            LogFormat::Json => 2,
+            LogFormat::Logfmt => 3,
+        }
+    };
+    DIRECT.store(code, Ordering::Relaxed);
+}
+
+fn layer(format: LogFormat) -> Boxed {
+    use std::io::IsTerminal;
+    // Colour only on a terminal: journald and log files must not get escape codes.
+    let ansi = std::io::stderr().is_terminal();
+    // Lines go through the batching writer thread (one write per batch, handlers never
+    // block on stderr); straight to stderr only if that thread cannot start.
+    match super::log_writer::stderr() {
+        Some(writer) => layer_with(format, writer, ansi),
+        None => layer_with(format, std::io::stderr, ansi),
+    }
+}
+
+/// The layer of `format` without colour, writing to `writer` (the reference the direct
+/// access-line formatter is tested against).
+#[cfg(test)]
+pub(crate) fn layer_for_tests<W>(format: LogFormat, writer: W) -> Boxed
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    use std::io::IsTerminal;
-    // Colour only on a terminal: journald and log files must not get escape codes.
+    layer_with(format, writer, false)
+}
+
+fn layer_with<W>(format: LogFormat, writer: W, ansi: bool) -> Boxed
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let base = tracing_subscriber::fmt::layer()
         .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => base.boxed(),
         LogFormat::Json => base
@@ -67,14 +109,16 @@ pub fn init() {
         .is_ok()
     {
         let _ = FORMAT.set(handle);
+        set_direct(LogFormat::Text);
     }
 }
 
 /// Switches the line format (no-op when [`init`] did not install the subscriber).
 pub fn set_format(format: LogFormat) {
     if let Some(handle) = FORMAT.get() {
-        if let Err(e) = handle.reload(layer(format)) {
-            tracing::warn!(error = %e, "cannot switch the log format");
+        match handle.reload(layer(format)) {
+            Ok(()) => set_direct(format),
+            Err(e) => tracing::warn!(error = %e, "cannot switch the log format"),
         }
     }
 }
@@ -126,13 +170,20 @@ impl Visit for LogfmtFields<'_> {
 
 /// Quotes a logfmt value when it is empty or holds spaces, `=`, quotes or control characters.
 fn quote(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    push_quoted(&mut out, v);
+    out
+}
+
+/// Appends `v` as a logfmt value, quoted only when needed (see [`quote`]).
+pub(crate) fn push_quoted(out: &mut String, v: &str) {
     if !v.is_empty()
         && v.chars()
             .all(|c| !c.is_whitespace() && !c.is_control() && c != '=' && c != '"')
     {
-        return v.to_string();
+        out.push_str(v);
+        return;
     }
-    let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
     for c in v.chars() {
         match c {
@@ -148,7 +199,6 @@ fn quote(v: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Operations: logging setup, metrics, health endpoints, signals and systemd notification.
 
+pub mod access;
 pub mod health;
 pub mod log_writer;
 pub mod logging;

@@ -88,19 +88,17 @@ where
     if let Some(header) = state.ntlm.take_final_header(&conn) {
         respond::add_www_authenticate(&mut response, &header);
     }
-    tracing::info!(
-        target: "access",
-        client = %client,
-        sni = conn.sni.as_deref().unwrap_or("-"),
-        %method,
-        path = %path,
-        endpoint = crate::ops::metrics::endpoint_label(&path),
-        user = note.user.as_deref().unwrap_or("-"),
-        outcome = note.outcome,
-        status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    crate::ops::access::request(&crate::ops::access::AccessLine {
+        client,
+        sni: conn.sni.as_deref().unwrap_or("-"),
+        method: method.as_str(),
+        path: &path,
+        endpoint: crate::ops::metrics::endpoint_label(&path),
+        user: note.user.as_deref().unwrap_or("-"),
+        outcome: note.outcome,
+        status: response.status().as_u16(),
+        latency_us: started.elapsed().as_micros() as u64,
+    });
     response
         .extensions_mut()
         .insert(crate::ops::metrics::RequestOutcome {
