@@ -58,7 +58,8 @@ pub fn parse_request(body: &[u8]) -> Result<PoxRequest, PoxReject> {
         flavour,
         reason,
     };
-    let mut path: Vec<Vec<u8>> = Vec::new();
+    // The open elements, as the little the parser needs to know of them (no copies).
+    let mut path: Vec<Tag> = Vec::with_capacity(8);
     let mut fields = Fields::default();
     let mut saw_root = false;
     let mut saw_request = false;
@@ -72,7 +73,8 @@ pub fn parse_request(body: &[u8]) -> Result<PoxRequest, PoxReject> {
         })?;
         match event {
             Event::Start(start) => {
-                let local = start.local_name().as_ref().to_vec();
+                let local = start.local_name();
+                let local = local.as_ref();
                 if path.is_empty() {
                     if local != b"Autodiscover" || saw_root {
                         return Err(reject(
@@ -90,7 +92,7 @@ pub fn parse_request(body: &[u8]) -> Result<PoxRequest, PoxReject> {
                 } else if path.len() == 1 && local == b"Request" {
                     saw_request = true;
                 }
-                path.push(local);
+                path.push(Tag::of(local));
                 if path.len() > MAX_DEPTH {
                     return Err(reject(
                         ErrorCode::InvalidRequest,
@@ -196,18 +198,37 @@ pub fn parse_request(body: &[u8]) -> Result<PoxRequest, PoxReject> {
     })
 }
 
-fn store(fields: &mut Fields, path: &[Vec<u8>], value: &str) {
-    let [_, request, field] = path else {
+/// An open element by its local name: only these matter below the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Request,
+    EMailAddress,
+    LegacyDn,
+    AcceptableResponseSchema,
+    Other,
+}
+
+impl Tag {
+    fn of(local: &[u8]) -> Tag {
+        match local {
+            b"Request" => Tag::Request,
+            b"EMailAddress" => Tag::EMailAddress,
+            b"LegacyDN" => Tag::LegacyDn,
+            b"AcceptableResponseSchema" => Tag::AcceptableResponseSchema,
+            _ => Tag::Other,
+        }
+    }
+}
+
+fn store(fields: &mut Fields, path: &[Tag], value: &str) {
+    let [_, Tag::Request, field] = path else {
         return;
     };
-    if request.as_slice() != b"Request" {
-        return;
-    }
-    let slot = match field.as_slice() {
-        b"EMailAddress" => &mut fields.email,
-        b"LegacyDN" => &mut fields.legacy_dn,
-        b"AcceptableResponseSchema" => &mut fields.schema,
-        _ => return,
+    let slot = match field {
+        Tag::EMailAddress => &mut fields.email,
+        Tag::LegacyDn => &mut fields.legacy_dn,
+        Tag::AcceptableResponseSchema => &mut fields.schema,
+        Tag::Request | Tag::Other => return,
     };
     slot.get_or_insert_with(String::new).push_str(value);
 }
