@@ -495,6 +495,18 @@ impl Directory for EmbeddedDirectory {
         password: &str,
     ) -> Result<Option<Identity>, DirectoryError> {
         let user = self.user_for_login(login);
+        if password.is_empty() {
+            return Ok(None);
+        }
+        // Looked up for unknown users too (always a miss), so both paths do the same work.
+        // A hit counts only while the user still exists and is enabled.
+        let hit = self.verified.get(login, password, Instant::now());
+        if let (Some(hit), Some(u)) = (hit, user) {
+            if u.recipient.enabled {
+                return Ok(Some(hit));
+            }
+        }
+        // Copied only on a miss (a hit needs neither).
         let (secret, identity) = match user {
             Some(u) if u.recipient.enabled => (
                 match (&u.secret, &u.nt_hash) {
@@ -508,14 +520,6 @@ impl Directory for EmbeddedDirectory {
             // Unknown or disabled: spend the same work on the dummy hash.
             _ => (Secret::None, None),
         };
-        if password.is_empty() {
-            return Ok(None);
-        }
-        // Looked up for unknown users too (always a miss), so both paths do the same work.
-        let hit = self.verified.get(login, password, Instant::now());
-        if let (Some(hit), Some(_)) = (hit, &identity) {
-            return Ok(Some(hit));
-        }
         let dummy = Arc::clone(&self.dummy_hash);
         let owned = password.to_string();
         let _slot = self.hashing.acquire().await.map_err(|e| {

@@ -31,7 +31,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// the label values, one atomic load per probe and atomic adds: no lock, so the worker
 /// threads never wait for each other (they used to take one mutex per metric call).
 struct Series<const N: usize, V> {
-    slots: Box<[OnceLock<([&'static str; N], V)>]>,
+    slots: Box<[Slot<N, V>]>,
     overflow: Mutex<Vec<([&'static str; N], V)>>,
 }
 
@@ -85,6 +85,9 @@ impl<const N: usize, V: Default> Series<N, V> {
         all
     }
 }
+
+/// One series: its label values and value(s), set once.
+type Slot<const N: usize, V> = OnceLock<([&'static str; N], V)>;
 
 /// FNV-1a over the label values (a short, fixed set: no flooding concern).
 fn slot_of<const N: usize>(values: &[&'static str; N]) -> usize {
@@ -374,6 +377,10 @@ pub struct RequestOutcome {
 
 /// A bounded endpoint name for a request path (metrics label and access-log field).
 pub fn endpoint_label(path: &str) -> &'static str {
+    // The POX path first, without allocating (nearly every request).
+    if path.eq_ignore_ascii_case("/autodiscover/autodiscover.xml") {
+        return "autodiscover.xml";
+    }
     match path.to_ascii_lowercase().as_str() {
         "/autodiscover/autodiscover.xml" => "autodiscover.xml",
         "/autodiscover/autodiscover.svc" => "autodiscover.svc",

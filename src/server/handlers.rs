@@ -39,6 +39,10 @@ pub enum Route {
 
 /// Maps a request path to a route.
 pub fn route(path: &str) -> Route {
+    // The POX path first, without allocating (nearly every request).
+    if path.eq_ignore_ascii_case("/autodiscover/autodiscover.xml") {
+        return Route::Pox;
+    }
     let lower = path.to_ascii_lowercase();
     if lower == "/autodiscover/autodiscover.xml" {
         Route::Pox
@@ -261,11 +265,14 @@ fn error_stamp(state: &State) -> ErrorStamp {
 }
 
 fn caps(headers: &HeaderMap) -> ClientCaps {
-    let get = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    // Constant names: a `&str` name is parsed and lower-cased again on every lookup.
+    const MAPI_HTTP: http::HeaderName = http::HeaderName::from_static("x-mapihttpcapability");
+    const CAN_HANDLE: http::HeaderName = http::HeaderName::from_static("x-clientcanhandle");
+    let get = |name: &http::HeaderName| headers.get(name).map(|v| v.as_bytes());
     ClientCaps::from_headers(
-        get("x-mapihttpcapability"),
-        get("x-clientcanhandle"),
-        get("user-agent"),
+        get(&MAPI_HTTP),
+        get(&CAN_HANDLE),
+        get(&http::header::USER_AGENT),
     )
 }
 
@@ -390,14 +397,19 @@ async fn answer_pox(
         (None, None) => Lookup::Address(String::new()),
     };
     let email = request.email.as_deref();
-    let stamp = error_stamp(state);
     let found = match state.directory.find(&lookup).await {
         Ok(found) => found,
         Err(e) => {
             // The backend logs outages once per state change; per request is debug.
             tracing::debug!(error = %e, "directory unavailable during lookup");
             return (
-                pox::render_error(request.flavour, ErrorCode::ServerError, stamp, email).into(),
+                pox::render_error(
+                    request.flavour,
+                    ErrorCode::ServerError,
+                    error_stamp(state),
+                    email,
+                )
+                .into(),
                 ErrorCode::ServerError.label(),
             );
         }
@@ -432,7 +444,7 @@ async fn answer_pox(
                     pox::render_error(
                         Flavour::MobileSync,
                         ErrorCode::NoConfiguration,
-                        stamp,
+                        error_stamp(state),
                         email,
                     )
                     .into(),
@@ -443,7 +455,9 @@ async fn answer_pox(
         (Flavour::MobileSync, Decision::RedirectAddr(target)) => {
             pox::render_mobilesync_redirect(email.unwrap_or_default(), &target)
         }
-        (flavour, Decision::Error(code)) => pox::render_error(flavour, code, stamp, email),
+        (flavour, Decision::Error(code)) => {
+            pox::render_error(flavour, code, error_stamp(state), email)
+        }
     };
     (body.into(), label)
 }

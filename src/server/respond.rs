@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION, RETRY_AFTER,
+    HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION, RETRY_AFTER,
     WWW_AUTHENTICATE,
 };
 use http::{Response, StatusCode};
@@ -20,10 +20,14 @@ fn response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
+/// `X-SOAP-Enabled` (HTTP/1 sends header names in lower case either way); a constant, so
+/// the name is not parsed again for every response.
+const X_SOAP_ENABLED: HeaderName = HeaderName::from_static("x-soap-enabled");
+
 /// Headers every `/autodiscover/*` response carries, 401s included (brief §0 rule 7).
 pub fn add_autodiscover_headers(r: &mut Response<Body>) {
     let h = r.headers_mut();
-    h.insert("X-SOAP-Enabled", HeaderValue::from_static("True"));
+    h.insert(X_SOAP_ENABLED, HeaderValue::from_static("True"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
 }
 
