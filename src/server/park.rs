@@ -284,10 +284,19 @@ impl<I: ParkableIo> AsyncWrite for Burst<I> {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::AtomicUsize;
+
+    use http::{Request, Response};
+    use hyper::service::service_fn;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
+    use crate::server::drain::Drain;
 
     #[test]
-    fn handed_back_bytes_keep_their_order() {
+    fn handed_back_bytes_keep_their_order_in_a_fresh_buffer() {
         let joined = join(
             Bytes::from_static(b"GET / HT"),
             Bytes::from_static(b"TP/1.1"),
@@ -295,6 +304,7 @@ mod tests {
         assert_eq!(&joined[..], b"GET / HTTP/1.1");
         assert_eq!(&join(Bytes::new(), Bytes::from_static(b"x"))[..], b"x");
         assert_eq!(&join(Bytes::from_static(b"y"), Bytes::new())[..], b"y");
+        assert!(join(Bytes::new(), Bytes::new()).is_empty());
     }
 
     #[test]
@@ -307,5 +317,149 @@ mod tests {
             Timing::new(Duration::from_secs(1)).park_after,
             Duration::from_millis(500)
         );
+    }
+
+    const QUICK: Timing = Timing {
+        park_after: Duration::from_millis(100),
+        idle_timeout: Duration::from_secs(3),
+    };
+
+    /// A server for one plain connection that answers each request with its path and
+    /// the number of the burst serving it. Returns the address, the burst counter and
+    /// the connection's task (which ends when `serve` returns).
+    async fn one_connection(
+        timing: Timing,
+        drain: Option<DrainWatch>,
+    ) -> (
+        std::net::SocketAddr,
+        Arc<AtomicUsize>,
+        tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bursts = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&bursts);
+        let task = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let builder = http1::Builder::new();
+            let make_service = || {
+                let burst = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                service_fn(move |req: Request<Incoming>| {
+                    let text = format!("{} burst {burst}", req.uri().path());
+                    Box::pin(async move { Ok::<_, Infallible>(Response::new(Body::from(text))) })
+                })
+            };
+            serve(tcp, &builder, make_service, timing, drain).await
+        });
+        (addr, bursts, task)
+    }
+
+    fn get(path: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")
+    }
+
+    /// Reads one answer (head and Content-Length body) and returns its body.
+    async fn answer(s: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed mid-answer");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        String::from_utf8(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_quiet_connection_is_handed_back_and_served_again_on_the_same_socket() {
+        let (addr, bursts, _task) = one_connection(QUICK, None).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(get("/a").as_bytes()).await.unwrap();
+        assert_eq!(answer(&mut s).await, "/a burst 1");
+        s.write_all(get("/b").as_bytes()).await.unwrap();
+        assert_eq!(answer(&mut s).await, "/b burst 1");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.write_all(get("/c").as_bytes()).await.unwrap();
+        assert_eq!(answer(&mut s).await, "/c burst 2");
+        assert_eq!(bursts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_split_across_a_park_loses_no_byte() {
+        let (addr, _bursts, _task) = one_connection(QUICK, None).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(get("/first").as_bytes()).await.unwrap();
+        assert_eq!(answer(&mut s).await, "/first burst 1");
+        let request = get("/second");
+        let (head, tail) = request.split_at(9);
+        s.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.write_all(tail.as_bytes()).await.unwrap();
+        assert!(answer(&mut s).await.starts_with("/second burst "));
+        // Two requests in one write, after another park.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.write_all(format!("{}{}", get("/x"), get("/y")).as_bytes())
+            .await
+            .unwrap();
+        assert!(answer(&mut s).await.starts_with("/x burst "));
+        assert!(answer(&mut s).await.starts_with("/y burst "));
+    }
+
+    #[tokio::test]
+    async fn connection_close_from_the_client_ends_the_connection() {
+        let (addr, _bursts, task) = one_connection(QUICK, None).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).await.unwrap();
+        assert!(all.ends_with("/bye burst 1"), "{all}");
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_parked_connection_is_closed_at_the_idle_timeout() {
+        let timing = Timing {
+            park_after: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(500),
+        };
+        let (addr, _bursts, task) = one_connection(timing, None).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(get("/a").as_bytes()).await.unwrap();
+        answer(&mut s).await;
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(400), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn draining_closes_a_parked_connection_at_once() {
+        let drain = Drain::default();
+        let (addr, _bursts, task) = one_connection(QUICK, Some(drain.watch())).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(get("/a").as_bytes()).await.unwrap();
+        answer(&mut s).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        assert!(drain.drain(Duration::from_secs(5)).await);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        task.await.unwrap().unwrap();
     }
 }

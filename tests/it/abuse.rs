@@ -221,7 +221,7 @@ fn unb64(header: &str) -> Vec<u8> {
 }
 
 /// Type 1 → Type 2 → Type 3 on `c` as `client`; returns the answer to the Type 3.
-async fn ntlm_from(c: &mut TlsClient, client: &str, opts: &ClientOptions) -> Answer {
+pub(crate) async fn ntlm_from(c: &mut TlsClient, client: &str, opts: &ClientOptions) -> Answer {
     let body = outlook_request("alice@contoso.com");
     let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
     let auth = format!("NTLM {}", b64(&t1));

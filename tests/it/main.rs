@@ -13,6 +13,7 @@ mod abuse;
 mod answers;
 mod cli;
 mod directory_battery;
+mod idle;
 mod journey;
 mod lab;
 mod ldap;
