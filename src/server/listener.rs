@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use super::drain::{draining, Drain, DrainWatch};
 use super::lean_tls::LeanTls;
-use super::park::{self, ParkableIo};
+use super::park::{self, Stream};
 use super::proxy::{self, ClientContext, Link, ProxyHeader};
 use super::reload::Live;
 use super::respond::{self, Body};
@@ -98,18 +98,27 @@ pub async fn accept_loop(
         tokio::spawn(async move {
             let _permit = permit;
             let _active = metrics::connection_opened(kind.label());
-            connection(kind, stream, peer, live, watcher).await;
+            // Opening (PROXY header, TLS handshake) runs in its own allocation, freed before
+            // the connection's long keep-alive life; the serving future is awaited where it
+            // lands (pinned, not moved), so the task holds its state once.
+            let serving = std::pin::pin!(Box::pin(open(kind, stream, peer, live, watcher)).await);
+            if let Some(serving) = serving.as_pin_mut() {
+                serving.await;
+            }
         });
     }
 }
 
-async fn connection(
+/// Opens a connection: reads a PROXY header and does the TLS handshake where the listener
+/// wants them. Connections of the short-lived kinds (port-80 redirects, metrics) are served
+/// here; for an Autodiscover connection the future that serves it is returned.
+async fn open(
     kind: Kind,
     mut stream: TcpStream,
     peer: SocketAddr,
     live: Arc<Live>,
     watcher: Option<DrainWatch>,
-) {
+) -> Option<impl Future<Output = ()> + Send> {
     let generation = live.current();
     let state = Arc::clone(&generation.state);
     let mut link = Link {
@@ -126,7 +135,7 @@ async fn connection(
                     link.proxied_ssl = ssl;
                 }
             }
-            None => return,
+            None => return None,
         }
     }
     match kind {
@@ -136,7 +145,8 @@ async fn connection(
                 let live = Arc::clone(&live);
                 async move { Ok::<_, Infallible>(health::handle(&req, &live).await) }
             });
-            Box::pin(serve(TokioIo::new(stream), service, &state, peer, None)).await;
+            serve(TokioIo::new(stream), service, &state, peer, None).await;
+            None
         }
         Kind::Redirect => {
             let redirect = state.config.redirect.clone().map(Arc::new);
@@ -148,13 +158,14 @@ async fn connection(
                 tracing::info!(target: "access", client = %peer, method = %req.method(), path = %req.uri().path(), status = response.status().as_u16(), "redirect listener");
                 async move { Ok::<_, Infallible>(response) }
             });
-            Box::pin(serve(TokioIo::new(stream), service, &state, peer, watcher)).await;
+            serve(TokioIo::new(stream), service, &state, peer, watcher).await;
+            None
         }
         _ if kind.tls() => {
             let config = Arc::clone(generation.acceptor.config());
             let handshake = tokio::time::timeout(
                 state.config.server.tls_handshake_timeout,
-                Box::pin(LeanTls::accept(stream, config)),
+                LeanTls::accept(stream, config),
             )
             .await;
             let (tls, sni) = match handshake {
@@ -162,20 +173,32 @@ async fn connection(
                 Ok(Err(e)) => {
                     metrics::tls_handshake_failure("error");
                     tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                    return;
+                    return None;
                 }
                 Err(_) => {
                     metrics::tls_handshake_failure("timeout");
                     tracing::debug!(client = %peer, "TLS handshake timed out");
-                    return;
+                    return None;
                 }
             };
             let conn = Arc::new(ConnInfo::new(peer, sni));
-            serve_autodiscover(tls, state, conn, link, watcher).await;
+            Some(serve_autodiscover(
+                Stream::Tls(tls),
+                state,
+                conn,
+                link,
+                watcher,
+            ))
         }
         _ => {
             let conn = Arc::new(ConnInfo::new(peer, None));
-            serve_autodiscover(stream, state, conn, link, watcher).await;
+            Some(serve_autodiscover(
+                Stream::Plain(stream),
+                state,
+                conn,
+                link,
+                watcher,
+            ))
         }
     }
 }
@@ -257,21 +280,19 @@ async fn serve<I, S>(
     }
 }
 
-/// Serves an Autodiscover connection, parked outside hyper whenever it idles.
-async fn serve_autodiscover<I: ParkableIo>(
-    io: I,
+/// The future serving an Autodiscover connection, parked outside hyper whenever it idles.
+fn serve_autodiscover(
+    io: Stream,
     state: Arc<State>,
     conn: Arc<ConnInfo>,
     link: Link,
     watcher: Option<DrainWatch>,
-) {
+) -> impl Future<Output = ()> + Send {
     let builder = http1_builder(&state);
     let timing = park::Timing::new(state.config.server.header_read_timeout);
     let peer = conn.peer;
-    let make_service = || autodiscover_service(Arc::clone(&state), Arc::clone(&conn), link);
-    if let Err(e) = park::serve(io, &builder, make_service, timing, watcher).await {
-        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
-    }
+    let make_service = move || autodiscover_service(Arc::clone(&state), Arc::clone(&conn), link);
+    park::serve(io, peer, builder, make_service, timing, watcher)
 }
 
 fn autodiscover_service(

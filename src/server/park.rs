@@ -10,8 +10,9 @@
 //! session and the connection's own facts (its NTLM identity) stay allocated. The client
 //! sees one ordinary keep-alive connection.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -86,13 +87,14 @@ impl Timing {
 
 /// Serves `io` until the client closes, the connection idles out, an error ends it or the
 /// server drains. `make_service` builds the per-burst service (cheap: a few `Arc`s).
-pub async fn serve<I, S, F>(
+pub fn serve<I, S, F>(
     io: I,
-    builder: &http1::Builder,
-    mut make_service: F,
+    peer: SocketAddr,
+    builder: http1::Builder,
+    make_service: F,
     timing: Timing,
-    mut drain: Option<DrainWatch>,
-) -> Result<(), hyper::Error>
+    drain: Option<DrainWatch>,
+) -> impl Future<Output = ()>
 where
     I: ParkableIo,
     F: FnMut() -> S,
@@ -100,19 +102,44 @@ where
     S::Future: Unpin + Send,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut stream = Burst {
+    // Built here, not in the async fn, so that its state holds the stream once.
+    let stream = Burst {
         io,
         read_ahead: Bytes::new(),
         activity: Arc::new(AtomicU64::new(0)),
     };
+    bursts_and_parks(stream, peer, builder, make_service, timing, drain)
+}
+
+async fn bursts_and_parks<I, S, F>(
+    mut stream: Burst<I>,
+    peer: SocketAddr,
+    builder: http1::Builder,
+    mut make_service: F,
+    timing: Timing,
+    mut drain: Option<DrainWatch>,
+) where
+    I: ParkableIo,
+    F: FnMut() -> S,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Unpin,
+    S::Future: Unpin + Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     loop {
         // Boxed: while the connection is parked, nothing of hyper's stays allocated.
         let service = make_service();
-        let (next, after) = Box::pin(burst(stream, builder, service, timing, &mut drain)).await?;
-        stream = next;
+        let after;
+        (stream, after) = match Box::pin(burst(stream, &builder, service, timing, &mut drain)).await
+        {
+            Ok(ended) => ended,
+            Err(e) => {
+                tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                return;
+            }
+        };
         if after == After::Close {
             close(&mut stream.io).await;
-            return Ok(());
+            return;
         }
         if stream.read_ahead.is_empty() && !stream.io.has_buffered_input() {
             stream.io.release_idle_buffers();
@@ -125,8 +152,77 @@ where
             };
             if !readable {
                 close(&mut stream.io).await;
-                return Ok(());
+                return;
             }
+        }
+    }
+}
+
+/// An Autodiscover connection's stream: TLS, or plain behind a TLS-terminating proxy.
+pub enum Stream {
+    Tls(LeanTls),
+    Plain(TcpStream),
+}
+
+impl ParkableIo for Stream {
+    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tls(s) => s.poll_socket_readable(cx),
+            Stream::Plain(s) => s.poll_socket_readable(cx),
+        }
+    }
+
+    fn has_buffered_input(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.has_buffered_input(),
+            Stream::Plain(s) => s.has_buffered_input(),
+        }
+    }
+
+    fn release_idle_buffers(&mut self) {
+        match self {
+            Stream::Tls(s) => ParkableIo::release_idle_buffers(s),
+            Stream::Plain(s) => s.release_idle_buffers(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, data),
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -333,14 +429,14 @@ mod tests {
     ) -> (
         std::net::SocketAddr,
         Arc<AtomicUsize>,
-        tokio::task::JoinHandle<Result<(), hyper::Error>>,
+        tokio::task::JoinHandle<()>,
     ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bursts = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&bursts);
         let task = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
+            let (tcp, peer) = listener.accept().await.unwrap();
             let builder = http1::Builder::new();
             let make_service = || {
                 let burst = counter.fetch_add(1, Ordering::SeqCst) + 1;
@@ -349,7 +445,7 @@ mod tests {
                     Box::pin(async move { Ok::<_, Infallible>(Response::new(Body::from(text))) })
                 })
             };
-            serve(tcp, &builder, make_service, timing, drain).await
+            serve(tcp, peer, builder, make_service, timing, drain).await
         });
         (addr, bursts, task)
     }
@@ -423,7 +519,7 @@ mod tests {
         let mut all = String::new();
         s.read_to_string(&mut all).await.unwrap();
         assert!(all.ends_with("/bye burst 1"), "{all}");
-        task.await.unwrap().unwrap();
+        task.await.unwrap();
     }
 
     #[tokio::test]
@@ -443,7 +539,7 @@ mod tests {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(400), "{took:?}");
         assert!(took < Duration::from_secs(2), "{took:?}");
-        task.await.unwrap().unwrap();
+        task.await.unwrap();
     }
 
     #[tokio::test]
@@ -460,6 +556,6 @@ mod tests {
         let mut rest = Vec::new();
         s.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty());
-        task.await.unwrap().unwrap();
+        task.await.unwrap();
     }
 }
