@@ -81,12 +81,15 @@ pub enum DirectoryBackend {
     Ldap(Cached<LdapDirectory>),
 }
 
+// The LDAP futures are kilobytes (ldap3's request state); boxed, they cost an allocation
+// per directory round trip and keep every request's future small, which is moved and
+// copied on each request whichever backend answers it.
 impl Directory for DirectoryBackend {
     async fn find(&self, lookup: &Lookup) -> Result<Option<Recipient>, DirectoryError> {
         let timer = crate::ops::metrics::DirectoryTimer::start("find");
         let result = match self {
             DirectoryBackend::Embedded(d) => d.find(lookup).await,
-            DirectoryBackend::Ldap(d) => d.find(lookup).await,
+            DirectoryBackend::Ldap(d) => Box::pin(d.find(lookup)).await,
         };
         timer.finish(&result);
         result
@@ -100,7 +103,7 @@ impl Directory for DirectoryBackend {
         let timer = crate::ops::metrics::DirectoryTimer::start("verify_password");
         let result = match self {
             DirectoryBackend::Embedded(d) => d.verify_password(login, password).await,
-            DirectoryBackend::Ldap(d) => d.verify_password(login, password).await,
+            DirectoryBackend::Ldap(d) => Box::pin(d.verify_password(login, password)).await,
         };
         timer.finish(&result);
         result
@@ -110,7 +113,7 @@ impl Directory for DirectoryBackend {
         let timer = crate::ops::metrics::DirectoryTimer::start("nt_credential");
         let result = match self {
             DirectoryBackend::Embedded(d) => d.nt_credential(login).await,
-            DirectoryBackend::Ldap(d) => d.nt_credential(login).await,
+            DirectoryBackend::Ldap(d) => Box::pin(d.nt_credential(login)).await,
         };
         timer.finish(&result);
         result
