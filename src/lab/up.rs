@@ -129,7 +129,7 @@ impl RunningLab {
     }
 
     async fn start_role(&mut self, role: Role, config: Config) -> Result<Bound, StartError> {
-        let acceptor = server::build_tls(&config)?;
+        let tls = server::build_tls(&config)?;
         let listeners = server::bind(&config).await?;
         let bound = Bound {
             https: listeners
@@ -152,7 +152,7 @@ impl RunningLab {
         }
         let mut stop = self.stop.subscribe();
         self.tasks
-            .spawn(server::run(listeners, state, acceptor, async move {
+            .spawn(server::run(listeners, state, tls, async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }));
         Ok(bound)

@@ -162,7 +162,7 @@ async fn open(
             None
         }
         _ if kind.tls() => {
-            let config = Arc::clone(generation.acceptor.config());
+            let config = Arc::clone(&generation.tls);
             let handshake = tokio::time::timeout(
                 state.config.server.tls_handshake_timeout,
                 LeanTls::accept(stream, config),

@@ -25,7 +25,6 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ConfigError, DirectoryConfig};
 use crate::directory::{Cached, DirectoryBackend, EmbeddedDirectory, LdapDirectory};
@@ -119,8 +118,9 @@ fn stable_id(name: &str) -> u32 {
     })
 }
 
-/// Builds the TLS acceptor (creating the self-signed certificate first if allowed).
-pub fn build_tls(config: &Config) -> Result<TlsAcceptor, StartError> {
+/// Builds the TLS server configuration (creating the self-signed certificate first if
+/// allowed).
+pub fn build_tls(config: &Config) -> Result<Arc<rustls::ServerConfig>, StartError> {
     if tls::ensure_self_signed(&config.tls)? {
         tracing::warn!(
             cert = %config.tls.default.cert.display(),
@@ -130,7 +130,7 @@ pub fn build_tls(config: &Config) -> Result<TlsAcceptor, StartError> {
         );
     }
     let resolver = Arc::new(tls::SniResolver::from_config(&config.tls)?);
-    Ok(TlsAcceptor::from(tls::server_config(resolver)?))
+    Ok(tls::server_config(resolver)?)
 }
 
 /// Bound sockets for every configured listener.
@@ -227,10 +227,10 @@ pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
 pub async fn run(
     listeners: Listeners,
     state: Arc<State>,
-    acceptor: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()>,
 ) {
-    run_live(listeners, Live::new(state, acceptor), shutdown).await;
+    run_live(listeners, Live::new(state, tls), shutdown).await;
 }
 
 /// Serves the current generation of `live` until `shutdown` completes: then stops
@@ -305,13 +305,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     crate::ops::logging::set_format(config.log.format);
     let notifier = Notifier::from_env();
     let mut signals = Signals::install().map_err(StartError::Signals)?;
-    let acceptor = build_tls(&config)?;
+    let tls = build_tls(&config)?;
     let listeners = bind(&config).await?;
     let bound = listeners.describe();
     tracing::info!(listeners = %bound, "listening");
     listener::warn_about_proxy_settings(&config);
     let state = Arc::new(build_state(config)?);
-    let live = Live::new(state, acceptor);
+    let live = Live::new(state, tls);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(run_live(listeners, Arc::clone(&live), async {
         let _ = stopped.await;

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use super::{build_state, build_tls, StartError, State};
 use crate::config::Config;
@@ -17,7 +16,7 @@ use crate::ops::{logging, metrics};
 /// Everything derived from one reading of the configuration.
 pub struct Generation {
     pub state: Arc<State>,
-    pub acceptor: TlsAcceptor,
+    pub tls: Arc<rustls::ServerConfig>,
 }
 
 /// The current generation plus process-wide lifecycle flags.
@@ -27,9 +26,9 @@ pub struct Live {
 }
 
 impl Live {
-    /// Starts with `state` and `acceptor`.
-    pub fn new(state: Arc<State>, acceptor: TlsAcceptor) -> Arc<Live> {
-        let (current, _) = watch::channel(Arc::new(Generation { state, acceptor }));
+    /// Starts with `state` and the TLS configuration `tls`.
+    pub fn new(state: Arc<State>, tls: Arc<rustls::ServerConfig>) -> Arc<Live> {
+        let (current, _) = watch::channel(Arc::new(Generation { state, tls }));
         Arc::new(Live {
             current,
             draining: AtomicBool::new(false),
@@ -104,11 +103,11 @@ pub async fn reload(live: &Live) -> bool {
     let throttle = Arc::clone(&old.state.throttle);
     let built = tokio::task::spawn_blocking(move || -> Result<Generation, StartError> {
         let config = Config::load(&file)?;
-        let acceptor = build_tls(&config)?;
+        let tls = build_tls(&config)?;
         let mut state = build_state(config)?;
         state.throttle = throttle;
         let state = Arc::new(state);
-        Ok(Generation { state, acceptor })
+        Ok(Generation { state, tls })
     })
     .await;
     let next = match built {

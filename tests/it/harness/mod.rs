@@ -115,7 +115,7 @@ impl TestServer {
         dir: tempfile::TempDir,
         pki: Arc<TestPki>,
     ) -> TestServer {
-        let acceptor = server::build_tls(&config).expect("tls");
+        let tls = server::build_tls(&config).expect("tls");
         let listeners = server::bind(&config).await.expect("bind");
         let https = listeners.https[0].local_addr().expect("addr");
         let redirect = listeners
@@ -124,7 +124,7 @@ impl TestServer {
             .map(|l| l.local_addr().expect("addr"));
         let state = Arc::new(server::build_state(config.clone()).expect("state"));
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(listeners, state, acceptor, async {
+        let task = tokio::spawn(server::run(listeners, state, tls, async {
             let _ = rx.await;
         }));
         TestServer {
