@@ -142,27 +142,10 @@ impl LeanTls {
                     }
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    let mut need = 512;
-                    loop {
-                        let start = self.outgoing.len();
-                        self.outgoing.resize(start + need, 0);
-                        let tail = self.outgoing.get_mut(start..).unwrap_or_default();
-                        match encode.encode(tail) {
-                            Ok(n) => {
-                                self.outgoing.truncate(start + n);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            })) => {
-                                self.outgoing.truncate(start);
-                                need = required_size;
-                            }
-                            Err(EncodeError::AlreadyEncoded) => {
-                                self.outgoing.truncate(start);
-                                break;
-                            }
-                        }
+                    let encoded = append_with(&mut self.outgoing, 512, |out| encode.encode(out));
+                    // AlreadyEncoded: nothing left to add.
+                    if let Err(EncodeError::InsufficientSize(_)) = encoded {
+                        return Err(rustls::Error::General("TLS record too large".into()));
                     }
                 }
                 // The queued bytes are sent, in order, before anything queued later.
@@ -177,10 +160,14 @@ impl LeanTls {
                     match std::mem::replace(&mut then, Then::Nothing) {
                         Then::Nothing => {}
                         Then::Encrypt(data) => {
-                            encrypt_into(&mut self.outgoing, |out| write.encrypt(data, out))?
+                            // Room for the data and each record's header, type and tag.
+                            let room = data.len() + (data.len() / 16_384 + 1) * 64;
+                            append_with(&mut self.outgoing, room, |out| write.encrypt(data, out))
+                                .map_err(encrypt_failed)?
                         }
                         Then::CloseNotify => {
-                            encrypt_into(&mut self.outgoing, |out| write.queue_close_notify(out))?
+                            append_with(&mut self.outgoing, 64, |out| write.queue_close_notify(out))
+                                .map_err(encrypt_failed)?
                         }
                     }
                     reached = Some(Reached::Traffic);
@@ -267,31 +254,58 @@ impl LeanTls {
     }
 }
 
-/// Runs `op` over free space at the end of `out`, growing it as rustls asks.
-fn encrypt_into(
+/// Runs `op` over `room` bytes of free space at the end of `out` and keeps what it wrote;
+/// when rustls answers that it needs more, tries once more with that much.
+fn append_with<E: RequiredSize>(
     out: &mut Vec<u8>,
-    mut op: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
-) -> Result<(), rustls::Error> {
-    let mut need = 1024;
+    room: usize,
+    mut op: impl FnMut(&mut [u8]) -> Result<usize, E>,
+) -> Result<(), E> {
+    let mut room = room;
     loop {
         let start = out.len();
-        out.resize(start + need, 0);
+        out.resize(start + room, 0);
         let result = op(out.get_mut(start..).unwrap_or_default());
+        out.truncate(start + *result.as_ref().unwrap_or(&0));
         match result {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(());
-            }
-            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                out.truncate(start);
-                need = required_size;
-            }
-            Err(e) => {
-                out.truncate(start);
-                return Err(rustls::Error::General(e.to_string()));
-            }
+            Ok(_) => return Ok(()),
+            Err(e) => match e.required_size() {
+                Some(required) if required > room => room = required,
+                _ => return Err(e),
+            },
         }
     }
+}
+
+/// The size rustls's "buffer too small" errors ask for.
+trait RequiredSize {
+    fn required_size(&self) -> Option<usize>;
+}
+
+impl RequiredSize for EncodeError {
+    fn required_size(&self) -> Option<usize> {
+        match self {
+            EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Some(*required_size)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl RequiredSize for EncryptError {
+    fn required_size(&self) -> Option<usize> {
+        match self {
+            EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Some(*required_size)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn encrypt_failed(e: EncryptError) -> rustls::Error {
+    rustls::Error::General(e.to_string())
 }
 
 fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
