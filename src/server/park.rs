@@ -50,20 +50,6 @@ impl ParkableIo for TcpStream {
     }
 }
 
-impl ParkableIo for LeanTls {
-    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tcp().poll_read_ready(cx)
-    }
-
-    fn has_buffered_input(&self) -> bool {
-        self.has_plaintext()
-    }
-
-    fn release_idle_buffers(&mut self) {
-        LeanTls::release_idle_buffers(self);
-    }
-}
-
 /// How long a connection stays with hyper, and parked.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -181,7 +167,7 @@ impl ParkableIo for Stream {
 
     fn release_idle_buffers(&mut self) {
         match self {
-            Stream::Tls(s) => ParkableIo::release_idle_buffers(s),
+            Stream::Tls(s) => s.release_idle_buffers(),
             Stream::Plain(s) => s.release_idle_buffers(),
         }
     }

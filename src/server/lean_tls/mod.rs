@@ -4,7 +4,7 @@
 //! connection for its whole life, which is the largest part of an idle keep-alive
 //! connection once hyper is parked (see [`super::park`]). This drives rustls's *unbuffered*
 //! server connection instead, where the caller owns the buffers: ciphertext read from the
-//! socket, decrypted bytes not yet read, ciphertext not yet written. [`LeanTls::
+//! socket, decrypted bytes not yet read, ciphertext not yet written. [`ParkableIo::
 //! release_idle_buffers`] frees the empty ones when the connection parks, so an idle
 //! connection keeps only rustls's session state (keys and a small state machine, boxed
 //! once) and the socket.
@@ -27,6 +27,8 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, Insufficien
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::park::ParkableIo;
 
 pub use sni::{from_client_hello, Sni};
 
@@ -223,12 +225,28 @@ impl LeanTls {
     }
 
     /// Whether decrypted bytes are waiting to be read.
-    pub fn has_plaintext(&self) -> bool {
+    fn has_plaintext(&self) -> bool {
         self.plain_at < self.plaintext.len()
     }
 
-    /// Frees the buffers that hold nothing (for a parked connection).
-    pub fn release_idle_buffers(&mut self) {
+    /// Bytes of buffer space held (tests check that an idle stream holds none).
+    #[cfg(test)]
+    fn buffered_capacity(&self) -> usize {
+        self.incoming.capacity() + self.plaintext.capacity() + self.outgoing.capacity()
+    }
+}
+
+impl ParkableIo for LeanTls {
+    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp.poll_read_ready(cx)
+    }
+
+    fn has_buffered_input(&self) -> bool {
+        self.has_plaintext()
+    }
+
+    /// Frees the buffers that hold nothing.
+    fn release_idle_buffers(&mut self) {
         if self.incoming.is_empty() {
             self.incoming = Vec::new();
         }
@@ -240,17 +258,6 @@ impl LeanTls {
             self.outgoing = Vec::new();
             self.out_at = 0;
         }
-    }
-
-    /// Bytes of buffer space held (tests check that an idle stream holds none).
-    #[cfg(test)]
-    fn buffered_capacity(&self) -> usize {
-        self.incoming.capacity() + self.plaintext.capacity() + self.outgoing.capacity()
-    }
-
-    /// The socket, for readiness while parked.
-    pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
     }
 }
 

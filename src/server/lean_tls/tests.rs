@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 
 use super::LeanTls;
+use crate::server::park::ParkableIo;
 
 struct Pki {
     server: Arc<rustls::ServerConfig>,
