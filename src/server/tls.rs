@@ -135,6 +135,8 @@ pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerCon
     .with_no_client_auth()
     .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // After the handshake the server protects records itself (lean_tls::traffic).
+    config.enable_secret_extraction = true;
     Ok(Arc::new(config))
 }
 

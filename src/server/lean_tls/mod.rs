@@ -1,20 +1,24 @@
 //! TLS over a TCP stream with buffers that exist only while they hold something.
 //!
 //! tokio-rustls (rustls's buffered connection) keeps a zero-filled 4 KiB record buffer per
-//! connection for its whole life, which is the largest part of an idle keep-alive
-//! connection once hyper is parked (see [`super::park`]). This drives rustls's *unbuffered*
-//! server connection instead, where the caller owns the buffers: ciphertext read from the
-//! socket, decrypted bytes not yet read, ciphertext not yet written. [`ParkableIo::
-//! release_idle_buffers`] frees the empty ones when the connection parks, so an idle
-//! connection keeps only rustls's session state (keys and a small state machine, boxed
-//! once) and the socket.
+//! connection for its whole life, and rustls's session state another ~3 KB; both dominate
+//! an idle keep-alive connection once hyper is parked (see [`super::park`]). So the
+//! handshake runs on rustls's *unbuffered* server connection, with buffers we own, and
+//! once it is done rustls hands the traffic secrets over (the hand-over it offers for
+//! kernel TLS) and [`traffic::Traffic`] protects the records. [`ParkableIo::
+//! release_idle_buffers`] frees the empty buffers and the expanded keys when the
+//! connection parks, so an idle connection keeps its keys, sequence numbers and — for
+//! TLS 1.3 key updates — rustls's key schedule, and the socket.
 //!
-//! Records are processed as rustls's unbuffered API prescribes: every state it yields is
-//! handled before the next call, the `discard` count is applied to the front of the
-//! incoming buffer, and bytes rustls asks to transmit are queued in order in the outgoing
-//! buffer (so a key update's reply can never overtake earlier data).
+//! During the handshake, records are processed as rustls's unbuffered API prescribes: every
+//! state it yields is handled before the next call, the `discard` count is applied to the
+//! front of the incoming buffer, and bytes rustls asks to transmit are queued in order.
 
+mod record;
+#[cfg(test)]
+mod rfc8448;
 mod sni;
+mod traffic;
 
 use std::future::poll_fn;
 use std::io;
@@ -23,12 +27,13 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
+use rustls::unbuffered::{ConnectionState, EncodeError, InsufficientSizeError};
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::park::ParkableIo;
+use traffic::Traffic;
 
 pub use sni::{from_client_hello, Sni};
 
@@ -40,11 +45,17 @@ const MAX_INCOMING: usize = 64 * 1024 + 16 * 1024 + 512;
 /// Plaintext accepted per write, so the outgoing buffer stays bounded.
 const MAX_WRITE: usize = 64 * 1024;
 
-/// A server-side TLS stream over `TcpStream`.
+/// A server-side TLS stream over `TcpStream`, past its handshake.
 pub struct LeanTls {
+    io: Buffers,
+    /// Boxed once: the state is allocated exactly, and moving the stream is cheap.
+    traffic: Box<Traffic>,
+    sent_close_notify: bool,
+}
+
+/// The socket and the bytes on their way through it.
+struct Buffers {
     tcp: TcpStream,
-    /// Boxed once: the session state is allocated exactly, and moving the stream is cheap.
-    conn: Box<UnbufferedServerConnection>,
     /// Ciphertext from the socket not yet processed.
     incoming: Vec<u8>,
     /// Decrypted application data not yet read, from `plain_at` on.
@@ -53,25 +64,8 @@ pub struct LeanTls {
     /// Ciphertext not yet written, from `out_at` on.
     outgoing: Vec<u8>,
     out_at: usize,
-    /// The peer sent close_notify, or closed the socket.
+    /// The peer sent close_notify, closed the socket, or broke the protocol.
     read_closed: bool,
-    sent_close_notify: bool,
-}
-
-/// What one round of processing reached.
-#[derive(Debug, PartialEq, Eq)]
-enum Reached {
-    /// More ciphertext is needed (handshake or a partial record).
-    NeedInput,
-    /// The handshake is done and every complete record has been processed.
-    Traffic,
-}
-
-/// What to do once application data may be written.
-enum Then<'a> {
-    Nothing,
-    Encrypt(&'a [u8]),
-    CloseNotify,
 }
 
 impl LeanTls {
@@ -81,41 +75,62 @@ impl LeanTls {
         tcp: TcpStream,
         config: Arc<ServerConfig>,
     ) -> io::Result<(LeanTls, Option<String>)> {
-        let conn = UnbufferedServerConnection::new(config).map_err(invalid)?;
-        let mut tls = LeanTls {
+        let mut conn = UnbufferedServerConnection::new(config).map_err(invalid)?;
+        let mut io = Buffers {
             tcp,
-            conn: Box::new(conn),
             incoming: Vec::new(),
             plaintext: Vec::new(),
             plain_at: 0,
             outgoing: Vec::new(),
             out_at: 0,
             read_closed: false,
-            sent_close_notify: false,
         };
         // A copy of what the client sent until its ClientHello is complete: rustls may
         // rearrange fragments in `incoming` while joining them.
         let mut hello = Vec::new();
         let mut sni = Sni::NeedMore;
-        poll_fn(|cx| tls.poll_handshake(cx, &mut hello, &mut sni)).await?;
+        poll_fn(|cx| io.poll_handshake(&mut conn, cx, &mut hello, &mut sni)).await?;
         let name = match sni {
             Sni::Done(name) => name,
             Sni::NeedMore => None,
         };
+        let traffic = Traffic::from_rustls(conn).map_err(invalid)?;
+        let tls = LeanTls {
+            io,
+            traffic: Box::new(traffic),
+            sent_close_notify: false,
+        };
         Ok((tls, name))
     }
 
+    /// Bytes of buffer space held (tests check that an idle stream holds none).
+    #[cfg(test)]
+    fn buffered_capacity(&self) -> usize {
+        self.io.incoming.capacity() + self.io.plaintext.capacity() + self.io.outgoing.capacity()
+    }
+}
+
+impl Buffers {
     fn poll_handshake(
         &mut self,
+        conn: &mut UnbufferedServerConnection,
         cx: &mut Context<'_>,
         hello: &mut Vec<u8>,
         sni: &mut Sni,
     ) -> Poll<io::Result<()>> {
         loop {
-            let reached = self.process(Then::Nothing).map_err(invalid)?;
+            let step = handshake_step(
+                conn,
+                &mut self.incoming,
+                &mut self.plaintext,
+                &mut self.outgoing,
+            )
+            .map_err(invalid)?;
             ready!(self.poll_write_out(cx))?;
-            if reached == Reached::Traffic && !self.conn.is_handshaking() {
-                return Poll::Ready(Ok(()));
+            match step {
+                HandshakeStep::Done => return Poll::Ready(Ok(())),
+                HandshakeStep::PeerClosed => self.read_closed = true,
+                HandshakeStep::NeedInput => {}
             }
             if self.read_closed {
                 return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
@@ -125,67 +140,6 @@ impl LeanTls {
             if *sni == Sni::NeedMore {
                 hello.extend_from_slice(self.incoming.get(before..).unwrap_or_default());
                 *sni = from_client_hello(hello);
-            }
-        }
-    }
-
-    /// Processes buffered records until more input is needed or application data may be
-    /// written; then does `then`. Decrypted data goes to `plaintext`, records rustls wants
-    /// sent go to `outgoing`.
-    fn process(&mut self, mut then: Then<'_>) -> Result<Reached, rustls::Error> {
-        loop {
-            let status = self.conn.process_tls_records(&mut self.incoming);
-            let discard = status.discard;
-            let mut reached = None;
-            match status.state? {
-                ConnectionState::ReadTraffic(mut records) => {
-                    while let Some(record) = records.next_record() {
-                        self.plaintext.extend_from_slice(record?.payload);
-                    }
-                }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    let encoded = append_with(&mut self.outgoing, 512, |out| encode.encode(out));
-                    // AlreadyEncoded: nothing left to add.
-                    if let Err(EncodeError::InsufficientSize(_)) = encoded {
-                        return Err(rustls::Error::General("TLS record too large".into()));
-                    }
-                }
-                // The queued bytes are sent, in order, before anything queued later.
-                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
-                ConnectionState::BlockedHandshake => reached = Some(Reached::NeedInput),
-                ConnectionState::PeerClosed => self.read_closed = true,
-                ConnectionState::Closed => {
-                    self.read_closed = true;
-                    reached = Some(Reached::Traffic);
-                }
-                ConnectionState::WriteTraffic(mut write) => {
-                    match std::mem::replace(&mut then, Then::Nothing) {
-                        Then::Nothing => {}
-                        Then::Encrypt(data) => {
-                            // Room for the data and each record's header, type and tag.
-                            let room = data.len() + (data.len() / 16_384 + 1) * 64;
-                            append_with(&mut self.outgoing, room, |out| write.encrypt(data, out))
-                                .map_err(encrypt_failed)?
-                        }
-                        Then::CloseNotify => {
-                            append_with(&mut self.outgoing, 64, |out| write.queue_close_notify(out))
-                                .map_err(encrypt_failed)?
-                        }
-                    }
-                    reached = Some(Reached::Traffic);
-                }
-                // Early data is never enabled (ServerConfig::max_early_data_size is 0).
-                _ => return Err(rustls::Error::General("unexpected TLS state".into())),
-            }
-            self.incoming.drain(..discard.min(self.incoming.len()));
-            if let Some(reached) = reached {
-                if !matches!(then, Then::Nothing) {
-                    // Only before the handshake completes, which callers never write in.
-                    return Err(rustls::Error::General(
-                        "TLS connection cannot send yet".into(),
-                    ));
-                }
-                return Ok(reached);
             }
         }
     }
@@ -228,35 +182,88 @@ impl LeanTls {
     fn has_plaintext(&self) -> bool {
         self.plain_at < self.plaintext.len()
     }
-
-    /// Bytes of buffer space held (tests check that an idle stream holds none).
-    #[cfg(test)]
-    fn buffered_capacity(&self) -> usize {
-        self.incoming.capacity() + self.plaintext.capacity() + self.outgoing.capacity()
-    }
 }
 
 impl ParkableIo for LeanTls {
     fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tcp.poll_read_ready(cx)
+        self.io.tcp.poll_read_ready(cx)
     }
 
     fn has_buffered_input(&self) -> bool {
-        self.has_plaintext()
+        self.io.has_plaintext()
     }
 
-    /// Frees the buffers that hold nothing.
+    /// Frees the buffers that hold nothing, and the expanded keys.
     fn release_idle_buffers(&mut self) {
-        if self.incoming.is_empty() {
-            self.incoming = Vec::new();
+        let io = &mut self.io;
+        if io.incoming.is_empty() {
+            io.incoming = Vec::new();
         }
-        if !self.has_plaintext() {
-            self.plaintext = Vec::new();
-            self.plain_at = 0;
+        if !io.has_plaintext() {
+            io.plaintext = Vec::new();
+            io.plain_at = 0;
         }
-        if self.out_at >= self.outgoing.len() {
-            self.outgoing = Vec::new();
-            self.out_at = 0;
+        if io.out_at >= io.outgoing.len() {
+            io.outgoing = Vec::new();
+            io.out_at = 0;
+        }
+        self.traffic.release();
+    }
+}
+
+/// What a round of handshake processing reached.
+#[derive(Debug, PartialEq, Eq)]
+enum HandshakeStep {
+    NeedInput,
+    /// The handshake is complete: traffic may flow.
+    Done,
+    PeerClosed,
+}
+
+/// Processes the handshake records buffered in `incoming` until more input is needed or
+/// the handshake is complete. Records rustls wants sent are appended to `outgoing`;
+/// application data that came with the client's last flight, to `plaintext`.
+fn handshake_step(
+    conn: &mut UnbufferedServerConnection,
+    incoming: &mut Vec<u8>,
+    plaintext: &mut Vec<u8>,
+    outgoing: &mut Vec<u8>,
+) -> Result<HandshakeStep, rustls::Error> {
+    loop {
+        let status = conn.process_tls_records(incoming);
+        let discard = status.discard;
+        let mut reached = None;
+        match status.state? {
+            ConnectionState::ReadTraffic(mut records) => {
+                while let Some(record) = records.next_record() {
+                    plaintext.extend_from_slice(record?.payload);
+                }
+            }
+            ConnectionState::EncodeTlsData(mut encode) => {
+                let encoded = append_with(outgoing, 512, |out| encode.encode(out));
+                // AlreadyEncoded: nothing left to add.
+                if let Err(EncodeError::InsufficientSize(_)) = encoded {
+                    return Err(rustls::Error::General("TLS record too large".into()));
+                }
+            }
+            // The queued bytes are sent, in order, before anything queued later.
+            ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+            ConnectionState::BlockedHandshake => reached = Some(HandshakeStep::NeedInput),
+            ConnectionState::PeerClosed | ConnectionState::Closed => {
+                reached = Some(HandshakeStep::PeerClosed)
+            }
+            ConnectionState::WriteTraffic(_) => reached = Some(HandshakeStep::Done),
+            // Early data is never enabled (ServerConfig::max_early_data_size is 0).
+            _ => return Err(rustls::Error::General("unexpected TLS state".into())),
+        }
+        incoming.drain(..discard.min(incoming.len()));
+        match reached {
+            // TLS 1.3 servers may write before the client's Finished; traffic starts after.
+            Some(HandshakeStep::Done) if conn.is_handshaking() => {
+                return Ok(HandshakeStep::NeedInput)
+            }
+            Some(reached) => return Ok(reached),
+            None => {}
         }
     }
 }
@@ -300,21 +307,6 @@ impl RequiredSize for EncodeError {
     }
 }
 
-impl RequiredSize for EncryptError {
-    fn required_size(&self) -> Option<usize> {
-        match self {
-            EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
-                Some(*required_size)
-            }
-            _ => None,
-        }
-    }
-}
-
-fn encrypt_failed(e: EncryptError) -> rustls::Error {
-    rustls::Error::General(e.to_string())
-}
-
 fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -326,34 +318,44 @@ impl AsyncRead for LeanTls {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let io = &mut this.io;
         loop {
-            if let Some(ready) = this
-                .plaintext
-                .get(this.plain_at..)
-                .filter(|p| !p.is_empty())
-            {
+            if let Some(ready) = io.plaintext.get(io.plain_at..).filter(|p| !p.is_empty()) {
                 let n = ready.len().min(buf.remaining());
                 buf.put_slice(ready.get(..n).unwrap_or_default());
-                this.plain_at += n;
-                if this.plain_at == this.plaintext.len() {
-                    this.plaintext.clear();
-                    this.plain_at = 0;
+                io.plain_at += n;
+                if io.plain_at == io.plaintext.len() {
+                    io.plaintext.clear();
+                    io.plain_at = 0;
                 }
                 return Poll::Ready(Ok(()));
             }
-            if this.read_closed {
+            if io.read_closed {
                 return Poll::Ready(Ok(()));
             }
-            this.process(Then::Nothing).map_err(invalid)?;
-            // A key update or alert rustls queued while reading: send it if the socket
-            // takes it now; otherwise it goes out with the next write or flush.
-            if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
+            let read = this
+                .traffic
+                .read(&mut io.incoming, &mut io.plaintext, &mut io.outgoing);
+            match read {
+                Ok(closed) => io.read_closed |= closed,
+                Err(e) => {
+                    // Tell the peer why, if the socket takes it now; nothing more is read.
+                    this.traffic.fatal_alert(e, &mut io.outgoing);
+                    let _ = io.poll_write_out(cx);
+                    io.read_closed = true;
+                    io.incoming = Vec::new();
+                    return Poll::Ready(Err(invalid(e)));
+                }
+            }
+            // A key update queued while reading: send it if the socket takes it now;
+            // otherwise it goes out with the next write or flush.
+            if let Poll::Ready(Err(e)) = io.poll_write_out(cx) {
                 return Poll::Ready(Err(e));
             }
-            if this.has_plaintext() || this.read_closed {
+            if io.has_plaintext() || io.read_closed {
                 continue;
             }
-            ready!(this.poll_read_socket(cx))?;
+            ready!(io.poll_read_socket(cx))?;
         }
     }
 }
@@ -365,28 +367,34 @@ impl AsyncWrite for LeanTls {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.outgoing.len() - this.out_at >= MAX_WRITE {
-            ready!(this.poll_write_out(cx))?;
+        if this.io.outgoing.len() - this.io.out_at >= MAX_WRITE {
+            ready!(this.io.poll_write_out(cx))?;
         }
         let data = data.get(..data.len().min(MAX_WRITE)).unwrap_or(data);
-        this.process(Then::Encrypt(data)).map_err(invalid)?;
+        this.traffic
+            .write(data, &mut this.io.outgoing)
+            .map_err(invalid)?;
         Poll::Ready(Ok(data.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_write_out(cx)
+        self.get_mut().io.poll_write_out(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.sent_close_notify {
             this.sent_close_notify = true;
-            this.process(Then::CloseNotify).map_err(invalid)?;
+            this.traffic
+                .close_notify(&mut this.io.outgoing)
+                .map_err(invalid)?;
         }
-        ready!(this.poll_write_out(cx))?;
-        Pin::new(&mut this.tcp).poll_shutdown(cx)
+        ready!(this.io.poll_write_out(cx))?;
+        Pin::new(&mut this.io.tcp).poll_shutdown(cx)
     }
 }
 
+#[cfg(test)]
+mod in_memory;
 #[cfg(test)]
 mod tests;

@@ -12,12 +12,12 @@ use tokio_rustls::TlsConnector;
 use super::LeanTls;
 use crate::server::park::ParkableIo;
 
-struct Pki {
-    server: Arc<rustls::ServerConfig>,
-    client_roots: rustls::RootCertStore,
+pub(super) struct Pki {
+    pub(super) server: Arc<rustls::ServerConfig>,
+    pub(super) client_roots: rustls::RootCertStore,
 }
 
-fn pki(version: &'static SupportedProtocolVersion) -> Pki {
+pub(super) fn pki(version: &'static SupportedProtocolVersion) -> Pki {
     let key = rcgen::generate_simple_self_signed(vec![
         "autodiscover.contoso.com".into(),
         "127.0.0.1".into(),
@@ -26,12 +26,13 @@ fn pki(version: &'static SupportedProtocolVersion) -> Pki {
     let cert = CertificateDer::from(key.cert.der().to_vec());
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.key_pair.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+    let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[version])
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![cert.clone()], private)
         .unwrap();
+    server.enable_secret_extraction = true;
     let mut client_roots = rustls::RootCertStore::empty();
     client_roots.add(cert).unwrap();
     Pki {
