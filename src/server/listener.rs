@@ -288,11 +288,13 @@ fn serve_autodiscover(
     link: Link,
     watcher: Option<DrainWatch>,
 ) -> impl Future<Output = ()> + Send {
-    let builder = http1_builder(&state);
     let timing = park::Timing::new(state.config.server.header_read_timeout);
     let peer = conn.peer;
-    let make_service = move || autodiscover_service(Arc::clone(&state), Arc::clone(&conn), link);
-    park::serve(io, peer, builder, make_service, timing, watcher)
+    let make_service = move || {
+        let service = autodiscover_service(Arc::clone(&state), Arc::clone(&conn), link);
+        (http1_builder(&state), service)
+    };
+    park::serve(io, peer, make_service, timing, watcher)
 }
 
 fn autodiscover_service(

@@ -72,73 +72,60 @@ impl Timing {
 }
 
 /// Serves `io` until the client closes, the connection idles out, an error ends it or the
-/// server drains. `make_service` builds the per-burst service (cheap: a few `Arc`s).
+/// server drains. `make_service` builds each burst's HTTP/1 settings and service (cheap:
+/// a few `Arc`s), so that nothing of hyper's is held while the connection is parked.
 pub fn serve<I, S, F>(
     io: I,
     peer: SocketAddr,
-    builder: http1::Builder,
-    make_service: F,
+    mut make_service: F,
     timing: Timing,
-    drain: Option<DrainWatch>,
+    mut drain: Option<DrainWatch>,
 ) -> impl Future<Output = ()>
 where
     I: ParkableIo,
-    F: FnMut() -> S,
+    F: FnMut() -> (http1::Builder, S),
     S: hyper::service::HttpService<Incoming, ResBody = Body> + Unpin,
     S::Future: Unpin + Send,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    // Built here, not in the async fn, so that its state holds the stream once.
-    let stream = Burst {
+    let mut stream = Burst {
         io,
         read_ahead: Bytes::new(),
         activity: Arc::new(AtomicU64::new(0)),
     };
-    bursts_and_parks(stream, peer, builder, make_service, timing, drain)
-}
-
-async fn bursts_and_parks<I, S, F>(
-    mut stream: Burst<I>,
-    peer: SocketAddr,
-    builder: http1::Builder,
-    mut make_service: F,
-    timing: Timing,
-    mut drain: Option<DrainWatch>,
-) where
-    I: ParkableIo,
-    F: FnMut() -> S,
-    S: hyper::service::HttpService<Incoming, ResBody = Body> + Unpin,
-    S::Future: Unpin + Send,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    loop {
-        // Boxed: while the connection is parked, nothing of hyper's stays allocated.
-        let service = make_service();
-        let after;
-        (stream, after) = match Box::pin(burst(stream, &builder, service, timing, &mut drain)).await
-        {
-            Ok(ended) => ended,
-            Err(e) => {
-                tracing::debug!(client = %peer, error = %e, "connection ended with an error");
-                return;
-            }
-        };
-        if after == After::Close {
-            close(&mut stream.io).await;
-            return;
-        }
-        if stream.read_ahead.is_empty() && !stream.io.has_buffered_input() {
-            stream.io.release_idle_buffers();
-            let parked_for = timing.idle_timeout.saturating_sub(timing.park_after);
-            let readable = tokio::select! {
-                biased;
-                () = draining(&mut drain) => false,
-                readable = poll_fn(|cx| stream.io.poll_socket_readable(cx)) => readable.is_ok(),
-                () = tokio::time::sleep(parked_for) => false,
+    // An async block, not an async fn: an async fn's state keeps its arguments twice
+    // (as captured and as locals), and this state lives as long as the connection.
+    async move {
+        loop {
+            // Boxed: while the connection is parked, nothing of hyper's stays allocated.
+            let (builder, service) = make_service();
+            let after;
+            (stream, after) = match Box::pin(burst(stream, builder, service, timing, &mut drain))
+                .await
+            {
+                Ok(ended) => ended,
+                Err(e) => {
+                    tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                    return;
+                }
             };
-            if !readable {
+            if after == After::Close {
                 close(&mut stream.io).await;
                 return;
+            }
+            if stream.read_ahead.is_empty() && !stream.io.has_buffered_input() {
+                stream.io.release_idle_buffers();
+                let parked_for = timing.idle_timeout.saturating_sub(timing.park_after);
+                let readable = tokio::select! {
+                    biased;
+                    () = draining(&mut drain) => false,
+                    readable = poll_fn(|cx| stream.io.poll_socket_readable(cx)) => readable.is_ok(),
+                    () = tokio::time::sleep(parked_for) => false,
+                };
+                if !readable {
+                    close(&mut stream.io).await;
+                    return;
+                }
             }
         }
     }
@@ -225,7 +212,7 @@ enum After {
 /// server drains.
 async fn burst<I, S>(
     stream: Burst<I>,
-    builder: &http1::Builder,
+    builder: http1::Builder,
     service: S,
     timing: Timing,
     drain: &mut Option<DrainWatch>,
@@ -423,15 +410,15 @@ mod tests {
         let counter = Arc::clone(&bursts);
         let task = tokio::spawn(async move {
             let (tcp, peer) = listener.accept().await.unwrap();
-            let builder = http1::Builder::new();
             let make_service = || {
                 let burst = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                service_fn(move |req: Request<Incoming>| {
+                let service = service_fn(move |req: Request<Incoming>| {
                     let text = format!("{} burst {burst}", req.uri().path());
                     Box::pin(async move { Ok::<_, Infallible>(Response::new(Body::from(text))) })
-                })
+                });
+                (http1::Builder::new(), service)
             };
-            serve(tcp, peer, builder, make_service, timing, drain).await
+            serve(tcp, peer, make_service, timing, drain).await
         });
         (addr, bursts, task)
     }

@@ -14,7 +14,7 @@
 //! state it yields is handled before the next call, the `discard` count is applied to the
 //! front of the incoming buffer, and bytes rustls asks to transmit are queued in order.
 
-mod record;
+pub mod record;
 #[cfg(test)]
 mod rfc8448;
 mod sni;

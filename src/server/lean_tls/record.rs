@@ -662,4 +662,25 @@ mod tests {
         assert!(Keys::from_parts(Cipher::Aes256Gcm, &[0; 16], &[0; 12], 0).is_err());
         assert!(Keys::from_parts(Cipher::Aes128Gcm, &[0; 16], &[0; 8], 0).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// The stable-toolchain twin of `fuzz/fuzz_targets/tls_records.rs`.
+        #[test]
+        fn any_bytes_are_refused_or_awaited_and_any_data_round_trips(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20_000),
+        ) {
+            for (version, cipher) in every_end() {
+                let (mut a, mut b) = ends(version, cipher);
+                let mut wire = data.clone();
+                let _ = b.open(&mut wire);
+                let (_, mut b) = ends(version, cipher);
+                let mut sealed = Vec::new();
+                a.seal(ContentType::ApplicationData, &data, &mut sealed).unwrap();
+                let got = open_all(&mut b, sealed);
+                proptest::prop_assert!(got.concat_payloads() == data);
+            }
+        }
+    }
 }
