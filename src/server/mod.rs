@@ -49,13 +49,15 @@ pub struct State {
 }
 
 /// Facts about one client connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The host name the client asked for in the TLS handshake.
     pub sni: Option<String>,
-    /// NTLM handshake state and the identity authenticated on this connection.
-    pub auth: Arc<std::sync::Mutex<crate::auth::ConnAuth>>,
+    /// NTLM handshake state and the identity authenticated on this connection; allocated
+    /// by the connection's first NTLM or Negotiate request (Basic clients never need it,
+    /// and an idle connection should not carry it).
+    auth: std::sync::OnceLock<Box<std::sync::Mutex<crate::auth::ConnAuth>>>,
 }
 
 impl ConnInfo {
@@ -64,8 +66,18 @@ impl ConnInfo {
         ConnInfo {
             peer,
             sni,
-            auth: Arc::default(),
+            auth: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The connection's NTLM state, created on first use.
+    pub fn auth(&self) -> &std::sync::Mutex<crate::auth::ConnAuth> {
+        self.auth.get_or_init(Box::default)
+    }
+
+    /// The connection's NTLM state, if an NTLM request ever created it.
+    pub fn auth_if_used(&self) -> Option<&std::sync::Mutex<crate::auth::ConnAuth>> {
+        self.auth.get().map(|auth| &**auth)
     }
 }
 

@@ -129,7 +129,8 @@ impl NtlmService {
         if !self.enabled || !self.persist_on_connection {
             return None;
         }
-        lock(&conn.auth).identity().cloned()
+        conn.auth_if_used()
+            .and_then(|auth| lock(auth).identity().cloned())
     }
 
     /// Handles one `Authorization: NTLM|Negotiate <token>` request.
@@ -143,7 +144,7 @@ impl NtlmService {
     ) -> WindowsAuth {
         let mut challenge = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut challenge);
-        let leg = lock(&conn.auth).step(
+        let leg = lock(conn.auth()).step(
             scheme,
             token,
             &self.names,
@@ -170,7 +171,7 @@ impl NtlmService {
             .map(ToString::to_string)
             .unwrap_or_else(|| format!("{domain}\\{user}"));
         if let Err(t) = throttle.admit(client, &account).await {
-            let _ = lock(&conn.auth).finish(None, &self.policy, None);
+            let _ = lock(conn.auth()).finish(None, &self.policy, None);
             return WindowsAuth::Throttled(t);
         }
         let credential = match &login {
@@ -180,12 +181,12 @@ impl NtlmService {
         let credential = match credential {
             Ok(c) => c,
             Err(e) => {
-                let _ = lock(&conn.auth).finish(None, &self.policy, None);
+                let _ = lock(conn.auth()).finish(None, &self.policy, None);
                 return WindowsAuth::Unavailable(e);
             }
         };
         let expected_cbt = self.expected_channel_binding(conn);
-        let finish = lock(&conn.auth).finish(
+        let finish = lock(conn.auth()).finish(
             credential.as_ref().map(|c| &c.nt_hash),
             &self.policy,
             expected_cbt.as_ref(),
@@ -218,7 +219,7 @@ impl NtlmService {
             }
         };
         {
-            let mut auth = lock(&conn.auth);
+            let mut auth = lock(conn.auth());
             if self.persist_on_connection {
                 auth.set_identity(identity.clone());
             }
@@ -242,12 +243,15 @@ impl NtlmService {
         if !self.enabled {
             return None;
         }
-        lock(&conn.auth).take_final_header()
+        conn.auth_if_used()
+            .and_then(|auth| lock(auth).take_final_header())
     }
 
     /// Forgets a persisted identity (the client presented other credentials).
     pub fn forget(&self, conn: &ConnInfo) {
-        lock(&conn.auth).clear_identity();
+        if let Some(auth) = conn.auth_if_used() {
+            lock(auth).clear_identity();
+        }
     }
 
     fn expected_channel_binding(&self, conn: &ConnInfo) -> Option<[u8; 16]> {
