@@ -380,7 +380,7 @@ async fn answer_pox(
     state: &State,
     identity: &Identity,
 ) -> (Bytes, &'static str) {
-    let request = match pox::parse_request(body) {
+    let request = match state.pox_bodies.parse(body) {
         Ok(r) => r,
         Err(reject) => {
             tracing::debug!(reason = %reject.reason, "POX request rejected");

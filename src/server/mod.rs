@@ -46,6 +46,9 @@ pub struct State {
     pub throttle: Arc<throttle::AuthThrottle>,
     /// Rendered POX answers of this generation (a reload starts with an empty cache).
     pub answers: answers::AnswerCache,
+    /// Parsed POX request bodies (parsing does not depend on the configuration, but a
+    /// reload is a natural moment to start over).
+    pub pox_bodies: answers::ParsedBodies,
 }
 
 /// Facts about one client connection.
@@ -120,6 +123,7 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
         ntlm,
         throttle,
         answers: answers::AnswerCache::default(),
+        pox_bodies: answers::ParsedBodies::default(),
     })
 }
 
