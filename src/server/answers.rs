@@ -172,8 +172,11 @@ pub const MAX_BODIES: usize = 1024;
 pub struct ParsedBodies {
     hasher: RandomState,
     max: usize,
-    entries: Mutex<HashMap<u64, (Box<[u8]>, PoxRequest)>>,
+    entries: Mutex<HashMap<u64, RememberedBody>>,
 }
+
+/// A body, whole (a hit compares it), and what it parsed to.
+type RememberedBody = (Box<[u8]>, PoxRequest);
 
 impl Default for ParsedBodies {
     fn default() -> Self {
