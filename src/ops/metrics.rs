@@ -91,13 +91,30 @@ type Slot<const N: usize, V> = OnceLock<([&'static str; N], V)>;
 
 /// FNV-1a over the label values (a short, fixed set: no flooding concern).
 fn slot_of<const N: usize>(values: &[&'static str; N]) -> usize {
+    // By value, but only each label's length and first and last eight bytes: label values
+    // are short code literals that differ there, and a shared slot only costs a probe (a
+    // hit compares the whole labels). Hashing every byte was a measurable part of a request.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for v in values {
-        for b in v.bytes().chain([0xff]) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        let bytes = v.as_bytes();
+        let head = bytes.get(..8.min(bytes.len())).unwrap_or_default();
+        let tail = bytes
+            .get(bytes.len().saturating_sub(8)..)
+            .unwrap_or_default();
+        for word in [word_of(head), word_of(tail), bytes.len() as u64] {
+            h = (h ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
         }
     }
     (h % SLOTS as u64) as usize
+}
+
+fn word_of(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    for (w, b) in word.iter_mut().zip(bytes) {
+        *w = *b;
+    }
+    u64::from_le_bytes(word)
 }
 
 /// A family of counters (`u64`) or gauges (`i64`) with `N` labels.
