@@ -333,6 +333,11 @@ impl AsyncRead for LeanTls {
             if io.read_closed {
                 return Poll::Ready(Ok(()));
             }
+            // Answers to what the client sends (key updates) wait for the client to read
+            // them: a client that only sends cannot grow the outgoing buffer without bound.
+            if io.outgoing.len() - io.out_at >= MAX_WRITE {
+                ready!(io.poll_write_out(cx))?;
+            }
             let read = this
                 .traffic
                 .read(&mut io.incoming, &mut io.plaintext, &mut io.outgoing);
