@@ -205,6 +205,9 @@ fn at_the_key_limit_tls13_renews_the_key_and_tls12_ends_the_connection() {
             );
         } else {
             assert_eq!(written, Err(RecordError::KeysExhausted), "{suite:?}");
+            // The two records the key could still seal, and nothing after them.
+            let got = deliver_and_read(&mut pair.client, &outgoing);
+            assert!(got == data[..2 * 16_384], "{suite:?}");
         }
     }
 }

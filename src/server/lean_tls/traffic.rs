@@ -135,15 +135,16 @@ impl Traffic {
         Ok(())
     }
 
-    /// Sends a KeyUpdate under the current key, then switches to the next one.
+    /// Sends a KeyUpdate under the current key, then switches to the next one (TLS 1.3;
+    /// TLS 1.2 has no key update, and nothing is sent).
     fn update_tx(&mut self, outgoing: &mut Vec<u8>) -> Result<(), RecordError> {
-        let message = [KEY_UPDATE, 0, 0, 1, UPDATE_NOT_REQUESTED];
-        self.records
-            .seal(ContentType::Handshake, &message, outgoing)?;
         let schedule = self
             .key_schedule
             .as_mut()
             .ok_or(RecordError::KeysExhausted)?;
+        let message = [KEY_UPDATE, 0, 0, 1, UPDATE_NOT_REQUESTED];
+        self.records
+            .seal(ContentType::Handshake, &message, outgoing)?;
         let (seq, secrets) = schedule
             .update_tx_secret()
             .map_err(|_| RecordError::KeysExhausted)?;
