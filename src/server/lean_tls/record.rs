@@ -308,6 +308,10 @@ impl RecordLayer {
             .map_err(|_| RecordError::BadRecordMac)?
             .len();
         self.rx.advance();
+        // Padding does not lift the size limit: content, type and zeros together (§5.4).
+        if inner_len > MAX_FRAGMENT + 1 {
+            return Err(RecordError::RecordOverflow);
+        }
         // The inner type is the last non-zero byte; zeros after it are padding.
         let inner = body.get(..inner_len).unwrap_or_default();
         let type_at = inner
@@ -627,6 +631,13 @@ mod tests {
         let sender = keys(Cipher::Aes128Gcm, 2, 2);
         let mut all_zero = tls13_record(&sender, b"", 20);
         assert_eq!(b.open(&mut all_zero), Err(RecordError::UnexpectedMessage));
+        // Content, type and padding together may not exceed 2^14 + 1 bytes.
+        let sender = keys(Cipher::Aes128Gcm, 2, 3);
+        let mut padded_too_far = tls13_record(&sender, b"data\x17", MAX_FRAGMENT);
+        assert_eq!(
+            b.open(&mut padded_too_far),
+            Err(RecordError::RecordOverflow)
+        );
     }
 
     #[test]
