@@ -261,6 +261,7 @@ fn hash_recipient(r: &Recipient, h: &mut impl Hasher) {
 mod tests {
     use super::*;
     use crate::directory::RecipientType;
+    use crate::probe::answer::pox_request;
 
     fn alice() -> Recipient {
         Recipient {
@@ -357,18 +358,11 @@ mod tests {
         }
     }
 
-    fn pox_body(email: &str) -> Vec<u8> {
-        format!(
-            "<Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\"><Request><EMailAddress>{email}</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>"
-        )
-        .into_bytes()
-    }
-
     #[test]
     fn remembered_bodies_parse_exactly_as_the_parser_does_and_stay_bounded() {
         let bodies = ParsedBodies::new(2);
-        let alice = pox_body("alice@contoso.com");
-        let bob = pox_body("bob@contoso.com");
+        let alice = pox_request("alice@contoso.com");
+        let bob = pox_request("bob@contoso.com");
         for _ in 0..2 {
             assert_eq!(bodies.parse(&alice), pox::parse_request(&alice));
             assert_eq!(bodies.parse(&bob), pox::parse_request(&bob));
@@ -383,11 +377,11 @@ mod tests {
         assert_eq!(bodies.parse(&broken), pox::parse_request(&broken));
         assert_eq!(bodies.len(), 2);
         // Full: a third body starts over instead of growing.
-        let carol = pox_body("carol@contoso.com");
+        let carol = pox_request("carol@contoso.com");
         assert_eq!(bodies.parse(&carol), pox::parse_request(&carol));
         assert_eq!(bodies.len(), 1);
         // Large bodies are parsed every time.
-        let mut large = pox_body("dave@contoso.com");
+        let mut large = pox_request("dave@contoso.com");
         large.splice(0..0, vec![b' '; MAX_REMEMBERED_BODY]);
         assert_eq!(bodies.parse(&large), pox::parse_request(&large));
         assert_eq!(bodies.len(), 1);
