@@ -270,11 +270,11 @@ fn handshake_step(
 
 /// Runs `op` over `room` bytes of free space at the end of `out` and keeps what it wrote;
 /// when rustls answers that it needs more, tries once more with that much.
-fn append_with<E: RequiredSize>(
+fn append_with(
     out: &mut Vec<u8>,
     room: usize,
-    mut op: impl FnMut(&mut [u8]) -> Result<usize, E>,
-) -> Result<(), E> {
+    mut op: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), EncodeError> {
     let mut room = room;
     loop {
         let start = out.len();
@@ -283,26 +283,12 @@ fn append_with<E: RequiredSize>(
         out.truncate(start + *result.as_ref().unwrap_or(&0));
         match result {
             Ok(_) => return Ok(()),
-            Err(e) => match e.required_size() {
-                Some(required) if required > room => room = required,
-                _ => return Err(e),
-            },
-        }
-    }
-}
-
-/// The size rustls's "buffer too small" errors ask for.
-trait RequiredSize {
-    fn required_size(&self) -> Option<usize>;
-}
-
-impl RequiredSize for EncodeError {
-    fn required_size(&self) -> Option<usize> {
-        match self {
-            EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
-                Some(*required_size)
+            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size }))
+                if required_size > room =>
+            {
+                room = required_size
             }
-            _ => None,
+            Err(e) => return Err(e),
         }
     }
 }
