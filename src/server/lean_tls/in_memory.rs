@@ -13,7 +13,7 @@ use rustls::version::{TLS12, TLS13};
 use rustls::{AlertDescription, SupportedCipherSuite};
 
 use super::record::{ContentType, Keys, RecordError, RecordLayer, Version};
-use super::tests::pki;
+use super::tests::{pattern, pki};
 use super::traffic::Traffic;
 use super::{handshake_step, HandshakeStep};
 
@@ -138,12 +138,6 @@ impl Pair {
         self.server.write(data, &mut outgoing).unwrap();
         deliver_and_read(&mut self.client, &outgoing)
     }
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
-        .collect()
 }
 
 #[test]
