@@ -7,7 +7,7 @@ pub mod ntlm;
 pub mod spnego;
 pub mod throttle;
 
-/// Helpers shared by the unit tests of the authentication modules.
+/// Helpers shared by unit tests (the authentication modules, the TLS record vectors).
 #[cfg(test)]
 pub(crate) mod testing {
     /// Hex (whitespace ignored) to bytes, for specification test vectors.

@@ -8,6 +8,8 @@
 //! The hex is the trace's, with its line breaks; each constant names the step of §3 (the
 //! `{client}`/`{server}` line) and the field it comes from.
 
+use crate::auth::testing::hex;
+
 use super::record::{Cipher, ContentType, Keys, Opened, RecordLayer, Version, HEADER_LEN};
 
 /// `{server}  derive write traffic keys for application data`: key expanded (16 octets).
@@ -65,20 +67,6 @@ const SERVER_APPLICATION_DATA_RECORD: &str = "17 03 03 00 43 2e 93 7e 11 ef 4a c
     0e fa f9 7d 90 e6 df fc 60 2d cb 50 1a 59 a8 fc c4 9c 4b f2 e5
     f0 a2 1c 00 47 c2 ab f3 32 54 0d d0 32 e1 67 c2 95 5d";
 
-/// The bytes of hex digits written in pairs, whitespace anywhere between pairs.
-fn hex(s: &str) -> Vec<u8> {
-    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in {s:?}");
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let pair = std::str::from_utf8(pair).expect("ASCII");
-            u8::from_str_radix(pair, 16).unwrap_or_else(|_| panic!("not hex: {pair:?}"))
-        })
-        .collect()
-}
-
-/// Lower-case hex, so a mismatch shows as the trace shows it.
 fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
