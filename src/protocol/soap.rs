@@ -1,7 +1,7 @@
 //! SOAP Autodiscover ([MS-OXWSADISC]: GetUserSettings, GetDomainSettings): parses SOAP 1.1
 //! envelopes carrying `GetUserSettingsRequestMessage` / `GetDomainSettingsRequestMessage`,
-//! picks the requested settings out of [`MailboxSettings`], and renders responses and SOAP Faults. Never looks
-//! anything up: callers decide per user and pass the answers in.
+//! picks the requested settings out of [`MailboxSettings`], and renders responses and SOAP
+//! Faults. Never looks anything up: callers decide per user and pass the answers in.
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
