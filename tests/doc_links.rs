@@ -229,16 +229,20 @@ fn the_checker_finds_a_missing_file_and_a_missing_heading() {
 
 #[test]
 fn slugs_follow_github() {
-    assert_eq!(
-        slug("Configuration (`[v2]`, all optional)"),
-        "configuration-v2-all-optional"
-    );
-    assert_eq!(
-        slug("Legacy logins (`ntlm_allow_legacy`)"),
-        "legacy-logins-ntlm_allow_legacy"
-    );
-    assert_eq!(slug("AutodiscoverV2 (JSON)"), "autodiscoverv2-json");
-    assert_eq!(slug("The [lab](x.md) and `probe`"), "the-lab-and-probe");
+    for (heading, anchor) in [
+        (
+            "Configuration (`[v2]`, all optional)",
+            "configuration-v2-all-optional",
+        ),
+        (
+            "Legacy logins (`ntlm_allow_legacy`)",
+            "legacy-logins-ntlm_allow_legacy",
+        ),
+        ("AutodiscoverV2 (JSON)", "autodiscoverv2-json"),
+        ("The [lab](x.md) and `probe`", "the-lab-and-probe"),
+    ] {
+        assert_eq!(slug(heading), anchor, "{heading}");
+    }
     let twice = anchors("## Results\n\n## Results\n");
     assert!(
         twice.contains("results") && twice.contains("results-1"),
