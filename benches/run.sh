@@ -34,16 +34,9 @@ if [ "${1:-}" = "--smoke" ]; then
   smoke=true; profile=debug; duration=1; conns=4; threads=1; idle=50
 fi
 
-log() { printf '==> %s\n' "$*" >&2; }
+# shellcheck source=benches/lib.sh
+source "$root/benches/lib.sh"
 
-install_missing() { # command package
-  if command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; then return 0; fi
-  log "installing $2"
-  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  local apt=(apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$2")
-  $sudo "${apt[@]}" >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo "${apt[@]}"; }
-}
 install_missing wrk wrk
 install_missing nginx nginx
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
@@ -67,32 +60,9 @@ if [ "$(ulimit -n)" -lt $((idle + 200)) ]; then
   idle=$(( $(ulimit -n) - 200 ))
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 nginx_port=$(free_port)
-python3 - "$root" "$work" "$port" <<'EOF'
-import sys
-root, work, port = sys.argv[1:4]
-text = open(f"{root}/config/autodiscoverd.example.toml").read()
-def sub(old, new):
-    global text
-    if old not in text:
-        raise SystemExit(f"benches/run.sh: `{old}` is no longer in the example config")
-    text = text.replace(old, new, 1)
-sub('listen = ["127.0.0.1:8443"]', f'listen = ["127.0.0.1:{port}"]')
-sub('header_read_timeout_secs = 10', 'header_read_timeout_secs = 600')
-sub('max_connections = 10000', 'max_connections = 20000')
-sub('benchmark_static_route = false', 'benchmark_static_route = true')
-sub('cert = "../certs/autodiscover.pem"', f'cert = "{work}/cert.pem"')
-sub('key = "../certs/autodiscover.key"', f'key = "{work}/key.pem"')
-sub('path = "directory.example.toml"', f'path = "{root}/config/directory.example.toml"')
-# Only the HTTPS listener: no port-80 redirect, no metrics listener.
-start = text.index("[redirect]"); end = text.index("# AutodiscoverV2")
-text = text[:start] + text[end:]
-start = text.index("[metrics]"); end = text.index("# Failed-login throttling")
-text = text[:start] + text[end:]
-open(f"{work}/autodiscoverd.toml", "w").write(text)
-EOF
+write_bench_config "$root" "$work" "$port" 600 bench
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "starting the server on 127.0.0.1:$port (load average before: $load_before)"
