@@ -9,7 +9,10 @@
 #     Basic POX redirectAddr, AutodiscoverV2 JSON;
 #   - target/release/examples/bench_client: full NTLM handshakes, and 10 000 idle TLS
 #     keep-alive connections (each served one authenticated POX request first, like an
-#     Outlook client) while the server's RSS is read from /proc/<pid>/status.
+#     Outlook client) while the server's RSS is read from /proc/<pid>/status;
+#   - nginx (Debian's, OpenSSL; installed when missing) as an external baseline in the same
+#     run: its static 1 KiB answer over TLS with the same certificate under the same wrk
+#     load, and the same 10 000 idle TLS keep-alive connections (RSS of all its processes).
 # Prints a Markdown table (also written to target/bench/results.md) with each scenario's
 # requests/s as a ratio to the baseline of the same run, and checks the targets.
 #
@@ -31,15 +34,12 @@ if [ "${1:-}" = "--smoke" ]; then
   smoke=true; profile=debug; duration=1; conns=4; threads=1; idle=50
 fi
 
-log() { printf '==> %s\n' "$*" >&2; }
+# shellcheck source=benches/lib.sh
+source "$root/benches/lib.sh"
 
-if ! command -v wrk >/dev/null 2>&1; then
-  log "installing wrk"
-  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  lock=(-o DPkg::Lock::Timeout=600)   # wait for another install instead of failing
-  $sudo apt-get "${lock[@]}" install -y -qq wrk >/dev/null 2>&1 || { $sudo apt-get "${lock[@]}" update -qq && $sudo apt-get "${lock[@]}" install -y -qq wrk; }
-fi
+install_missing wrk wrk
+install_missing nginx nginx
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [ "$profile" = release ]; then
   log "building (release)"
@@ -51,7 +51,7 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 server_bin=$target_dir/$profile/autodiscoverd
 client_bin=$target_dir/$profile/examples/bench_client
 
-work=$root/target/bench
+work=$target_dir/bench
 rm -rf "$work"; mkdir -p "$work"
 # 10 000 client sockets in one process and as many in the server.
 ulimit -n "$(ulimit -Hn)" || true
@@ -60,38 +60,19 @@ if [ "$(ulimit -n)" -lt $((idle + 200)) ]; then
   idle=$(( $(ulimit -n) - 200 ))
 fi
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 - "$root" "$work" "$port" <<'EOF'
-import sys
-root, work, port = sys.argv[1:4]
-text = open(f"{root}/config/autodiscoverd.example.toml").read()
-def sub(old, new):
-    global text
-    if old not in text:
-        raise SystemExit(f"benches/run.sh: `{old}` is no longer in the example config")
-    text = text.replace(old, new, 1)
-sub('listen = ["127.0.0.1:8443"]', f'listen = ["127.0.0.1:{port}"]')
-sub('header_read_timeout_secs = 10', 'header_read_timeout_secs = 600')
-sub('max_connections = 10000', 'max_connections = 20000')
-sub('benchmark_static_route = false', 'benchmark_static_route = true')
-sub('cert = "../certs/autodiscover.pem"', f'cert = "{work}/cert.pem"')
-sub('key = "../certs/autodiscover.key"', f'key = "{work}/key.pem"')
-sub('path = "directory.example.toml"', f'path = "{root}/config/directory.example.toml"')
-# Only the HTTPS listener: no port-80 redirect, no metrics listener.
-start = text.index("[redirect]"); end = text.index("# AutodiscoverV2")
-text = text[:start] + text[end:]
-start = text.index("[metrics]"); end = text.index("# Failed-login throttling")
-text = text[:start] + text[end:]
-open(f"{work}/autodiscoverd.toml", "w").write(text)
-EOF
+port=$(free_port)
+nginx_port=$(free_port)
+write_bench_config "$root" "$work" "$port" 600 bench
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log "starting the server on 127.0.0.1:$port (load average before: $load_before)"
 "$server_bin" serve --config "$work/autodiscoverd.toml" >"$work/server.out" 2>"$work/server.log" &
 server_pid=$!
 client_pid=""
+nginx_pid=""
 cleanup() {
   [ -n "$client_pid" ] && kill "$client_pid" 2>/dev/null || true
+  [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
 }
@@ -101,6 +82,38 @@ for _ in $(seq 1 100); do
   curl -sk -o /dev/null "$base/autodiscover/healthcheck.htm" && break
   sleep 0.1
 done
+
+# nginx with the certificate the server created, answering every request with 1 KiB (the
+# same body as /benchmark/static) and keeping connections as long as ours stay.
+mkdir -p "$work/nginx"
+body=$(printf 'x%.0s' $(seq 1 1024))
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+worker_rlimit_nofile $((idle + 1000));
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections $((idle + 500)); }
+http {
+  access_log off;
+  keepalive_timeout 600s;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$nginx_port ssl;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { default_type text/plain; return 200 "$body"; }
+  }
+}
+NGINX
+"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' 2>"$work/nginx/stderr.log" &
+nginx_pid=$!
+nginx_base=https://127.0.0.1:$nginx_port
+for _ in $(seq 1 100); do
+  curl -sk -o /dev/null "$nginx_base/benchmark/static" && break
+  sleep 0.1
+done
+[ "$(curl -sk "$nginx_base/benchmark/static" | wc -c)" -eq 1024 ] || { echo "nginx check failed: $(cat "$work/nginx/stderr.log" "$work/nginx/error.log" 2>/dev/null)"; exit 1; }
 
 auth="Basic $(printf '%s' 'alice@contoso.com:Alice-Demo-2026!' | base64 -w0)"
 request() {
@@ -124,12 +137,12 @@ curl -sk "$base/autodiscover/autodiscover.json/v1.0/alice@contoso.com?Protocol=E
 
 results=$work/results.jsonl
 : >"$results"
-run_wrk() { # name path [script]
-  local name=$1 path=$2 script=${3:-}
+run_wrk() { # name path [script] [base URL]
+  local name=$1 path=$2 script=${3:-} url=${4:-$base}
   log "wrk: $name ($conns connections, ${duration}s)"
   local args=(-t"$threads" -c"$conns" -d"${duration}s" --latency)
   [ -n "$script" ] && args+=(-s "$script")
-  wrk "${args[@]}" "$base$path" >"$work/$name.txt"
+  wrk "${args[@]}" "$url$path" >"$work/$name.txt"
   python3 - "$name" "$work/$name.txt" >>"$results" <<'EOF'
 import json, re, sys
 name, path = sys.argv[1:3]
@@ -150,6 +163,7 @@ EOF
 }
 
 run_wrk baseline /benchmark/static
+run_wrk nginx_static /benchmark/static "" "$nginx_base"
 run_wrk pox_settings /autodiscover/autodiscover.xml "$work/alice.lua"
 run_wrk pox_redirect_addr /autodiscover/autodiscover.xml "$work/bob.lua"
 run_wrk v2_json "/autodiscover/autodiscover.json/v1.0/alice@contoso.com?Protocol=EWS"
@@ -157,36 +171,51 @@ log "bench_client: NTLM handshakes ($conns connections, ${duration}s)"
 "$client_bin" --addr "127.0.0.1:$port" ntlm --connections "$conns" --duration-secs "$duration" >>"$results"
 run_wrk baseline_again /benchmark/static
 
-rss_kb() { awk "/^$1:/ {print \$2}" "/proc/$server_pid/status"; }
-rss_before=$(rss_kb VmRSS)
-log "bench_client: opening $idle idle keep-alive TLS connections"
-fifo=$work/idle.stdin
-mkfifo "$fifo"
-"$client_bin" --addr "127.0.0.1:$port" idle --pox --connections "$idle" --hold-secs 300 <"$fifo" >"$work/idle.out" &
-client_pid=$!
-exec {hold}>"$fifo"
-for _ in $(seq 1 1200); do
-  grep -q '^READY' "$work/idle.out" 2>/dev/null && break
-  sleep 0.25
-done
-# Connections park after 1 s of quiet and the allocator returns freed pages within about a
-# second more: read the RSS once it has stopped falling (at most 20 s).
-rss_ready=$(rss_kb VmRSS)
-prev=$rss_ready
-for i in $(seq 1 20); do
-  sleep 1
-  now=$(rss_kb VmRSS)
-  [ "$i" -ge 3 ] && [ "$now" -ge "$prev" ] && break
-  prev=$now
-done
-rss_idle=$now
-opened=$(awk '/^READY/ {print $2}' "$work/idle.out")
-idle_failed=$(awk '/^READY/ {print $3}' "$work/idle.out")
-hwm=$(rss_kb VmHWM)
-exec {hold}>&-
-wait "$client_pid" || true
-client_pid=""
-echo "{\"scenario\":\"idle\",\"connections\":${opened:-0},\"failed\":${idle_failed:-0},\"rss_before_kb\":$rss_before,\"rss_ready_kb\":$rss_ready,\"rss_idle_kb\":$rss_idle,\"vm_hwm_kb\":$hwm}" >>"$results"
+# RSS in KiB of a set of processes (nginx: the master and its workers).
+rss_kb() { # field pid...
+  local field=$1 total=0 pid; shift
+  for pid in "$@"; do
+    total=$((total + $(awk "/^$field:/ {print \$2}" "/proc/$pid/status")))
+  done
+  echo "$total"
+}
+# Opens $idle idle connections to 127.0.0.1:<port> (one POX request each) and records the
+# RSS of the given processes before, when the last one is open, and once it stopped falling.
+measure_idle() { # scenario port pid...
+  local scenario=$1 target_port=$2; shift 2
+  local before ready prev now opened failed hwm i
+  before=$(rss_kb VmRSS "$@")
+  log "bench_client: opening $idle idle keep-alive TLS connections ($scenario)"
+  rm -f "$work/idle.stdin"; mkfifo "$work/idle.stdin"
+  "$client_bin" --addr "127.0.0.1:$target_port" idle --pox --connections "$idle" --hold-secs 300 <"$work/idle.stdin" >"$work/$scenario.out" &
+  client_pid=$!
+  exec {hold}>"$work/idle.stdin"
+  for _ in $(seq 1 1200); do
+    grep -q '^READY' "$work/$scenario.out" 2>/dev/null && break
+    sleep 0.25
+  done
+  # Our connections park after 1 s of quiet and the allocator returns freed pages within
+  # about a second more: read the RSS once it has stopped falling (at most 20 s).
+  ready=$(rss_kb VmRSS "$@")
+  prev=$ready
+  for i in $(seq 1 20); do
+    sleep 1
+    now=$(rss_kb VmRSS "$@")
+    [ "$i" -ge 3 ] && [ "$now" -ge "$prev" ] && break
+    prev=$now
+  done
+  opened=$(awk '/^READY/ {print $2}' "$work/$scenario.out")
+  failed=$(awk '/^READY/ {print $3}' "$work/$scenario.out")
+  hwm=$(rss_kb VmHWM "$@")
+  exec {hold}>&-
+  wait "$client_pid" || true
+  client_pid=""
+  echo "{\"scenario\":\"$scenario\",\"connections\":${opened:-0},\"failed\":${failed:-0},\"rss_before_kb\":$before,\"rss_ready_kb\":$ready,\"rss_idle_kb\":$now,\"vm_hwm_kb\":$hwm}" >>"$results"
+}
+measure_idle idle "$port" "$server_pid"
+# nginx's workers (started before it answered, which was checked above).
+read -r -a nginx_workers <<<"$(pgrep -P "$nginx_pid" | tr '\n' ' ')"
+measure_idle nginx_idle "$nginx_port" "$nginx_pid" "${nginx_workers[@]}"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 python3 - "$results" "$work/results.md" "$conns" "$duration" "$load_before" "$load_after" "$smoke" <<'EOF'
@@ -206,13 +235,14 @@ lines = [
 ]
 names = {
     "baseline": "static 1 KiB baseline (first run)",
+    "nginx_static": "nginx static 1 KiB, external baseline (Debian nginx, OpenSSL)",
     "baseline_again": "static 1 KiB baseline (last run)",
     "pox_settings": "POX settings, Basic (warm cache)",
     "pox_redirect_addr": "POX redirectAddr, Basic (warm cache)",
     "v2_json": "AutodiscoverV2 JSON (anonymous)",
     "ntlm": "NTLM full handshakes (2 requests each)",
 }
-for key in ["baseline", "pox_settings", "pox_redirect_addr", "v2_json", "ntlm", "baseline_again"]:
+for key in ["baseline", "nginx_static", "pox_settings", "pox_redirect_addr", "v2_json", "ntlm", "baseline_again"]:
     r = rows[key]
     rps = r["requests_per_sec"]
     extra = f" ({r['handshakes_per_sec']:.0f} handshakes/s)" if key == "ntlm" else ""
@@ -221,12 +251,22 @@ for key in ["baseline", "pox_settings", "pox_redirect_addr", "v2_json", "ntlm", 
         errors = f"{errors}; socket: {r['socket_errors']}"
     lines.append(f"| {names[key]} | {rps:.0f}{extra} | {rps / base:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {errors} |")
 idle = rows["idle"]
+nginx_idle = rows["nginx_idle"]
 mb = lambda kb: kb / 1024
+per_conn = lambda r: (r["rss_idle_kb"] - r["rss_before_kb"]) * 1024 / max(r["connections"], 1)
 lines += [
     "",
     f"Idle keep-alive TLS connections (one POX request each): {idle['connections']} open ({idle['failed']} failed); server RSS {mb(idle['rss_before_kb']):.1f} MiB before, "
     f"{mb(idle['rss_ready_kb']):.1f} MiB when the last one was open, {mb(idle['rss_idle_kb']):.1f} MiB once they idled (parked) "
     f"(peak RSS of the whole run {mb(idle['vm_hwm_kb']):.1f} MiB)",
+    "",
+    f"nginx, the same idle connections: {nginx_idle['connections']} open ({nginx_idle['failed']} failed); RSS of its processes {mb(nginx_idle['rss_before_kb']):.1f} MiB before, "
+    f"{mb(nginx_idle['rss_ready_kb']):.1f} MiB when the last one was open, {mb(nginx_idle['rss_idle_kb']):.1f} MiB once idle",
+    "",
+    "| per idle TLS keep-alive connection (RSS growth / connections) | bytes |",
+    "| --- | ---: |",
+    f"| autodiscoverd | {per_conn(idle):.0f} |",
+    f"| nginx | {per_conn(nginx_idle):.0f} |",
     "",
 ]
 pox = rows["pox_settings"]
@@ -234,6 +274,7 @@ targets = [
     ("authenticated POX (warm cache) >= 70% of the baseline", pox["requests_per_sec"] / base >= 0.70, f"{pox['requests_per_sec'] / base:.2f}"),
     (f"p99 <= 5 ms at {conns} connections (POX settings)", pox["p99_ms"] <= 5.0, f"{pox['p99_ms']:.2f} ms"),
     ("RSS < 50 MB with the idle connections open", idle["rss_idle_kb"] * 1024 < 50e6, f"{idle['rss_idle_kb'] * 1024 / 1e6:.1f} MB"),
+    ("<= 10 KB per idle connection", per_conn(idle) <= 10_000, f"{per_conn(idle):.0f} bytes; nginx {per_conn(nginx_idle):.0f}"),
 ]
 for what, ok, value in targets:
     lines.append(f"- {'met' if ok else 'NOT met'}: {what} ({value})")

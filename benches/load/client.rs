@@ -8,6 +8,12 @@
 //!   check, or with `--pox` an authenticated POX request: every connection is then a served,
 //!   idle keep-alive connection like an Outlook client's), prints `READY <open> <failed>` and holds
 //!   them until standard input closes or `--hold-secs` pass.
+//! - `soak`: the load of `benches/soak.sh` for a given time: keep-alive clients sending a mix
+//!   of POX (Basic), SOAP GetUserSettings (Basic), AutodiscoverV2 and full NTLM handshakes;
+//!   clients that abort mid-handshake (a real ClientHello, then the socket closes) and
+//!   mid-request (half a body, then the socket closes); idle connections opened, held for
+//!   1–30 s and closed. Prints one JSON line of counts; every request that is not one of the
+//!   deliberate aborts must succeed.
 //!
 //! Certificates are not verified: the target is the benchmark's own self-signed server on
 //! 127.0.0.1.
@@ -19,6 +25,7 @@
 )]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +40,7 @@ use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsConnector;
 
 const HOST: &str = "autodiscover.contoso.com";
@@ -61,6 +69,17 @@ enum Mode {
         domain: String,
         #[arg(long, default_value = "Alice-Demo-2026!")]
         password: String,
+    },
+    /// Mixed load with aborting clients and idle connections coming and going.
+    Soak {
+        #[arg(long, default_value_t = 60)]
+        duration_secs: u64,
+        /// Keep-alive clients sending the mixed requests.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Pause of each client between requests (keeps the load to a share of the machine).
+        #[arg(long, default_value_t = 10)]
+        pause_ms: u64,
     },
     /// Opens and holds idle keep-alive connections.
     Idle {
@@ -114,6 +133,10 @@ impl ServerCertVerifier for NoVerify {
 }
 
 fn connector() -> TlsConnector {
+    TlsConnector::from(connector_config())
+}
+
+fn connector_config() -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -122,7 +145,7 @@ fn connector() -> TlsConnector {
         .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    TlsConnector::from(Arc::new(config))
+    Arc::new(config)
 }
 
 async fn connect(
@@ -150,6 +173,23 @@ async fn send(
     authorization: Option<&str>,
     body: &'static str,
 ) -> Result<(u16, Vec<String>), hyper::Error> {
+    send_bytes(
+        sender,
+        method,
+        path,
+        authorization,
+        Bytes::from_static(body.as_bytes()),
+    )
+    .await
+}
+
+async fn send_bytes(
+    sender: &mut SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Bytes,
+) -> Result<(u16, Vec<String>), hyper::Error> {
     let mut req = Request::builder()
         .method(method)
         .uri(path)
@@ -158,9 +198,7 @@ async fn send(
     if let Some(a) = authorization {
         req = req.header("Authorization", a);
     }
-    let req = req
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .unwrap();
+    let req = req.body(Full::new(body)).unwrap();
     sender.ready().await?;
     let response = sender.send_request(req).await?;
     let status = response.status().as_u16();
@@ -339,6 +377,222 @@ async fn run_idle(
     println!("RELEASED {still_open}");
 }
 
+/// What the soak load counted.
+#[derive(Default)]
+struct SoakCounts {
+    ok: [AtomicU64; 4],
+    failed: [AtomicU64; 4],
+    handshake_aborts: AtomicU64,
+    request_aborts: AtomicU64,
+    idle_opened: AtomicU64,
+    idle_failed: AtomicU64,
+}
+
+const SOAK_KINDS: [&str; 4] = ["pox", "soap", "v2", "ntlm"];
+
+/// A random duration in `[low, high)` milliseconds.
+fn random_ms(low: u64, high: u64) -> Duration {
+    Duration::from_millis(low + rand::random::<u64>() % (high - low).max(1))
+}
+
+async fn run_soak(addr: SocketAddr, duration: Duration, clients: usize, pause: Duration) {
+    let tls = connector();
+    let counts = Arc::new(SoakCounts::default());
+    let deadline = Instant::now() + duration;
+    let basic = Arc::new(format!(
+        "Basic {}",
+        b64(b"alice@contoso.com:Alice-Demo-2026!")
+    ));
+    let soap = Bytes::from(autodiscoverd::probe::answer::soap_request(
+        "alice@contoso.com",
+        "https://autodiscover.contoso.com/autodiscover/autodiscover.svc",
+    ));
+    let opts = Arc::new(ClientOptions::new("alice", "CONTOSO", "Alice-Demo-2026!"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (tls, counts, basic, soap, opts) = (
+            tls.clone(),
+            Arc::clone(&counts),
+            Arc::clone(&basic),
+            soap.clone(),
+            Arc::clone(&opts),
+        );
+        tasks.spawn(async move {
+            let mut sender = None;
+            let mut served_here = 0u32;
+            let mut turn = client;
+            while Instant::now() < deadline {
+                // A new connection now and then, so handshakes are part of the mix.
+                if served_here >= 50 {
+                    sender = None;
+                    served_here = 0;
+                }
+                if sender.is_none() {
+                    match connect(addr, &tls).await {
+                        Ok(s) => sender = Some(s),
+                        Err(e) => {
+                            eprintln!("soak: connect failed: {e}");
+                            counts.failed[turn % 4].fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(pause).await;
+                            continue;
+                        }
+                    }
+                }
+                let Some(s) = sender.as_mut() else { continue };
+                let kind = turn % 4;
+                let outcome = match kind {
+                    0 => send(s, "POST", POX, Some(&basic), BODY)
+                        .await
+                        .map(|(status, _)| status == 200),
+                    1 => send_bytes(
+                        s,
+                        "POST",
+                        "/autodiscover/autodiscover.svc",
+                        Some(&basic),
+                        soap.clone(),
+                    )
+                    .await
+                    .map(|(status, _)| status == 200),
+                    2 => send(
+                        s,
+                        "GET",
+                        "/autodiscover/autodiscover.json/v1.0/alice@contoso.com?Protocol=EWS",
+                        None,
+                        "",
+                    )
+                    .await
+                    .map(|(status, _)| status == 200),
+                    _ => handshake(s, &opts).await,
+                };
+                match outcome {
+                    Ok(true) => {
+                        counts.ok[kind].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {
+                        eprintln!("soak: {} answered unexpectedly", SOAK_KINDS[kind]);
+                        counts.failed[kind].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        eprintln!("soak: {} failed: {e}", SOAK_KINDS[kind]);
+                        counts.failed[kind].fetch_add(1, Ordering::Relaxed);
+                        sender = None;
+                    }
+                }
+                served_here += 1;
+                turn += 1;
+                tokio::time::sleep(pause).await;
+            }
+        });
+    }
+    // Clients that send a real ClientHello (all of it or a part) and close.
+    {
+        let counts = Arc::clone(&counts);
+        tasks.spawn(async move {
+            let config = connector_config();
+            while Instant::now() < deadline {
+                tokio::time::sleep(random_ms(50, 150)).await;
+                let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+                    continue;
+                };
+                let mut conn = rustls::ClientConnection::new(
+                    Arc::clone(&config),
+                    ServerName::try_from(HOST).unwrap(),
+                )
+                .unwrap();
+                let mut hello = Vec::new();
+                conn.write_tls(&mut hello).unwrap();
+                let cut = if rand::random::<bool>() {
+                    hello.len()
+                } else {
+                    1 + rand::random::<usize>() % hello.len().max(1)
+                };
+                let _ = tcp.write_all(&hello[..cut.min(hello.len())]).await;
+                tokio::time::sleep(random_ms(0, 50)).await;
+                counts.handshake_aborts.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    // Clients that close mid-request: in the head or in the body.
+    {
+        let (tls, counts, basic) = (tls.clone(), Arc::clone(&counts), Arc::clone(&basic));
+        tasks.spawn(async move {
+            while Instant::now() < deadline {
+                tokio::time::sleep(random_ms(100, 300)).await;
+                let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+                    continue;
+                };
+                let Ok(mut stream) = tls.connect(ServerName::try_from(HOST).unwrap(), tcp).await
+                else {
+                    continue;
+                };
+                let head = format!(
+                    "POST {POX} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: {basic}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+                    BODY.len()
+                );
+                let request = format!("{head}{BODY}");
+                let cut = 1 + rand::random::<usize>() % (request.len() - 1);
+                let _ = stream.write_all(&request.as_bytes()[..cut]).await;
+                let _ = stream.flush().await;
+                tokio::time::sleep(random_ms(0, 100)).await;
+                counts.request_aborts.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    // Idle connections coming and going: one health check each, then held 1–30 s (past the
+    // server's idle timeout some of the time, when the server closes them).
+    {
+        let (tls, counts) = (tls.clone(), Arc::clone(&counts));
+        tasks.spawn(async move {
+            let mut holders = tokio::task::JoinSet::new();
+            while Instant::now() < deadline {
+                tokio::time::sleep(random_ms(20, 80)).await;
+                let (tls, counts) = (tls.clone(), Arc::clone(&counts));
+                holders.spawn(async move {
+                    let opened = match connect(addr, &tls).await {
+                        Ok(mut s) => send(&mut s, "GET", "/autodiscover/healthcheck.htm", None, "")
+                            .await
+                            .ok()
+                            .filter(|(status, _)| *status == 200)
+                            .map(|_| s),
+                        Err(_) => None,
+                    };
+                    match opened {
+                        Some(s) => {
+                            counts.idle_opened.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(random_ms(1_000, 30_000)).await;
+                            drop(s);
+                        }
+                        None => {
+                            eprintln!("soak: an idle connection could not be opened");
+                            counts.idle_failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+                while holders.try_join_next().is_some() {}
+            }
+            holders.abort_all();
+            while holders.join_next().await.is_some() {}
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let load =
+        |a: &[AtomicU64; 4]| -> Vec<u64> { a.iter().map(|c| c.load(Ordering::Relaxed)).collect() };
+    let (ok, failed) = (load(&counts.ok), load(&counts.failed));
+    let per_kind: Vec<String> = SOAK_KINDS
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("\"{k}\":{{\"ok\":{},\"failed\":{}}}", ok[i], failed[i]))
+        .collect();
+    println!(
+        "{{\"scenario\":\"soak\",{},\"handshake_aborts\":{},\"request_aborts\":{},\"idle_opened\":{},\"idle_failed\":{}}}",
+        per_kind.join(","),
+        counts.handshake_aborts.load(Ordering::Relaxed),
+        counts.request_aborts.load(Ordering::Relaxed),
+        counts.idle_opened.load(Ordering::Relaxed),
+        counts.idle_failed.load(Ordering::Relaxed),
+    );
+}
+
 fn main() {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -360,6 +614,19 @@ fn main() {
                     connections,
                     Duration::from_secs(duration_secs),
                     opts,
+                )
+                .await
+            }
+            Mode::Soak {
+                duration_secs,
+                clients,
+                pause_ms,
+            } => {
+                run_soak(
+                    args.addr,
+                    Duration::from_secs(duration_secs),
+                    clients,
+                    Duration::from_millis(pause_ms),
                 )
                 .await
             }

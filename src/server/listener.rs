@@ -17,9 +17,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 use super::drain::{draining, Drain, DrainWatch};
-use super::lean_tls::LeanTls;
 use super::park::{self, Stream};
 use super::proxy::{self, ClientContext, Link, ProxyHeader};
 use super::reload::Live;
@@ -162,28 +163,20 @@ async fn open(
             None
         }
         _ if kind.tls() => {
-            let config = Arc::clone(&generation.tls);
-            let handshake = tokio::time::timeout(
-                state.config.server.tls_handshake_timeout,
-                LeanTls::accept(stream, config),
-            )
-            .await;
-            let (tls, sni) = match handshake {
-                Ok(Ok(done)) => done,
-                Ok(Err(e)) => {
-                    metrics::tls_handshake_failure("error");
-                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                    return None;
-                }
-                Err(_) => {
-                    metrics::tls_handshake_failure("timeout");
-                    tracing::debug!(client = %peer, "TLS handshake timed out");
-                    return None;
-                }
-            };
+            let tls = handshake(stream, peer, &generation.tls, &state).await?;
+            let (_, session) = tls.get_ref();
+            tracing::debug!(
+                client = %peer,
+                sni = session.server_name().unwrap_or("-"),
+                version = ?session.protocol_version(),
+                cipher = ?session.negotiated_cipher_suite().map(|s| s.suite()),
+                alpn = %String::from_utf8_lossy(session.alpn_protocol().unwrap_or(b"-")),
+                "TLS handshake done"
+            );
+            let sni = session.server_name().map(str::to_owned);
             let conn = Arc::new(ConnInfo::new(peer, sni));
             Some(serve_autodiscover(
-                Stream::Tls(tls),
+                Stream::Tls(Box::new(tls)),
                 state,
                 conn,
                 link,
@@ -199,6 +192,40 @@ async fn open(
                 link,
                 watcher,
             ))
+        }
+    }
+}
+
+/// The TLS handshake, by rustls through tokio-rustls. A failed handshake has already
+/// sent the alert rustls chose (tokio-rustls writes it before reporting the error); it is
+/// counted while the socket is still open, so a client that sees the connection close
+/// finds the count up to date.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &Arc<rustls::ServerConfig>,
+    state: &State,
+) -> Option<TlsStream<TcpStream>> {
+    let accept = TlsAcceptor::from(Arc::clone(config))
+        .accept(stream)
+        .into_fallible();
+    tokio::pin!(accept);
+    let timeout = tokio::time::sleep(state.config.server.tls_handshake_timeout);
+    tokio::select! {
+        done = &mut accept => match done {
+            Ok(tls) => Some(tls),
+            Err((e, stream)) => {
+                metrics::tls_handshake_failure("error");
+                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                drop(stream);
+                None
+            }
+        },
+        () = timeout => {
+            metrics::tls_handshake_failure("timeout");
+            tracing::debug!(client = %peer, "TLS handshake timed out");
+            // The socket closes with `accept`, when this function returns.
+            None
         }
     }
 }

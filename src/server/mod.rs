@@ -5,7 +5,6 @@
 pub mod answers;
 pub mod drain;
 pub mod handlers;
-pub mod lean_tls;
 pub mod listener;
 pub mod ntlm;
 pub mod park;

@@ -6,9 +6,9 @@
 //! serves requests while the client is active; after [`Timing::park_after`] without a byte
 //! in either direction it is asked to stop at its next idle point (a graceful shutdown
 //! that leaves the socket open), hands back the stream and whatever it had read ahead, and
-//! the connection waits for the client's next bytes *parked*: only the socket, the TLS
-//! session and the connection's own facts (its NTLM identity) stay allocated. The client
-//! sees one ordinary keep-alive connection.
+//! the connection waits for the client's next bytes *parked*: only the socket, rustls's
+//! connection (tokio-rustls's stream) and the connection's own facts (its NTLM identity)
+//! stay allocated. The client sees one ordinary keep-alive connection.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -25,9 +25,9 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::drain::{draining, DrainWatch};
-use super::lean_tls::LeanTls;
 use super::respond::Body;
 
 /// A connection's byte stream, as the parking loop needs it.
@@ -36,17 +36,30 @@ pub trait ParkableIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
     /// Whether input is already buffered above the socket (then nothing needs waiting for).
-    fn has_buffered_input(&self) -> bool {
+    fn has_buffered_input(&mut self) -> bool {
         false
     }
-
-    /// Frees buffers that hold nothing; called when the connection parks.
-    fn release_idle_buffers(&mut self) {}
 }
 
 impl ParkableIo for TcpStream {
     fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
+    }
+}
+
+impl ParkableIo for TlsStream<TcpStream> {
+    fn poll_socket_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_ref().0.poll_read_ready(cx)
+    }
+
+    /// Complete records rustls holds but has not opened yet, or plaintext it opened that
+    /// hyper did not read. An error counts as input: the next read reports it (and
+    /// tokio-rustls sends the alert rustls queued).
+    fn has_buffered_input(&mut self) -> bool {
+        self.get_mut()
+            .1
+            .process_new_packets()
+            .map_or(true, |state| state.plaintext_bytes_to_read() > 0)
     }
 }
 
@@ -114,7 +127,14 @@ where
                 return;
             }
             if stream.read_ahead.is_empty() && !stream.io.has_buffered_input() {
-                stream.io.release_idle_buffers();
+                // What rustls queued while hyper read (an answer to a TLS 1.3 KeyUpdate) goes
+                // out now, not with the next answer.
+                if !matches!(
+                    tokio::time::timeout(Duration::from_secs(1), stream.io.flush()).await,
+                    Ok(Ok(()))
+                ) {
+                    return;
+                }
                 let parked_for = timing.idle_timeout.saturating_sub(timing.park_after);
                 let readable = tokio::select! {
                     biased;
@@ -133,7 +153,8 @@ where
 
 /// An Autodiscover connection's stream: TLS, or plain behind a TLS-terminating proxy.
 pub enum Stream {
-    Tls(LeanTls),
+    /// Boxed: rustls's connection is over a kilobyte, which plain connections need not carry.
+    Tls(Box<TlsStream<TcpStream>>),
     Plain(TcpStream),
 }
 
@@ -145,17 +166,10 @@ impl ParkableIo for Stream {
         }
     }
 
-    fn has_buffered_input(&self) -> bool {
+    fn has_buffered_input(&mut self) -> bool {
         match self {
             Stream::Tls(s) => s.has_buffered_input(),
             Stream::Plain(s) => s.has_buffered_input(),
-        }
-    }
-
-    fn release_idle_buffers(&mut self) {
-        match self {
-            Stream::Tls(s) => s.release_idle_buffers(),
-            Stream::Plain(s) => s.release_idle_buffers(),
         }
     }
 }

@@ -125,8 +125,9 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// A rustls server configuration: ring provider, HTTP/1.1 only (NTLM is bound to the
-/// connection, so no HTTP/2 multiplexing).
+/// A rustls server configuration: ring provider, HTTP/1.1 and HTTP/1.0 only (NTLM is bound
+/// to the connection, so no HTTP/2 multiplexing). A client that offers ALPN without either
+/// gets rustls's `no_application_protocol` alert (RFC 7301 §3.2).
 pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -134,9 +135,7 @@ pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerCon
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // After the handshake the server protects records itself (lean_tls::traffic).
-    config.enable_secret_extraction = true;
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -24,4 +24,5 @@ mod properties;
 mod proxy;
 mod redirect;
 mod soap;
+mod tls;
 mod v2;

@@ -1,0 +1,46 @@
+# Shared by benches/run.sh and benches/soak.sh (sourced, not run).
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# Installs a Debian package when its command is missing.
+install_missing() { # command package
+  if command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; then return 0; fi
+  log "installing $2"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  local apt=(apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$2")
+  $sudo "${apt[@]}" >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo "${apt[@]}"; }
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Writes <work>/autodiscoverd.toml from the example configuration: the shipped directory
+# (argon2 hashes), a self-signed certificate created in <work>, only the HTTPS listener on
+# 127.0.0.1:<port>, and the given idle timeout; `bench` also turns on the benchmark route
+# and room for 20 000 connections.
+write_bench_config() { # root work port idle_timeout_secs bench|soak
+  python3 - "$@" <<'EOF'
+import sys
+root, work, port, idle_timeout, kind = sys.argv[1:6]
+text = open(f"{root}/config/autodiscoverd.example.toml").read()
+def sub(old, new):
+    global text
+    if old not in text:
+        raise SystemExit(f"benches/lib.sh: `{old}` is no longer in the example config")
+    text = text.replace(old, new, 1)
+sub('listen = ["127.0.0.1:8443"]', f'listen = ["127.0.0.1:{port}"]')
+sub('header_read_timeout_secs = 10', f'header_read_timeout_secs = {idle_timeout}')
+if kind == "bench":
+    sub('max_connections = 10000', 'max_connections = 20000')
+    sub('benchmark_static_route = false', 'benchmark_static_route = true')
+sub('cert = "../certs/autodiscover.pem"', f'cert = "{work}/cert.pem"')
+sub('key = "../certs/autodiscover.key"', f'key = "{work}/key.pem"')
+sub('path = "directory.example.toml"', f'path = "{root}/config/directory.example.toml"')
+# Only the HTTPS listener: no port-80 redirect, no metrics listener.
+start = text.index("[redirect]"); end = text.index("# AutodiscoverV2")
+text = text[:start] + text[end:]
+start = text.index("[metrics]"); end = text.index("# Failed-login throttling")
+text = text[:start] + text[end:]
+open(f"{work}/autodiscoverd.toml", "w").write(text)
+EOF
+}
