@@ -1,6 +1,7 @@
 //! Loads `autodiscoverd.toml` into a validated [`Config`]. Owns the rules about which values
 //! make sense; never opens sockets, certificates or the directory.
 
+mod cidr;
 mod error;
 mod file;
 mod ldap;
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use cidr::Cidr;
 pub use error::ConfigError;
 use file::FileConfig;
 pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};
@@ -49,7 +51,7 @@ pub struct Config {
 #[derive(Debug, Clone, Default)]
 pub struct ProxyConfig {
     /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` and PROXY headers are believed.
-    pub trusted: Vec<crate::server::proxy::Cidr>,
+    pub trusted: Vec<Cidr>,
     /// Plain-HTTP Autodiscover listeners (TLS terminated by a proxy).
     pub plain_listen: Vec<SocketAddr>,
     /// HTTPS listeners that expect a PROXY v1/v2 header before the TLS handshake.
@@ -516,7 +518,7 @@ impl Validator<'_> {
     fn proxy(&self, raw: file::ProxySection) -> Result<ProxyConfig, ConfigError> {
         let mut trusted = Vec::new();
         for (i, text) in raw.trusted.iter().enumerate() {
-            let cidr = crate::server::proxy::Cidr::parse(text).ok_or_else(|| {
+            let cidr = Cidr::parse(text).ok_or_else(|| {
                 self.invalid(
                     &format!("proxy.trusted[{i}]"),
                     format!("`{text}` is not an IP address or CIDR network"),

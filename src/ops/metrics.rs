@@ -1,6 +1,6 @@
 //! Prometheus metrics: a small in-house registry (label values are `&'static str`, so the
 //! series count is bounded by the code, never by clients) and the text exposition format.
-//! Other modules call the recording functions below; `ops::health` serves [`render`].
+//! Other modules call the recording functions below; `server::endpoints::health` serves [`render`].
 //!
 //! One registry per process: the daemon is one process, and counters only ever grow, so
 //! in-process tests that share it assert on differences, never on absolute values.

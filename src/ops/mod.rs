@@ -1,7 +1,7 @@
-//! Operations: logging setup, metrics, health endpoints, signals and systemd notification.
+//! Operations: logging setup, metrics, signals and systemd notification (the health
+//! endpoints are in `server::endpoints::health`).
 
 pub mod access;
-pub mod health;
 pub mod log_writer;
 pub mod logging;
 pub mod metrics;

@@ -2,19 +2,8 @@
 //! The server is handed bound listeners and a shutdown future; it never binds by itself,
 //! so tests run the real thing on `127.0.0.1:0`.
 
-pub mod answers;
-pub mod drain;
-pub mod handlers;
-pub mod listener;
-pub mod ntlm;
-pub mod park;
-pub mod proxy;
-pub mod redirect80;
-pub mod reload;
-pub mod respond;
-pub mod soap_v2;
-pub mod throttle;
-pub mod tls;
+pub mod endpoints;
+pub mod net;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,59 +18,12 @@ use crate::config::{Config, ConfigError, DirectoryConfig};
 use crate::directory::{Cached, DirectoryBackend, EmbeddedDirectory, LdapDirectory};
 use crate::ops::notify::{self, Notifier};
 use crate::ops::signals::{Event, Signals};
-use listener::Kind;
-use reload::Live;
+use endpoints::{answers, ntlm, throttle};
+pub use endpoints::{ConnInfo, State};
+use net::listener::{self, Kind};
+use net::reload::{self, Live};
+use net::{drain, tls};
 pub use tls::TlsError;
-
-/// Everything a request handler needs, shared by all connections.
-pub struct State {
-    pub config: Config,
-    pub directory: DirectoryBackend,
-    /// `Id` attribute of POX Error elements: a stable number for this server.
-    pub server_id: u32,
-    /// NTLM/Negotiate settings derived at start.
-    pub ntlm: ntlm::NtlmService,
-    /// Failed-login throttle; one per process, handed on to every reloaded generation.
-    pub throttle: Arc<throttle::AuthThrottle>,
-    /// Rendered POX answers of this generation (a reload starts with an empty cache).
-    pub answers: answers::AnswerCache,
-    /// Parsed POX request bodies (parsing does not depend on the configuration, but a
-    /// reload is a natural moment to start over).
-    pub pox_bodies: answers::ParsedBodies,
-}
-
-/// Facts about one client connection.
-#[derive(Debug)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    /// The host name the client asked for in the TLS handshake.
-    pub sni: Option<String>,
-    /// NTLM handshake state and the identity authenticated on this connection; allocated
-    /// by the connection's first NTLM or Negotiate request (Basic clients never need it,
-    /// and an idle connection should not carry it).
-    auth: std::sync::OnceLock<Box<std::sync::Mutex<crate::auth::ConnAuth>>>,
-}
-
-impl ConnInfo {
-    /// A connection with no authentication state yet.
-    pub fn new(peer: SocketAddr, sni: Option<String>) -> ConnInfo {
-        ConnInfo {
-            peer,
-            sni,
-            auth: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The connection's NTLM state, created on first use.
-    pub fn auth(&self) -> &std::sync::Mutex<crate::auth::ConnAuth> {
-        self.auth.get_or_init(Box::default)
-    }
-
-    /// The connection's NTLM state, if an NTLM request ever created it.
-    pub fn auth_if_used(&self) -> Option<&std::sync::Mutex<crate::auth::ConnAuth>> {
-        self.auth.get().map(|auth| &**auth)
-    }
-}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +55,7 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
         }
     };
     let server_id = stable_id(&config.org.exchange_org);
-    let ntlm = ntlm::NtlmService::new(&config, &directory);
+    let ntlm = ntlm::NtlmService::new(&config, &directory, tls::SniResolver::from_config);
     let throttle = Arc::new(throttle::AuthThrottle::new(&config.throttle));
     Ok(State {
         config,

@@ -703,7 +703,7 @@ async fn readiness_probes_bypass_the_cache_and_see_an_outage_at_once() {
         return;
     };
     let dir = slapd.directory(60, &|_| {});
-    // The address /readyz looks up (ops::health).
+    // The address /readyz looks up (server::endpoints::health).
     let probe =
         autodiscoverd::directory::Lookup::Address("readyz-probe@autodiscoverd.invalid".into());
     let alice = autodiscoverd::directory::Lookup::Address("alice@contoso.com".into());

@@ -533,7 +533,7 @@ async fn a_bad_mic_or_wrong_channel_binding_is_refused_over_the_wire() {
     assert_eq!(a.status, 401);
     // The right binding: MD5 over tls-server-end-point of the served leaf certificate.
     let leaf = c.peer_certificates[0].as_ref().to_vec();
-    let app = autodiscoverd::server::ntlm::tls_server_end_point(&leaf);
+    let app = autodiscoverd::server::endpoints::ntlm::tls_server_end_point(&leaf);
     opts.channel_bindings = Some(autodiscoverd::auth::ntlm::crypto::channel_binding_hash(
         &app,
     ));

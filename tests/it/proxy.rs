@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use autodiscoverd::server::proxy::encode_v2;
+use autodiscoverd::server::net::proxy::encode_v2;
 
 use crate::harness::client::{basic, client_config};
 use crate::harness::daemon::{scrape, send_over, Daemon};

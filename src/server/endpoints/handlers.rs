@@ -3,21 +3,19 @@
 //! `settings` and `auth`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
 
 use super::answers::AnswerKey;
-use super::ntlm::WindowsAuth;
+use super::auth::{authenticate, challenge, throttled_response, AuthResult};
+use super::body::read_body;
 use super::respond::{self, Body};
-use super::throttle::Throttled;
-use super::{ConnInfo, State};
-use crate::auth::{self, Presented};
+use super::{ClientContext, ConnInfo, State};
 use crate::config::LookupPolicy;
 use crate::decision::{decide, Decision};
-use crate::directory::{Directory, DirectoryError, Identity, Lookup};
+use crate::directory::{Directory, Identity, Lookup};
 use crate::protocol::error_code::ErrorStamp;
 use crate::protocol::pox::{self, Flavour};
 use crate::protocol::{ClientCaps, ErrorCode};
@@ -67,7 +65,7 @@ where
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let client = super::listener::client_of(&req, &conn);
+    let client = client_of(&req, &conn);
     let (mut response, note) = match route(&path) {
         Route::Pox => pox_endpoint(req, &state, &conn).await,
         Route::Soap => {
@@ -128,130 +126,12 @@ impl Note {
     }
 }
 
-/// Reads the whole body within the limits; `Err` is the response to send instead.
-pub async fn read_body<B>(
-    body: B,
-    headers: &HeaderMap,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, Response<Body>>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(respond::too_large());
-    }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(respond::too_large())
-            } else {
-                tracing::debug!(error = %e, "request body read failed");
-                Err(respond::request_timeout())
-            }
-        }
-        Err(_) => Err(respond::request_timeout()),
-    }
-}
-
-pub(super) enum AuthResult {
-    Authenticated(Identity),
-    Challenge,
-    /// 401 with this `WWW-Authenticate` value (an NTLM/Negotiate handshake continues).
-    Continue(String),
-    Unavailable(DirectoryError),
-    /// The failed-login throttle refused the attempt without checking it.
-    Throttled(Throttled),
-}
-
-pub(super) async fn authenticate(
-    parts: &http::request::Parts,
-    state: &State,
-    conn: &ConnInfo,
-) -> AuthResult {
-    let headers = &parts.headers;
-    // The resolved client (after trusted proxies), which is what the throttle counts.
-    let client = parts
-        .extensions
-        .get::<super::proxy::ClientContext>()
+/// Reports which `ClientContext` the handler saw (for the access log).
+fn client_of<B>(req: &Request<B>, conn: &ConnInfo) -> std::net::IpAddr {
+    req.extensions()
+        .get::<ClientContext>()
         .map(|c| c.client)
-        .unwrap_or_else(|| conn.peer.ip());
-    let presented = auth::presented(
-        headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
-    );
-    match presented {
-        Presented::Basic(Some(creds)) if state.config.auth.basic => {
-            state.ntlm.forget(conn);
-            // The login as typed; never the password.
-            let account = creds.login.to_string();
-            if let Err(t) = state.throttle.admit(client, &account).await {
-                return AuthResult::Throttled(t);
-            }
-            match state
-                .directory
-                .verify_password(&creds.login, &creds.password)
-                .await
-            {
-                Ok(Some(identity)) => {
-                    state.throttle.succeeded(client, &account);
-                    AuthResult::Authenticated(identity)
-                }
-                Ok(None) => {
-                    state.throttle.failed(client, &account);
-                    AuthResult::Challenge
-                }
-                Err(e) => AuthResult::Unavailable(e),
-            }
-        }
-        Presented::Windows(scheme, Some(token)) if state.ntlm.enabled => {
-            match state
-                .ntlm
-                .authenticate(
-                    scheme,
-                    &token,
-                    &state.directory,
-                    conn,
-                    (&state.throttle, client),
-                )
-                .await
-            {
-                WindowsAuth::Authenticated(identity) => AuthResult::Authenticated(identity),
-                WindowsAuth::Continue(header) => AuthResult::Continue(header),
-                WindowsAuth::Rejected => AuthResult::Challenge,
-                WindowsAuth::Unavailable(e) => AuthResult::Unavailable(e),
-                WindowsAuth::Throttled(t) => AuthResult::Throttled(t),
-            }
-        }
-        // IIS-style: a connection that completed NTLM stays authenticated (when persisting).
-        Presented::Nothing => match state.ntlm.connection_identity(conn) {
-            Some(identity) => AuthResult::Authenticated(identity),
-            None => AuthResult::Challenge,
-        },
-        _ => AuthResult::Challenge,
-    }
-}
-
-pub(super) fn realm(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> String {
-    if let Some(realm) = &state.config.auth.realm {
-        return realm.clone();
-    }
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| h.split(':').next().unwrap_or(h).to_string())
-        .or_else(|| conn.sni.clone())
-        .unwrap_or_else(|| "autodiscover".to_string());
-    auth::sanitize_realm(&host)
+        .unwrap_or_else(|| conn.peer.ip())
 }
 
 fn error_stamp(state: &State) -> ErrorStamp {
@@ -309,17 +189,13 @@ where
         AuthResult::Authenticated(identity) => identity,
         AuthResult::Throttled(t) => {
             return (
-                super::throttle::response(t, state, &parts.headers, conn),
+                throttled_response(t, state, &parts.headers, conn),
                 Note::outcome(t.label()),
             );
         }
         AuthResult::Challenge => {
-            let challenges = auth::challenges(
-                &realm(state, &parts.headers, conn),
-                state.ntlm.offers(state.config.auth.basic),
-            );
             return (
-                respond::unauthorized(&challenges),
+                challenge(state, &parts.headers, conn),
                 Note::outcome("unauthorized"),
             );
         }

@@ -3,18 +3,18 @@
 //! itself is in [`crate::auth::negotiate`] and [`crate::auth::ntlm`].
 
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
+use rustls::sign::CertifiedKey;
 
 use super::throttle::{AuthThrottle, Throttled};
-use super::tls::SniResolver;
 use super::ConnInfo;
 use crate::auth::negotiate::{ConnAuth, Finish, Leg, Scheme};
 use crate::auth::ntlm::{self, crypto, CbtPolicy, Legacy, Policy, ServerNames};
 use crate::auth::Offers;
-use crate::config::Config;
+use crate::config::{Config, TlsConfig};
 use crate::directory::{Directory, DirectoryBackend, DirectoryError, Identity};
 
 /// NTLM settings and the data derived from them at start.
@@ -26,7 +26,15 @@ pub struct NtlmService {
     names: ServerNames,
     policy: Policy,
     /// Certificates by SNI, to compute `tls-server-end-point` channel bindings.
-    certificates: Option<SniResolver>,
+    certificates: Option<Box<dyn ServedCertificates>>,
+}
+
+/// The certificate the TLS side serves for a host name, which is what a client's NTLM
+/// channel binding names. The transport's SNI resolver implements it; this module needs
+/// nothing else from the transport.
+pub trait ServedCertificates: Send + Sync {
+    /// The certificate served to a client that asked for `server_name`.
+    fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey>;
 }
 
 /// The result of one `Authorization: NTLM|Negotiate` request.
@@ -47,7 +55,16 @@ pub enum WindowsAuth {
 
 impl NtlmService {
     /// Derives the NTLM settings; warns when NTLM is on but the directory cannot verify it.
-    pub fn new(config: &Config, directory: &DirectoryBackend) -> NtlmService {
+    /// `load_certificates` is called when channel bindings are to be checked.
+    pub fn new<C, E>(
+        config: &Config,
+        directory: &DirectoryBackend,
+        load_certificates: impl FnOnce(&TlsConfig) -> Result<C, E>,
+    ) -> NtlmService
+    where
+        C: ServedCertificates + 'static,
+        E: std::fmt::Display,
+    {
         let ntlm = &config.auth.ntlm;
         let mut enabled = ntlm.enabled;
         if enabled && !directory.supports_nt_hashes() {
@@ -91,8 +108,8 @@ impl NtlmService {
         // failure (e.g. `check-config` before the self-signed certificate exists) only
         // means bindings sent by clients cannot be matched.
         let certificates = if enabled && ntlm.channel_binding != CbtPolicy::Off {
-            match SniResolver::from_config(&config.tls) {
-                Ok(r) => Some(r),
+            match load_certificates(&config.tls) {
+                Ok(r) => Some(Box::new(r) as Box<dyn ServedCertificates>),
                 Err(e) => {
                     tracing::warn!(error = %e, "NTLM channel bindings cannot be checked without the certificates");
                     None

@@ -6,10 +6,10 @@
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 
-use super::handlers::{self, AuthResult};
+use super::auth::{authenticate, challenge, throttled_response, AuthResult};
+use super::body::read_body;
 use super::respond::{self, Body};
 use super::{ConnInfo, State};
-use crate::auth;
 use crate::config::LookupPolicy;
 use crate::decision::{decide, Decision};
 use crate::directory::{Directory, Identity, Lookup, Recipient};
@@ -65,7 +65,7 @@ where
     let (parts, body) = req.into_parts();
     // Read the body before answering, even with a 401: an unread body closes the
     // connection, and connection-bound authentication (NTLM) would be lost.
-    let body = match handlers::read_body(
+    let body = match read_body(
         body,
         &parts.headers,
         state.config.server.max_body_bytes,
@@ -76,16 +76,17 @@ where
         Ok(b) => b,
         Err(r) => return (r, ("body_rejected", None)),
     };
-    let identity = match handlers::authenticate(&parts, state, conn).await {
+    let identity = match authenticate(&parts, state, conn).await {
         AuthResult::Authenticated(identity) => identity,
         AuthResult::Throttled(t) => {
-            let r = super::throttle::response(t, state, &parts.headers, conn);
+            let r = throttled_response(t, state, &parts.headers, conn);
             return (r, (t.label(), None));
         }
         AuthResult::Challenge => {
-            let realm = handlers::realm(state, &parts.headers, conn);
-            let challenges = auth::challenges(&realm, state.ntlm.offers(state.config.auth.basic));
-            return (respond::unauthorized(&challenges), ("unauthorized", None));
+            return (
+                challenge(state, &parts.headers, conn),
+                ("unauthorized", None),
+            );
         }
         AuthResult::Continue(header) => {
             return (respond::unauthorized(&[header]), ("ntlm_challenge", None));

@@ -1,16 +1,13 @@
 //! The I/O side of the failed-login throttle: one mutex-protected
 //! [`Throttle`](crate::auth::throttle::Throttle) per process (kept across reloads), the
-//! edge clock, the sleep of a progressive delay, metrics, and the HTTP shape of a refusal.
+//! edge clock, the sleep of a progressive delay and metrics (the HTTP shape of a refusal is
+//! in [`super::auth`]).
 //! The rules are in [`crate::auth::throttle`].
 
 use std::net::IpAddr;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
-
-use super::respond::{self, Body};
-use super::{ConnInfo, State};
 use crate::auth::throttle::{Throttle, Verdict};
 use crate::config::ThrottleSettings;
 use crate::ops::metrics;
@@ -131,30 +128,6 @@ impl AuthThrottle {
 /// Whole seconds for `Retry-After`, rounded up, at least 1.
 pub fn retry_after_secs(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).max(1) as u64
-}
-
-/// The answer to a throttled attempt: 429, or the endpoint's usual 401 challenge set, both
-/// with `Retry-After` and the `/autodiscover/*` headers.
-pub fn response(
-    throttled: Throttled,
-    state: &State,
-    headers: &HeaderMap,
-    conn: &ConnInfo,
-) -> http::Response<Body> {
-    match throttled {
-        Throttled::TooManyRequests { retry_after } => {
-            respond::too_many_requests(retry_after_secs(retry_after))
-        }
-        Throttled::Refused { retry_after } => {
-            let challenges = crate::auth::challenges(
-                &super::handlers::realm(state, headers, conn),
-                state.ntlm.offers(state.config.auth.basic),
-            );
-            let mut r = respond::unauthorized(&challenges);
-            respond::add_retry_after(&mut r, retry_after_secs(retry_after));
-            r
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Accept loops for every listener kind: HTTPS, plain HTTP behind a TLS-terminating proxy,
 //! either of them after a PROXY protocol header, the port-80 redirect responder and the
 //! metrics/health listener. Each connection takes the current [`Generation`] once and keeps
-//! it; each request gets a [`ClientContext`] (client address, whether the client's hop was
+//! it; each request gets a [`ClientContext`](crate::server::endpoints::ClientContext) (client address, whether the client's hop was
 //! encrypted) in its extensions before the Autodiscover handler sees it.
 
 use std::convert::Infallible;
@@ -22,11 +22,12 @@ use tokio_rustls::TlsAcceptor;
 
 use super::drain::{draining, Drain, DrainWatch};
 use super::park::{self, Stream};
-use super::proxy::{self, ClientContext, Link, ProxyHeader};
+use super::proxy::{self, Link, ProxyHeader};
 use super::reload::Live;
-use super::respond::{self, Body};
-use super::{handlers, http1_builder, redirect80, ConnInfo, State};
-use crate::ops::{health, metrics};
+use crate::ops::metrics;
+use crate::server::endpoints::respond::{self, Body};
+use crate::server::endpoints::{handlers, health, redirect80, ConnInfo, State};
+use crate::server::http1_builder;
 
 /// What a listening socket serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +145,11 @@ async fn open(
             let live = Arc::clone(&live);
             let service = service_fn(move |req: Request<Incoming>| {
                 let live = Arc::clone(&live);
-                async move { Ok::<_, Infallible>(health::handle(&req, &live).await) }
+                async move {
+                    let generation = live.current();
+                    let response = health::handle(&req, live.is_draining(), &generation.state);
+                    Ok::<_, Infallible>(response.await)
+                }
             });
             serve(TokioIo::new(stream), service, &state, peer, None).await;
             None
@@ -488,14 +493,6 @@ pub fn warn_about_proxy_settings(config: &crate::config::Config) {
     if ntlm.enabled && ntlm.persist_on_connection {
         tracing::warn!("auth.ntlm_persist_on_connection is on with plain listeners: safe only if the proxy never shares an upstream connection between clients (HAProxy marks NTLM connections private; open-source nginx does not), otherwise set it to false");
     }
-}
-
-/// Reports which `ClientContext` the handler saw (for the access log).
-pub fn client_of<B>(req: &Request<B>, conn: &ConnInfo) -> std::net::IpAddr {
-    req.extensions()
-        .get::<ClientContext>()
-        .map(|c| c.client)
-        .unwrap_or_else(|| conn.peer.ip())
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::drain::{draining, DrainWatch};
-use super::respond::Body;
+use crate::server::endpoints::respond::Body;
 
 /// A connection's byte stream, as the parking loop needs it.
 pub trait ParkableIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -376,7 +376,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::server::drain::Drain;
+    use crate::server::net::drain::Drain;
 
     #[test]
     fn handed_back_bytes_keep_their_order_in_a_fresh_buffer() {

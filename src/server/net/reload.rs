@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{build_state, build_tls, StartError, State};
 use crate::config::Config;
 use crate::ops::{logging, metrics};
+use crate::server::endpoints::State;
+use crate::server::{build_state, build_tls, StartError};
 
 /// Everything derived from one reading of the configuration.
 pub struct Generation {

@@ -12,6 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{CertPaths, TlsConfig};
+use crate::server::endpoints::ntlm::ServedCertificates;
 
 /// Why the TLS setup failed; names the file.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,12 @@ impl SniResolver {
             }
         }
         Arc::clone(&self.default)
+    }
+}
+
+impl ServedCertificates for SniResolver {
+    fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
+        SniResolver::pick(self, server_name)
     }
 }
 

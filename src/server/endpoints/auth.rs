@@ -1,0 +1,138 @@
+//! The one authentication entry point of the endpoints: Basic, NTLM and Negotiate behind
+//! the failed-login throttle, the realm of the challenges, and the answer to a throttled
+//! attempt. The rules are in [`crate::auth`]; the I/O glue in [`super::ntlm`] and
+//! [`super::throttle`].
+
+use http::{HeaderMap, Response};
+
+use super::ntlm::WindowsAuth;
+use super::respond::{self, Body};
+use super::throttle::{retry_after_secs, Throttled};
+use super::{ClientContext, ConnInfo, State};
+use crate::auth::{self, Presented};
+use crate::directory::{Directory, DirectoryError, Identity};
+
+/// What the authentication of one request decided.
+pub(super) enum AuthResult {
+    Authenticated(Identity),
+    Challenge,
+    /// 401 with this `WWW-Authenticate` value (an NTLM/Negotiate handshake continues).
+    Continue(String),
+    Unavailable(DirectoryError),
+    /// The failed-login throttle refused the attempt without checking it.
+    Throttled(Throttled),
+}
+
+/// Authenticates one request (Basic, NTLM or Negotiate, or the identity an NTLM connection
+/// already carries); every attempt that is checked passes the failed-login throttle first.
+pub(super) async fn authenticate(
+    parts: &http::request::Parts,
+    state: &State,
+    conn: &ConnInfo,
+) -> AuthResult {
+    let headers = &parts.headers;
+    // The resolved client (after trusted proxies), which is what the throttle counts.
+    let client = parts
+        .extensions
+        .get::<ClientContext>()
+        .map(|c| c.client)
+        .unwrap_or_else(|| conn.peer.ip());
+    let presented = auth::presented(
+        headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    );
+    match presented {
+        Presented::Basic(Some(creds)) if state.config.auth.basic => {
+            state.ntlm.forget(conn);
+            // The login as typed; never the password.
+            let account = creds.login.to_string();
+            if let Err(t) = state.throttle.admit(client, &account).await {
+                return AuthResult::Throttled(t);
+            }
+            match state
+                .directory
+                .verify_password(&creds.login, &creds.password)
+                .await
+            {
+                Ok(Some(identity)) => {
+                    state.throttle.succeeded(client, &account);
+                    AuthResult::Authenticated(identity)
+                }
+                Ok(None) => {
+                    state.throttle.failed(client, &account);
+                    AuthResult::Challenge
+                }
+                Err(e) => AuthResult::Unavailable(e),
+            }
+        }
+        Presented::Windows(scheme, Some(token)) if state.ntlm.enabled => {
+            match state
+                .ntlm
+                .authenticate(
+                    scheme,
+                    &token,
+                    &state.directory,
+                    conn,
+                    (&state.throttle, client),
+                )
+                .await
+            {
+                WindowsAuth::Authenticated(identity) => AuthResult::Authenticated(identity),
+                WindowsAuth::Continue(header) => AuthResult::Continue(header),
+                WindowsAuth::Rejected => AuthResult::Challenge,
+                WindowsAuth::Unavailable(e) => AuthResult::Unavailable(e),
+                WindowsAuth::Throttled(t) => AuthResult::Throttled(t),
+            }
+        }
+        // IIS-style: a connection that completed NTLM stays authenticated (when persisting).
+        Presented::Nothing => match state.ntlm.connection_identity(conn) {
+            Some(identity) => AuthResult::Authenticated(identity),
+            None => AuthResult::Challenge,
+        },
+        _ => AuthResult::Challenge,
+    }
+}
+
+/// The realm of the Basic challenge: the configured one, else the host the client asked for.
+pub(super) fn realm(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> String {
+    if let Some(realm) = &state.config.auth.realm {
+        return realm.clone();
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.split(':').next().unwrap_or(h).to_string())
+        .or_else(|| conn.sni.clone())
+        .unwrap_or_else(|| "autodiscover".to_string());
+    auth::sanitize_realm(&host)
+}
+
+/// 401 with the challenges of every scheme on offer.
+pub(super) fn challenge(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> Response<Body> {
+    let challenges = auth::challenges(
+        &realm(state, headers, conn),
+        state.ntlm.offers(state.config.auth.basic),
+    );
+    respond::unauthorized(&challenges)
+}
+
+/// The answer to a throttled attempt: 429, or the endpoint's usual 401 challenge set, both
+/// with `Retry-After` and the `/autodiscover/*` headers.
+pub(super) fn throttled_response(
+    throttled: Throttled,
+    state: &State,
+    headers: &HeaderMap,
+    conn: &ConnInfo,
+) -> Response<Body> {
+    match throttled {
+        Throttled::TooManyRequests { retry_after } => {
+            respond::too_many_requests(retry_after_secs(retry_after))
+        }
+        Throttled::Refused { retry_after } => {
+            let mut r = challenge(state, headers, conn);
+            respond::add_retry_after(&mut r, retry_after_secs(retry_after));
+            r
+        }
+    }
+}
