@@ -5,8 +5,8 @@
 //!   [`KNOWN_CYCLE_EDGES`] (each one is an edge to remove, never one to add).
 //!
 //! The graph is built from `crate::…` and `super::…` paths in non-test code: an edge
-//! `a -> b` between top-level modules, and `a::x -> a::y` between the children of one
-//! top-level module.
+//! `a -> b` between top-level modules, and `p::x -> p::y` between the children of any one
+//! module `p`, at every depth.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,11 +23,6 @@ use std::path::{Path, PathBuf};
 const KNOWN_CYCLE_EDGES: &[(&str, &str, &str)] = &[
     (
         "config",
-        "server",
-        "config parses `[proxy] trusted` into server::proxy::Cidr",
-    ),
-    (
-        "config",
         "auth",
         "config holds auth's CbtPolicy and ThrottleConfig",
     ),
@@ -35,46 +30,6 @@ const KNOWN_CYCLE_EDGES: &[(&str, &str, &str)] = &[
         "directory",
         "auth",
         "the embedded directory derives NT hashes with auth::ntlm::crypto",
-    ),
-    (
-        "directory",
-        "ops",
-        "directory calls record ops::metrics timings",
-    ),
-    (
-        "ops",
-        "server",
-        "ops::health answers with server::respond and reads server::reload",
-    ),
-    (
-        "server::handlers",
-        "server::listener",
-        "endpoints reach into the listener (src/server/ split pending)",
-    ),
-    (
-        "server::handlers",
-        "server::soap_v2",
-        "POX routing dispatches to the SOAP/V2 glue (src/server/ split pending)",
-    ),
-    (
-        "server::throttle",
-        "server::handlers",
-        "the throttle's refusal reuses the handlers' realm (src/server/ split pending)",
-    ),
-    (
-        "server::ntlm",
-        "server::throttle",
-        "NTLM glue records failures in the throttle (src/server/ split pending)",
-    ),
-    (
-        "server::soap_v2",
-        "server::handlers",
-        "SOAP/V2 glue reuses the POX authentication (src/server/ split pending)",
-    ),
-    (
-        "server::lean_tls",
-        "server::park",
-        "lean_tls leaves with the TLS rework",
     ),
 ];
 
@@ -288,7 +243,9 @@ fn references(source: &Source) -> Vec<Vec<String>> {
     found
 }
 
-/// `a -> b` between top-level modules, `a::x -> a::y` between siblings under `a`.
+/// `a -> b` between top-level modules, and `p::x -> p::y` between the children of any
+/// module `p` (`server::net -> server::endpoints`, `server::net::listener ->
+/// server::net::park`): the edge joins the two children of the longest common ancestor.
 fn graph(sources: &[Source]) -> BTreeMap<String, BTreeSet<String>> {
     let modules: BTreeSet<Vec<String>> = sources.iter().map(|s| s.module.clone()).collect();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -301,20 +258,22 @@ fn graph(sources: &[Source]) -> BTreeMap<String, BTreeSet<String>> {
             if !modules.contains(&vec![first.clone()]) {
                 continue; // an item of lib.rs, not a module
             }
-            match (from.first(), from.get(1), target.get(1)) {
-                (Some(a), _, _) if a != first => {
-                    edges.entry(a.clone()).or_default().insert(first.clone());
-                }
-                (Some(a), Some(x), Some(y))
-                    if x != y && modules.contains(&vec![a.clone(), y.clone()]) =>
-                {
-                    edges
-                        .entry(format!("{a}::{x}"))
-                        .or_default()
-                        .insert(format!("{a}::{y}"));
-                }
-                _ => {}
+            let common = from
+                .iter()
+                .zip(&target)
+                .take_while(|(a, b)| a == b)
+                .count();
+            if common >= from.len() || common >= target.len() {
+                continue; // a module naming its own ancestor or descendant
             }
+            let child_of_common = &target[..=common];
+            if !modules.contains(child_of_common) {
+                continue; // an item of the common ancestor, not a module
+            }
+            edges
+                .entry(from[..=common].join("::"))
+                .or_default()
+                .insert(child_of_common.join("::"));
         }
     }
     edges
