@@ -3,7 +3,7 @@
 
 use base64::Engine;
 
-use crate::directory::Login;
+use super::login::Login;
 
 /// Decoded Basic credentials. `Debug` never shows the password.
 #[derive(PartialEq, Eq)]

@@ -2,6 +2,7 @@
 
 pub mod basic;
 pub mod der;
+pub mod login;
 pub mod negotiate;
 pub mod ntlm;
 pub mod spnego;
@@ -21,6 +22,7 @@ pub(crate) mod testing {
 }
 
 pub use basic::{parse_basic, BasicCredentials};
+pub use login::{Identity, Login};
 pub use negotiate::{ConnAuth, Scheme};
 
 use base64::Engine;

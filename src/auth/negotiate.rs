@@ -9,10 +9,10 @@
 
 use base64::Engine;
 
+use super::login::{Identity, Login};
 use super::ntlm::crypto::{self, Direction, NtHash};
 use super::ntlm::{self, Acceptor, Legacy, NtlmStep, Policy, ServerNames};
 use super::spnego::{self, NegState, NegToken};
-use crate::directory::{Identity, Login};
 
 /// The HTTP authentication scheme a token came with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ pub use cidr::Cidr;
 pub use error::ConfigError;
 use file::FileConfig;
 pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};
-pub use throttle::ThrottleSettings;
+pub use throttle::{ThrottleConfig, ThrottleSettings};
 use uuid::Uuid;
 pub use v2::V2Config;
 
@@ -166,9 +166,20 @@ pub struct NtlmConfig {
     /// Later requests on an authenticated connection need no new handshake (IIS default).
     pub persist_on_connection: bool,
     /// What to do with channel bindings (Extended Protection).
-    pub channel_binding: crate::auth::ntlm::CbtPolicy,
+    pub channel_binding: CbtPolicy,
     /// Accept NTLMv1 and anonymous AUTHENTICATE messages (legacy labs only).
     pub allow_legacy: bool,
+}
+
+/// What to do with MsvAvChannelBindings (Extended Protection, MS-NLMP §3.2.5.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CbtPolicy {
+    /// Ignore channel bindings (TLS ends at a proxy whose certificate we do not know).
+    Off,
+    /// A present, non-zero binding must match ours; absent or zero is accepted (curl).
+    Accept,
+    /// Every client must send a matching binding.
+    Require,
 }
 
 /// An Exchange build number such as 15.2.1258.12.
@@ -710,7 +721,6 @@ impl Validator<'_> {
     }
 
     fn ntlm(&self, raw: &file::AuthSection) -> Result<NtlmConfig, ConfigError> {
-        use crate::auth::ntlm::CbtPolicy;
         if raw.negotiate && !raw.ntlm {
             return Err(self.invalid(
                 "auth.negotiate",

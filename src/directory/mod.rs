@@ -8,10 +8,11 @@ pub mod recipient;
 
 use std::future::Future;
 
+pub use crate::auth::{Identity, Login};
 pub use cache::Cached;
 pub use embedded::EmbeddedDirectory;
 pub use ldap::LdapDirectory;
-pub use recipient::{Identity, Login, Lookup, Recipient, RecipientType};
+pub use recipient::{Lookup, Recipient, RecipientType};
 
 /// Why the directory could not answer (as opposed to answering "no such user").
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
