@@ -1,4 +1,4 @@
-//! Rendered POX answers are cached per configuration generation (`src/server/answers.rs`):
+//! Rendered POX answers are cached per configuration generation (`src/server/endpoints/answers.rs`):
 //! a reload, other client capabilities or another mailbox never get a stale or foreign
 //! document. On the real binary (SIGHUP).
 

@@ -1,4 +1,4 @@
-//! Keep-alive connections parked outside hyper between requests (src/server/park.rs),
+//! Keep-alive connections parked outside hyper between requests (src/server/net/park.rs),
 //! through the real server over TLS.
 
 use std::time::{Duration, Instant};

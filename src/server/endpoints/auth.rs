@@ -108,15 +108,6 @@ pub(super) fn realm(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> Stri
     auth::sanitize_realm(&host)
 }
 
-/// 401 with the challenges of every scheme on offer.
-pub(super) fn challenge(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> Response<Body> {
-    let challenges = auth::challenges(
-        &realm(state, headers, conn),
-        state.ntlm.offers(state.config.auth.basic),
-    );
-    respond::unauthorized(&challenges)
-}
-
 /// The answer to a throttled attempt: 429, or the endpoint's usual 401 challenge set, both
 /// with `Retry-After` and the `/autodiscover/*` headers.
 pub(super) fn throttled_response(
@@ -130,7 +121,11 @@ pub(super) fn throttled_response(
             respond::too_many_requests(retry_after_secs(retry_after))
         }
         Throttled::Refused { retry_after } => {
-            let mut r = challenge(state, headers, conn);
+            let challenges = crate::auth::challenges(
+                &realm(state, headers, conn),
+                state.ntlm.offers(state.config.auth.basic),
+            );
+            let mut r = respond::unauthorized(&challenges);
             respond::add_retry_after(&mut r, retry_after_secs(retry_after));
             r
         }

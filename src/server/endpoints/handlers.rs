@@ -9,10 +9,11 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 
 use super::answers::AnswerKey;
-use super::auth::{authenticate, challenge, throttled_response, AuthResult};
+use super::auth::{authenticate, realm, throttled_response, AuthResult};
 use super::body::read_body;
 use super::respond::{self, Body};
-use super::{ClientContext, ConnInfo, State};
+use super::{client_of, ConnInfo, State};
+use crate::auth;
 use crate::config::LookupPolicy;
 use crate::decision::{decide, Decision};
 use crate::directory::{Directory, Identity, Lookup};
@@ -126,14 +127,6 @@ impl Note {
     }
 }
 
-/// Reports which `ClientContext` the handler saw (for the access log).
-fn client_of<B>(req: &Request<B>, conn: &ConnInfo) -> std::net::IpAddr {
-    req.extensions()
-        .get::<ClientContext>()
-        .map(|c| c.client)
-        .unwrap_or_else(|| conn.peer.ip())
-}
-
 fn error_stamp(state: &State) -> ErrorStamp {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -194,8 +187,12 @@ where
             );
         }
         AuthResult::Challenge => {
+            let challenges = auth::challenges(
+                &realm(state, &parts.headers, conn),
+                state.ntlm.offers(state.config.auth.basic),
+            );
             return (
-                challenge(state, &parts.headers, conn),
+                respond::unauthorized(&challenges),
                 Note::outcome("unauthorized"),
             );
         }

@@ -20,6 +20,8 @@ pub mod throttle;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use http::Request;
+
 use crate::config::Config;
 use crate::directory::DirectoryBackend;
 
@@ -83,4 +85,12 @@ pub struct ClientContext {
     pub secure: bool,
     /// True when a trusted proxy told us the client address or protocol.
     pub via_trusted_proxy: bool,
+}
+
+/// Reports which `ClientContext` the handler saw (for the access log).
+pub fn client_of<B>(req: &Request<B>, conn: &ConnInfo) -> std::net::IpAddr {
+    req.extensions()
+        .get::<ClientContext>()
+        .map(|c| c.client)
+        .unwrap_or_else(|| conn.peer.ip())
 }

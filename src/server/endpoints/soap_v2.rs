@@ -6,10 +6,11 @@
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 
-use super::auth::{authenticate, challenge, throttled_response, AuthResult};
+use super::auth::{authenticate, realm, throttled_response, AuthResult};
 use super::body::read_body;
 use super::respond::{self, Body};
 use super::{ConnInfo, State};
+use crate::auth;
 use crate::config::LookupPolicy;
 use crate::decision::{decide, Decision};
 use crate::directory::{Directory, Identity, Lookup, Recipient};
@@ -83,10 +84,9 @@ where
             return (r, (t.label(), None));
         }
         AuthResult::Challenge => {
-            return (
-                challenge(state, &parts.headers, conn),
-                ("unauthorized", None),
-            );
+            let realm = realm(state, &parts.headers, conn);
+            let challenges = auth::challenges(&realm, state.ntlm.offers(state.config.auth.basic));
+            return (respond::unauthorized(&challenges), ("unauthorized", None));
         }
         AuthResult::Continue(header) => {
             return (respond::unauthorized(&[header]), ("ntlm_challenge", None));
