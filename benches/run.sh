@@ -168,7 +168,7 @@ run_wrk pox_settings /autodiscover/autodiscover.xml "$work/alice.lua"
 run_wrk pox_redirect_addr /autodiscover/autodiscover.xml "$work/bob.lua"
 run_wrk v2_json "/autodiscover/autodiscover.json/v1.0/alice@contoso.com?Protocol=EWS"
 log "bench_client: NTLM handshakes ($conns connections, ${duration}s)"
-"$client_bin" --addr "127.0.0.1:$port" ntlm --connections "$conns" --duration-secs "$duration" >>"$results"
+"$client_bin" --addr "127.0.0.1:$port" --ca "$work/cert.pem" ntlm --connections "$conns" --duration-secs "$duration" >>"$results"
 run_wrk baseline_again /benchmark/static
 
 # RSS in KiB of a set of processes (nginx: the master and its workers).
@@ -187,7 +187,7 @@ measure_idle() { # scenario port pid...
   before=$(rss_kb VmRSS "$@")
   log "bench_client: opening $idle idle keep-alive TLS connections ($scenario)"
   rm -f "$work/idle.stdin"; mkfifo "$work/idle.stdin"
-  "$client_bin" --addr "127.0.0.1:$target_port" idle --pox --connections "$idle" --hold-secs 300 <"$work/idle.stdin" >"$work/$scenario.out" &
+  "$client_bin" --addr "127.0.0.1:$target_port" --ca "$work/cert.pem" idle --pox --connections "$idle" --hold-secs 300 <"$work/idle.stdin" >"$work/$scenario.out" &
   client_pid=$!
   exec {hold}>"$work/idle.stdin"
   for _ in $(seq 1 1200); do

@@ -68,7 +68,7 @@ fds() { find "/proc/$server_pid/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 fds_before=$(fds)
 started=$(date +%s)
 echo "seconds,rss_kb,fds" >"$work/samples.csv"
-"$client_bin" --addr "127.0.0.1:$port" soak --duration-secs "$duration" >"$work/client.out" 2>"$work/client.err" &
+"$client_bin" --addr "127.0.0.1:$port" --ca "$work/cert.pem" soak --duration-secs "$duration" >"$work/client.out" 2>"$work/client.err" &
 client_pid=$!
 reloads=0
 while kill -0 "$client_pid" 2>/dev/null; do
