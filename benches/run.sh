@@ -41,18 +41,7 @@ install_missing wrk wrk
 install_missing nginx nginx
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
-if [ "$profile" = release ]; then
-  log "building (release)"
-  cargo build --release --locked --bin autodiscoverd --example bench_client
-else
-  cargo build --locked --bin autodiscoverd --example bench_client
-fi
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-server_bin=$target_dir/$profile/autodiscoverd
-client_bin=$target_dir/$profile/examples/bench_client
-
-work=$target_dir/bench
-rm -rf "$work"; mkdir -p "$work"
+build_and_prepare "$profile" bench
 # 10 000 client sockets in one process and as many in the server.
 ulimit -n "$(ulimit -Hn)" || true
 if [ "$(ulimit -n)" -lt $((idle + 200)) ]; then
