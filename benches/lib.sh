@@ -12,6 +12,22 @@ install_missing() { # command package
   $sudo "${apt[@]}" >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo "${apt[@]}"; }
 }
 
+# Builds the server and bench_client (release or debug) and sets server_bin, client_bin and
+# an empty work directory <target>/<name>.
+build_and_prepare() { # profile name
+  if [ "$1" = release ]; then
+    log "building (release)"
+    cargo build --release --locked --bin autodiscoverd --example bench_client
+  else
+    cargo build --locked --bin autodiscoverd --example bench_client
+  fi
+  local target_dir=${CARGO_TARGET_DIR:-$root/target}
+  server_bin=$target_dir/$1/autodiscoverd
+  client_bin=$target_dir/$1/examples/bench_client
+  work=$target_dir/$2
+  rm -rf "$work"; mkdir -p "$work"
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Writes <work>/autodiscoverd.toml from the example configuration: the shipped directory

@@ -41,18 +41,7 @@ install_missing wrk wrk
 install_missing nginx nginx
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
-if [ "$profile" = release ]; then
-  log "building (release)"
-  cargo build --release --locked --bin autodiscoverd --example bench_client
-else
-  cargo build --locked --bin autodiscoverd --example bench_client
-fi
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-server_bin=$target_dir/$profile/autodiscoverd
-client_bin=$target_dir/$profile/examples/bench_client
-
-work=$target_dir/bench
-rm -rf "$work"; mkdir -p "$work"
+build_and_prepare "$profile" bench
 # 10 000 client sockets in one process and as many in the server.
 ulimit -n "$(ulimit -Hn)" || true
 if [ "$(ulimit -n)" -lt $((idle + 200)) ]; then
@@ -168,7 +157,7 @@ run_wrk pox_settings /autodiscover/autodiscover.xml "$work/alice.lua"
 run_wrk pox_redirect_addr /autodiscover/autodiscover.xml "$work/bob.lua"
 run_wrk v2_json "/autodiscover/autodiscover.json/v1.0/alice@contoso.com?Protocol=EWS"
 log "bench_client: NTLM handshakes ($conns connections, ${duration}s)"
-"$client_bin" --addr "127.0.0.1:$port" ntlm --connections "$conns" --duration-secs "$duration" >>"$results"
+"$client_bin" --addr "127.0.0.1:$port" --ca "$work/cert.pem" ntlm --connections "$conns" --duration-secs "$duration" >>"$results"
 run_wrk baseline_again /benchmark/static
 
 # RSS in KiB of a set of processes (nginx: the master and its workers).
@@ -187,7 +176,7 @@ measure_idle() { # scenario port pid...
   before=$(rss_kb VmRSS "$@")
   log "bench_client: opening $idle idle keep-alive TLS connections ($scenario)"
   rm -f "$work/idle.stdin"; mkfifo "$work/idle.stdin"
-  "$client_bin" --addr "127.0.0.1:$target_port" idle --pox --connections "$idle" --hold-secs 300 <"$work/idle.stdin" >"$work/$scenario.out" &
+  "$client_bin" --addr "127.0.0.1:$target_port" --ca "$work/cert.pem" idle --pox --connections "$idle" --hold-secs 300 <"$work/idle.stdin" >"$work/$scenario.out" &
   client_pid=$!
   exec {hold}>"$work/idle.stdin"
   for _ in $(seq 1 1200); do

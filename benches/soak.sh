@@ -32,18 +32,7 @@ while [ $# -gt 0 ]; do
 done
 duration=$((minutes * 60))
 
-if [ "$profile" = release ]; then
-  log "building (release)"
-  cargo build --release --locked --bin autodiscoverd --example bench_client
-else
-  cargo build --locked --bin autodiscoverd --example bench_client
-fi
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-server_bin=$target_dir/$profile/autodiscoverd
-client_bin=$target_dir/$profile/examples/bench_client
-
-work=$target_dir/soak
-rm -rf "$work"; mkdir -p "$work"
+build_and_prepare "$profile" soak
 ulimit -n "$(ulimit -Hn)" || true
 port=$(free_port)
 write_bench_config "$root" "$work" "$port" 10 soak
@@ -68,7 +57,7 @@ fds() { find "/proc/$server_pid/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 fds_before=$(fds)
 started=$(date +%s)
 echo "seconds,rss_kb,fds" >"$work/samples.csv"
-"$client_bin" --addr "127.0.0.1:$port" soak --duration-secs "$duration" >"$work/client.out" 2>"$work/client.err" &
+"$client_bin" --addr "127.0.0.1:$port" --ca "$work/cert.pem" soak --duration-secs "$duration" >"$work/client.out" 2>"$work/client.err" &
 client_pid=$!
 reloads=0
 while kill -0 "$client_pid" 2>/dev/null; do

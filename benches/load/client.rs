@@ -15,8 +15,8 @@
 //!   1–30 s and closed. Prints one JSON line of counts; every request that is not one of the
 //!   deliberate aborts must succeed.
 //!
-//! Certificates are not verified: the target is the benchmark's own self-signed server on
-//! 127.0.0.1.
+//! The server's certificate is verified against `--ca` (the benchmark's self-signed
+//! certificate, which nginx serves too in the benchmark).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -25,8 +25,9 @@
 )]
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use autodiscoverd::auth::ntlm::client::{self as ntlm, ClientOptions};
@@ -37,9 +38,8 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsConnector;
 
@@ -51,6 +51,9 @@ struct Args {
     /// The server's HTTPS address.
     #[arg(long)]
     addr: SocketAddr,
+    /// The certificate (PEM) to trust: the benchmark's self-signed one, for autodiscover.contoso.com.
+    #[arg(long)]
+    ca: PathBuf,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -97,53 +100,31 @@ enum Mode {
     },
 }
 
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn connector() -> TlsConnector {
     TlsConnector::from(connector_config())
 }
 
+/// The client configuration, trusting only the certificate given with `--ca`.
+static CLIENT_CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
 fn connector_config() -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-        .with_no_client_auth();
+    Arc::clone(CLIENT_CONFIG.get().expect("set in main"))
+}
+
+fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read --ca") {
+        roots
+            .add(cert.expect("PEM certificate"))
+            .expect("trust anchor");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
@@ -595,6 +576,7 @@ async fn run_soak(addr: SocketAddr, duration: Duration, clients: usize, pause: D
 
 fn main() {
     let args = Args::parse();
+    let _ = CLIENT_CONFIG.set(client_config(&args.ca));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

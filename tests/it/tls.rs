@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::harness::client::basic;
+use crate::harness::client::{basic, client_config_with};
 use crate::harness::daemon::{scrape, Daemon};
 use crate::harness::{outlook_request, set, TestPki, TestServer};
 
@@ -241,26 +241,6 @@ async fn curl_http_1_0_is_served() {
     assert!(stderr.contains("HTTP/1.0 200"), "{stderr}");
 }
 
-/// A rustls client trusting `cas`, offering `versions` and ALPN `http/1.1`.
-fn client_config(
-    cas: &[&TestPki],
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in cas {
-        roots.add(CertificateDer::from(ca.ca_der())).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
 async fn connect(
     addr: SocketAddr,
     sni: &str,
@@ -335,7 +315,7 @@ async fn sni_picks_the_certificate_configured_for_the_name() {
         set(t, &["tls", "sni"], toml::Value::Array(vec![entry.into()]));
     })
     .await;
-    let config = client_config(&[&server.pki, &other], rustls::ALL_VERSIONS);
+    let config = client_config_with(&[&server.pki, &other], rustls::ALL_VERSIONS);
     for (name, expect_fabrikam) in [
         ("autodiscover.fabrikam.com", true),
         ("AUTODISCOVER.Fabrikam.com", true),
@@ -354,7 +334,7 @@ async fn sni_picks_the_certificate_configured_for_the_name() {
 #[tokio::test]
 async fn client_key_updates_work_on_a_busy_and_on_a_parked_connection() {
     let server = TestServer::start().await;
-    let config = client_config(&[&server.pki], &[&rustls::version::TLS13]);
+    let config = client_config_with(&[&server.pki], &[&rustls::version::TLS13]);
     let mut tls = connect(server.https, HOST, config).await;
     for round in 0..6 {
         // KeyUpdate with update_requested: the server must switch its own keys too, or the
@@ -381,7 +361,7 @@ async fn client_key_updates_work_on_a_busy_and_on_a_parked_connection() {
 async fn a_60_kb_request_body_arrives_intact_on_tls_1_2_and_1_3() {
     let server = TestServer::start().await;
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
-        let config = client_config(&[&server.pki], &[version]);
+        let config = client_config_with(&[&server.pki], &[version]);
         let mut tls = connect(server.https, HOST, config).await;
         // The address comes after 60 KB of comment: a lost, doubled or reordered record
         // leaves XML that does not parse or names no mailbox.

@@ -14,14 +14,16 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::Service;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -97,7 +99,7 @@ pub fn serve<I, S, F>(
 where
     I: ParkableIo,
     F: FnMut() -> (http1::Builder, S),
-    S: hyper::service::HttpService<Incoming, ResBody = Body> + Unpin,
+    S: Service<Request<Incoming>, Response = Response<Body>> + Unpin,
     S::Future: Unpin + Send,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -233,11 +235,16 @@ async fn burst<I, S>(
 ) -> Result<(Burst<I>, After), hyper::Error>
 where
     I: ParkableIo,
-    S: hyper::service::HttpService<Incoming, ResBody = Body> + Unpin,
+    S: Service<Request<Incoming>, Response = Response<Body>> + Unpin,
     S::Future: Unpin + Send,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let activity = Arc::clone(&stream.activity);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let service = Counted {
+        inner: service,
+        in_flight: Arc::clone(&in_flight),
+    };
     let mut conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut asked_to_stop = false;
     let mut after = After::Park;
@@ -252,7 +259,9 @@ where
             }
             () = &mut quiet, if !asked_to_stop => {
                 let now = activity.load(Ordering::Relaxed);
-                if now == seen {
+                // Not while a handler runs (a slow directory, argon2 on a busy machine):
+                // hyper would answer that request with `Connection: close`.
+                if now == seen && in_flight.load(Ordering::Relaxed) == 0 {
                     Pin::new(&mut conn).graceful_shutdown();
                     asked_to_stop = true;
                 } else {
@@ -274,6 +283,52 @@ where
     let mut stream = parts.io.into_inner();
     stream.read_ahead = join(parts.read_buf, std::mem::take(&mut stream.read_ahead));
     Ok((stream, after))
+}
+
+/// The burst's service, counting the requests whose answer is not ready yet.
+struct Counted<S> {
+    inner: S,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl<S> Service<Request<Incoming>> for Counted<S>
+where
+    S: Service<Request<Incoming>>,
+    S::Future: Unpin,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = CountedFuture<S::Future>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        CountedFuture {
+            inner: self.inner.call(req),
+            _in_flight: InFlight(Arc::clone(&self.in_flight)),
+        }
+    }
+}
+
+/// One request in flight, until hyper drops its future.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct CountedFuture<F> {
+    inner: F,
+    _in_flight: InFlight,
+}
+
+impl<F: Future + Unpin> Future for CountedFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        Pin::new(&mut self.get_mut().inner).poll(cx)
+    }
 }
 
 /// Ends the stream politely (TLS close_notify, FIN), without waiting on a client that does
@@ -368,9 +423,7 @@ impl<I: ParkableIo> AsyncWrite for Burst<I> {
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
-    use std::sync::atomic::AtomicUsize;
 
-    use http::{Request, Response};
     use hyper::service::service_fn;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -428,7 +481,13 @@ mod tests {
                 let burst = counter.fetch_add(1, Ordering::SeqCst) + 1;
                 let service = service_fn(move |req: Request<Incoming>| {
                     let text = format!("{} burst {burst}", req.uri().path());
-                    Box::pin(async move { Ok::<_, Infallible>(Response::new(Body::from(text))) })
+                    let slow = req.uri().path() == "/slow";
+                    Box::pin(async move {
+                        if slow {
+                            tokio::time::sleep(Duration::from_millis(400)).await;
+                        }
+                        Ok::<_, Infallible>(Response::new(Body::from(text)))
+                    })
                 });
                 (http1::Builder::new(), service)
             };
@@ -494,6 +553,17 @@ mod tests {
             .unwrap();
         assert!(answer(&mut s).await.starts_with("/x burst "));
         assert!(answer(&mut s).await.starts_with("/y burst "));
+    }
+
+    #[tokio::test]
+    async fn a_handler_slower_than_the_park_delay_keeps_the_connection_alive() {
+        let (addr, bursts, _task) = one_connection(QUICK, None).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(get("/slow").as_bytes()).await.unwrap();
+        assert_eq!(answer(&mut s).await, "/slow burst 1");
+        s.write_all(get("/next").as_bytes()).await.unwrap();
+        assert_eq!(answer(&mut s).await, "/next burst 1");
+        assert_eq!(bursts.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -54,14 +54,25 @@ pub struct TlsClient {
 
 /// A rustls client configuration trusting only the test CA.
 pub fn client_config(pki: &TestPki) -> Arc<rustls::ClientConfig> {
+    client_config_with(&[pki], rustls::DEFAULT_VERSIONS)
+}
+
+/// A rustls client configuration trusting the CAs of `pkis`, offering `versions` and ALPN
+/// `http/1.1`.
+pub fn client_config_with(
+    pkis: &[&TestPki],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(pki.ca_der()))
-        .expect("add root");
+    for pki in pkis {
+        roots
+            .add(CertificateDer::from(pki.ca_der()))
+            .expect("add root");
+    }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
+    .with_protocol_versions(versions)
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
