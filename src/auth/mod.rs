@@ -2,6 +2,7 @@
 
 pub mod basic;
 pub mod der;
+pub mod kerberos;
 pub mod negotiate;
 pub mod ntlm;
 pub mod spnego;

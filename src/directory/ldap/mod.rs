@@ -379,6 +379,13 @@ impl Directory for LdapDirectory {
     fn supports_nt_hashes(&self) -> bool {
         self.cfg.attributes.nt_password.is_some()
     }
+
+    async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
+        let entry = self
+            .bounded(self.resolve_login(login, &self.lookup_attrs))
+            .await?;
+        Ok(entry.map(|e| mapping::identity(&e, &self.cfg.attributes, login)))
+    }
 }
 
 /// A change in the directory's reachability worth one log line.
