@@ -7,6 +7,7 @@ pub mod negotiate;
 pub mod ntlm;
 pub mod spnego;
 pub mod throttle;
+pub mod winbind;
 
 /// Helpers shared by unit tests (the authentication modules, the TLS record vectors).
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod respond;
 pub mod soap_v2;
 pub mod throttle;
 pub mod tls;
+pub mod winbind;
 
 use std::future::Future;
 use std::net::SocketAddr;
