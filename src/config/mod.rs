@@ -1,6 +1,7 @@
 //! Loads `autodiscoverd.toml` into a validated [`Config`]. Owns the rules about which values
 //! make sense; never opens sockets, certificates or the directory.
 
+mod domain_auth;
 mod error;
 mod file;
 mod ldap;
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use domain_auth::{KerberosConfig, WinbindSettings};
 pub use error::ConfigError;
 use file::FileConfig;
 pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};
@@ -148,6 +150,10 @@ pub struct AuthConfig {
     pub basic: bool,
     pub lookup_policy: LookupPolicy,
     pub ntlm: NtlmConfig,
+    /// `[auth.kerberos]`: Negotiate with Kerberos (builds with the `kerberos` feature).
+    pub kerberos: Option<KerberosConfig>,
+    /// `[auth.winbind]`: NTLM responses checked by the domain.
+    pub winbind: Option<WinbindSettings>,
 }
 
 /// NTLM and Negotiate settings (`auth.ntlm*`, `auth.negotiate`).
@@ -699,21 +705,32 @@ impl Validator<'_> {
             }
         }
         let ntlm = self.ntlm(&raw)?;
+        let kerberos = raw.kerberos.map(|k| self.kerberos(k)).transpose()?;
+        let winbind = raw.winbind.map(|w| self.winbind(w)).transpose()?;
+        if winbind.is_some() && !ntlm.enabled {
+            return Err(self.invalid(
+                "auth.winbind",
+                "NTLM checking through winbind is configured but auth.ntlm is false",
+                "set auth.ntlm = true, or remove [auth.winbind]",
+            ));
+        }
         Ok(AuthConfig {
             realm: raw.realm,
             basic: raw.basic,
             lookup_policy,
             ntlm,
+            kerberos,
+            winbind,
         })
     }
 
     fn ntlm(&self, raw: &file::AuthSection) -> Result<NtlmConfig, ConfigError> {
         use crate::auth::ntlm::CbtPolicy;
-        if raw.negotiate && !raw.ntlm {
+        if raw.negotiate && !raw.ntlm && raw.kerberos.is_none() {
             return Err(self.invalid(
                 "auth.negotiate",
-                "Negotiate is on but NTLM is off (this server's Negotiate carries NTLM)",
-                "set auth.ntlm = true, or auth.negotiate = false",
+                "Negotiate is on but neither NTLM nor [auth.kerberos] is, so it would carry nothing",
+                "set auth.ntlm = true, configure [auth.kerberos], or set auth.negotiate = false",
             ));
         }
         let domain = match &raw.ntlm_domain {

@@ -25,6 +25,9 @@ use crate::settings::mailbox_settings;
 
 const POX_ALLOW: &str = "OPTIONS, GET, POST, HEAD";
 
+/// `Retry-After` when the domain could not be asked to verify credentials.
+pub(super) const VERIFIER_RETRY_SECS: u64 = 5;
+
 /// Routes on the HTTPS listener; path matching is case-insensitive (brief §0 rule 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -169,6 +172,8 @@ pub(super) enum AuthResult {
     Unavailable(DirectoryError),
     /// The failed-login throttle refused the attempt without checking it.
     Throttled(Throttled),
+    /// The domain could not be asked to verify the credentials (winbind): 503.
+    VerifierDown,
 }
 
 pub(super) async fn authenticate(
@@ -212,7 +217,7 @@ pub(super) async fn authenticate(
                 Err(e) => AuthResult::Unavailable(e),
             }
         }
-        Presented::Windows(scheme, Some(token)) if state.ntlm.enabled => {
+        Presented::Windows(scheme, Some(token)) if state.ntlm.accepts(scheme) => {
             match state
                 .ntlm
                 .authenticate(
@@ -229,6 +234,7 @@ pub(super) async fn authenticate(
                 WindowsAuth::Rejected => AuthResult::Challenge,
                 WindowsAuth::Unavailable(e) => AuthResult::Unavailable(e),
                 WindowsAuth::Throttled(t) => AuthResult::Throttled(t),
+                WindowsAuth::VerifierDown => AuthResult::VerifierDown,
             }
         }
         // IIS-style: a connection that completed NTLM stays authenticated (when persisting).
@@ -326,6 +332,12 @@ where
             return (
                 respond::unauthorized(&[header]),
                 Note::outcome("ntlm_challenge"),
+            );
+        }
+        AuthResult::VerifierDown => {
+            return (
+                respond::service_unavailable(VERIFIER_RETRY_SECS),
+                Note::outcome("auth_verifier_down"),
             );
         }
         AuthResult::Unavailable(e) => {

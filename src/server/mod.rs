@@ -5,6 +5,8 @@
 pub mod answers;
 pub mod drain;
 pub mod handlers;
+#[cfg(feature = "kerberos")]
+pub mod kerberos;
 pub mod lean_tls;
 pub mod listener;
 pub mod ntlm;

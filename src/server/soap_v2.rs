@@ -90,6 +90,10 @@ where
         AuthResult::Continue(header) => {
             return (respond::unauthorized(&[header]), ("ntlm_challenge", None));
         }
+        AuthResult::VerifierDown => {
+            let r = respond::service_unavailable(handlers::VERIFIER_RETRY_SECS);
+            return (r, ("auth_verifier_down", None));
+        }
         AuthResult::Unavailable(e) => {
             // The backend logs outages once per state change; per request is debug.
             tracing::debug!(error = %e, "directory unavailable during authentication");

@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::auth::ntlm::DomainCheck;
 use crate::auth::winbind::{self, HelperError, Verdict};
+pub use crate::config::WinbindSettings;
 
 /// The longest answer line accepted from a helper, and the most lines.
 const MAX_LINE: usize = 4096;
@@ -39,15 +40,6 @@ pub enum WinbindError {
     Exited,
     #[error(transparent)]
     Helper(#[from] HelperError),
-}
-
-/// How to run the helpers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WinbindSettings {
-    /// `ntlm_auth` and its arguments (`--helper-protocol=ntlm-server-1` included).
-    pub command: Vec<String>,
-    pub helpers: usize,
-    pub timeout: Duration,
 }
 
 struct Helper {
