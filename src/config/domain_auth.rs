@@ -81,6 +81,8 @@ impl Validator<'_> {
         }
         let keytab = resolve_against(self.file, Path::new(&raw.keytab));
         let bytes = self.read_keytab(&keytab)?;
+        // GSS-API gets the name through the environment: absolute, whatever the cwd.
+        let keytab = std::fs::canonicalize(&keytab).unwrap_or(keytab);
         let entries = kerberos::keytab_entries(&bytes).map_err(|e| {
             self.invalid(
                 "auth.kerberos.keytab",
