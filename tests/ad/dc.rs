@@ -24,6 +24,9 @@ pub const ALICE_PASSWORD: &str = "Alice-Pass!123";
 pub const BOB_PASSWORD: &str = "Bob-Pass!123";
 /// The domain naming context.
 pub const BASE_DN: &str = "DC=contoso,DC=com";
+/// The mailbox database of the lab's local mailboxes (homeMDB).
+pub const MAILBOX_DATABASE: &str =
+    "CN=DB01,CN=Databases,CN=Contoso,CN=Microsoft Exchange,CN=Services,CN=Configuration,DC=contoso,DC=com";
 /// The service account the lab creates (read rights only).
 pub const SERVICE_DN: &str = "CN=svc-autodiscover,CN=Users,DC=contoso,DC=com";
 
@@ -237,7 +240,7 @@ impl Dc {
         ]);
         let dn = format!("CN={name} Test,CN=Users,{BASE_DN}");
         self.modify(&format!(
-            "dn: {dn}\nchangetype: modify\nreplace: proxyAddresses\nproxyAddresses: SMTP:{name}@contoso.com\n-\nreplace: msExchRecipientTypeDetails\nmsExchRecipientTypeDetails: 1\n"
+            "dn: {dn}\nchangetype: modify\nreplace: proxyAddresses\nproxyAddresses: SMTP:{name}@contoso.com\n-\nreplace: msExchRecipientTypeDetails\nmsExchRecipientTypeDetails: 1\n-\nreplace: homeMDB\nhomeMDB: {MAILBOX_DATABASE}\n-\nreplace: legacyExchangeDN\nlegacyExchangeDN: /o=Contoso/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn={name}\n"
         ));
         dn
     }
@@ -259,6 +262,21 @@ impl Dc {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Whether `user` (`DOMAIN\\name`) can log on at the DC itself with `password`
+    /// (an authenticated LDAP search, SASL with NTLM), as any other client of the domain.
+    pub fn ldap_bind_works(&self, user: &str, password: &str) -> bool {
+        Command::new("ldbsearch")
+            .args(["-H", "ldap://127.0.0.1", "-U"])
+            .arg(format!("{user}%{password}"))
+            .args(["-s", "base", "-b", "", "dn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run ldbsearch")
+            .success()
     }
 
     /// The values of `attribute` of the entry at `dn`, read from the DC's own database
