@@ -106,11 +106,23 @@ impl WinbindPool {
         };
         let ms = self.timeout.as_millis() as u64;
         let outcome = tokio::time::timeout(self.timeout, async {
-            if slot.is_none() {
-                *slot = Some(self.spawn()?);
+            // A helper found dead when the request is written or its answer read (killed,
+            // crashed, winbind restarted) is replaced once at once: the domain never saw
+            // the request, or answered a question that is safe to ask again.
+            for attempt in 0..2 {
+                if slot.is_none() {
+                    *slot = Some(self.spawn()?);
+                }
+                let helper = slot.as_mut().ok_or(WinbindError::Exited)?;
+                match exchange(helper, &request).await {
+                    Err(WinbindError::Exited | WinbindError::Io(_)) if attempt == 0 => {
+                        tracing::warn!(target: "auth", "winbind NTLM helper had exited; starting a new one");
+                        retire(slot.take());
+                    }
+                    other => return other,
+                }
             }
-            let helper = slot.as_mut().ok_or(WinbindError::Exited)?;
-            exchange(helper, &request).await
+            Err(WinbindError::Exited)
         })
         .await
         .unwrap_or(Err(WinbindError::Timeout(ms)));
@@ -122,12 +134,7 @@ impl WinbindPool {
             }
             Err(e) => {
                 // Whatever state the helper is in, it is not trusted with another request.
-                if let Some(mut dead) = slot.take() {
-                    let _ = dead.child.start_kill();
-                    tokio::spawn(async move {
-                        let _ = dead.child.wait().await;
-                    });
-                }
+                retire(slot.take());
                 tracing::warn!(target: "auth", error = %e, "winbind NTLM helper failed");
                 Err(e)
             }
@@ -155,6 +162,16 @@ impl WinbindPool {
             stdin,
             stdout: BufReader::new(stdout),
         })
+    }
+}
+
+/// Kills a helper and reaps it in the background.
+fn retire(helper: Option<Helper>) {
+    if let Some(mut dead) = helper {
+        let _ = dead.child.start_kill();
+        tokio::spawn(async move {
+            let _ = dead.child.wait().await;
+        });
     }
 }
 
@@ -282,11 +299,31 @@ done"#;
             assert_eq!(pool.started(), 2);
             let mut die = check();
             die.user = "die".into();
+            // A request that kills every helper it meets fails after one replacement.
             assert!(matches!(
                 pool.verify(&die).await,
                 Err(WinbindError::Exited | WinbindError::Io(_))
             ));
+            assert_eq!(pool.started(), 3);
             assert!(pool.verify(&check()).await.unwrap().is_some());
+            assert_eq!(pool.started(), 4);
+        });
+    }
+
+    #[test]
+    fn a_helper_that_died_between_requests_is_replaced_without_failing_anyone() {
+        let dir = tempfile::tempdir().unwrap();
+        // Answers one request, then exits.
+        let mut settings = script(
+            dir.path(),
+            "while IFS= read -r line; do [ \"$line\" = . ] && printf 'Authenticated: Yes\\nUser-Session-Key: 000102030405060708090a0b0c0d0e0f\\n.\\n' && exit 0; done",
+        );
+        settings.helpers = 1;
+        let pool = WinbindPool::new(&settings);
+        runtime().block_on(async {
+            for round in 1..=3 {
+                assert!(pool.verify(&check()).await.unwrap().is_some(), "{round}");
+            }
             assert_eq!(pool.started(), 3);
         });
     }

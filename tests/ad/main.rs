@@ -18,6 +18,8 @@ mod harness;
 mod dc;
 
 mod basic;
+mod kerberos;
+mod ntlm;
 
 use std::sync::Arc;
 
@@ -91,4 +93,29 @@ pub fn element(body: &str, name: &str) -> Option<String> {
     doc.descendants()
         .find(|n| n.is_element() && n.tag_name().name() == name)
         .map(|n| n.text().unwrap_or("").to_string())
+}
+
+/// A Python with these modules importable (`AUTODISCOVERD_PYTHON`, as .ci/run sets it, or
+/// python3). Missing: a failure with CI=true, otherwise a skip with the reason.
+pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("AUTODISCOVERD_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(python);
+    }
+    let reason = format!(
+        "{} cannot import {} (pip install -r tests/interop/requirements.txt; python-gssapi needs libkrb5-dev)",
+        python.display(),
+        modules.join(", ")
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{reason}");
+    }
+    eprintln!("\n*** SKIPPED: this interop test did not run: {reason}. ***\n");
+    None
 }

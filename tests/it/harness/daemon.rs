@@ -119,6 +119,11 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no {kind} listener in {:?}", self.addrs))
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal to the daemon.
     pub fn signal(&self, signal: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
