@@ -232,3 +232,120 @@ impl Validator<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::super::tests::example;
+    use super::super::Config;
+
+    /// The example configuration with `extra` appended, loaded from `dir` (so that relative
+    /// keytab paths start there).
+    fn load(dir: &std::path::Path, extra: &str) -> Result<Config, super::ConfigError> {
+        let (_, text) = example();
+        let text = text.replacen("[services]", &format!("{extra}\n[services]"), 1);
+        Config::from_toml(&dir.join("autodiscoverd.toml"), &text)
+    }
+
+    /// A keytab with AES and RC4 keys for one SPN, as `keytab_entries` reads it.
+    fn keytab(dir: &std::path::Path, mode: u32, enctypes: &[u16]) {
+        let mut kt = vec![0x05, 0x02];
+        for &enctype in enctypes {
+            let mut e = Vec::new();
+            e.extend(2u16.to_be_bytes());
+            for s in ["CONTOSO.COM", "HTTP", "autodiscover.contoso.com"] {
+                e.extend((s.len() as u16).to_be_bytes());
+                e.extend(s.as_bytes());
+            }
+            e.extend([0, 0, 0, 1, 0, 0, 0, 0, 3]);
+            e.extend(enctype.to_be_bytes());
+            e.extend(16u16.to_be_bytes());
+            e.extend([0x11; 16]);
+            kt.extend((e.len() as i32).to_be_bytes());
+            kt.extend(e);
+        }
+        let path = dir.join("http.keytab");
+        std::fs::write(&path, kt).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    const KERBEROS: &str = "[auth.kerberos]\nkeytab = \"http.keytab\"\nservice_principals = [\"HTTP/autodiscover.contoso.com\"]\n";
+
+    #[cfg(not(feature = "kerberos"))]
+    #[test]
+    fn a_build_without_kerberos_refuses_kerberos_and_says_how_to_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        keytab(dir.path(), 0o600, &[18]);
+        let e = load(dir.path(), KERBEROS).unwrap_err().to_string();
+        assert!(e.contains("auth.kerberos"), "{e}");
+        assert!(e.contains("--features kerberos"), "{e}");
+        assert!(e.contains("libkrb5-dev"), "{e}");
+    }
+
+    #[cfg(feature = "kerberos")]
+    #[test]
+    fn keytabs_readable_by_others_are_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        keytab(dir.path(), 0o640, &[18]);
+        let e = load(dir.path(), KERBEROS).unwrap_err().to_string();
+        assert!(e.contains("auth.kerberos.keytab"), "{e}");
+        assert!(e.contains("mode 0640") && e.contains("chmod 0600"), "{e}");
+        keytab(dir.path(), 0o600, &[18]);
+        let c = load(dir.path(), KERBEROS).unwrap();
+        let k = c.auth.kerberos.unwrap();
+        assert_eq!(k.realms, vec!["CONTOSO.COM"]);
+        assert!(k.keytab.is_absolute());
+        assert!(k.rc4_only().is_empty());
+    }
+
+    #[cfg(feature = "kerberos")]
+    #[test]
+    fn spns_without_keys_and_rc4_only_keytabs_are_found_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        keytab(dir.path(), 0o600, &[23]);
+        let c = load(dir.path(), KERBEROS).unwrap();
+        assert_eq!(
+            c.auth.kerberos.unwrap().rc4_only(),
+            vec!["HTTP/autodiscover.contoso.com"]
+        );
+        let other = KERBEROS.replace("autodiscover.contoso", "mail.contoso");
+        let e = load(dir.path(), &other).unwrap_err().to_string();
+        assert!(
+            e.contains("holds no key for HTTP/mail.contoso.com")
+                && e.contains("HTTP/autodiscover.contoso.com@CONTOSO.COM"),
+            "{e}"
+        );
+        let e = load(
+            dir.path(),
+            &KERBEROS.replace("http.keytab", "missing.keytab"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("auth.kerberos.keytab"), "{e}");
+        let e = load(dir.path(), &format!("{KERBEROS}bogus = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn winbind_settings_are_bounded_and_need_ntlm() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load(dir.path(), "[auth.winbind]\n").unwrap();
+        let w = c.auth.winbind.unwrap();
+        assert_eq!(
+            w.command,
+            vec!["ntlm_auth", "--helper-protocol=ntlm-server-1"]
+        );
+        assert_eq!((w.helpers, w.timeout.as_millis()), (2, 5000));
+        let e = load(dir.path(), "[auth.winbind]\nhelpers = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.winbind.helpers"), "{e}");
+        let e = load(dir.path(), "[auth.winbind]\ntimeout_ms = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.winbind.timeout_ms"), "{e}");
+    }
+}

@@ -184,7 +184,14 @@ async fn a_killed_helper_is_replaced_and_other_logins_go_on() {
         statuses.push(status);
     }
     assert_eq!(statuses, vec![200; 4], "{}", d.log_text());
-    assert!(d.log_text().contains("had exited"), "{}", d.log_text());
+    assert!(
+        d.wait_event(std::time::Duration::from_secs(5), |e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("had exited")))
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
     let after = helper_pids(&d);
     assert!(!after.is_empty() && after.iter().all(|p| !before.contains(p)));
 }
