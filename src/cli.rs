@@ -53,6 +53,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = Config::load(&cli.config)?;
+            // Before the runtime's threads exist: GSS-API reads the keytab's name from the
+            // environment.
+            #[cfg(feature = "kerberos")]
+            if let Some(k) = &config.auth.kerberos {
+                server::endpoints::kerberos::use_keytab(k);
+            }
             let runtime =
                 tokio::runtime::Runtime::new().context("while starting the async runtime")?;
             runtime.block_on(server::serve(config))?;

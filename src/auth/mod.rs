@@ -2,11 +2,13 @@
 
 pub mod basic;
 pub mod der;
+pub mod kerberos;
 pub mod login;
 pub mod negotiate;
 pub mod ntlm;
 pub mod spnego;
 pub mod throttle;
+pub mod winbind;
 
 /// Helpers shared by unit tests (the authentication modules, the TLS record vectors).
 #[cfg(test)]

@@ -11,7 +11,7 @@ use base64::Engine;
 
 use super::login::{Identity, Login};
 use super::ntlm::crypto::{self, Direction, NtHash};
-use super::ntlm::{self, Acceptor, Legacy, NtlmStep, Policy, ServerNames};
+use super::ntlm::{self, Acceptor, DomainCheck, Legacy, NtlmStep, Policy, ServerNames};
 use super::spnego::{self, NegState, NegToken};
 
 /// The HTTP authentication scheme a token came with.
@@ -90,6 +90,8 @@ pub struct ConnAuth {
     identity: Option<Identity>,
     /// Final `WWW-Authenticate` value for the answer of the completing request.
     final_header: Option<String>,
+    /// The GSS-API context of a Kerberos exchange that needs another client token.
+    kerberos: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl std::fmt::Debug for ConnAuth {
@@ -154,6 +156,7 @@ impl ConnAuth {
         server_challenge: [u8; 8],
         now: u64,
     ) -> Leg {
+        self.kerberos = None;
         let (inner, framing) = match self.unwrap(scheme, token) {
             Ok(Unwrapped::Ntlm(inner, framing)) => (inner, framing),
             Ok(Unwrapped::Answer(leg)) => return leg,
@@ -216,8 +219,49 @@ impl ConnAuth {
         policy: &Policy,
         expected_cbt: Option<&[u8; 16]>,
     ) -> Finish {
-        let framing = self.framing.take();
         let step = self.acceptor.credential(nt_hash, policy, expected_cbt);
+        self.conclude(step)
+    }
+
+    /// What the domain needs to check the outstanding AUTHENTICATE itself (winbind).
+    pub fn domain_check(&self) -> Option<DomainCheck> {
+        self.acceptor.domain_check()
+    }
+
+    /// Completes a handshake with the domain's verdict: the session base key it returned,
+    /// or `None` when it refused the response.
+    pub fn finish_by_domain(
+        &mut self,
+        session_base_key: Option<&[u8; 16]>,
+        policy: &Policy,
+        expected_cbt: Option<&[u8; 16]>,
+    ) -> Finish {
+        let step = self
+            .acceptor
+            .domain_verdict(session_base_key, policy, expected_cbt);
+        self.conclude(step)
+    }
+
+    /// Whether a Kerberos exchange continues on this connection.
+    pub fn kerberos_pending(&self) -> bool {
+        self.kerberos.is_some()
+    }
+
+    /// Takes the GSS-API context of a Kerberos exchange in progress (opaque here).
+    pub fn take_kerberos(&mut self) -> Option<Box<dyn std::any::Any + Send>> {
+        self.kerberos.take()
+    }
+
+    /// Keeps a GSS-API context until the client's next token; a new exchange of any kind
+    /// on the connection starts without it.
+    pub fn keep_kerberos(&mut self, context: Box<dyn std::any::Any + Send>) {
+        self.reset();
+        self.identity = None;
+        self.kerberos = Some(context);
+    }
+
+    fn conclude(&mut self, step: NtlmStep) -> Finish {
+        let framing = self.framing.take();
         self.acceptor = Acceptor::Done;
         let a = match step {
             NtlmStep::Authenticated(a) => a,

@@ -1,6 +1,7 @@
 //! SPNEGO (RFC 4178, MS-SPNG) as HTTP Negotiate (RFC 4559) uses it with NTLM inside:
 //! decoding NegTokenInit / NegTokenResp and encoding NegTokenResp. Strict DER subset: no
-//! indefinite lengths, no trailing bytes.
+//! indefinite lengths, no trailing bytes. [`route`] decides which acceptor a Negotiate
+//! token belongs to: Kerberos tokens go whole to the system's GSS-API, never parsed here.
 
 use super::der::{self, DerError, DerReader};
 
@@ -8,6 +9,11 @@ use super::der::{self, DerError, DerReader};
 pub const NTLMSSP_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x02, 0x0a];
 /// DER contents of OID 1.3.6.1.5.5.2 (SPNEGO).
 pub const SPNEGO_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x02];
+
+/// DER contents of OID 1.2.840.113554.1.2.2 (Kerberos V5, RFC 4121).
+pub const KRB5_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02];
+/// DER contents of OID 1.2.840.48018.1.2.2 (the Kerberos OID Windows sends first, MS-KILE).
+pub const MS_KRB5_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x82, 0xf7, 0x12, 0x01, 0x02, 0x02];
 
 /// Upper bound on a Negotiate token.
 pub const MAX_TOKEN: usize = 12 * 1024;
@@ -145,6 +151,58 @@ fn parse_resp(body: &[u8]) -> Result<NegTokenResp<'_>, SpnegoError> {
     })
 }
 
+/// The acceptor a Negotiate token goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// This server's NTLMSSP acceptor (bare NTLMSSP, SPNEGO preferring NTLMSSP, and
+    /// everything malformed, which it refuses).
+    Ntlm,
+    /// The GSS-API acceptor, handed the whole token.
+    Kerberos,
+}
+
+fn is_kerberos(oid: &[u8]) -> bool {
+    oid == KRB5_OID || oid == MS_KRB5_OID
+}
+
+/// Routes one `Negotiate` token. A raw Kerberos token (RFC 4121 §4.1 framing) and a
+/// NegTokenInit whose first mechanism this server knows is Kerberos go to Kerberos; a
+/// NegTokenResp continues the exchange in progress on the connection (`kerberos_pending`).
+pub fn route(token: &[u8], kerberos_pending: bool) -> Mechanism {
+    if token.len() > MAX_TOKEN || token.starts_with(super::ntlm::SIGNATURE) {
+        return Mechanism::Ntlm;
+    }
+    match token.first() {
+        Some(0x60) => {
+            let Ok(app) = der::single(token, 0x60) else {
+                return Mechanism::Ntlm;
+            };
+            match DerReader::new(app.value).expect(0x06) {
+                Ok(oid) if is_kerberos(oid.value) => Mechanism::Kerberos,
+                Ok(oid) if oid.value == SPNEGO_OID => match parse(token) {
+                    Ok(NegToken::Init(init)) => init
+                        .mech_types
+                        .iter()
+                        .find_map(|m| {
+                            if is_kerberos(m) {
+                                Some(Mechanism::Kerberos)
+                            } else if *m == NTLMSSP_OID {
+                                Some(Mechanism::Ntlm)
+                            } else {
+                                None
+                            }
+                        })
+                        .unwrap_or(Mechanism::Ntlm),
+                    _ => Mechanism::Ntlm,
+                },
+                _ => Mechanism::Ntlm,
+            }
+        }
+        Some(0xa1) if kerberos_pending => Mechanism::Kerberos,
+        _ => Mechanism::Ntlm,
+    }
+}
+
 /// Encodes `[1] NegTokenResp`.
 pub fn encode_resp(
     neg_state: Option<NegState>,
@@ -266,6 +324,54 @@ mod tests {
     }
 
     #[test]
+    fn kerberos_tokens_route_to_gss_and_ntlm_stays_here() {
+        let ap_req = b"\x01\x00\x6e\x03\x02\x01\x05";
+        // Windows: MS KRB5, KRB5, NEGOEX, NTLMSSP, with a Kerberos optimistic token.
+        let negoex = hex("2b06010401823702021e");
+        let windows = encode_init(&[MS_KRB5_OID, KRB5_OID, &negoex, NTLMSSP_OID], Some(ap_req));
+        assert_eq!(route(&windows, false), Mechanism::Kerberos);
+        // MIT (curl --negotiate, pyspnego with gssapi): KRB5 first.
+        assert_eq!(
+            route(&encode_init(&[KRB5_OID, NTLMSSP_OID], Some(ap_req)), false),
+            Mechanism::Kerberos
+        );
+        // NTLMSSP before Kerberos, or no Kerberos at all: this server's NTLM.
+        assert_eq!(
+            route(
+                &encode_init(&[NTLMSSP_OID, KRB5_OID], Some(b"NTLMSSP\0")),
+                false
+            ),
+            Mechanism::Ntlm
+        );
+        // Unknown mechanisms are skipped, not chosen.
+        assert_eq!(
+            route(&encode_init(&[&negoex, NTLMSSP_OID], None), false),
+            Mechanism::Ntlm
+        );
+        assert_eq!(
+            route(&encode_init(&[&negoex, KRB5_OID], None), false),
+            Mechanism::Kerberos
+        );
+        // A raw Kerberos GSS token (RFC 4121 §4.1), as some clients send without SPNEGO.
+        let mut inner = der::tlv(0x06, KRB5_OID);
+        inner.extend_from_slice(ap_req);
+        assert_eq!(route(&der::tlv(0x60, &inner), false), Mechanism::Kerberos);
+        // Bare NTLMSSP, whatever is pending.
+        assert_eq!(route(b"NTLMSSP\0\x01\0\0\0", true), Mechanism::Ntlm);
+        // A continuation follows the exchange in progress.
+        let resp = encode_resp(Some(NegState::AcceptIncomplete), None, Some(b"x"), None);
+        assert_eq!(route(&resp, true), Mechanism::Kerberos);
+        assert_eq!(route(&resp, false), Mechanism::Ntlm);
+        // Garbage and oversized tokens never reach GSS-API.
+        assert_eq!(route(&hex("6005 0603 2a8648"), false), Mechanism::Ntlm);
+        assert_eq!(route(&[0x60, 0x82, 0xff], false), Mechanism::Ntlm);
+        let mut huge = der::tlv(0x06, KRB5_OID);
+        huge.extend(vec![0u8; MAX_TOKEN]);
+        assert_eq!(route(&der::tlv(0x60, &huge), false), Mechanism::Ntlm);
+        assert_eq!(route(&[], false), Mechanism::Ntlm);
+    }
+
+    #[test]
     fn random_and_truncated_tokens_never_panic() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(4178);
@@ -280,6 +386,8 @@ mod tests {
             let _ = parse(&t);
             let random: Vec<u8> = (0..rng.gen_range(0..64)).map(|_| rng.gen()).collect();
             let _ = parse(&random);
+            let _ = route(&t, rng.gen());
+            let _ = route(&random, true);
         }
     }
 }

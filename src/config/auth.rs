@@ -1,6 +1,6 @@
 //! `[auth]`: Basic, NTLM and Negotiate, the realm of the challenges and the lookup policy.
 
-use super::{file, ConfigError, Validator};
+use super::{file, ConfigError, KerberosConfig, Validator, WinbindSettings};
 
 /// Which addresses an authenticated user may ask about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,10 @@ pub struct AuthConfig {
     pub basic: bool,
     pub lookup_policy: LookupPolicy,
     pub ntlm: NtlmConfig,
+    /// `[auth.kerberos]`: Negotiate with Kerberos (builds with the `kerberos` feature).
+    pub kerberos: Option<KerberosConfig>,
+    /// `[auth.winbind]`: NTLM responses checked by the domain.
+    pub winbind: Option<WinbindSettings>,
 }
 
 /// NTLM and Negotiate settings (`auth.ntlm*`, `auth.negotiate`).
@@ -78,20 +82,31 @@ impl Validator<'_> {
             }
         }
         let ntlm = self.ntlm(&raw)?;
+        let kerberos = raw.kerberos.map(|k| self.kerberos(k)).transpose()?;
+        let winbind = raw.winbind.map(|w| self.winbind(w)).transpose()?;
+        if winbind.is_some() && !ntlm.enabled {
+            return Err(self.invalid(
+                "auth.winbind",
+                "NTLM checking through winbind is configured but auth.ntlm is false",
+                "set auth.ntlm = true, or remove [auth.winbind]",
+            ));
+        }
         Ok(AuthConfig {
             realm: raw.realm,
             basic: raw.basic,
             lookup_policy,
             ntlm,
+            kerberos,
+            winbind,
         })
     }
 
     pub(super) fn ntlm(&self, raw: &file::AuthSection) -> Result<NtlmConfig, ConfigError> {
-        if raw.negotiate && !raw.ntlm {
+        if raw.negotiate && !raw.ntlm && raw.kerberos.is_none() {
             return Err(self.invalid(
                 "auth.negotiate",
-                "Negotiate is on but NTLM is off (this server's Negotiate carries NTLM)",
-                "set auth.ntlm = true, or auth.negotiate = false",
+                "Negotiate is on but neither NTLM nor [auth.kerberos] is, so it would carry nothing",
+                "set auth.ntlm = true, configure [auth.kerberos], or set auth.negotiate = false",
             ));
         }
         let domain = match &raw.ntlm_domain {

@@ -117,6 +117,8 @@ pub struct AuthSection {
     pub ntlm_channel_binding: Option<String>,
     #[serde(default)]
     pub ntlm_allow_legacy: bool,
+    pub kerberos: Option<super::domain_auth::KerberosSection>,
+    pub winbind: Option<super::domain_auth::WinbindSection>,
 }
 
 impl Default for AuthSection {
@@ -132,6 +134,8 @@ impl Default for AuthSection {
             ntlm_persist_on_connection: true,
             ntlm_channel_binding: None,
             ntlm_allow_legacy: false,
+            kerberos: None,
+            winbind: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod auth;
 mod cidr;
+mod domain_auth;
 mod error;
 mod file;
 mod ldap;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use auth::{AuthConfig, CbtPolicy, LookupPolicy, NtlmConfig};
 pub use cidr::Cidr;
+pub use domain_auth::{KerberosConfig, WinbindSettings};
 pub use error::ConfigError;
 use file::FileConfig;
 pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};

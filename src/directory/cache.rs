@@ -197,6 +197,10 @@ impl<D: Directory> Directory for Cached<D> {
     fn supports_nt_hashes(&self) -> bool {
         self.inner.supports_nt_hashes()
     }
+
+    async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
+        self.inner.account_identity(login).await
+    }
 }
 
 #[cfg(test)]
@@ -264,6 +268,9 @@ mod tests {
         }
         fn supports_nt_hashes(&self) -> bool {
             false
+        }
+        async fn account_identity(&self, _: &Login) -> Result<Option<Identity>, DirectoryError> {
+            Ok(None)
         }
     }
 

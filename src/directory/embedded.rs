@@ -557,6 +557,13 @@ impl Directory for EmbeddedDirectory {
     fn supports_nt_hashes(&self) -> bool {
         true
     }
+
+    async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
+        Ok(self
+            .user_for_login(login)
+            .filter(|u| u.recipient.enabled)
+            .map(identity_of))
+    }
 }
 
 #[cfg(test)]

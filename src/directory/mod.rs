@@ -50,6 +50,14 @@ pub trait Directory: Send + Sync {
 
     /// Whether this backend can supply NT hashes at all (NTLM is useless without them).
     fn supports_nt_hashes(&self) -> bool;
+
+    /// The identity of the enabled account a login names, for logins the domain has
+    /// verified already (a Kerberos ticket, NTLM checked by winbind). `Ok(None)` when the
+    /// login names no entry, more than one, or a disabled account.
+    fn account_identity(
+        &self,
+        login: &Login,
+    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
 }
 
 /// What NTLM needs to verify a user: the NT hash (MD4 of the UTF-16LE password) and the
@@ -125,6 +133,16 @@ impl Directory for DirectoryBackend {
             DirectoryBackend::Embedded(d) => d.supports_nt_hashes(),
             DirectoryBackend::Ldap(d) => d.supports_nt_hashes(),
         }
+    }
+
+    async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
+        let timer = crate::ops::metrics::DirectoryTimer::start("account_identity");
+        let result = match self {
+            DirectoryBackend::Embedded(d) => d.account_identity(login).await,
+            DirectoryBackend::Ldap(d) => Box::pin(d.account_identity(login)).await,
+        };
+        timer.finish(&result);
+        result
     }
 }
 

@@ -6,6 +6,9 @@ Modes:
   spnego-negotiate    pyspnego protocol="negotiate" over http.client: SPNEGO with mechListMIC,
                       the server's final mechListMIC is verified, channel bindings sent
   spnego-ntlm         pyspnego protocol="ntlm" with the NTLM scheme
+  spnego-kerberos     pyspnego protocol="kerberos" (python-gssapi): a raw Kerberos token under
+                      the Negotiate scheme; with an empty --user the ticket cache
+                      (KRB5CCNAME) is used, as in spnego-negotiate
 
 Prints one JSON object: {"status": int, "body": str, "complete": bool, "legs": int}; the
 pyspnego modes add "type3": {"lm_len", "nt_len", "flags"} of the AUTHENTICATE they sent.
@@ -53,7 +56,7 @@ def main():
     body = args.body.encode("utf-8")
     if args.mode == "requests-ntlm":
         out = with_requests_ntlm(args, body)
-    elif args.mode in ("spnego-negotiate", "spnego-ntlm"):
+    elif args.mode in ("spnego-negotiate", "spnego-ntlm", "spnego-kerberos"):
         out = with_pyspnego(args, body)
     else:
         sys.exit(f"unknown mode {args.mode}")
@@ -97,7 +100,9 @@ def with_pyspnego(args, body):
     import spnego
     from spnego.channel_bindings import GssChannelBindings
 
-    scheme = "Negotiate" if args.mode == "spnego-negotiate" else "NTLM"
+    scheme = "NTLM" if args.mode == "spnego-ntlm" else "Negotiate"
+    protocol = {"spnego-negotiate": "negotiate", "spnego-ntlm": "ntlm",
+                "spnego-kerberos": "kerberos"}[args.mode]
     ctx = ssl.create_default_context(cafile=args.cafile)
     conn = http.client.HTTPSConnection(args.host, args.port, context=ctx)
     conn.connect()
@@ -106,9 +111,8 @@ def with_pyspnego(args, body):
         cert = conn.sock.getpeercert(True)
         bindings = GssChannelBindings(
             application_data=b"tls-server-end-point:" + hashlib.sha256(cert).digest())
-    client = spnego.client(args.user, args.password, hostname=args.host, service="HTTP",
-                           protocol="negotiate" if scheme == "Negotiate" else "ntlm",
-                           channel_bindings=bindings)
+    client = spnego.client(args.user or None, args.password or None, hostname=args.host,
+                           service="HTTP", protocol=protocol, channel_bindings=bindings)
     out_token = client.step()
     legs = 0
     type3 = None

@@ -15,7 +15,7 @@ pub mod server;
 
 pub use messages::NtlmError;
 pub use server::{
-    Acceptor, Authenticated, CbtPolicy, Legacy, NtlmStep, Policy, Reject, ServerNames,
+    Acceptor, Authenticated, CbtPolicy, DomainCheck, Legacy, NtlmStep, Policy, Reject, ServerNames,
 };
 
 /// NEGOTIATE flags (MS-NLMP §2.2.2.5).

@@ -324,6 +324,64 @@ impl Acceptor {
             Err(r) => NtlmStep::Rejected(r),
         }
     }
+
+    /// What a domain controller needs to check the outstanding AUTHENTICATE itself
+    /// (winbind): `None` unless an NTLMv2 AUTHENTICATE awaits its verdict.
+    pub fn domain_check(&self) -> Option<DomainCheck> {
+        let Acceptor::Awaiting(awaiting) = self else {
+            return None;
+        };
+        let w = &awaiting.0;
+        let t3 = messages::parse_authenticate(&w.type3).ok()?;
+        if legacy::classify(&t3) != ResponseKind::NtlmV2 {
+            return None;
+        }
+        Some(DomainCheck {
+            server_challenge: w.challenged.server_challenge,
+            nt_response: t3.nt_response.to_vec(),
+            user: t3.user,
+            domain: t3.domain,
+        })
+    }
+
+    /// Finishes with the verdict of the domain: the session base key it returned for a
+    /// valid NTLMv2 response, or `None` when it refused. The MIC and channel binding are
+    /// still checked here.
+    pub fn domain_verdict(
+        &mut self,
+        session_base_key: Option<&[u8; 16]>,
+        policy: &Policy,
+        expected_cbt: Option<&[u8; 16]>,
+    ) -> NtlmStep {
+        let state = std::mem::replace(self, Acceptor::Done);
+        let Acceptor::Awaiting(awaiting) = state else {
+            return NtlmStep::Rejected(Reject::OutOfSequence);
+        };
+        match verify_by_domain(&awaiting.0, session_base_key, policy, expected_cbt) {
+            Ok(a) => NtlmStep::Authenticated(a),
+            Err(r) => NtlmStep::Rejected(r),
+        }
+    }
+}
+
+/// The parts of an NTLMv2 AUTHENTICATE a domain controller checks (MS-NLMP §3.3.2 there
+/// instead of here): what winbind's `ntlm_auth --helper-protocol=ntlm-server-1` is sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DomainCheck {
+    pub server_challenge: [u8; 8],
+    pub nt_response: Vec<u8>,
+    /// As the client sent them.
+    pub user: String,
+    pub domain: String,
+}
+
+impl std::fmt::Debug for DomainCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DomainCheck")
+            .field("user", &self.user)
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
 }
 
 fn verify(
@@ -360,13 +418,27 @@ fn verify(
         _ => return Err(Reject::BadCredentials),
     };
     let session_base_key = crypto::session_base_key(&response_key, &v2.proof);
+    complete(w, t3, &v2, &session_base_key, policy, expected_cbt)
+}
+
+/// What the rest of the handshake needs once the NTLMv2 proof is known to be right: the
+/// exported session key, the MIC over the three messages and the channel binding
+/// (MS-NLMP §3.2.5.1.2), whoever checked the proof.
+fn complete(
+    w: &Awaiting,
+    t3: messages::Authenticate<'_>,
+    v2: &messages::NtlmV2Response<'_>,
+    session_base_key: &[u8; 16],
+    policy: &Policy,
+    expected_cbt: Option<&[u8; 16]>,
+) -> Result<Authenticated, Reject> {
     let exported_session_key = if t3.flags & NEGOTIATE_KEY_EXCH != 0 {
-        match <[u8; 16]>::try_from(crypto::rc4(&session_base_key, t3.encrypted_session_key)) {
+        match <[u8; 16]>::try_from(crypto::rc4(session_base_key, t3.encrypted_session_key)) {
             Ok(k) => k,
-            Err(_) => session_base_key,
+            Err(_) => *session_base_key,
         }
     } else {
-        session_base_key
+        *session_base_key
     };
     if v2.av_flags.unwrap_or(0) & av::FLAG_MIC_PRESENT != 0 {
         let Some(mic) = t3.mic else {
@@ -399,11 +471,31 @@ fn verify(
         user: t3.user,
         domain: t3.domain,
         workstation: t3.workstation,
-        target_name: v2.target_name,
+        target_name: v2.target_name.clone(),
         flags: t3.flags,
         exported_session_key,
         legacy: None,
     })
+}
+
+/// Finishes with the session base key a domain controller returned after checking the
+/// NTLMv2 response itself (`None`: the domain refused it).
+fn verify_by_domain(
+    w: &Awaiting,
+    session_base_key: Option<&[u8; 16]>,
+    policy: &Policy,
+    expected_cbt: Option<&[u8; 16]>,
+) -> Result<Authenticated, Reject> {
+    let t3 = messages::parse_authenticate(&w.type3).map_err(Reject::Malformed)?;
+    match legacy::classify(&t3) {
+        ResponseKind::NtlmV2 => {}
+        // The domain's answer for NTLMv1 carries another key derivation; not offered.
+        ResponseKind::Refused => return Err(Reject::NtlmV1Refused),
+        ResponseKind::Legacy(kind) => return Err(refusal(kind)),
+    }
+    let v2 = messages::parse_ntlmv2_response(t3.nt_response).map_err(Reject::Malformed)?;
+    let key = session_base_key.ok_or(Reject::BadCredentials)?;
+    complete(w, t3, &v2, key, policy, expected_cbt)
 }
 
 fn refusal(kind: Legacy) -> Reject {

@@ -206,13 +206,67 @@ pub fn down_level_domain_matches(
     let Some(netbios) = netbios else {
         return true;
     };
-    if netbios.eq_ignore_ascii_case(domain) {
+    if netbios.eq_ignore_ascii_case(domain)
+        || dns_domain(&entry.dn).is_some_and(|d| d.eq_ignore_ascii_case(domain))
+    {
         return true;
     }
     entry
         .text(&names.user_principal_name)
         .and_then(|upn| upn.rsplit_once('@'))
         .is_some_and(|(_, d)| d.eq_ignore_ascii_case(domain))
+}
+
+/// The DNS domain an entry lives in: the `DC=` components that end its DN
+/// (`CN=Alice,CN=Users,DC=contoso,DC=com` → `contoso.com`), lower-case (MS-ADTS §3.1.1.1.5).
+pub fn dns_domain(dn: &str) -> Option<String> {
+    let mut labels: Vec<&str> = dn
+        .rsplit(',')
+        .map(str::trim)
+        .map_while(|rdn| {
+            let (attribute, value) = rdn.split_once('=')?;
+            attribute
+                .trim()
+                .eq_ignore_ascii_case("dc")
+                .then_some(value.trim())
+        })
+        .collect();
+    if labels.is_empty() || labels.iter().any(|l| l.is_empty()) {
+        return None;
+    }
+    labels.reverse();
+    Some(labels.join(".").to_ascii_lowercase())
+}
+
+/// How an entry matches a `name@domain` login: by its `userPrincipalName`, or by its
+/// implicit UPN `sAMAccountName@<DNS domain of the account>`, which AD accepts for every
+/// account whatever its explicit UPN is (MS-ADTS §5.1.1.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UpnMatch {
+    No,
+    Implicit,
+    Explicit,
+}
+
+/// See [`UpnMatch`].
+pub fn upn_match(entry: &RawEntry, names: &LdapAttributes, upn: &str) -> UpnMatch {
+    if entry
+        .texts(&names.user_principal_name)
+        .any(|u| u.eq_ignore_ascii_case(upn))
+    {
+        return UpnMatch::Explicit;
+    }
+    let Some((user, domain)) = upn.rsplit_once('@') else {
+        return UpnMatch::No;
+    };
+    let same_account = entry
+        .texts(&names.sam_account_name)
+        .any(|s| s.eq_ignore_ascii_case(user));
+    if same_account && dns_domain(&entry.dn).is_some_and(|d| d.eq_ignore_ascii_case(domain)) {
+        UpnMatch::Implicit
+    } else {
+        UpnMatch::No
+    }
 }
 
 /// The NT hash from a hex attribute such as Samba's `sambaNTPassword` (32 hex digits).
@@ -359,6 +413,32 @@ mod tests {
             recipient(&mail_user, &names()).unwrap().recipient_type,
             RecipientType::MailUser
         );
+    }
+
+    #[test]
+    fn the_dns_domain_comes_from_the_trailing_dc_components() {
+        assert_eq!(
+            dns_domain("CN=Alice\\, Example,CN=Users,DC=corp,DC=Contoso,DC=com").as_deref(),
+            Some("corp.contoso.com")
+        );
+        assert_eq!(dns_domain("cn=x,ou=people,o=contoso"), None);
+        assert_eq!(dns_domain("CN=x,DC=,DC=com"), None);
+    }
+
+    #[test]
+    fn upn_logins_match_the_explicit_or_the_implicit_upn() {
+        let n = names();
+        let dora = RawEntry::new("CN=Dora,CN=Users,DC=contoso,DC=com")
+            .with("sAMAccountName", &["dora"])
+            .with("userPrincipalName", &["dora.explorer@contoso.com"]);
+        assert_eq!(
+            upn_match(&dora, &n, "Dora.Explorer@contoso.com"),
+            UpnMatch::Explicit
+        );
+        assert_eq!(upn_match(&dora, &n, "dora@CONTOSO.com"), UpnMatch::Implicit);
+        assert_eq!(upn_match(&dora, &n, "dora@fabrikam.com"), UpnMatch::No);
+        assert_eq!(upn_match(&dora, &n, "dora@corp.contoso.com"), UpnMatch::No);
+        assert_eq!(upn_match(&dora, &n, "explorer@contoso.com"), UpnMatch::No);
     }
 
     #[test]

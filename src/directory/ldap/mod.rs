@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use ldap3::{Scope, SearchOptions, SearchResult};
 
 use self::mapping::RawEntry;
-use self::pool::{describe_error, describe_result, raw_entry, Connector, Pool};
+use self::pool::{describe_error, describe_result, raw_entry, tls_required, Connector, Pool};
 use super::{Directory, DirectoryError, Identity, Login, Lookup, NtCredential, Recipient};
 use crate::config::{ConfigError, LdapAttributes, LdapConfig, LdapScope};
 
@@ -181,6 +181,9 @@ impl LdapDirectory {
             let retry = conn.reused && attempt == 0;
             match conn.ldap.simple_bind(dn, password).await {
                 Ok(res) => {
+                    if let Some(e) = tls_required(&res) {
+                        return Err(e);
+                    }
                     let ok = match res.rc {
                         0 => true,
                         // Wrong password, locked, expired, disabled (AD), unknown DN.
@@ -215,6 +218,18 @@ impl LdapDirectory {
         let mut entries = self
             .search(&login_clause(&self.cfg.attributes, login), attrs)
             .await?;
+        if let Login::UserPrincipalName(upn) = login {
+            // An explicit UPN wins over another account's implicit one.
+            let names = &self.cfg.attributes;
+            let best = entries
+                .iter()
+                .map(|e| mapping::upn_match(e, names, upn))
+                .max()
+                .unwrap_or(mapping::UpnMatch::No);
+            entries.retain(|e| {
+                best != mapping::UpnMatch::No && mapping::upn_match(e, names, upn) == best
+            });
+        }
         if entries.len() != 1 {
             if entries.len() > 1 {
                 tracing::warn!(login = %login, "login matches more than one directory entry; refused");
@@ -272,12 +287,21 @@ pub fn legacy_dn_clause(a: &LdapAttributes, dn: &str) -> String {
     )
 }
 
-/// `(userPrincipalName=U)` or `(sAMAccountName=S)`, escaped.
+/// `(userPrincipalName=U)` or `(sAMAccountName=S)`, escaped. A `name@domain` login also asks
+/// for `(sAMAccountName=name)`: AD accepts `sAMAccountName@<DNS domain>` as an implicit UPN
+/// (the caller keeps only entries of that domain, [`mapping::upn_match`]).
 pub fn login_clause(a: &LdapAttributes, login: &Login) -> String {
     match login {
-        Login::UserPrincipalName(upn) => {
-            format!("({}={})", a.user_principal_name, escape::filter_value(upn))
-        }
+        Login::UserPrincipalName(upn) => match upn.rsplit_once('@') {
+            Some((user, domain)) if !user.is_empty() && !domain.is_empty() => format!(
+                "(|({}={})({}={}))",
+                a.user_principal_name,
+                escape::filter_value(upn),
+                a.sam_account_name,
+                escape::filter_value(user)
+            ),
+            _ => format!("({}={})", a.user_principal_name, escape::filter_value(upn)),
+        },
         Login::SamAccountName(user) | Login::DownLevel { user, .. } => {
             format!("({}={})", a.sam_account_name, escape::filter_value(user))
         }
@@ -379,6 +403,13 @@ impl Directory for LdapDirectory {
     fn supports_nt_hashes(&self) -> bool {
         self.cfg.attributes.nt_password.is_some()
     }
+
+    async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
+        let entry = self
+            .bounded(self.resolve_login(login, &self.lookup_attrs))
+            .await?;
+        Ok(entry.map(|e| mapping::identity(&e, &self.cfg.attributes, login)))
+    }
 }
 
 /// A change in the directory's reachability worth one log line.
@@ -453,7 +484,11 @@ mod tests {
         };
         assert_eq!(
             login_clause(&custom, &Login::UserPrincipalName("a@b.c".into())),
-            "(uid=a@b.c)"
+            "(|(uid=a@b.c)(sAMAccountName=a))"
+        );
+        assert_eq!(
+            login_clause(&a, &Login::UserPrincipalName("a*@b".into())),
+            "(|(userPrincipalName=a\\2a@b)(sAMAccountName=a\\2a))"
         );
         // Every generated filter parses as exactly one filter.
         for clause in [

@@ -12,6 +12,9 @@ use super::{ClientContext, ConnInfo, State};
 use crate::auth::{self, Presented};
 use crate::directory::{Directory, DirectoryError, Identity};
 
+/// `Retry-After` when the domain could not be asked to verify credentials.
+pub(super) const VERIFIER_RETRY_SECS: u64 = 5;
+
 /// What the authentication of one request decided.
 pub(super) enum AuthResult {
     Authenticated(Identity),
@@ -21,6 +24,8 @@ pub(super) enum AuthResult {
     Unavailable(DirectoryError),
     /// The failed-login throttle refused the attempt without checking it.
     Throttled(Throttled),
+    /// The domain could not be asked to verify the credentials (winbind): 503.
+    VerifierDown,
 }
 
 /// Authenticates one request (Basic, NTLM or Negotiate, or the identity an NTLM connection
@@ -66,7 +71,7 @@ pub(super) async fn authenticate(
                 Err(e) => AuthResult::Unavailable(e),
             }
         }
-        Presented::Windows(scheme, Some(token)) if state.ntlm.enabled => {
+        Presented::Windows(scheme, Some(token)) if state.ntlm.accepts(scheme) => {
             match state
                 .ntlm
                 .authenticate(
@@ -83,6 +88,7 @@ pub(super) async fn authenticate(
                 WindowsAuth::Rejected => AuthResult::Challenge,
                 WindowsAuth::Unavailable(e) => AuthResult::Unavailable(e),
                 WindowsAuth::Throttled(t) => AuthResult::Throttled(t),
+                WindowsAuth::VerifierDown => AuthResult::VerifierDown,
             }
         }
         // IIS-style: a connection that completed NTLM stays authenticated (when persisting).

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 
 use super::answers::AnswerKey;
-use super::auth::{authenticate, realm, throttled_response, AuthResult};
+use super::auth::{authenticate, realm, throttled_response, AuthResult, VERIFIER_RETRY_SECS};
 use super::body::read_body;
 use super::respond::{self, Body};
 use super::{client_of, ConnInfo, State};
@@ -200,6 +200,12 @@ where
             return (
                 respond::unauthorized(&[header]),
                 Note::outcome("ntlm_challenge"),
+            );
+        }
+        AuthResult::VerifierDown => {
+            return (
+                respond::service_unavailable(VERIFIER_RETRY_SECS),
+                Note::outcome("auth_verifier_down"),
             );
         }
         AuthResult::Unavailable(e) => {

@@ -11,11 +11,14 @@ pub mod auth;
 pub mod body;
 pub mod handlers;
 pub mod health;
+#[cfg(feature = "kerberos")]
+pub mod kerberos;
 pub mod ntlm;
 pub mod redirect80;
 pub mod respond;
 pub mod soap_v2;
 pub mod throttle;
+pub mod winbind;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! The I/O side of NTLM and Negotiate: randomness, the clock, the directory lookup between
 //! the acceptor's steps, the connection's state and the TLS channel bindings. The protocol
-//! itself is in [`crate::auth::negotiate`] and [`crate::auth::ntlm`].
+//! itself is in [`crate::auth::negotiate`] and [`crate::auth::ntlm`]. NTLMv2 responses are
+//! checked against the directory's NT hash, or by the domain through winbind
+//! ([`super::winbind`]); Negotiate tokens for Kerberos go to the GSS-API acceptor
+//! (`super::kerberos`, with the `kerberos` feature).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,12 +13,14 @@ use rand::RngCore;
 use rustls::sign::CertifiedKey;
 
 use super::throttle::{AuthThrottle, Throttled};
+use super::winbind::WinbindPool;
 use super::ConnInfo;
 use crate::auth::negotiate::{ConnAuth, Finish, Leg, Scheme};
 use crate::auth::ntlm::{self, crypto, CbtPolicy, Legacy, Policy, ServerNames};
+use crate::auth::spnego::{self, Mechanism};
 use crate::auth::Offers;
 use crate::config::{Config, TlsConfig};
-use crate::directory::{Directory, DirectoryBackend, DirectoryError, Identity};
+use crate::directory::{Directory, DirectoryBackend, DirectoryError, Identity, Login};
 
 /// NTLM settings and the data derived from them at start.
 pub struct NtlmService {
@@ -27,6 +32,11 @@ pub struct NtlmService {
     policy: Policy,
     /// Certificates by SNI, to compute `tls-server-end-point` channel bindings.
     certificates: Option<Box<dyn ServedCertificates>>,
+    /// NTLMv2 responses go to the domain through these helpers (`[auth.winbind]`).
+    winbind: Option<WinbindPool>,
+    /// Kerberos inside Negotiate (`[auth.kerberos]`).
+    #[cfg(feature = "kerberos")]
+    kerberos: Option<super::kerberos::KerberosAcceptor>,
 }
 
 /// The certificate the TLS side serves for a host name, which is what a client's NTLM
@@ -51,6 +61,8 @@ pub enum WindowsAuth {
     Unavailable(DirectoryError),
     /// The failed-login throttle refused the attempt (the handshake is reset).
     Throttled(Throttled),
+    /// The domain could not be asked (winbind helper failed or timed out): 503.
+    VerifierDown,
 }
 
 impl NtlmService {
@@ -67,13 +79,23 @@ impl NtlmService {
     {
         let ntlm = &config.auth.ntlm;
         let mut enabled = ntlm.enabled;
-        if enabled && !directory.supports_nt_hashes() {
+        let winbind = config
+            .auth
+            .winbind
+            .as_ref()
+            .filter(|_| enabled)
+            .map(WinbindPool::new);
+        if enabled && winbind.is_none() && !directory.supports_nt_hashes() {
             tracing::warn!(
                 "auth.ntlm is on but the directory backend holds no NT hashes, so NTLM cannot be verified; \
-                 NTLM and Negotiate are NOT offered. Active Directory never returns NT hashes over LDAP: \
-                 use Basic (LDAP bind), or a directory with sambaNTPassword / the embedded file's nt_hash"
+                 NTLM is NOT offered. Active Directory never returns NT hashes over LDAP: \
+                 configure [auth.winbind] (the domain checks NTLM), use Basic (LDAP bind), \
+                 or a directory with sambaNTPassword / the embedded file's nt_hash"
             );
             enabled = false;
+        }
+        if winbind.is_some() {
+            tracing::info!("NTLM responses are checked by the domain through winbind (ntlm_auth)");
         }
         if enabled && ntlm.advertise_negotiate {
             tracing::info!(
@@ -107,7 +129,27 @@ impl NtlmService {
         // The TLS acceptor loads the same files (and fails the start if it cannot); here a
         // failure (e.g. `check-config` before the self-signed certificate exists) only
         // means bindings sent by clients cannot be matched.
-        let certificates = if enabled && ntlm.channel_binding != CbtPolicy::Off {
+        #[cfg(feature = "kerberos")]
+        let kerberos = config.auth.kerberos.as_ref().and_then(|k| {
+            for spn in k.rc4_only() {
+                tracing::warn!(spn = %spn, "the keytab holds only RC4 (arcfour-hmac) keys for this service principal: set msDS-SupportedEncryptionTypes to AES (24) on its account and export the keytab again");
+            }
+            match super::kerberos::KerberosAcceptor::new(k, directory.netbios_domain()) {
+                Ok(a) => {
+                    tracing::info!(keytab = %k.keytab.display(), spns = ?k.service_principals, realms = ?k.realms, "Kerberos (Negotiate) on");
+                    Some(a)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Kerberos is configured but cannot start; Negotiate carries NTLM only");
+                    None
+                }
+            }
+        });
+        #[cfg(feature = "kerberos")]
+        let kerberos_on = kerberos.is_some();
+        #[cfg(not(feature = "kerberos"))]
+        let kerberos_on = false;
+        let certificates = if (enabled || kerberos_on) && ntlm.channel_binding != CbtPolicy::Off {
             match load_certificates(&config.tls) {
                 Ok(r) => Some(Box::new(r) as Box<dyn ServedCertificates>),
                 Err(e) => {
@@ -120,7 +162,8 @@ impl NtlmService {
         };
         NtlmService {
             enabled,
-            advertise_negotiate: enabled && ntlm.advertise_negotiate,
+            // Kerberos is what domain-joined Outlook wants: offered whenever it is on.
+            advertise_negotiate: (enabled && ntlm.advertise_negotiate) || kerberos_on,
             persist_on_connection: ntlm.persist_on_connection,
             names,
             policy: Policy {
@@ -129,7 +172,33 @@ impl NtlmService {
                 allow_legacy: ntlm.allow_legacy,
             },
             certificates,
+            winbind,
+            #[cfg(feature = "kerberos")]
+            kerberos,
         }
+    }
+
+    /// Whether tokens of this scheme are accepted at all.
+    pub fn accepts(&self, scheme: Scheme) -> bool {
+        match scheme {
+            Scheme::Ntlm => self.enabled,
+            Scheme::Negotiate => self.enabled || self.kerberos_on(),
+        }
+    }
+
+    #[cfg(feature = "kerberos")]
+    fn kerberos_on(&self) -> bool {
+        self.kerberos.is_some()
+    }
+
+    #[cfg(not(feature = "kerberos"))]
+    fn kerberos_on(&self) -> bool {
+        false
+    }
+
+    /// The helper pool, when NTLM is checked through winbind (tests look at its restarts).
+    pub fn winbind(&self) -> Option<&WinbindPool> {
+        self.winbind.as_ref()
     }
 
     /// The schemes a 401 offers.
@@ -143,7 +212,7 @@ impl NtlmService {
 
     /// The identity a persisted, already authenticated connection carries.
     pub fn connection_identity(&self, conn: &ConnInfo) -> Option<Identity> {
-        if !self.enabled || !self.persist_on_connection {
+        if !self.accepts(Scheme::Negotiate) || !self.persist_on_connection {
             return None;
         }
         conn.auth_if_used()
@@ -159,6 +228,22 @@ impl NtlmService {
         conn: &ConnInfo,
         (throttle, client): (&AuthThrottle, IpAddr),
     ) -> WindowsAuth {
+        #[cfg(feature = "kerberos")]
+        if let (Scheme::Negotiate, Some(krb)) = (scheme, &self.kerberos) {
+            let pending = lock(conn.auth()).kerberos_pending();
+            if spnego::route(token, pending) == Mechanism::Kerberos {
+                return self.kerberos(krb, token, directory, conn).await;
+            }
+        }
+        if !self.enabled {
+            let reason = if spnego::route(token, false) == Mechanism::Kerberos {
+                "kerberos_not_configured"
+            } else {
+                "ntlm_not_available"
+            };
+            tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), reason, "Negotiate token refused");
+            return WindowsAuth::Rejected;
+        }
         let mut challenge = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut challenge);
         let leg = lock(conn.auth()).step(
@@ -191,24 +276,15 @@ impl NtlmService {
             let _ = lock(conn.auth()).finish(None, &self.policy, None);
             return WindowsAuth::Throttled(t);
         }
-        let credential = match &login {
-            Some(login) => directory.nt_credential(login).await,
-            None => Ok(None),
+        let verdict = match &self.winbind {
+            Some(pool) => self.by_domain(pool, login.as_ref(), directory, conn).await,
+            None => self.by_nt_hash(login.as_ref(), directory, conn).await,
         };
-        let credential = match credential {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = lock(conn.auth()).finish(None, &self.policy, None);
-                return WindowsAuth::Unavailable(e);
-            }
+        let (finish, identity) = match verdict {
+            Ok(v) => v,
+            Err(other) => return other,
         };
-        let expected_cbt = self.expected_channel_binding(conn);
-        let finish = lock(conn.auth()).finish(
-            credential.as_ref().map(|c| &c.nt_hash),
-            &self.policy,
-            expected_cbt.as_ref(),
-        );
-        let (final_header, legacy, identity) = match (finish, credential) {
+        let (final_header, legacy, identity) = match (finish, identity) {
             (
                 Finish::Authenticated {
                     final_header,
@@ -223,8 +299,8 @@ impl NtlmService {
                     legacy,
                     ..
                 },
-                Some(credential),
-            ) => (final_header, legacy, credential.identity),
+                Some(identity),
+            ) => (final_header, legacy, identity),
             (Finish::Rejected(reason), _) => {
                 throttle.failed(client, &account);
                 tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, reason, "NTLM authentication failed");
@@ -232,6 +308,7 @@ impl NtlmService {
             }
             (Finish::Authenticated { .. }, None) => {
                 throttle.failed(client, &account);
+                tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, "NTLM login without an enabled directory entry");
                 return WindowsAuth::Rejected;
             }
         };
@@ -254,10 +331,125 @@ impl NtlmService {
         WindowsAuth::Authenticated(identity)
     }
 
+    /// Verifies the outstanding AUTHENTICATE against the directory's NT hash.
+    async fn by_nt_hash(
+        &self,
+        login: Option<&Login>,
+        directory: &DirectoryBackend,
+        conn: &ConnInfo,
+    ) -> Result<(Finish, Option<Identity>), WindowsAuth> {
+        let credential = match login {
+            Some(login) => directory.nt_credential(login).await,
+            None => Ok(None),
+        };
+        let credential = match credential {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = lock(conn.auth()).finish(None, &self.policy, None);
+                return Err(WindowsAuth::Unavailable(e));
+            }
+        };
+        let expected_cbt = self.expected_channel_binding(conn);
+        let finish = lock(conn.auth()).finish(
+            credential.as_ref().map(|c| &c.nt_hash),
+            &self.policy,
+            expected_cbt.as_ref(),
+        );
+        Ok((finish, credential.map(|c| c.identity)))
+    }
+
+    /// Has the domain check the outstanding AUTHENTICATE (winbind), then the MIC and
+    /// channel binding are checked here with the session key it returned, and the user is
+    /// looked up in the directory.
+    async fn by_domain(
+        &self,
+        pool: &WinbindPool,
+        login: Option<&Login>,
+        directory: &DirectoryBackend,
+        conn: &ConnInfo,
+    ) -> Result<(Finish, Option<Identity>), WindowsAuth> {
+        let check = lock(conn.auth()).domain_check();
+        let session_key = match &check {
+            Some(check) => match pool.verify(check).await {
+                Ok(key) => key,
+                Err(_) => {
+                    // Logged by the pool; the handshake is over either way.
+                    let _ = lock(conn.auth()).finish_by_domain(None, &self.policy, None);
+                    return Err(WindowsAuth::VerifierDown);
+                }
+            },
+            // Legacy or anonymous messages: refused by finish_by_domain.
+            None => None,
+        };
+        let expected_cbt = self.expected_channel_binding(conn);
+        let finish = lock(conn.auth()).finish_by_domain(
+            session_key.as_ref(),
+            &self.policy,
+            expected_cbt.as_ref(),
+        );
+        if !matches!(finish, Finish::Authenticated { .. }) {
+            return Ok((finish, None));
+        }
+        let identity = match login {
+            Some(login) => directory.account_identity(login).await,
+            None => Ok(None),
+        };
+        match identity {
+            Ok(identity) => Ok((finish, identity)),
+            Err(e) => Err(WindowsAuth::Unavailable(e)),
+        }
+    }
+
+    /// One Kerberos token through the GSS-API acceptor.
+    #[cfg(feature = "kerberos")]
+    async fn kerberos(
+        &self,
+        krb: &super::kerberos::KerberosAcceptor,
+        token: &[u8],
+        directory: &DirectoryBackend,
+        conn: &ConnInfo,
+    ) -> WindowsAuth {
+        use super::kerberos::KerberosStep;
+        use base64::Engine;
+        let b64 = |t: &[u8]| base64::engine::general_purpose::STANDARD.encode(t);
+        let pending = lock(conn.auth()).take_kerberos();
+        let binding = self.channel_binding_data(conn);
+        match krb.accept(pending, token.to_vec(), binding).await {
+            KerberosStep::Continue(answer, context) => {
+                lock(conn.auth()).keep_kerberos(context);
+                WindowsAuth::Continue(format!("Negotiate {}", b64(&answer)))
+            }
+            KerberosStep::Rejected(reason) => {
+                tracing::info!(target: "auth", client = %conn.peer, scheme = "Negotiate", mechanism = "kerberos", %reason, "Kerberos authentication failed");
+                WindowsAuth::Rejected
+            }
+            KerberosStep::Accepted {
+                login,
+                principal,
+                token,
+            } => match directory.account_identity(&login).await {
+                Ok(Some(identity)) => {
+                    let mut auth = lock(conn.auth());
+                    if self.persist_on_connection {
+                        auth.set_identity(identity.clone());
+                    }
+                    auth.set_final_header(token.map(|t| format!("Negotiate {}", b64(&t))));
+                    tracing::debug!(target: "auth", client = %conn.peer, mechanism = "kerberos", %principal, "Kerberos authenticated");
+                    WindowsAuth::Authenticated(identity)
+                }
+                Ok(None) => {
+                    tracing::info!(target: "auth", client = %conn.peer, mechanism = "kerberos", %principal, login = %login, "Kerberos principal has no enabled directory entry");
+                    WindowsAuth::Rejected
+                }
+                Err(e) => WindowsAuth::Unavailable(e),
+            },
+        }
+    }
+
     /// The `WWW-Authenticate` value to add to the answer of the request that just completed
     /// a SPNEGO handshake on this connection (taken once).
     pub fn take_final_header(&self, conn: &ConnInfo) -> Option<String> {
-        if !self.enabled {
+        if !self.accepts(Scheme::Negotiate) {
             return None;
         }
         conn.auth_if_used()
@@ -272,12 +464,16 @@ impl NtlmService {
     }
 
     fn expected_channel_binding(&self, conn: &ConnInfo) -> Option<[u8; 16]> {
+        self.channel_binding_data(conn)
+            .map(|data| crypto::channel_binding_hash(&data))
+    }
+
+    /// RFC 5929 `tls-server-end-point` data of the certificate this connection was served.
+    fn channel_binding_data(&self, conn: &ConnInfo) -> Option<Vec<u8>> {
         let certs = self.certificates.as_ref()?;
         let key = certs.pick(conn.sni.as_deref());
         let leaf = key.cert.first()?;
-        Some(crypto::channel_binding_hash(&tls_server_end_point(
-            leaf.as_ref(),
-        )))
+        Some(tls_server_end_point(leaf.as_ref()))
     }
 }
 

@@ -87,6 +87,15 @@ pub fn too_many_requests(retry_after_secs: u64) -> Response<Body> {
     r
 }
 
+/// 503: a component authentication depends on (the domain, through winbind) did not
+/// answer; the client may retry after `Retry-After` seconds.
+pub fn service_unavailable(retry_after_secs: u64) -> Response<Body> {
+    let mut r = response(StatusCode::SERVICE_UNAVAILABLE, Bytes::new());
+    add_retry_after(&mut r, retry_after_secs);
+    add_autodiscover_headers(&mut r);
+    r
+}
+
 /// Adds `Retry-After: <seconds>`.
 pub fn add_retry_after(r: &mut Response<Body>, secs: u64) {
     r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 
-use super::auth::{authenticate, realm, throttled_response, AuthResult};
+use super::auth::{authenticate, realm, throttled_response, AuthResult, VERIFIER_RETRY_SECS};
 use super::body::read_body;
 use super::respond::{self, Body};
 use super::{ConnInfo, State};
@@ -90,6 +90,10 @@ where
         }
         AuthResult::Continue(header) => {
             return (respond::unauthorized(&[header]), ("ntlm_challenge", None));
+        }
+        AuthResult::VerifierDown => {
+            let r = respond::service_unavailable(VERIFIER_RETRY_SECS);
+            return (r, ("auth_verifier_down", None));
         }
         AuthResult::Unavailable(e) => {
             // The backend logs outages once per state change; per request is debug.

@@ -669,3 +669,102 @@ fn random_and_mutated_messages_never_panic_and_never_authenticate() {
 }
 
 const SIGNATURE_BYTES: &[u8] = b"NTLMSSP\0";
+
+/// What a domain controller computes for a right NTLMv2 response (MS-NLMP §3.3.2): the
+/// session base key from the user's NT hash and the response's proof.
+fn domain_session_key(check: &DomainCheck, nt_hash: &[u8; 16]) -> [u8; 16] {
+    let response_key = crypto::ntowfv2(nt_hash, &check.user, &check.domain);
+    let proof: [u8; 16] = check.nt_response[..16].try_into().unwrap();
+    crypto::session_base_key(&response_key, &proof)
+}
+
+#[test]
+fn the_domains_verdict_finishes_the_handshake_with_mic_and_binding_checked_here() {
+    let policy = Policy::default();
+    let cbt = [7u8; 16];
+    let mut opts = alice();
+    opts.channel_bindings = Some(cbt);
+    opts.random_session_key = [0x42; 16];
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let start = |opts: &ClientOptions| {
+        let (mut acc, t2) = challenged(&t1, [5; 8]);
+        let (t3, _) = client::authenticate_message(opts, &t1, &t2).unwrap();
+        assert!(matches!(
+            acc.authenticate(&t3, &policy, NOW),
+            NtlmStep::NeedCredential { .. }
+        ));
+        acc
+    };
+    // What goes to the domain: our challenge, the whole NT response, the names as sent.
+    let mut acc = start(&opts);
+    let check = acc.domain_check().unwrap();
+    assert_eq!(check.server_challenge, [5; 8]);
+    assert_eq!(
+        (check.user.as_str(), check.domain.as_str()),
+        ("alice", "CONTOSO")
+    );
+    assert!(check.nt_response.len() > 24);
+    let key = domain_session_key(&check, &alice_hash());
+    match acc.domain_verdict(Some(&key), &policy, Some(&cbt)) {
+        NtlmStep::Authenticated(a) => {
+            assert_eq!(a.exported_session_key, [0x42; 16]);
+            assert_eq!(a.user, "alice");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The domain refused: the same rejection as a wrong password.
+    let mut acc = start(&opts);
+    assert_eq!(
+        acc.domain_verdict(None, &policy, Some(&cbt)),
+        NtlmStep::Rejected(Reject::BadCredentials)
+    );
+    // A wrong key (a helper answering for another response) fails the MIC.
+    let mut acc = start(&opts);
+    assert_eq!(
+        acc.domain_verdict(Some(&[0x11; 16]), &policy, Some(&cbt)),
+        NtlmStep::Rejected(Reject::MicMismatch)
+    );
+    // The channel binding is still ours to check.
+    let mut acc = start(&opts);
+    let key = domain_session_key(&acc.domain_check().unwrap(), &alice_hash());
+    assert_eq!(
+        acc.domain_verdict(Some(&key), &policy, Some(&[8u8; 16])),
+        NtlmStep::Rejected(Reject::ChannelBindingMismatch)
+    );
+    // Used once: no second verdict, and nothing to check before an AUTHENTICATE.
+    assert_eq!(acc.domain_check(), None);
+    assert_eq!(
+        acc.domain_verdict(Some(&key), &policy, None),
+        NtlmStep::Rejected(Reject::OutOfSequence)
+    );
+}
+
+#[test]
+fn legacy_responses_are_not_sent_to_the_domain() {
+    let policy = Policy {
+        allow_legacy: true,
+        ..Policy::default()
+    };
+    let t1 = client::negotiate_message(client::DEFAULT_FLAGS);
+    let (mut acc, _) = challenged(&t1, [1; 8]);
+    let t3 = client::build_authenticate(
+        &[
+            vec![0u8; 24],
+            vec![0x11; 24],
+            b"Domain".to_vec(),
+            b"alice".to_vec(),
+            b"COMPUTER".to_vec(),
+            vec![],
+        ],
+        0x0000_8206, // NTLMv1 without ESS (MS-NLMP §4.2.2)
+    );
+    assert!(matches!(
+        acc.authenticate(&t3, &policy, NOW),
+        NtlmStep::NeedCredential { .. }
+    ));
+    assert_eq!(acc.domain_check(), None);
+    assert_eq!(
+        acc.domain_verdict(Some(&[1; 16]), &policy, None),
+        NtlmStep::Rejected(Reject::NtlmV1Refused)
+    );
+}
