@@ -18,6 +18,7 @@ mod harness;
 mod dc;
 
 mod basic;
+mod lockout;
 
 use std::sync::Arc;
 
