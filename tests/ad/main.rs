@@ -18,6 +18,8 @@ mod harness;
 mod dc;
 
 mod basic;
+mod behaviours;
+mod example;
 mod lockout;
 
 use std::sync::Arc;

@@ -486,7 +486,10 @@ impl Directory for LdapDirectory {
             let Some(entry) = self.resolve_login(login, &self.lookup_attrs).await? else {
                 // Unknown or disabled: spend the same bind round trip on a DN that cannot
                 // exist, so that response timing does not tell which logins are real.
-                let dummy = format!("cn=autodiscoverd-no-such-user,{}", self.cfg.base_dn);
+                let dummy = match self.cfg.base_dn.as_str() {
+                    "" => "cn=autodiscoverd-no-such-user".to_string(),
+                    base => format!("cn=autodiscoverd-no-such-user,{base}"),
+                };
                 self.user_bind(&dummy, password).await?;
                 return Ok(None);
             };

@@ -1,0 +1,75 @@
+//! config/autodiscoverd.ad-example.toml serves the lab domain unchanged when the lab's
+//! directory sits next to it as `ad-lab/`.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use crate::dc::{ALICE_PASSWORD, BOB_PASSWORD};
+use crate::harness::daemon::Daemon;
+use crate::harness::{repo_root, TestPki};
+use crate::{ask, element, Dc};
+
+#[tokio::test]
+#[ignore = "needs a Samba AD DC in a private namespace: bash tests/ad/run.sh"]
+async fn the_ad_example_configuration_serves_the_lab_domain_unchanged() {
+    let Some(dc) = Dc::shared().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let shipped = repo_root().join("config/autodiscoverd.ad-example.toml");
+    let config = config_dir.join("autodiscoverd.ad-example.toml");
+    std::fs::copy(&shipped, &config).unwrap();
+    dc.link_as_ad_lab(&config_dir);
+    // The certificate the example names (../certs/autodiscover.pem) from the test CA, so
+    // that the client can verify it; the example itself is byte for byte the shipped one.
+    let pki = Arc::new(TestPki::new());
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    pki.write_leaf(
+        &certs,
+        "autodiscover",
+        &["autodiscover.contoso.com", "localhost"],
+    );
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        std::fs::read(&shipped).unwrap()
+    );
+
+    let check = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.status.success(), "{said}");
+    assert!(said.contains("ldaps://127.0.0.1:636"), "{said}");
+
+    let d = Daemon::start_file(dir, pki, config);
+    assert_eq!(d.addr("https").port(), 8443);
+    let (status, body) = ask(&d, "alice@contoso.com", ALICE_PASSWORD, "alice@contoso.com").await;
+    assert_eq!(status, 200, "{body}\n{}", d.log_text());
+    assert_eq!(
+        element(&body, "Action").as_deref(),
+        Some("settings"),
+        "{body}"
+    );
+    let (status, body) = ask(&d, "CONTOSO\\bob", BOB_PASSWORD, "bob@contoso.com").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        element(&body, "Action").as_deref(),
+        Some("redirectAddr"),
+        "{body}"
+    );
+    assert_eq!(
+        element(&body, "RedirectAddr").as_deref(),
+        Some("bob@contoso.mail.onmicrosoft.com")
+    );
+    let (status, _) = ask(&d, "alice", "wrong", "alice@contoso.com").await;
+    assert_eq!(status, 401);
+    let secret = std::fs::read_to_string(dc.svc_password_file()).unwrap();
+    assert!(!d.log_text().contains(secret.trim()));
+}
