@@ -56,6 +56,18 @@ async fn wrong_passwords_in_every_spelling_never_lock_the_ad_account() {
         let secs: u64 = retry.as_deref().expect("Retry-After").parse().unwrap();
         assert!((1700..=1800).contains(&secs), "{answers:?}");
     }
+    // A login that names no account is answered the same way, attempt for attempt, so
+    // when refusals start does not tell which accounts exist.
+    let mut ghost = Vec::new();
+    for round in 0..4 {
+        for login_name in ["ghost@contoso.com", "CONTOSO\\ghost", "ghost"] {
+            let wrong = format!("Guess-{round}!");
+            let (status, retry) = login(&d, "198.51.100.8", login_name, &wrong).await;
+            ghost.push((status, retry.is_some()));
+        }
+    }
+    let lou: Vec<(u16, bool)> = answers.iter().map(|(s, r)| (*s, r.is_some())).collect();
+    assert_eq!(ghost, lou);
     assert_eq!(
         dc.number(&dn, "badPwdCount"),
         3,

@@ -313,11 +313,11 @@ impl LdapDirectory {
                 return None;
             }
         };
-        if policy.is_none() {
-            tracing::warn!(domain = %domain, "the domain object shows no lockoutThreshold to the service account; failed logins are limited by [throttle] only (set throttle.lockout_threshold)");
-        }
         if let Ok(mut map) = self.policies.lock() {
-            map.insert(key, (Instant::now(), policy));
+            let first = map.insert(key, (Instant::now(), policy)).is_none();
+            if first && policy.is_none() {
+                tracing::warn!(domain = %domain, "the domain object shows no lockoutThreshold to the service account; failed logins are limited by [throttle] only (set throttle.lockout_threshold)");
+            }
         }
         policy
     }
@@ -485,12 +485,24 @@ impl Directory for LdapDirectory {
         self.bounded(async {
             let Some(entry) = self.resolve_login(login, &self.lookup_attrs).await? else {
                 // Unknown or disabled: spend the same bind round trip on a DN that cannot
-                // exist, so that response timing does not tell which logins are real.
+                // exist, so that response timing does not tell which logins are real, and
+                // let the guard count it as it counts a real account (keyed by the name
+                // without its domain, as every spelling of a real account is one), so that
+                // when refusals start does not tell either.
                 let dummy = match self.cfg.base_dn.as_str() {
                     "" => "cn=autodiscoverd-no-such-user".to_string(),
                     base => format!("cn=autodiscoverd-no-such-user,{base}"),
                 };
-                self.user_bind(&dummy, password).await?;
+                let account = Account {
+                    key: format!("unresolved:{}", login.user().to_lowercase()),
+                    lockout: self.lockout_policy(&dummy).await,
+                };
+                if !guard.admit(&account) {
+                    return Ok(None);
+                }
+                let bound = self.user_bind(&dummy, password).await;
+                guard.settle(&account, bound.as_ref().ok().map(|_| false));
+                bound?;
                 return Ok(None);
             };
             let account = Account {
@@ -527,13 +539,7 @@ impl Directory for LdapDirectory {
         let account = entry
             .text(&names.sam_account_name)
             .map(str::to_string)
-            .unwrap_or_else(|| match login {
-                Login::UserPrincipalName(upn) => upn
-                    .rsplit_once('@')
-                    .map(|(u, _)| u.to_string())
-                    .unwrap_or_else(|| upn.clone()),
-                Login::DownLevel { user, .. } | Login::SamAccountName(user) => user.clone(),
-            });
+            .unwrap_or_else(|| login.user().to_string());
         Ok(Some(NtCredential {
             nt_hash,
             account,
