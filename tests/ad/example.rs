@@ -4,10 +4,9 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use crate::dc::{ALICE_PASSWORD, BOB_PASSWORD};
 use crate::harness::daemon::Daemon;
 use crate::harness::{repo_root, TestPki};
-use crate::{ask, element, Dc};
+use crate::{ask, assert_alice_and_bob, Dc};
 
 #[tokio::test]
 #[ignore = "needs a Samba AD DC in a private namespace: bash tests/ad/run.sh"]
@@ -50,24 +49,7 @@ async fn the_ad_example_configuration_serves_the_lab_domain_unchanged() {
 
     let d = Daemon::start_file(dir, pki, config);
     assert_eq!(d.addr("https").port(), 8443);
-    let (status, body) = ask(&d, "alice@contoso.com", ALICE_PASSWORD, "alice@contoso.com").await;
-    assert_eq!(status, 200, "{body}\n{}", d.log_text());
-    assert_eq!(
-        element(&body, "Action").as_deref(),
-        Some("settings"),
-        "{body}"
-    );
-    let (status, body) = ask(&d, "CONTOSO\\bob", BOB_PASSWORD, "bob@contoso.com").await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        element(&body, "Action").as_deref(),
-        Some("redirectAddr"),
-        "{body}"
-    );
-    assert_eq!(
-        element(&body, "RedirectAddr").as_deref(),
-        Some("bob@contoso.mail.onmicrosoft.com")
-    );
+    assert_alice_and_bob(&d).await;
     let (status, _) = ask(&d, "alice", "wrong", "alice@contoso.com").await;
     assert_eq!(status, 401);
     let secret = std::fs::read_to_string(dc.svc_password_file()).unwrap();

@@ -4,26 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{client, daemon, harness, Dc, PATH};
+use crate::harness::daemon::Daemon;
+use crate::{daemon, post, Dc};
 
 /// One POX request with Basic credentials as seen from `source` (the example trusts the
 /// loopback proxy's X-Forwarded-For): (status, Retry-After).
-async fn login(
-    d: &harness::daemon::Daemon,
-    source: &str,
-    user: &str,
-    password: &str,
-) -> (u16, Option<String>) {
-    let mut c = client(d).await;
-    let a = c
-        .post_basic(
-            PATH,
-            user,
-            password,
-            &[("X-Forwarded-For", source)],
-            &harness::outlook_request(&format!("{}@contoso.com", user_part(user))),
-        )
-        .await;
+async fn login(d: &Daemon, source: &str, user: &str, password: &str) -> (u16, Option<String>) {
+    let address = format!("{}@contoso.com", user_part(user));
+    let a = post(d, user, password, &address, &[("X-Forwarded-For", source)]).await;
     (a.status.as_u16(), a.header("retry-after"))
 }
 
