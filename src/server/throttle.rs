@@ -289,6 +289,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_spelling_of_an_account_spends_one_lockout_budget() {
+        use crate::directory::{Directory, EmbeddedDirectory, Login};
+        let lab = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/directory/lab.toml");
+        let directory = EmbeddedDirectory::load(&lab).unwrap();
+        let mut settings = ThrottleSettings::default();
+        settings.lockout.threshold = Some(5);
+        let t = AuthThrottle::new(&settings);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let check = |login: &str, password: &str| {
+            let login = Login::parse(login).unwrap();
+            let password = password.to_string();
+            let t = &t;
+            let directory = &directory;
+            async move {
+                let guard = t.guard(ip);
+                let verified = directory
+                    .verify_password_guarded(&login, &password, &guard)
+                    .await
+                    .unwrap();
+                (verified.is_some(), guard.refused())
+            }
+        };
+        // Budget 5 - 2 = 3, spent by three spellings of alice.
+        for login in ["alice@contoso.com", "CONTOSO\\alice", "alice"] {
+            assert_eq!(check(login, "wrong").await, (false, None), "{login}");
+        }
+        let (ok, refused) = check("ALICE", "alice-pw").await;
+        assert!(
+            !ok && refused.is_some(),
+            "the right password is not tried now"
+        );
+        // Bob is another account; a success clears his count.
+        assert_eq!(check("bob", "wrong").await, (false, None));
+        assert_eq!(check("bob@contoso.com", "bob-pw").await, (true, None));
+    }
+
+    #[tokio::test]
     async fn reconfiguring_keeps_the_counts() {
         let t = AuthThrottle::new(&ThrottleSettings::default());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
