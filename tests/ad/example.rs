@@ -46,6 +46,12 @@ async fn the_ad_example_configuration_serves_the_lab_domain_unchanged() {
     );
     assert!(check.status.success(), "{said}");
     assert!(said.contains("ldaps://127.0.0.1:636"), "{said}");
+    // The domain's policy as read by the service account, and this server's share of it.
+    assert!(
+        said.contains("threshold 5 (the domain, observation window 30 min)")
+            && said.contains("refused here after 3 failures"),
+        "{said}"
+    );
 
     let d = Daemon::start_file(dir, pki, config);
     assert_eq!(d.addr("https").port(), 8443);

@@ -96,6 +96,11 @@ impl LdapDirectory {
         .await
     }
 
+    /// The lockout policy of the domain `base_dn` is in (for `check-config`).
+    pub async fn base_lockout_policy(&self) -> Option<LockoutPolicy> {
+        self.lockout_policy(&self.cfg.base_dn).await
+    }
+
     /// Runs one directory call within `timeout_ms` and records reachability.
     async fn bounded<T>(
         &self,
