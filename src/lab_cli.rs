@@ -30,8 +30,8 @@ pub enum LabCommand {
 pub struct LabInitArgs {
     /// Directory to create (must be empty unless --force).
     pub dir: PathBuf,
-    /// First of three loopback ports: on-premises HTTPS, tenant HTTPS, tenant HTTP
-    /// redirector.
+    /// First of four loopback ports: on-premises HTTPS, tenant HTTPS, tenant HTTP
+    /// redirector, on-premises HTTP redirector.
     #[arg(long, default_value_t = 8443)]
     pub base_port: u16,
     /// The organisation's SMTP domain.
@@ -43,8 +43,9 @@ pub struct LabInitArgs {
     /// Stands in for Microsoft's domains (autodiscover-s.<cloud-domain>, outlook.<cloud-domain>).
     #[arg(long, default_value = "lab")]
     pub cloud_domain: String,
-    /// Build the lab with a deliberate fault: expired-cert or redirect-loop.
-    #[arg(long = "break", value_parser = ["expired-cert", "redirect-loop"])]
+    /// Build the lab with a deliberate fault for the probe to find (docs/lab-and-probe.md
+    /// lists what each does).
+    #[arg(long = "break", value_parser = clap::builder::PossibleValuesParser::new(Breakage::ALL.map(Breakage::name)))]
     pub breakage: Option<String>,
     /// Overwrite the lab files in a non-empty DIR.
     #[arg(long)]

@@ -11,7 +11,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use super::files::{self, CERT_ONPREM_AUTODISCOVER};
+use super::files::{self, Issuer, CERT_ONPREM_AUTODISCOVER};
 use super::{Breakage, LabSpec, SpecError};
 
 /// Why a lab could not be written.
@@ -99,11 +99,11 @@ struct LabCa {
     key: KeyPair,
 }
 
-fn make_ca(spec: &LabSpec, now: OffsetDateTime) -> Result<LabCa, InitError> {
-    let name = format!("autodiscoverd lab CA ({})", spec.domain);
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error(&name))?;
+/// A CA: self-signed when `parent` is `None`, else an intermediate under `parent`.
+fn make_ca(name: &str, parent: Option<&LabCa>, now: OffsetDateTime) -> Result<LabCa, InitError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error(name))?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, &name);
+    params.distinguished_name.push(DnType::CommonName, name);
     params
         .distinguished_name
         .push(DnType::OrganizationName, "autodiscoverd lab");
@@ -114,8 +114,15 @@ fn make_ca(spec: &LabSpec, now: OffsetDateTime) -> Result<LabCa, InitError> {
     ];
     params.not_before = now - DAY;
     params.not_after = now + DAY * 3650;
-    let key = KeyPair::generate().map_err(cert_error(&name))?;
-    let cert = params.self_signed(&key).map_err(cert_error(&name))?;
+    let key = KeyPair::generate().map_err(cert_error(name))?;
+    let cert = match parent {
+        None => params.self_signed(&key),
+        Some(parent) => {
+            params.use_authority_key_identifier_extension = true;
+            params.signed_by(&key, &parent.cert, &parent.key)
+        }
+    }
+    .map_err(cert_error(name))?;
     Ok(LabCa { cert, key })
 }
 
@@ -173,9 +180,20 @@ pub fn init(
     let now = OffsetDateTime::from(now);
     let ports = spec.ports();
 
-    let ca = make_ca(&spec, now)?;
+    let ca = make_ca(
+        &format!("autodiscoverd lab CA ({})", spec.domain),
+        None,
+        now,
+    )?;
     write(&dir.join(paths::CA_CERT), &ca.cert.pem(), false)?;
     write(&dir.join(paths::CA_KEY), &ca.key.serialize_pem(), true)?;
+    let intermediate = make_ca(
+        &format!("autodiscoverd lab issuing CA ({})", spec.domain),
+        Some(&ca),
+        now,
+    )?;
+    // Nobody trusts this one: it is written nowhere but into the certificate file.
+    let untrusted = make_ca("untrusted self-signed CA", None, now)?;
     for plan in files::certificates(&spec) {
         let expired = spec.breakage == Some(Breakage::ExpiredCertificate)
             && plan.stem == CERT_ONPREM_AUTODISCOVER;
@@ -184,7 +202,15 @@ pub fn init(
         } else {
             (now - DAY, now + DAY * 397)
         };
-        let (cert, key) = make_leaf(&ca, &plan.names, not_before, not_after)?;
+        let (issuer, sent_with_leaf) = match plan.issuer {
+            Issuer::LabCa => (&ca, None),
+            Issuer::IntermediateNotSent => (&intermediate, None),
+            Issuer::Untrusted => (&untrusted, Some(untrusted.cert.pem())),
+        };
+        let (mut cert, key) = make_leaf(issuer, &plan.names, not_before, not_after)?;
+        if let Some(chain) = sent_with_leaf {
+            cert.push_str(&chain);
+        }
         write(
             &dir.join("certs").join(format!("{}.pem", plan.stem)),
             &cert,

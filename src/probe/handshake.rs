@@ -9,6 +9,9 @@ use super::plan::{self, Validity};
 use super::report::{Attempt, Status, StepKind};
 use super::{tls, Prober};
 
+/// Certificates closer to their end than this get a warning.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
 impl Prober<'_> {
     /// TLS handshake plus the certificate steps. `None` when the server cannot be trusted.
     pub(super) async fn tls(
@@ -104,15 +107,23 @@ impl Prober<'_> {
                 "valid:   {} to {}",
                 info.not_before, info.not_after
             ));
+            for line in tls::chain_lines(&chain) {
+                s.detail(line);
+            }
             s.certificate = Some(info.clone());
         }
         let mut trusted = true;
         match tls::check_name(&chain, host) {
             Ok(()) => {
+                let how = match tls::matching_name(&described.info.dns_names, host) {
+                    Some((name, true)) => format!(" (wildcard {name})"),
+                    Some((name, false)) => format!(" (SAN {name})"),
+                    None => String::new(),
+                };
                 a.step(
                     StepKind::CertificateName,
                     Status::Pass,
-                    format!("certificate name matches {host}"),
+                    format!("certificate name matches {host}{how}"),
                 );
             }
             Err(e) => {
@@ -123,7 +134,7 @@ impl Prober<'_> {
                     format!("certificate name mismatch: {e}"),
                 )
                 .detail(format!(
-                    "the certificate names {}",
+                    "no SAN entry or wildcard covers {host}; the certificate names {}",
                     described.info.dns_names.join(", ")
                 ));
             }
@@ -164,6 +175,16 @@ impl Prober<'_> {
             }
         }
         match plan::validity(self.now_unix, described.not_before, described.not_after) {
+            Validity::Valid { days_left } if days_left < EXPIRY_WARNING_DAYS => {
+                a.step(
+                    StepKind::CertificateDates,
+                    Status::Warn,
+                    format!(
+                        "certificate expires in {days_left} days ({}): renew it soon",
+                        described.info.not_after
+                    ),
+                );
+            }
             Validity::Valid { days_left } => {
                 a.step(
                     StepKind::CertificateDates,

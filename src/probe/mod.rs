@@ -14,6 +14,7 @@ pub mod plan;
 pub mod report;
 pub mod target;
 mod tls;
+pub mod verdict;
 
 mod exchange;
 mod handshake;
@@ -69,7 +70,7 @@ pub async fn run(options: &ProbeOptions, now: SystemTime) -> Report {
     let obtained = prober.discover().await;
     let addresses = prober.journey.addresses().to_vec();
     let url_redirects = prober.journey.url_hops();
-    let verdict = report::verdict(
+    let verdict = verdict::verdict(
         &prober.attempts,
         obtained.as_ref(),
         &addresses,

@@ -16,6 +16,8 @@ pub enum Status {
     Info,
     /// Not attempted, and why.
     Skip,
+    /// Works, but needs attention soon (a certificate about to expire).
+    Warn,
 }
 
 impl Status {
@@ -25,6 +27,7 @@ impl Status {
             Status::Fail => "[FAIL]",
             Status::Info => "[INFO]",
             Status::Skip => "[SKIP]",
+            Status::Warn => "[WARN]",
         }
     }
 }
@@ -189,6 +192,12 @@ pub struct Verdict {
     pub failing_step: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failing_kind: Option<StepKind>,
+    /// On failure, one line per candidate of the last address: what it did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    /// On failure, what to check or change, in an administrator's words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub advice: Vec<String>,
 }
 
 /// The whole probe.
@@ -210,74 +219,6 @@ impl Report {
     /// True when settings were obtained (exit code 0).
     pub fn success(&self) -> bool {
         self.obtained.is_some()
-    }
-}
-
-/// Works out the verdict: success with the route taken, or the step that failed
-/// furthest along (ties: the later one, the last thing the client could have used).
-pub fn verdict(
-    attempts: &[Attempt],
-    obtained: Option<&Obtained>,
-    addresses: &[String],
-    url_redirects: usize,
-) -> Verdict {
-    if let Some(o) = obtained {
-        let mut route = Vec::new();
-        if addresses.len() > 1 {
-            route.push(format!(
-                "{} address redirect{} ({})",
-                addresses.len() - 1,
-                if addresses.len() == 2 { "" } else { "s" },
-                addresses.join(" -> ")
-            ));
-        }
-        if url_redirects > 0 {
-            route.push(format!(
-                "{url_redirects} URL redirect{}",
-                if url_redirects == 1 { "" } else { "s" }
-            ));
-        }
-        let route = if route.is_empty() {
-            String::new()
-        } else {
-            format!(" after {}", route.join(" and "))
-        };
-        let online = match o.settings.microsoft_online {
-            Some(true) => " (Exchange Online)",
-            Some(false) => " (on-premises)",
-            None => "",
-        };
-        return Verdict {
-            success: true,
-            summary: format!(
-                "settings obtained for {} from {}{online}{route}",
-                o.address, o.url
-            ),
-            failing_step: None,
-            failing_kind: None,
-        };
-    }
-    let worst = attempts
-        .iter()
-        .flat_map(|a| a.steps.iter())
-        .filter(|s| s.status == Status::Fail)
-        .fold(None::<&Step>, |best, s| match best {
-            Some(b) if b.kind > s.kind => Some(b),
-            _ => Some(s),
-        });
-    match worst {
-        Some(step) => Verdict {
-            success: false,
-            summary: format!("no settings: step {} failed: {}", step.number, step.title),
-            failing_step: Some(step.number.clone()),
-            failing_kind: Some(step.kind),
-        },
-        None => Verdict {
-            success: false,
-            summary: "no settings: no candidate could be tried".into(),
-            failing_step: None,
-            failing_kind: None,
-        },
     }
 }
 
@@ -382,6 +323,15 @@ pub fn render_text(report: &Report) -> String {
         },
         report.verdict.summary
     ));
+    if !report.verdict.candidates.is_empty() {
+        out.push_str("  Candidates:\n");
+        for line in &report.verdict.candidates {
+            out.push_str(&format!("    - {line}\n"));
+        }
+    }
+    for line in &report.verdict.advice {
+        out.push_str(&format!("  Advice: {line}\n"));
+    }
     if let Some(o) = &report.obtained {
         out.push_str("\nSettings:\n");
         explain_settings(&mut out, &o.settings);
@@ -411,66 +361,6 @@ mod tests {
         assert_eq!(numbers, vec!["3.1", "3.2"]);
     }
 
-    #[test]
-    fn the_verdict_blames_the_failure_that_got_furthest() {
-        let attempts = vec![
-            attempt_with(
-                1,
-                &[
-                    (StepKind::Dns, Status::Pass),
-                    (StepKind::CertificateName, Status::Fail),
-                ],
-            ),
-            attempt_with(
-                2,
-                &[
-                    (StepKind::Dns, Status::Pass),
-                    (StepKind::Authentication, Status::Fail),
-                ],
-            ),
-            attempt_with(3, &[(StepKind::Dns, Status::Fail)]),
-        ];
-        let v = verdict(&attempts, None, &["bob@contoso.com".into()], 0);
-        assert!(!v.success);
-        assert_eq!(v.failing_step.as_deref(), Some("2.2"));
-        assert_eq!(v.failing_kind, Some(StepKind::Authentication));
-        // Ties go to the later step.
-        let attempts = vec![
-            attempt_with(1, &[(StepKind::CertificateName, Status::Fail)]),
-            attempt_with(2, &[(StepKind::CertificateName, Status::Fail)]),
-        ];
-        let v = verdict(&attempts, None, &[], 0);
-        assert_eq!(v.failing_step.as_deref(), Some("2.1"));
-        assert!(verdict(&[], None, &[], 0).failing_step.is_none());
-    }
-
-    #[test]
-    fn a_successful_verdict_names_the_route() {
-        let obtained = Obtained {
-            address: "bob@contoso.mail.onmicrosoft.com".into(),
-            url: "https://autodiscover-s.outlook.com/autodiscover/autodiscover.xml".into(),
-            settings: Settings {
-                microsoft_online: Some(true),
-                ..Settings::default()
-            },
-        };
-        let v = verdict(
-            &[],
-            Some(&obtained),
-            &[
-                "bob@contoso.com".into(),
-                "bob@contoso.mail.onmicrosoft.com".into(),
-            ],
-            1,
-        );
-        assert!(v.success);
-        assert!(v.summary.contains("(Exchange Online)"), "{}", v.summary);
-        assert!(v
-            .summary
-            .contains("1 address redirect (bob@contoso.com -> bob@contoso.mail.onmicrosoft.com)"));
-        assert!(v.summary.contains("1 URL redirect"));
-    }
-
     fn sample_report() -> Report {
         let mut a = Attempt::new(
             1,
@@ -495,7 +385,7 @@ mod tests {
                 ..Settings::default()
             },
         };
-        let verdict = verdict(
+        let verdict = super::super::verdict::verdict(
             std::slice::from_ref(&a),
             Some(&obtained),
             &["alice@contoso.com".into()],

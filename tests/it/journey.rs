@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use autodiscoverd::lab::init::{init, paths};
 use autodiscoverd::lab::up::{Binding, RunningLab};
-use autodiscoverd::lab::{LabSpec, Ports};
+use autodiscoverd::lab::LabSpec;
 use serde_json::{json, Value};
 
 use crate::harness::repo_root;
@@ -25,11 +25,7 @@ async fn discover_through_the_lab(python: String, cases: &[&str]) -> Vec<Value> 
     let lab = RunningLab::start(dir.path(), Binding::Ephemeral)
         .await
         .unwrap();
-    let ports = Ports {
-        onprem_https: lab.onprem.https[0].port(),
-        tenant_https: lab.tenant.https[0].port(),
-        tenant_http: lab.tenant.redirect[0].port(),
-    };
+    let ports = crate::lab::lab_ports(&lab);
     // The lab's own name map (what curl.conf and the probe use), as host:port → port.
     let map: serde_json::Map<String, Value> = spec
         .connect_map(ports)

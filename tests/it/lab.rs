@@ -32,11 +32,7 @@ impl Lab {
     }
 
     fn ports(&self) -> Ports {
-        Ports {
-            onprem_https: self.running.onprem.https[0].port(),
-            tenant_https: self.running.tenant.https[0].port(),
-            tenant_http: self.running.tenant.redirect[0].port(),
-        }
+        lab_ports(&self.running)
     }
 
     fn ca(&self) -> PathBuf {
@@ -81,6 +77,25 @@ impl Lab {
         let path = self.dir.path().join("probe-password");
         std::fs::write(&path, format!("{password}\n")).unwrap();
         path
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The ports a running lab bound; a listener the lab does not run (a fault) gets a port
+/// nothing listens on.
+pub fn lab_ports(running: &RunningLab) -> Ports {
+    let port =
+        |bound: &[std::net::SocketAddr]| bound.first().map_or_else(closed_port, |a| a.port());
+    Ports {
+        onprem_https: port(&running.onprem.https),
+        tenant_https: port(&running.tenant.https),
+        tenant_http: port(&running.tenant.redirect),
+        onprem_http: port(&running.onprem.redirect),
     }
 }
 
@@ -831,14 +846,64 @@ async fn v2_probe_follows_the_anonymous_302_to_the_tenant() {
     lab.running.stop().await;
 }
 
+/// On-premises takes NTLM and DOMAIN\user; the tenant, like Exchange Online, offers Basic
+/// only and takes the UPN only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ntlm_authenticates_the_same_identity_on_both_sides() {
+async fn ntlm_on_premises_and_upn_only_basic_at_the_exchange_online_tenant() {
     let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(&["--password", "bob-lab-pw", "bob@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let titles = auth_titles(&report);
+    assert_eq!(titles.len(), 2, "on-premises and tenant: {titles:?}");
+    assert!(titles[0].contains("(NTLM): HTTP 200"), "{titles:?}");
+    assert!(titles[1].contains("(Basic): HTTP 200"), "{titles:?}");
+    let offers: Vec<String> = attempts(&report)
+        .iter()
+        .filter(|a| {
+            a["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://autodiscover-s.lab")
+        })
+        .flat_map(|a| a["steps"].as_array().unwrap().iter())
+        .filter(|s| s["kind"] == "request")
+        .map(|s| s["title"].as_str().unwrap().to_string())
+        .collect();
+    assert!(offers[0].ends_with("server offers Basic"), "{offers:?}");
+
+    // NTLM forced: on-premises accepts it, the tenant does not offer it.
     let (code, report) = lab
         .probe_json(
             &[
                 "--auth",
                 "ntlm",
+                "--password",
+                "bob-lab-pw",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 1, "{report:#}");
+    let (attempt, step) = failing_step(&report);
+    assert_eq!(
+        attempt["url"],
+        "https://autodiscover-s.lab/autodiscover/autodiscover.xml"
+    );
+    assert!(
+        step["title"]
+            .as_str()
+            .unwrap()
+            .contains("--auth ntlm, but the server offers Basic"),
+        "{step:#}"
+    );
+
+    // A down-level login works on-premises (NTLM) and is refused by the tenant.
+    let (code, report) = lab
+        .probe_json(
+            &[
                 "--user",
                 "CONTOSO\\bob",
                 "--password",
@@ -848,14 +913,23 @@ async fn ntlm_authenticates_the_same_identity_on_both_sides() {
             &[],
         )
         .await;
-    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(code, 1, "{report:#}");
     let titles = auth_titles(&report);
-    assert_eq!(titles.len(), 2, "on-premises and tenant: {titles:?}");
     assert!(
-        titles.iter().all(|t| t.contains("(NTLM): HTTP 200")),
+        titles[0].contains("as CONTOSO\\bob (NTLM): HTTP 200"),
         "{titles:?}"
     );
-    assert_eq!(report["obtained"]["settings"]["microsoft_online"], true);
+    let (_, step) = failing_step(&report);
+    assert!(
+        step["title"]
+            .as_str()
+            .unwrap()
+            .contains("rejected (Basic answered 401 after 1 leg)"),
+        "{step:#}"
+    );
+    let advice = report["verdict"]["advice"][0].as_str().unwrap();
+    assert!(advice.contains("accepted the same credentials"), "{advice}");
+    assert!(advice.contains("UPN"), "{advice}");
 
     let (code, report) = lab
         .probe_json(
