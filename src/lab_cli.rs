@@ -9,7 +9,7 @@ use anyhow::Context;
 use autodiscoverd::lab::{self, Breakage, LabSpec};
 use autodiscoverd::ops::signals::{Event, Signals};
 use autodiscoverd::probe::auth::{AuthChoice, Credentials};
-use autodiscoverd::probe::{self, plan::Protocol, report, target};
+use autodiscoverd::probe::{self, handout, plan::Protocol, report, target};
 use clap::{Args, Subcommand};
 
 /// `lab` subcommands.
@@ -91,6 +91,14 @@ pub struct ProbeArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show the evidence of every HTTP exchange: status, request-id and X-FEServer-style
+    /// headers, the authentication offers and the XML/JSON bodies (never credentials).
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Also write the report to hand on: FILE.md (Markdown) or FILE.html, verdict first,
+    /// every step time-stamped with the time it took, and the evidence.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Seconds allowed for each network operation.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
@@ -201,11 +209,28 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         system_dns: !args.no_dns,
         timeout: Duration::from_secs(args.timeout.max(1)),
         mapi_http: !args.no_mapi,
+        verbose: args.verbose,
         auth: AuthChoice::parse(&args.auth)
             .ok_or_else(|| anyhow::anyhow!("unknown --auth `{}`", args.auth))?,
     };
+    let handout = match &args.report {
+        Some(path) => Some((
+            path,
+            handout::Format::from_path(path).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--report {}: the file name must end in .md or .html",
+                    path.display()
+                )
+            })?,
+        )),
+        None => None,
+    };
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let report = runtime.block_on(probe::run(&options, SystemTime::now()));
+    if let Some((path, format)) = handout {
+        std::fs::write(path, handout::render(&report, format))
+            .with_context(|| format!("while writing the report {}", path.display()))?;
+    }
     if args.json {
         println!("{}", report::render_json(&report));
     } else {

@@ -30,6 +30,28 @@ pub(super) enum Exchange {
 impl Prober<'_> {
     /// One HTTPS endpoint: connect, TLS, request(s), answer.
     pub(super) async fn https_once(&mut self, a: &mut Attempt, url: &HttpsUrl) -> Exchange {
+        let mut wire = Vec::new();
+        let exchange = self.https_exchange(a, url, &mut wire).await;
+        if self.options.verbose && !wire.is_empty() {
+            // The evidence goes to the last request or authentication step of the attempt.
+            if let Some(step) = a
+                .steps
+                .iter_mut()
+                .rev()
+                .find(|s| matches!(s.kind, StepKind::Request | StepKind::Authentication))
+            {
+                step.details.append(&mut wire);
+            }
+        }
+        exchange
+    }
+
+    async fn https_exchange(
+        &mut self,
+        a: &mut Attempt,
+        url: &HttpsUrl,
+        wire: &mut Vec<String>,
+    ) -> Exchange {
         let Some(tcp) = self.connect(a, &url.host, url.port).await else {
             a.fail(format!("cannot reach {}:{}", url.host, url.port));
             return Exchange::Failed;
@@ -91,6 +113,10 @@ impl Prober<'_> {
             Ok(r) => send(&mut sender, r, self.options.timeout).await,
             Err(e) => Err(e.to_string()),
         };
+        wire.extend(request_lines(&label, None, &body));
+        if let Ok(r) = &first {
+            wire.extend(response_lines(r));
+        }
         let mut response = match first {
             Ok(r) => r,
             Err(e) => {
@@ -157,6 +183,10 @@ impl Prober<'_> {
                     Ok(r) => send(&mut sender, r, self.options.timeout).await,
                     Err(e) => Err(e.to_string()),
                 };
+                wire.extend(request_lines(&label, Some(&header), &[]));
+                if let Ok(r) = &sent {
+                    wire.extend(response_lines(r));
+                }
                 response = match sent {
                     Ok(r) => r,
                     Err(e) => {
@@ -243,6 +273,7 @@ impl Prober<'_> {
                 }
             };
         }
+        wire.extend(body_lines("<", &response.body));
         self.read_answer(a, &response)
     }
 
@@ -362,6 +393,79 @@ impl Response {
     pub(super) fn location(&self) -> Option<String> {
         self.header("location")
     }
+}
+
+/// Response headers that help Microsoft support and admins trace a request.
+const EVIDENCE_HEADERS: [&str; 6] = [
+    "request-id",
+    "x-feserver",
+    "x-beserver",
+    "x-diaginfo",
+    "x-calculatedbetarget",
+    "content-type",
+];
+
+/// Largest body shown with `-v`.
+const EVIDENCE_BODY_BYTES: usize = 16 * 1024;
+
+/// `-v`: the request line, with the Authorization header reduced to its scheme (a Basic
+/// value is the password in base64), and the body when it is the first send.
+fn request_lines(label: &str, authorization: Option<&str>, body: &[u8]) -> Vec<String> {
+    let auth = match authorization {
+        Some(value) => {
+            let scheme = value.split_whitespace().next().unwrap_or("");
+            format!(" with Authorization: {scheme} (credentials not shown)")
+        }
+        None => " without Authorization".to_string(),
+    };
+    let mut out = vec![format!("> {label}{auth}")];
+    out.extend(body_lines(">", body));
+    out
+}
+
+/// `-v`: status and the headers worth seeing (every WWW-Authenticate offer, scheme only
+/// when it carries a token).
+fn response_lines(response: &Response) -> Vec<String> {
+    let mut out = vec![format!("< HTTP {}", response.status.as_u16())];
+    for offer in response.www_authenticate() {
+        let shown = match offer.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("ntlm")
+                    || scheme.eq_ignore_ascii_case("negotiate") =>
+            {
+                format!("{scheme} (token of {} characters)", token.len())
+            }
+            _ => offer,
+        };
+        out.push(format!("< WWW-Authenticate: {shown}"));
+    }
+    for name in EVIDENCE_HEADERS {
+        if let Some(value) = response.header(name) {
+            out.push(format!("< {name}: {value}"));
+        }
+    }
+    out
+}
+
+/// `-v`: a body, line by line, cut at [`EVIDENCE_BODY_BYTES`].
+fn body_lines(direction: &str, body: &[u8]) -> Vec<String> {
+    if body.is_empty() {
+        return Vec::new();
+    }
+    let shown = body.get(..EVIDENCE_BODY_BYTES).unwrap_or(body);
+    let text = String::from_utf8_lossy(shown);
+    let mut out: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{direction} | {l}"))
+        .collect();
+    if body.len() > shown.len() {
+        out.push(format!(
+            "{direction} | ... ({} more bytes)",
+            body.len() - shown.len()
+        ));
+    }
+    out
 }
 
 pub(super) async fn http_handshake<S>(

@@ -7,7 +7,6 @@ use http_body_util::Full;
 
 use super::answer::Answer;
 use super::exchange::{http_handshake, send, Exchange};
-use super::network::dns_error;
 use super::plan::{self, AddressStep, HttpsUrl, Method, Protocol, UrlStep};
 use super::report::{Attempt, Obtained, Outcome, Status, StepKind};
 use super::{Found, Prober};
@@ -317,11 +316,8 @@ impl Prober<'_> {
             }
             Some(Ok(r)) => r.clone(),
         };
-        let lookup =
-            tokio::time::timeout(self.options.timeout * 2, resolver.srv_lookup(name.as_str()))
-                .await;
-        let records = match lookup {
-            Ok(Ok(found)) => plan::order_srv(
+        let records = match self.ask_dns(resolver.srv_lookup(name.as_str())).await {
+            Ok(found) => plan::order_srv(
                 found
                     .iter()
                     .map(|r| plan::SrvTarget {
@@ -332,23 +328,13 @@ impl Prober<'_> {
                     })
                     .collect(),
             ),
-            Ok(Err(e)) => {
+            Err(e) => {
                 a.step(
                     StepKind::Srv,
                     Status::Fail,
-                    format!("no SRV record {name}: {}", dns_error(&e)),
+                    format!("no SRV record {name}: {e}"),
                 );
                 a.fail("no SRV record");
-                self.attempts.push(a);
-                return Found::Nothing;
-            }
-            Err(_) => {
-                a.step(
-                    StepKind::Srv,
-                    Status::Fail,
-                    format!("SRV lookup of {name} timed out"),
-                );
-                a.fail("DNS timeout");
                 self.attempts.push(a);
                 return Found::Nothing;
             }

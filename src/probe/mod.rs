@@ -10,6 +10,7 @@
 
 pub mod answer;
 pub mod auth;
+pub mod handout;
 pub mod plan;
 pub mod report;
 pub mod target;
@@ -49,6 +50,9 @@ pub struct ProbeOptions {
     pub timeout: Duration,
     /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ (brief §3.4).
     pub mapi_http: bool,
+    /// Record the evidence of every HTTP exchange (`-v`): status, tracing headers,
+    /// authentication offers and bodies, never credentials.
+    pub verbose: bool,
     /// Which authentication scheme to use.
     pub auth: auth::AuthChoice,
 }
@@ -78,6 +82,7 @@ pub async fn run(options: &ProbeOptions, now: SystemTime) -> Report {
     );
     Report {
         email: options.email.clone(),
+        started_at: Some(tls::rfc3339(prober.now_unix)),
         protocol: options.protocol,
         addresses,
         url_redirects,
@@ -94,6 +99,10 @@ struct Prober<'a> {
     resolver: Option<Result<TokioResolver, String>>,
     journey: Journey,
     attempts: Vec<Attempt>,
+    /// Set when a DNS query got no answer: how long it waited.
+    dns_silent: std::sync::OnceLock<String>,
+    /// Steps are timed from here.
+    started: std::time::Instant,
 }
 
 impl<'a> Prober<'a> {
@@ -115,11 +124,14 @@ impl<'a> Prober<'a> {
                 .then(|| network::new_resolver(options.timeout)),
             journey: Journey::new(&options.email),
             attempts: Vec::new(),
+            dns_silent: std::sync::OnceLock::new(),
+            started: std::time::Instant::now(),
         }
     }
 
     fn new_attempt(&self, method: Method, url: &str) -> Attempt {
         Attempt::new(self.attempts.len() + 1, self.journey.current(), method, url)
+            .timed(self.started)
     }
 
     async fn discover(&mut self) -> Option<Obtained> {

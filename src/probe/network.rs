@@ -11,6 +11,15 @@ use tokio::net::TcpStream;
 use super::report::{Attempt, Status, StepKind};
 use super::Prober;
 
+/// Longest wait for one DNS answer. A lab name asked of real DNS often gets no answer at
+/// all; five seconds once (see [`Prober::ask_dns`]) is enough to say so.
+const DNS_LIMIT: Duration = Duration::from_secs(5);
+
+/// The limit of one DNS query: the probe's timeout, at most [`DNS_LIMIT`].
+pub(super) fn dns_timeout(timeout: Duration) -> Duration {
+    timeout.min(DNS_LIMIT)
+}
+
 pub(super) fn new_resolver(timeout: Duration) -> Result<TokioResolver, String> {
     let mut builder = TokioResolver::builder_tokio()
         .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?;
@@ -18,7 +27,7 @@ pub(super) fn new_resolver(timeout: Duration) -> Result<TokioResolver, String> {
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     // The hosts file first, like the system resolver (labs publish their names there).
     opts.use_hosts_file = ResolveHosts::Always;
-    opts.timeout = timeout;
+    opts.timeout = dns_timeout(timeout);
     opts.attempts = 1;
     Ok(builder.build())
 }
@@ -34,6 +43,25 @@ pub(super) fn dns_error(e: &hickory_resolver::ResolveError) -> String {
 }
 
 impl Prober<'_> {
+    /// One DNS query within the DNS limit. After a query got no answer, DNS is not asked
+    /// again in this probe: every later name would wait just as long for nothing.
+    pub(super) async fn ask_dns<T>(
+        &self,
+        query: impl std::future::Future<Output = Result<T, hickory_resolver::ResolveError>>,
+    ) -> Result<T, String> {
+        if let Some(first) = self.dns_silent.get() {
+            return Err(format!("DNS did not answer {first}; not asked again"));
+        }
+        let limit = dns_timeout(self.options.timeout) + Duration::from_secs(1);
+        let timed_out = match tokio::time::timeout(limit, query).await {
+            Ok(Ok(found)) => return Ok(found),
+            Ok(Err(e)) if !e.to_string().contains("timed out") => return Err(dns_error(&e)),
+            Ok(Err(_)) | Err(_) => format!("within {} s", limit.as_secs()),
+        };
+        let _ = self.dns_silent.set(timed_out.clone());
+        Err(format!("DNS timed out (no answer {timed_out})"))
+    }
+
     /// Resolves and connects; records the DNS and TCP steps.
     pub(super) async fn connect(
         &self,
@@ -80,19 +108,20 @@ impl Prober<'_> {
                     return None;
                 }
                 Some(Ok(resolver)) => {
-                    let lookup = tokio::time::timeout(
-                        self.options.timeout * 2,
-                        resolver.lookup_ip(route.host.as_str()),
-                    )
-                    .await;
-                    match lookup {
-                        Ok(Ok(found)) => {
+                    match self.ask_dns(resolver.lookup_ip(route.host.as_str())).await {
+                        Ok(found) => {
                             let addrs: Vec<IpAddr> = found.iter().collect();
                             let s = a.step(
                                 StepKind::Dns,
                                 Status::Pass,
                                 format!("{} resolves (A/AAAA)", route.host),
                             );
+                            // The CNAME chain the answer came through, then the addresses.
+                            for record in found.as_lookup().records() {
+                                if let Some(target) = record.data().as_cname() {
+                                    s.detail(format!("CNAME {} -> {}", record.name(), target.0));
+                                }
+                            }
                             for ip in &addrs {
                                 s.detail(format!(
                                     "{} {ip}",
@@ -104,23 +133,11 @@ impl Prober<'_> {
                             }
                             addrs
                         }
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             a.step(
                                 StepKind::Dns,
                                 Status::Fail,
-                                format!(
-                                    "{} does not resolve (A/AAAA): {}",
-                                    route.host,
-                                    dns_error(&e)
-                                ),
-                            );
-                            return None;
-                        }
-                        Err(_) => {
-                            a.step(
-                                StepKind::Dns,
-                                Status::Fail,
-                                format!("{} does not resolve: DNS timed out", route.host),
+                                format!("{} does not resolve (A/AAAA): {e}", route.host),
                             );
                             return None;
                         }

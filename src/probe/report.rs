@@ -79,6 +79,12 @@ pub struct Step {
     pub details: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateInfo>,
+    /// Milliseconds from the start of the probe to the end of this step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+    /// Milliseconds this step took (since the previous step of the attempt ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// The server certificate as presented.
@@ -123,6 +129,12 @@ pub struct Attempt {
     pub url: String,
     pub steps: Vec<Step>,
     pub outcome: Outcome,
+    /// Milliseconds from the start of the probe to the start of this attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// The probe's start, when steps are timed.
+    #[serde(skip)]
+    origin: Option<std::time::Instant>,
 }
 
 impl Attempt {
@@ -137,12 +149,24 @@ impl Attempt {
             outcome: Outcome::Failed {
                 reason: "not finished".into(),
             },
+            started_ms: None,
+            origin: None,
         }
+    }
+
+    /// Times this attempt's steps from `origin` (the start of the probe).
+    pub fn timed(mut self, origin: std::time::Instant) -> Attempt {
+        self.started_ms = Some(millis(origin.elapsed()));
+        self.origin = Some(origin);
+        self
     }
 
     /// Appends a numbered step and returns it for details.
     pub fn step(&mut self, kind: StepKind, status: Status, title: impl Into<String>) -> &mut Step {
         let number = format!("{}.{}", self.number, self.steps.len() + 1);
+        let at_ms = self.origin.map(|origin| millis(origin.elapsed()));
+        let since = self.steps.last().and_then(|s| s.at_ms).or(self.started_ms);
+        let duration_ms = at_ms.zip(since).map(|(at, since)| at.saturating_sub(since));
         self.steps.push(Step {
             number,
             kind,
@@ -150,6 +174,8 @@ impl Attempt {
             title: title.into(),
             details: Vec::new(),
             certificate: None,
+            at_ms,
+            duration_ms,
         });
         match self.steps.last_mut() {
             Some(step) => step,
@@ -171,6 +197,10 @@ impl Step {
         self.details.push(line.into());
         self
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Settings obtained, with where they came from.
@@ -205,6 +235,9 @@ pub struct Verdict {
 pub struct Report {
     /// The address the user asked about.
     pub email: String,
+    /// When the probe started (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
     pub protocol: Protocol,
     /// Every address discovered, in order (address redirects).
     pub addresses: Vec<String>,
@@ -340,7 +373,7 @@ pub fn render_text(report: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn attempt_with(number: usize, steps: &[(StepKind, Status)]) -> Attempt {
@@ -361,7 +394,7 @@ mod tests {
         assert_eq!(numbers, vec!["3.1", "3.2"]);
     }
 
-    fn sample_report() -> Report {
+    pub(crate) fn sample_report() -> Report {
         let mut a = Attempt::new(
             1,
             "alice@contoso.com",
@@ -393,6 +426,7 @@ mod tests {
         );
         Report {
             email: "alice@contoso.com".into(),
+            started_at: None,
             protocol: Protocol::Pox,
             addresses: vec!["alice@contoso.com".into()],
             url_redirects: 0,

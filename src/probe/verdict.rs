@@ -233,7 +233,7 @@ fn advice(attempts: &[Attempt], attempt: &Attempt, step: &Step) -> Vec<String> {
         StepKind::Dns => {
             if title.contains("DNS is off") {
                 out.push(format!("{host} is in no --resolve, --connect-to or --map entry: for a lab, pass its name map (--map DIR/curl.conf)"));
-            } else if title.contains("timed out") {
+            } else if title.contains("timed out") || title.contains("did not answer") {
                 out.push("DNS did not answer in time: for lab names, pass the lab's name map (--map DIR/curl.conf --no-dns) instead of waiting for DNS".into());
             } else {
                 out.push(format!("publish an A (or CNAME) record for {host}; for a lab, pass its name map (--map DIR/curl.conf)"));

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use autodiscoverd::lab::init::{init, paths};
 use autodiscoverd::lab::up::{Binding, RunningLab};
-use autodiscoverd::lab::{Breakage, LabSpec, Ports};
+use autodiscoverd::lab::{Breakage, ConnectTo, LabSpec, Ports};
 use serde_json::Value;
 
 struct Lab {
@@ -41,10 +41,21 @@ impl Lab {
 
     /// Runs the probe binary; returns the exit code, stdout and the command line used.
     async fn probe(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+        self.probe_with_map(self.spec.connect_map(self.ports()), args, env)
+            .await
+    }
+
+    /// Runs the probe binary with this name map instead of the lab's.
+    async fn probe_with_map(
+        &self,
+        map: Vec<ConnectTo>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"));
         cmd.arg("probe").arg("--no-dns").arg("--timeout").arg("5");
         cmd.arg("--ca-file").arg(self.ca());
-        for mapping in self.spec.connect_map(self.ports()) {
+        for mapping in map {
             cmd.arg("--connect-to").arg(mapping.to_string());
         }
         cmd.args(args);
@@ -955,4 +966,148 @@ async fn ntlm_on_premises_and_upn_only_basic_at_the_exchange_online_tenant() {
         "{step:#}"
     );
     lab.running.stop().await;
+}
+
+/// A fault the table below puts into a lab: a `--break`, or a service that is down or a
+/// name that does not resolve (made in the name map the probe gets).
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Break(Breakage),
+    /// The wrong password for the migrated user.
+    WrongPassword,
+    /// `autodiscover.<routing domain>` does not resolve (no port-80 redirector name).
+    RedirectorUnresolvable,
+    /// The whole tenant is down (HTTPS and the port-80 redirector) while on-premises runs.
+    TenantDown,
+    /// The tenant's HTTPS endpoint is down while its port-80 redirector answers.
+    TenantHttpsDown,
+}
+
+/// What the verdict must say about a fault.
+struct Expected {
+    kind: &'static str,
+    /// The failing step's attempt URL.
+    url: &'static str,
+    /// Words of the verdict's summary (the failing step's title).
+    words: &'static str,
+    /// Words of the first advice line.
+    advice: &'static str,
+}
+
+const ONPREM_AD: &str = "https://autodiscover.contoso.lab/autodiscover/autodiscover.xml";
+const TENANT_AD: &str = "https://autodiscover-s.lab/autodiscover/autodiscover.xml";
+const REDIRECTOR: &str =
+    "http://autodiscover.contoso.mail.onmicrosoft.lab/autodiscover/autodiscover.xml";
+
+fn expectations(fault: Fault) -> Expected {
+    let e = |kind, url, words, advice| Expected {
+        kind,
+        url,
+        words,
+        advice,
+    };
+    match fault {
+        Fault::Break(b) => match b {
+            Breakage::ExpiredCertificate => e("certificate_dates", ONPREM_AD, "certificate expired 30 days ago", "renew the certificate on autodiscover.contoso.lab"),
+            Breakage::RedirectLoop => e("redirect", TENANT_AD, "redirect loop: redirectAddr bob@contoso.lab was already tried", "each side says the mailbox is on the other side"),
+            Breakage::MissingAutodiscoverName => e("dns", ONPREM_AD, "autodiscover.contoso.lab not resolved", "--map DIR/curl.conf"),
+            Breakage::TenantRedirectorDown => e("tcp", REDIRECTOR, "TCP connect to autodiscover.contoso.mail.onmicrosoft.lab:80 failed", "port-80 listener"),
+            Breakage::MissingRoutingAddress => e("response", TENANT_AD, "Autodiscover error 500", "the tenant mailbox lacks the routing address; add smtp:bob@contoso.mail.onmicrosoft.lab"),
+            Breakage::TenantPasswordDiffers => e("authentication", TENANT_AD, "credentials for bob@contoso.lab rejected (Basic answered 401 after 1 leg)", "password hash sync"),
+            Breakage::MissingTargetAddress => e("response", ONPREM_AD, "Autodiscover error 602", "RemoteRoutingAddress"),
+            Breakage::UntrustedChain => e("certificate_chain", ONPREM_AD, "chain ends at the self-signed `CN=untrusted self-signed CA", "does not lead to a trusted root"),
+            Breakage::MissingIntermediate => e("certificate_chain", ONPREM_AD, "the server did not send the intermediate certificate `CN=autodiscoverd lab issuing CA (contoso.lab)", "install the intermediate certificate"),
+        },
+        Fault::WrongPassword => e("authentication", ONPREM_AD, "credentials for bob@contoso.lab rejected", "check the password"),
+        Fault::RedirectorUnresolvable => e("dns", REDIRECTOR, "autodiscover.contoso.mail.onmicrosoft.lab not resolved", "--map DIR/curl.conf"),
+        Fault::TenantDown => e("tcp", REDIRECTOR, "TCP connect to autodiscover.contoso.mail.onmicrosoft.lab:80 failed", "port-80 listener"),
+        Fault::TenantHttpsDown => e("tcp", TENANT_AD, "TCP connect to autodiscover-s.lab:443 failed", "nothing accepts connections on autodiscover-s.lab"),
+    }
+}
+
+/// Lab, fault, probe: the verdict names the step where the fault is, in words an
+/// administrator can act on, for every `--break` and for the faults that used to be
+/// blamed on the root domain's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verdict_names_the_real_fault_for_every_break_and_outage() {
+    let mut faults: Vec<Fault> = Breakage::ALL.into_iter().map(Fault::Break).collect();
+    faults.extend([
+        Fault::WrongPassword,
+        Fault::RedirectorUnresolvable,
+        Fault::TenantDown,
+        Fault::TenantHttpsDown,
+    ]);
+    let mut failures = Vec::new();
+    for fault in faults {
+        let breakage = match fault {
+            Fault::Break(b) => Some(b),
+            _ => None,
+        };
+        let lab = Lab::start(breakage).await;
+        let mut ports = lab.ports();
+        match fault {
+            Fault::TenantDown => {
+                ports.tenant_https = closed_port();
+                ports.tenant_http = closed_port();
+            }
+            Fault::TenantHttpsDown => ports.tenant_https = closed_port(),
+            _ => {}
+        }
+        let mut map = lab.spec.connect_map(ports);
+        if matches!(fault, Fault::RedirectorUnresolvable) {
+            let redirector = lab.spec.tenant_redirect_host();
+            map.retain(|m| m.host != redirector);
+        }
+        let password = match fault {
+            Fault::WrongPassword => "not-the-password",
+            _ => "bob-lab-pw",
+        };
+        let (code, stdout) = lab
+            .probe_with_map(
+                map,
+                &["--json", "--password", password, "bob@contoso.lab"],
+                &[],
+            )
+            .await;
+        lab.running.stop().await;
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        let want = expectations(fault);
+        let verdict = &report["verdict"];
+        let found = (|| {
+            if code != 1 {
+                return Err(format!("exit {code}"));
+            }
+            if verdict["failing_kind"] != want.kind {
+                return Err(format!(
+                    "failing kind {} instead of {}",
+                    verdict["failing_kind"], want.kind
+                ));
+            }
+            let (attempt, _) = failing_step(&report);
+            if attempt["url"] != want.url {
+                return Err(format!(
+                    "failing attempt {} instead of {}",
+                    attempt["url"], want.url
+                ));
+            }
+            let summary = verdict["summary"].as_str().unwrap_or("");
+            if !summary.contains(want.words) {
+                return Err(format!("summary `{summary}` lacks `{}`", want.words));
+            }
+            let advice = verdict["advice"][0].as_str().unwrap_or("");
+            if !advice.contains(want.advice) {
+                return Err(format!("advice `{advice}` lacks `{}`", want.advice));
+            }
+            // Every candidate of the last address is accounted for in one line.
+            let lines = verdict["candidates"].as_array().map_or(0, Vec::len);
+            if lines < 2 {
+                return Err(format!("{lines} candidate lines"));
+            }
+            Ok(())
+        })();
+        if let Err(e) = found {
+            failures.push(format!("{fault:?}: {e}\n{:#}", report["verdict"]));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
