@@ -1111,3 +1111,99 @@ async fn the_verdict_names_the_real_fault_for_every_break_and_outage() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// `-v` shows the HTTP exchanges without credentials; `--report` writes the hand-on
+/// report (verdict first, timed steps, the same evidence) as Markdown and as HTML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_evidence_and_the_hand_on_report() {
+    let lab = Lab::start(Some(Breakage::TenantPasswordDiffers)).await;
+    let md = lab.dir.path().join("probe-report.md");
+    let html = lab.dir.path().join("probe-report.html");
+    let (code, text) = lab
+        .probe(
+            &[
+                "-v",
+                "--report",
+                md.to_str().unwrap(),
+                "--password",
+                "bob-lab-pw",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 1, "{text}");
+    for evidence in [
+        "> POST /autodiscover/autodiscover.xml without Authorization",
+        "> |     <EMailAddress>bob@contoso.lab</EMailAddress>",
+        "< HTTP 401",
+        "< WWW-Authenticate: NTLM",
+        "< WWW-Authenticate: Basic realm=\"autodiscover-s.lab\"",
+        "> POST /autodiscover/autodiscover.xml with Authorization: NTLM (credentials not shown)",
+        "> POST /autodiscover/autodiscover.xml with Authorization: Basic (credentials not shown)",
+        "< content-type: text/xml",
+        "< |       <RedirectAddr>bob@contoso.mail.onmicrosoft.lab</RedirectAddr>",
+        "chain[0]: CN=autodiscover.contoso.lab",
+        "certificate name matches autodiscover.contoso.lab (SAN autodiscover.contoso.lab)",
+    ] {
+        assert!(text.contains(evidence), "`{evidence}` missing:\n{text}");
+    }
+    // Basic credentials are base64 of user:password; neither form may appear.
+    assert!(
+        !text.contains("Ym9iQGNvbnRvc28ubGFiOmJvYi1sYWItcHc"),
+        "{text}"
+    );
+    let report = std::fs::read_to_string(&md).unwrap();
+    let verdict = report.find("## Verdict: FAIL").expect("verdict heading");
+    let steps = report.find("## Steps").expect("steps heading");
+    assert!(verdict < steps, "{report}");
+    assert!(report.contains("password hash sync"), "{report}");
+    assert!(
+        report.contains("- **FAIL** 6.10 credentials for bob@contoso.lab rejected"),
+        "{report}"
+    );
+    assert!(report.contains("< WWW-Authenticate: Basic"), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("- **PASS** 1.1 ") && l.contains(" ms (")),
+        "steps carry their time: {report}"
+    );
+    assert!(!report.contains("lab-pw"));
+
+    let (code, json) = lab
+        .probe_json(
+            &[
+                "--report",
+                html.to_str().unwrap(),
+                "--password",
+                "bob-lab-pw",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 1);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(
+        page.contains("<h2>Verdict: <span class=\"FAIL\">FAIL</span></h2>"),
+        "{page}"
+    );
+    assert!(page.contains("password hash sync"), "{page}");
+    // The JSON keeps its shape and gains the timings and the verdict's lines.
+    assert!(
+        json["attempts"][0]["steps"][0]["at_ms"].is_u64(),
+        "{json:#}"
+    );
+    assert!(json["attempts"][0]["started_ms"].is_u64());
+    assert!(json["verdict"]["candidates"].as_array().unwrap().len() >= 2);
+    assert_eq!(json["verdict"]["failing_kind"], "authentication");
+
+    let bad = lab.dir.path().join("report.txt");
+    let (code, _) = lab
+        .probe(&["--report", bad.to_str().unwrap(), "bob@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 1);
+    lab.running.stop().await;
+}
