@@ -88,6 +88,10 @@ pub struct ProbeArgs {
     /// (labs without DNS).
     #[arg(long)]
     pub no_dns: bool,
+    /// Ask only this DNS server (ADDRESS:PORT, e.g. a lab's 127.0.0.1:8447) instead of the
+    /// system's resolvers and hosts file.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_dns")]
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -207,6 +211,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         overrides,
         ca_file: args.ca_file.clone(),
         system_dns: !args.no_dns,
+        dns_server: args.dns_server,
         timeout: Duration::from_secs(args.timeout.max(1)),
         mapi_http: !args.no_mapi,
         verbose: args.verbose,

@@ -499,6 +499,33 @@ pub fn curl_config(spec: &LabSpec, ports: Ports, ca_file: &str) -> String {
     out
 }
 
+/// `dns.conf`: for the lab's DNS mode, the same map as `curl.conf` but ports only: the
+/// lab's DNS (`probe --dns-server`) gives the addresses.
+pub fn dns_mode_config(spec: &LabSpec, ports: Ports, ca_file: &str) -> String {
+    let mut out = format!(
+        "# The {domain} lab's ports for its DNS mode: names resolve through the lab's DNS,\n\
+         # only the ports are mapped.\n\
+         #   autodiscoverd probe --dns-server 127.0.0.1:{dns} --map dns.conf alice@{domain}\n\
+         cacert = \"{ca}\"\n",
+        domain = spec.domain,
+        dns = ports.dns,
+        ca = ca_file.replace('\\', "\\\\").replace('"', "\\\""),
+    );
+    for mapping in spec.connect_map(ports) {
+        out.push_str(&format!(
+            "connect-to = \"{}:{}::{}\"\n",
+            mapping.host, mapping.port, mapping.to_port
+        ));
+    }
+    // The SRV target is reached on its own name.
+    out.push_str(&format!(
+        "connect-to = \"{}:443::{}\"\n",
+        spec.mail_host(),
+        ports.onprem_https
+    ));
+    out
+}
+
 /// `LAB.txt`: what was written and how to use it.
 pub fn summary(spec: &LabSpec, ports: Ports, dir: &str) -> String {
     let mut users = String::new();
@@ -535,16 +562,19 @@ pub fn summary(spec: &LabSpec, ports: Ports, dir: &str) -> String {
          \x20 127.0.0.1:{a}  on-premises HTTPS: {domain} (mismatched certificate), {autodiscover}, {mail}\n\
          \x20 127.0.0.1:{b}  tenant HTTPS: {autodiscover_s}, {outlook}\n\
          \x20 127.0.0.1:{c}  tenant HTTP redirector: {redirect} -> https://{autodiscover_s}\n\
-         \x20 127.0.0.1:{d}  on-premises HTTP redirector: {autodiscover} -> https://{autodiscover}\n\n\
+         \x20 127.0.0.1:{d}  on-premises HTTP redirector: {autodiscover} -> https://{autodiscover}\n\
+         \x20 127.0.0.1:{e}  DNS (UDP and TCP): the zones in dns/\n\n\
          Run both roles:   autodiscoverd lab up {dir}\n\
          Walk the journey: autodiscoverd probe --map {dir}/curl.conf --no-dns --user {user} --password {password} {user}\n\
-         Files: ca/ (lab CA), certs/, onprem/ and tenant/ (config + directory), hosts, curl.conf\n",
+         With lab DNS:     autodiscoverd probe --dns-server 127.0.0.1:{e} --map {dir}/dns.conf --password {password} {user}\n\
+         Files: ca/ (lab CA), certs/, onprem/ and tenant/ (config + directory), dns/ (zones), hosts, curl.conf, dns.conf\n",
         domain = spec.domain,
         routing = spec.routing_domain(),
         a = ports.onprem_https,
         b = ports.tenant_https,
         c = ports.tenant_http,
         d = ports.onprem_http,
+        e = ports.dns,
         autodiscover = spec.onprem_autodiscover_host(),
         mail = spec.mail_host(),
         autodiscover_s = spec.tenant_autodiscover_host(),

@@ -12,7 +12,7 @@ use rcgen::{
 use time::OffsetDateTime;
 
 use super::files::{self, Issuer, CERT_ONPREM_AUTODISCOVER};
-use super::{Breakage, LabSpec, SpecError};
+use super::{dns, Breakage, LabSpec, SpecError};
 
 /// Why a lab could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,8 @@ pub mod paths {
     pub const CURL_CONFIG: &str = "curl.conf";
     /// Hosts-file lines.
     pub const HOSTS: &str = "hosts";
+    /// Ports-only map for the DNS mode (`probe --dns-server ... --map dns.conf`).
+    pub const DNS_MODE_CONFIG: &str = "dns.conf";
     /// Human summary.
     pub const SUMMARY: &str = "LAB.txt";
 }
@@ -251,6 +253,19 @@ pub fn init(
     write(
         &dir.join(paths::CURL_CONFIG),
         &files::curl_config(&spec, ports, &ca_path),
+        false,
+    )?;
+    write(
+        &dir.join(paths::DNS_MODE_CONFIG),
+        &files::dns_mode_config(&spec, ports, &ca_path),
+        false,
+    )?;
+    for zone in dns::zones(&spec) {
+        write(&dir.join("dns").join(zone.file_name()), &zone.text, false)?;
+    }
+    write(
+        &dir.join(dns::ZONES_FILE),
+        &dns::zones_config(&spec, ports),
         false,
     )?;
     let summary = files::summary(&spec, ports, &dir.display().to_string());

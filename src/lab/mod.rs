@@ -3,6 +3,7 @@
 //! command runs both. [`LabSpec`] names every host and port; [`files`] renders the text
 //! files (pure), [`init`] writes them with a fresh CA, [`up`] serves both roles.
 
+pub mod dns;
 pub mod files;
 pub mod init;
 pub mod up;
@@ -137,6 +138,8 @@ pub const USERS: [LabUser; 2] = [
 pub struct Ports {
     /// On-premises plain HTTP: the port-80 responder of `autodiscover.<domain>`.
     pub onprem_http: u16,
+    /// The lab's authoritative DNS (UDP and TCP).
+    pub dns: u16,
     /// On-premises HTTPS: `<domain>`, `autodiscover.<domain>`, `mail.<domain>`.
     pub onprem_https: u16,
     /// Tenant HTTPS: `autodiscover-s.<cloud>`, `outlook.<cloud>`.
@@ -165,7 +168,7 @@ pub struct LabSpec {
     pub tenant: String,
     /// Stands in for Microsoft's domains: `autodiscover-s.<cloud>`, `outlook.<cloud>`.
     pub cloud: String,
-    /// First of four consecutive loopback ports (see [`Ports`]).
+    /// First of five consecutive loopback ports (see [`Ports`]).
     pub base_port: u16,
     pub breakage: Option<Breakage>,
 }
@@ -216,19 +219,20 @@ impl LabSpec {
                 fix: "use one DNS label such as contoso",
             });
         }
-        if self.base_port == 0 || self.base_port > u16::MAX - 3 {
+        if self.base_port == 0 || self.base_port > u16::MAX - 4 {
             return Err(SpecError::Invalid {
                 what: "base port",
                 value: self.base_port.to_string(),
-                fix: "use a port from 1 to 65532; the lab uses it and the next three",
+                fix: "use a port from 1 to 65531; the lab uses it and the next four",
             });
         }
         Ok(self)
     }
 
-    /// The configured ports: base, base+1, base+2, base+3.
+    /// The configured ports: base, base+1, base+2, base+3, base+4.
     pub fn ports(&self) -> Ports {
         Ports {
+            dns: self.base_port.saturating_add(4),
             onprem_http: self.base_port.saturating_add(3),
             onprem_https: self.base_port,
             tenant_https: self.base_port.saturating_add(1),
@@ -390,6 +394,7 @@ mod tests {
                 tenant_https: 8444,
                 tenant_http: 8445,
                 onprem_http: 8446,
+                dns: 8447,
             }
         );
     }
@@ -427,7 +432,7 @@ mod tests {
         };
         assert!(bad(&|s| s.domain = "contoso lab".into()));
         assert!(bad(&|s| s.tenant = "a.b".into()));
-        assert!(bad(&|s| s.base_port = 65533));
+        assert!(bad(&|s| s.base_port = 65532));
         assert!(bad(&|s| s.base_port = 0));
         assert!(!bad(&|s| s.domain = "Fabrikam.Test".into()));
     }

@@ -46,6 +46,8 @@ pub struct ProbeOptions {
     pub ca_file: Option<PathBuf>,
     /// Ask the system resolver for names without an override (`--no-dns` turns it off).
     pub system_dns: bool,
+    /// Ask only this DNS server instead of the system's (`--dns-server`).
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Limit for each network operation.
     pub timeout: Duration,
     /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ (brief §3.4).
@@ -121,7 +123,7 @@ impl<'a> Prober<'a> {
             roots: tls::load_roots(ca_file.as_deref()),
             resolver: options
                 .system_dns
-                .then(|| network::new_resolver(options.timeout)),
+                .then(|| network::new_resolver(options.timeout, options.dns_server)),
             journey: Journey::new(&options.email),
             attempts: Vec::new(),
             dns_silent: std::sync::OnceLock::new(),

@@ -4,7 +4,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_resolver::config::{LookupIpStrategy, ResolveHosts};
+use hickory_resolver::config::{
+    LookupIpStrategy, NameServerConfigGroup, ResolveHosts, ResolverConfig,
+};
+use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::TokioResolver;
 use tokio::net::TcpStream;
 
@@ -20,13 +23,32 @@ pub(super) fn dns_timeout(timeout: Duration) -> Duration {
     timeout.min(DNS_LIMIT)
 }
 
-pub(super) fn new_resolver(timeout: Duration) -> Result<TokioResolver, String> {
-    let mut builder = TokioResolver::builder_tokio()
-        .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?;
+/// The system resolver, or only `server` (like `dig @server`) when one is given.
+pub(super) fn new_resolver(
+    timeout: Duration,
+    server: Option<SocketAddr>,
+) -> Result<TokioResolver, String> {
+    let mut builder = match server {
+        Some(addr) => TokioResolver::builder_with_config(
+            ResolverConfig::from_parts(
+                None,
+                Vec::new(),
+                NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true),
+            ),
+            TokioConnectionProvider::default(),
+        ),
+        None => TokioResolver::builder_tokio()
+            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?,
+    };
     let opts = builder.options_mut();
     opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-    // The hosts file first, like the system resolver (labs publish their names there).
-    opts.use_hosts_file = ResolveHosts::Always;
+    // The hosts file first, like the system resolver (labs publish their names there);
+    // a chosen server answers alone.
+    opts.use_hosts_file = if server.is_some() {
+        ResolveHosts::Never
+    } else {
+        ResolveHosts::Always
+    };
     opts.timeout = dns_timeout(timeout);
     opts.attempts = 1;
     Ok(builder.build())

@@ -107,6 +107,7 @@ pub fn lab_ports(running: &RunningLab) -> Ports {
         tenant_https: port(&running.tenant.https),
         tenant_http: port(&running.tenant.redirect),
         onprem_http: port(&running.onprem.redirect),
+        dns: running.dns.map_or_else(closed_port, |a| a.port()),
     }
 }
 
@@ -1205,5 +1206,120 @@ async fn verbose_evidence_and_the_hand_on_report() {
         .probe(&["--report", bad.to_str().unwrap(), "bob@contoso.lab"], &[])
         .await;
     assert_eq!(code, 1);
+    lab.running.stop().await;
+}
+
+/// The lab's DNS mode: `lab up` answers the lab's names from its zone files
+/// (hickory-server), and the probe asks it (`--dns-server`) with a ports-only map: CNAME
+/// chains show, the bare routing domain has no address, and with the autodiscover name
+/// missing the SRV record leads to the on-premises server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_mode_resolves_cnames_and_srv_from_the_labs_own_zones() {
+    for breakage in [None, Some(Breakage::MissingAutodiscoverName)] {
+        let lab = Lab::start(breakage).await;
+        let ports = lab.ports();
+        let dns = lab.running.dns.expect("the lab serves DNS");
+        let conf = lab.dir.path().join("dns-ephemeral.conf");
+        std::fs::write(
+            &conf,
+            autodiscoverd::lab::files::dns_mode_config(
+                &lab.spec,
+                ports,
+                &lab.ca().display().to_string(),
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+            .args(["probe", "--json", "--timeout", "5", "--dns-server"])
+            .arg(dns.to_string())
+            .arg("--map")
+            .arg(&conf)
+            .args(["--password", "alice-lab-pw", "alice@contoso.lab"])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let steps = |n: usize| attempts(&report)[n]["steps"].as_array().unwrap().clone();
+        assert_eq!(out.status.code(), Some(0), "{breakage:?}: {report:#}");
+        match breakage {
+            None => {
+                let dns_step = &steps(1)[0];
+                assert_eq!(
+                    dns_step["title"],
+                    "autodiscover.contoso.lab resolves (A/AAAA)"
+                );
+                let details: Vec<&str> = dns_step["details"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_str().unwrap())
+                    .collect();
+                assert!(
+                    details.contains(&"CNAME autodiscover.contoso.lab. -> mail.contoso.lab."),
+                    "{details:?}"
+                );
+                assert!(details.contains(&"A    127.0.0.1"), "{details:?}");
+                assert_eq!(
+                    report["obtained"]["url"],
+                    "https://autodiscover.contoso.lab/autodiscover/autodiscover.xml"
+                );
+            }
+            Some(_) => {
+                let title = steps(1)[0]["title"].as_str().unwrap().to_string();
+                assert!(title.contains("autodiscover.contoso.lab does not resolve (A/AAAA): no such name (NXDOMAIN)"), "{title}");
+                let srv = attempts(&report)
+                    .iter()
+                    .find(|a| a["method"] == "srv")
+                    .unwrap();
+                let lookup = &srv["steps"][0];
+                assert_eq!(lookup["status"], "pass", "{srv:#}");
+                assert!(
+                    lookup["details"][0]
+                        .as_str()
+                        .unwrap()
+                        .contains("0 0 443 mail.contoso.lab"),
+                    "{lookup:#}"
+                );
+                assert_eq!(
+                    report["obtained"]["url"],
+                    "https://mail.contoso.lab/autodiscover/autodiscover.xml"
+                );
+            }
+        }
+        lab.running.stop().await;
+    }
+    // The migrated user: the bare routing domain has no address, its autodiscover name is
+    // a CNAME to the tenant, and the journey still ends in Exchange Online.
+    let lab = Lab::start(None).await;
+    let conf = lab.dir.path().join("dns-ephemeral.conf");
+    std::fs::write(
+        &conf,
+        autodiscoverd::lab::files::dns_mode_config(
+            &lab.spec,
+            lab.ports(),
+            &lab.ca().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+        .args(["probe", "--json", "--timeout", "5", "--dns-server"])
+        .arg(lab.running.dns.unwrap().to_string())
+        .arg("--map")
+        .arg(&conf)
+        .args(["--password", "bob-lab-pw", "bob@contoso.lab"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let a = attempts(&report);
+    assert!(
+        a[2]["steps"][0]["title"]
+            .as_str()
+            .unwrap()
+            .contains("contoso.mail.onmicrosoft.lab does not resolve"),
+        "{:#}",
+        a[2]
+    );
+    assert!(a[3]["steps"][0]["details"].as_array().unwrap().iter().any(|d| d == "CNAME autodiscover.contoso.mail.onmicrosoft.lab. -> autodiscover-s.lab."), "{:#}", a[3]);
+    assert_eq!(report["obtained"]["settings"]["microsoft_online"], true);
     lab.running.stop().await;
 }
