@@ -124,7 +124,7 @@ pub fn onprem_config(spec: &LabSpec, ports: Ports) -> String {
 listen = ["127.0.0.1:{port}"]
 
 [tls]
-# autodiscover.{domain}: the name Outlook tries second (brief §7.1).
+# autodiscover.{domain}: the name Outlook tries second (MS-OXDISCO §3.1.5).
 cert = "{ad_cert}"
 key = "{ad_key}"
 
@@ -207,7 +207,7 @@ target = "https://autodiscover.{domain}"
     )
 }
 
-/// `tenant/autodiscoverd.toml`: the Exchange Online emulation (brief §8.4, §11.8).
+/// `tenant/autodiscoverd.toml`: the Exchange Online emulation.
 pub fn tenant_config(spec: &LabSpec, ports: Ports) -> String {
     let (s_cert, s_key) = cert_entry(CERT_TENANT_AUTODISCOVER);
     let (o_cert, o_key) = cert_entry(CERT_TENANT_OUTLOOK);
@@ -218,7 +218,7 @@ pub fn tenant_config(spec: &LabSpec, ports: Ports) -> String {
         r#"# Lab: the Exchange Online side of the {org} tenant (written by `autodiscoverd lab init`).
 # {autodiscover_s} and {outlook} stand in for autodiscover-s.outlook.com and
 # outlook.office365.com; the plain-HTTP redirector stands in for the port-80 VIP behind
-# {redirect_host} (brief §8.4).
+# {redirect_host}.
 
 [server]
 # Stands in for port 443 of {autodiscover_s} and {outlook}.

@@ -258,7 +258,7 @@ impl Prober<'_> {
                     ),
                 )
                 .detail(
-                    "learned over plain HTTP: Outlook asks the user before using it (brief §7.5)",
+                    "learned over plain HTTP: Outlook asks the user before using it (MS-OXDISCO §3.1.5.4)",
                 );
                 a.outcome = Outcome::RedirectUrl { url: next.text() };
                 None
@@ -362,7 +362,7 @@ impl Prober<'_> {
                 ));
             }
             s.detail(
-                "learned from DNS: Outlook asks the user before using an SRV target (brief §7.4)",
+                "learned from DNS: Outlook asks the user before using an SRV target (MS-OXDISCO §3.1.5.3)",
             );
         }
         a.outcome = Outcome::Skipped {

@@ -1,5 +1,5 @@
-//! `autodiscoverd probe <email>`: walks the Autodiscover journey as a client does (brief
-//! §7.1: root domain, `autodiscover.` prefix, HTTP-redirect method, SRV; SCP is out of
+//! `autodiscoverd probe <email>`: walks the Autodiscover journey as a client does
+//! (MS-OXDISCO §3.1.5: root domain, `autodiscover.` prefix, HTTP-redirect method, SRV; SCP is out of
 //! scope) and records every step: DNS, TCP, TLS and the certificate checks, the
 //! unauthenticated and authenticated requests, the answer and the redirects, ending in a
 //! verdict. The pure parts: [`plan`] decides what to try, [`answer`] builds and reads the
@@ -50,7 +50,7 @@ pub struct ProbeOptions {
     pub dns_server: Option<std::net::SocketAddr>,
     /// Limit for each network operation.
     pub timeout: Duration,
-    /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ (brief §3.4).
+    /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ (MS-OXDSCLI §2.2.2.1).
     pub mapi_http: bool,
     /// Record the evidence of every HTTP exchange (`-v`): status, tracing headers,
     /// authentication offers and bodies, never credentials.
