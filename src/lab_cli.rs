@@ -99,6 +99,10 @@ pub struct ProbeArgs {
     /// headers, the authentication offers and the XML/JSON bodies (never credentials).
     #[arg(long, short)]
     pub verbose: bool,
+    /// After settings are found, check that the EWS, OAB, MAPI/HTTP and ActiveSync URLs
+    /// they name answer (TLS valid, then a 200 or an authentication challenge).
+    #[arg(long)]
+    pub check_urls: bool,
     /// Also write the report to hand on: FILE.md (Markdown) or FILE.html, verdict first,
     /// every step time-stamped with the time it took, and the evidence.
     #[arg(long, value_name = "FILE")]
@@ -215,6 +219,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout.max(1)),
         mapi_http: !args.no_mapi,
         verbose: args.verbose,
+        check_urls: args.check_urls,
         auth: AuthChoice::parse(&args.auth)
             .ok_or_else(|| anyhow::anyhow!("unknown --auth `{}`", args.auth))?,
     };

@@ -41,6 +41,7 @@ fn outcome(o: &Outcome) -> String {
         Outcome::RedirectUrl { url } => format!("redirect to {url}"),
         Outcome::Failed { reason } => format!("failed: {reason}"),
         Outcome::Skipped { reason } => format!("skipped: {reason}"),
+        Outcome::ServiceAnswers => "the service answers".into(),
     }
 }
 
@@ -91,7 +92,7 @@ pub fn markdown(report: &Report) -> String {
         out.push('\n');
     }
     out.push_str("## Steps\n");
-    for a in &report.attempts {
+    for a in report.attempts.iter().chain(&report.service_checks) {
         out.push_str(&format!(
             "\n### Attempt {}: {} for {}\n\n`{}`{}\n\n",
             a.number,
@@ -175,7 +176,7 @@ pub fn html(report: &Report) -> String {
         out.push_str("</ul>\n");
     }
     out.push_str("<h2>Steps</h2>\n");
-    for a in &report.attempts {
+    for a in report.attempts.iter().chain(&report.service_checks) {
         out.push_str(&format!(
             "<h3>Attempt {}: {} for {}</h3>\n<p><code>{}</code></p>\n<ul>\n",
             a.number,

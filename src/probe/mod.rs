@@ -21,6 +21,7 @@ mod exchange;
 mod handshake;
 mod methods;
 mod network;
+mod services;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct ProbeOptions {
     pub timeout: Duration,
     /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ (MS-OXDSCLI §2.2.2.1).
     pub mapi_http: bool,
+    /// After settings were found, check the service URLs they name (`--check-urls`).
+    pub check_urls: bool,
     /// Record the evidence of every HTTP exchange (`-v`): status, tracing headers,
     /// authentication offers and bodies, never credentials.
     pub verbose: bool,
@@ -76,12 +79,19 @@ pub async fn run(options: &ProbeOptions, now: SystemTime) -> Report {
     let obtained = prober.discover().await;
     let addresses = prober.journey.addresses().to_vec();
     let url_redirects = prober.journey.url_hops();
-    let verdict = verdict::verdict(
+    let service_checks = match (&obtained, options.check_urls) {
+        (Some(o), true) => prober.check_services(&o.settings).await,
+        _ => Vec::new(),
+    };
+    let mut verdict = verdict::verdict(
         &prober.attempts,
         obtained.as_ref(),
         &addresses,
         url_redirects,
     );
+    verdict
+        .advice
+        .extend(verdict::service_advice(&service_checks));
     Report {
         email: options.email.clone(),
         started_at: Some(tls::rfc3339(prober.now_unix)),
@@ -90,6 +100,7 @@ pub async fn run(options: &ProbeOptions, now: SystemTime) -> Report {
         url_redirects,
         attempts: prober.attempts,
         obtained,
+        service_checks,
         verdict,
     }
 }

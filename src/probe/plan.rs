@@ -66,6 +66,9 @@ pub enum Method {
     Srv,
     /// A URL learned from a redirect (302 or redirectUrl) or from the HTTP-redirect method.
     Redirected,
+    /// After settings were found: a service URL they name (EWS, OAB, MAPI/HTTP,
+    /// ActiveSync), checked without credentials (`--check-urls`).
+    ServiceUrl,
 }
 
 impl Method {
@@ -77,6 +80,7 @@ impl Method {
             Method::HttpRedirect => "HTTP redirect method (port 80)",
             Method::Srv => "SRV record",
             Method::Redirected => "followed redirect",
+            Method::ServiceUrl => "service URL check",
         }
     }
 }
@@ -238,6 +242,15 @@ pub fn check_redirect(
     location: &str,
     path_protocol: Protocol,
 ) -> Result<HttpsUrl, RedirectProblem> {
+    let url = parse_https(location)?;
+    if !path_matches(&url.path, path_protocol) {
+        return Err(RedirectProblem::WrongPath);
+    }
+    Ok(url)
+}
+
+/// An absolute https URL, split for connecting.
+pub fn parse_https(location: &str) -> Result<HttpsUrl, RedirectProblem> {
     let uri: http::Uri = location
         .trim()
         .parse()
@@ -252,14 +265,77 @@ pub fn check_redirect(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    if !path_matches(&path, path_protocol) {
-        return Err(RedirectProblem::WrongPath);
-    }
     Ok(HttpsUrl {
         host: host.trim_end_matches('.').to_ascii_lowercase(),
         port: uri.port_u16().unwrap_or(443),
         path,
     })
+}
+
+/// The service URLs a client goes on to use, from the settings: (service, URL).
+pub fn service_urls(settings: &super::answer::Settings) -> Vec<(&'static str, String)> {
+    let user = |name: &str| settings.user_settings.get(name).cloned();
+    let field = |name: &str| {
+        settings
+            .protocols
+            .iter()
+            .find_map(|p| p.get(name).map(str::to_string))
+    };
+    let v2 = settings
+        .v2
+        .as_ref()
+        .map(|v| (v.protocol.as_str(), v.url.clone()));
+    let candidates = [
+        (
+            "EWS",
+            settings
+                .ews_url
+                .clone()
+                .or_else(|| user("ExternalEwsUrl"))
+                .or_else(|| {
+                    v2.clone()
+                        .filter(|(p, _)| p.eq_ignore_ascii_case("ews"))
+                        .map(|(_, u)| u)
+                }),
+        ),
+        ("OAB", field("OABUrl").or_else(|| user("ExternalOABUrl"))),
+        ("MAPI/HTTP", settings.mapi_mailstore_url.clone()),
+        (
+            "ActiveSync",
+            user("ExternalMobileUrl")
+                .or_else(|| user("MobileSyncUrl"))
+                .or_else(|| {
+                    v2.filter(|(p, _)| p.eq_ignore_ascii_case("activesync"))
+                        .map(|(_, u)| u)
+                }),
+        ),
+    ];
+    candidates
+        .into_iter()
+        .filter_map(|(service, url)| url.map(|u| (service, u)))
+        .collect()
+}
+
+/// Judges a service URL's answer to an unauthenticated GET: a 200, or a 401 that offers
+/// a scheme, means the service is there.
+pub fn service_answer(status: u16, offered: &[String]) -> (bool, String) {
+    match status {
+        200..=299 => (true, format!("HTTP {status}: the service answers")),
+        401 if !offered.is_empty() => (
+            true,
+            format!(
+                "HTTP 401: the service asks for credentials ({})",
+                offered.join(", ")
+            ),
+        ),
+        401 => (false, "HTTP 401 without an authentication scheme".into()),
+        300..=399 => (
+            false,
+            format!("HTTP {status}: redirected elsewhere instead of answering"),
+        ),
+        404 => (false, "HTTP 404: nothing is published at this URL".into()),
+        _ => (false, format!("HTTP {status}")),
+    }
 }
 
 /// One SRV answer.
@@ -612,5 +688,63 @@ mod tests {
     #[test]
     fn percent_encoding_keeps_unreserved_characters() {
         assert_eq!(percent_encode("a.b-c_d~e@f g"), "a.b-c_d~e%40f%20g");
+    }
+
+    #[test]
+    fn service_urls_come_from_pox_soap_and_v2_settings() {
+        use crate::probe::answer::{ProtocolBlock, Settings, V2Answer};
+        let block = ProtocolBlock {
+            kind: "EXCH".into(),
+            fields: [(
+                "OABUrl".to_string(),
+                "https://mail.contoso.com/OAB/x/".to_string(),
+            )]
+            .into(),
+        };
+        let pox = Settings {
+            ews_url: Some("https://mail.contoso.com/EWS/Exchange.asmx".into()),
+            mapi_mailstore_url: Some("https://mail.contoso.com/mapi/emsmdb/?MailboxId=a".into()),
+            protocols: vec![block],
+            ..Settings::default()
+        };
+        let services: Vec<&str> = service_urls(&pox).iter().map(|(s, _)| *s).collect();
+        assert_eq!(services, ["EWS", "OAB", "MAPI/HTTP"]);
+        let mut soap = Settings::default();
+        soap.user_settings.insert(
+            "ExternalEwsUrl".into(),
+            "https://e/EWS/Exchange.asmx".into(),
+        );
+        soap.user_settings.insert(
+            "ExternalMobileUrl".into(),
+            "https://e/Microsoft-Server-ActiveSync".into(),
+        );
+        assert_eq!(
+            service_urls(&soap),
+            [
+                ("EWS", "https://e/EWS/Exchange.asmx".to_string()),
+                (
+                    "ActiveSync",
+                    "https://e/Microsoft-Server-ActiveSync".to_string()
+                )
+            ]
+        );
+        let v2 = Settings {
+            v2: Some(V2Answer {
+                protocol: "ActiveSync".into(),
+                url: "https://e/Microsoft-Server-ActiveSync".into(),
+            }),
+            ..Settings::default()
+        };
+        assert_eq!(service_urls(&v2)[0].0, "ActiveSync");
+    }
+
+    #[test]
+    fn a_service_answers_with_200_or_a_challenge() {
+        assert!(service_answer(200, &[]).0);
+        assert!(service_answer(401, &["NTLM".into()]).0);
+        assert!(!service_answer(401, &[]).0);
+        assert!(!service_answer(404, &[]).0);
+        assert!(!service_answer(302, &[]).0);
+        assert!(service_answer(503, &[]).1.contains("503"));
     }
 }

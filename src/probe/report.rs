@@ -117,6 +117,8 @@ pub enum Outcome {
     Failed { reason: String },
     /// Not tried (e.g. the URL was already visited).
     Skipped { reason: String },
+    /// A service URL answered as a service should (`--check-urls`).
+    ServiceAnswers,
 }
 
 /// One candidate URL (or redirect target) and everything tried against it.
@@ -245,6 +247,9 @@ pub struct Report {
     pub attempts: Vec<Attempt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub obtained: Option<Obtained>,
+    /// `--check-urls`: the service URLs of the settings, checked after the journey.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub service_checks: Vec<Attempt>,
     pub verdict: Verdict,
 }
 
@@ -314,7 +319,7 @@ pub fn render_text(report: &Report) -> String {
         report.protocol.label()
     );
     let last = report.attempts.len();
-    for a in &report.attempts {
+    for a in report.attempts.iter().chain(&report.service_checks) {
         out.push_str(&format!(
             "\nAttempt {}: {} for {}\n  {}\n",
             a.number,
@@ -344,6 +349,7 @@ pub fn render_text(report: &Report) -> String {
             }
             Outcome::Failed { reason } => format!("failed: {reason}"),
             Outcome::Skipped { reason } => format!("skipped: {reason}"),
+            Outcome::ServiceAnswers => "the service answers".to_string(),
         };
         out.push_str(&format!("  => {outcome}\n"));
     }
@@ -427,6 +433,7 @@ pub(crate) mod tests {
         Report {
             email: "alice@contoso.com".into(),
             started_at: None,
+            service_checks: Vec::new(),
             protocol: Protocol::Pox,
             addresses: vec!["alice@contoso.com".into()],
             url_redirects: 0,

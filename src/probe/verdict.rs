@@ -82,6 +82,7 @@ impl<'a> Candidate<'a> {
                 Some(Outcome::Skipped { reason }) => format!("skipped: {reason}"),
                 Some(Outcome::RedirectUrl { url }) => format!("redirect to {url}"),
                 Some(Outcome::Failed { reason }) => format!("failed: {reason}"),
+                Some(Outcome::ServiceAnswers) => "the service answers".to_string(),
                 None => String::new(),
             },
         };
@@ -212,6 +213,20 @@ pub fn verdict(
             advice: Vec::new(),
         },
     }
+}
+
+/// On success with `--check-urls`: one advice line per service URL that does not answer.
+pub fn service_advice(checks: &[Attempt]) -> Vec<String> {
+    checks
+        .iter()
+        .filter_map(|a| {
+            let failed = a.steps.iter().rev().find(|s| s.status == Status::Fail)?;
+            Some(format!(
+                "{} (from the settings) does not work: {}; clients get the URL but cannot use it: fix the service's external URL or publish the service",
+                a.url, failed.title
+            ))
+        })
+        .collect()
 }
 
 /// `host` or `host:port` of an attempt's URL (`_autodiscover._tcp.<domain>` for SRV).

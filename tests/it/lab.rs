@@ -1323,3 +1323,89 @@ async fn dns_mode_resolves_cnames_and_srv_from_the_labs_own_zones() {
     assert_eq!(report["obtained"]["settings"]["microsoft_online"], true);
     lab.running.stop().await;
 }
+
+/// `--check-urls`: after settings, each service URL they name gets TLS and an
+/// unauthenticated GET. The lab serves Autodiscover only, so the URLs answer 404, and
+/// the probe says so for each (the journey itself still succeeds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_urls_tries_every_service_url_and_names_those_that_do_not_answer() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(
+            &[
+                "--check-urls",
+                "--password",
+                "alice-lab-pw",
+                "alice@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let checks = report["service_checks"].as_array().expect("service checks");
+    let urls: Vec<&str> = checks.iter().map(|c| c["url"].as_str().unwrap()).collect();
+    assert!(
+        urls.contains(&"https://mail.contoso.lab/EWS/Exchange.asmx"),
+        "{urls:?}"
+    );
+    assert!(
+        urls.iter()
+            .any(|u| u.starts_with("https://mail.contoso.lab/mapi/emsmdb/")),
+        "{urls:?}"
+    );
+    let journey = attempts(&report).len() as u64;
+    for (i, c) in checks.iter().enumerate() {
+        assert_eq!(c["method"], "service_url");
+        assert_eq!(
+            c["number"].as_u64().unwrap(),
+            journey + 1 + i as u64,
+            "numbered after the journey"
+        );
+        assert!(has(c, "certificate_name", "pass"), "{c:#}");
+        assert!(has(c, "certificate_chain", "pass"), "{c:#}");
+        let last = c["steps"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["status"], "fail", "{c:#}");
+        assert!(
+            last["title"]
+                .as_str()
+                .unwrap()
+                .contains("HTTP 404: nothing is published at this URL"),
+            "{last:#}"
+        );
+    }
+    let advice: Vec<&str> = report["verdict"]["advice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(advice.len(), checks.len(), "{advice:?}");
+    assert!(
+        advice[0].starts_with(
+            "https://mail.contoso.lab/EWS/Exchange.asmx (from the settings) does not work"
+        ),
+        "{advice:?}"
+    );
+    assert_eq!(report["verdict"]["success"], true);
+
+    let (_, text) = lab
+        .probe(
+            &[
+                "--check-urls",
+                "--password",
+                "alice-lab-pw",
+                "alice@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert!(
+        text.contains("service URL check for alice@contoso.lab"),
+        "{text}"
+    );
+    assert!(
+        text.contains("EWS: GET /EWS/Exchange.asmx (no credentials): HTTP 404"),
+        "{text}"
+    );
+    lab.running.stop().await;
+}
