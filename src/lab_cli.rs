@@ -58,7 +58,7 @@ pub struct ProbeArgs {
     /// The email address to discover.
     pub email: String,
     /// Autodiscover flavour to speak.
-    #[arg(long, default_value = "pox", value_parser = ["pox", "soap", "v2"])]
+    #[arg(long, default_value = "pox", value_parser = ["pox", "mobilesync", "soap", "v2"])]
     pub protocol: String,
     /// Login name (default: the email address).
     #[arg(long, short)]
@@ -99,6 +99,10 @@ pub struct ProbeArgs {
     /// headers, the authentication offers and the XML/JSON bodies (never credentials).
     #[arg(long, short)]
     pub verbose: bool,
+    /// POX: ask by this legacy DN (<LegacyDN>) instead of the address, as Outlook does
+    /// once it knows the mailbox.
+    #[arg(long, value_name = "DN")]
+    pub legacy_dn: Option<String>,
     /// After settings are found, check that the EWS, OAB, MAPI/HTTP and ActiveSync URLs
     /// they name answer (TLS valid, then a 200 or an authentication challenge).
     #[arg(long)]
@@ -220,6 +224,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         mapi_http: !args.no_mapi,
         verbose: args.verbose,
         check_urls: args.check_urls,
+        legacy_dn: args.legacy_dn.clone(),
         auth: AuthChoice::parse(&args.auth)
             .ok_or_else(|| anyhow::anyhow!("unknown --auth `{}`", args.auth))?,
     };

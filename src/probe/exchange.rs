@@ -82,7 +82,20 @@ impl Prober<'_> {
         };
         let protocol = self.options.protocol;
         let (method, body) = match protocol {
-            Protocol::Pox => ("POST", answer::pox_request(&address)),
+            Protocol::Pox | Protocol::MobileSync => {
+                // The legacy DN stands in for the address asked about first only: after a
+                // redirectAddr the client asks for the new address.
+                let subject = match &self.options.legacy_dn {
+                    Some(dn) if self.journey.addresses().len() == 1 => {
+                        answer::Subject::LegacyDn(dn)
+                    }
+                    _ => answer::Subject::Address(&address),
+                };
+                (
+                    "POST",
+                    answer::pox_request_for(subject, protocol == Protocol::MobileSync),
+                )
+            }
             Protocol::Soap => ("POST", answer::soap_request(&address, &url.text())),
             Protocol::V2 => ("GET", Vec::new()),
         };
@@ -280,6 +293,7 @@ impl Prober<'_> {
     pub(super) fn read_answer(&self, a: &mut Attempt, response: &Response) -> Exchange {
         let parsed = match self.options.protocol {
             Protocol::Pox => answer::parse_pox(&response.body),
+            Protocol::MobileSync => answer::parse_mobilesync(&response.body),
             Protocol::Soap => answer::parse_soap(&response.body),
             Protocol::V2 => answer::parse_v2(&response.body),
         };
@@ -289,6 +303,11 @@ impl Prober<'_> {
                 "settings received (Action=settings)",
                 "Action=redirectAddr: the mailbox is elsewhere; RedirectAddr",
                 "Action=redirectUrl: ask",
+            ),
+            Protocol::MobileSync => (
+                "settings received (Action/Settings, Server Type MobileSync)",
+                "Action/Redirect: the mailbox is elsewhere; Redirect",
+                "ask",
             ),
             Protocol::Soap => (
                 "settings received (UserResponse ErrorCode=NoError)",

@@ -233,6 +233,7 @@ impl Prober<'_> {
         let path_protocol = match self.options.protocol {
             Protocol::Soap => Protocol::Soap,
             Protocol::Pox | Protocol::V2 => Protocol::Pox,
+            Protocol::MobileSync => Protocol::MobileSync,
         };
         let target = match plan::check_redirect(&location, path_protocol) {
             Ok(t) => t,

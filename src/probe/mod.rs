@@ -53,6 +53,8 @@ pub struct ProbeOptions {
     pub timeout: Duration,
     /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ (MS-OXDSCLI §2.2.2.1).
     pub mapi_http: bool,
+    /// POX: ask by this legacy DN instead of the address (the first address only).
+    pub legacy_dn: Option<String>,
     /// After settings were found, check the service URLs they name (`--check-urls`).
     pub check_urls: bool,
     /// Record the evidence of every HTTP exchange (`-v`): status, tracing headers,

@@ -10,6 +10,8 @@ use serde::Serialize;
 pub enum Protocol {
     /// POST `/autodiscover/autodiscover.xml` (MS-OXDSCLI).
     Pox,
+    /// The same POST in the mobilesync schema, as ActiveSync phones send it.
+    MobileSync,
     /// POST `/autodiscover/autodiscover.svc` GetUserSettings (MS-OXWSADISC).
     Soap,
     /// Anonymous GET `/autodiscover/autodiscover.json/v1.0/<email>`.
@@ -17,10 +19,11 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// Parses `pox`, `soap` or `v2` (any case).
+    /// Parses `pox`, `mobilesync`, `soap` or `v2` (any case).
     pub fn parse(text: &str) -> Option<Protocol> {
         match text.trim().to_ascii_lowercase().as_str() {
             "pox" => Some(Protocol::Pox),
+            "mobilesync" => Some(Protocol::MobileSync),
             "soap" => Some(Protocol::Soap),
             "v2" | "json" => Some(Protocol::V2),
             _ => None,
@@ -31,6 +34,7 @@ impl Protocol {
     pub fn label(self) -> &'static str {
         match self {
             Protocol::Pox => "POX",
+            Protocol::MobileSync => "POX, mobilesync schema",
             Protocol::Soap => "SOAP",
             Protocol::V2 => "AutodiscoverV2",
         }
@@ -42,7 +46,7 @@ impl Protocol {
     pub fn redirect_probe_path(self) -> &'static str {
         match self {
             Protocol::Soap => "/autodiscover/autodiscover.svc",
-            Protocol::Pox | Protocol::V2 => "/autodiscover/autodiscover.xml",
+            Protocol::Pox | Protocol::MobileSync | Protocol::V2 => "/autodiscover/autodiscover.xml",
         }
     }
 
@@ -172,7 +176,7 @@ impl HttpsUrl {
 /// The Autodiscover URL of `protocol` on `host:port` for `email`.
 pub fn endpoint(host: &str, port: u16, protocol: Protocol, email: &str) -> HttpsUrl {
     let path = match protocol {
-        Protocol::Pox => "/autodiscover/autodiscover.xml".to_string(),
+        Protocol::Pox | Protocol::MobileSync => "/autodiscover/autodiscover.xml".to_string(),
         Protocol::Soap => "/autodiscover/autodiscover.svc".to_string(),
         Protocol::V2 => v2_path(email),
     };
@@ -228,7 +232,9 @@ fn path_matches(path: &str, protocol: Protocol) -> bool {
     };
     match protocol {
         // `/autodiscover/(<seg>/)*autodiscover.xml`.
-        Protocol::Pox => rest == "autodiscover.xml" || rest.ends_with("/autodiscover.xml"),
+        Protocol::Pox | Protocol::MobileSync => {
+            rest == "autodiscover.xml" || rest.ends_with("/autodiscover.xml")
+        }
         Protocol::Soap => rest == "autodiscover.svc" || rest.ends_with("/autodiscover.svc"),
         Protocol::V2 => rest.starts_with("autodiscover.json"),
     }

@@ -1409,3 +1409,80 @@ async fn check_urls_tries_every_service_url_and_names_those_that_do_not_answer()
     );
     lab.running.stop().await;
 }
+
+/// The request modes: the mobilesync schema an ActiveSync phone sends (through the
+/// hybrid redirect to the tenant's ActiveSync URL, which `--check-urls` then tries), and
+/// an Outlook request by legacy DN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mobilesync_and_legacy_dn_request_modes() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(
+            &[
+                "--protocol",
+                "mobilesync",
+                "--check-urls",
+                "--password",
+                "bob-lab-pw",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["protocol"], "mobilesync");
+    assert_eq!(
+        attempts(&report)[1]["outcome"]["address"],
+        "bob@contoso.mail.onmicrosoft.lab"
+    );
+    let settings = &report["obtained"]["settings"];
+    assert_eq!(
+        settings["user_settings"]["MobileSyncUrl"],
+        "https://outlook.lab/Microsoft-Server-ActiveSync"
+    );
+    assert_eq!(
+        report["service_checks"][0]["url"],
+        "https://outlook.lab/Microsoft-Server-ActiveSync"
+    );
+    assert!(report["service_checks"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("ActiveSync: GET /Microsoft-Server-ActiveSync"));
+
+    let dn = autodiscoverd::lab::files::onprem_legacy_dn(&lab.spec, &autodiscoverd::lab::USERS[0]);
+    let (code, text) = lab
+        .probe(
+            &[
+                "-v",
+                "--legacy-dn",
+                &dn,
+                "--password",
+                "alice-lab-pw",
+                "alice@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("> |     <LegacyDN>{dn}</LegacyDN>")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<EMailAddress>alice@contoso.lab</EMailAddress>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Verdict: PASS settings obtained for alice@contoso.lab"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("< |       <LegacyDN>{dn}</LegacyDN>")),
+        "{text}"
+    );
+    lab.running.stop().await;
+}
