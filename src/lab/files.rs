@@ -124,7 +124,7 @@ pub fn onprem_config(spec: &LabSpec, ports: Ports) -> String {
 listen = ["127.0.0.1:{port}"]
 
 [tls]
-# autodiscover.{domain}: the name Outlook tries second (MS-OXDISCO §3.1.5).
+# autodiscover.{domain}: the name Outlook tries second (MS-OXDISCO §3.1.5.2).
 cert = "{ad_cert}"
 key = "{ad_key}"
 

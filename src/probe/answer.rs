@@ -1,6 +1,6 @@
 //! What the probe sends and how it reads the answers (pure): POX and SOAP request bodies
-//! (through the crate's one XML writer), and parsers for POX (MS-OXDSCLI §2.2), SOAP
-//! GetUserSettings (§9) and AutodiscoverV2 JSON (§10) answers into one [`Answer`].
+//! (through the crate's one XML writer), and parsers for POX ([MS-OXDSCLI] §2.2.4), SOAP
+//! GetUserSettings ([MS-OXWSADISC]) and AutodiscoverV2 JSON answers into one [`Answer`].
 
 use std::collections::BTreeMap;
 

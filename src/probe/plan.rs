@@ -1,5 +1,6 @@
-//! The client's plan, pure: which URLs to try in which order (MS-OXDISCO §3.1.5), which redirects
-//! to accept (§7.5) and when to give up (§7.6). No sockets, no DNS, no clock: the I/O side
+//! The client's plan, pure: which URLs to try in which order ([MS-OXDISCO] §3.1.5), which
+//! redirects to accept and when to give up (after 10 hops, like the EWS Managed API and
+//! exchangelib). No sockets, no DNS, no clock: the I/O side
 //! ([`super`]) asks this module what to do next and reports back.
 
 use serde::Serialize;

@@ -25,7 +25,8 @@ use crate::settings::mailbox_settings;
 
 const POX_ALLOW: &str = "OPTIONS, GET, POST, HEAD";
 
-/// Routes on the HTTPS listener; path matching is case-insensitive (brief §0 rule 16).
+/// Routes on the HTTPS listener; path matching is case-insensitive (IIS semantics; Outlook
+/// sends `/Autodiscover/Autodiscover.xml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Pox,
@@ -84,7 +85,7 @@ where
         }
         Route::NotFound => (respond::not_found(), Note::outcome("not_found")),
     };
-    // Every /autodiscover/* answer says SOAP is here, errors included (brief rule 7).
+    // Every /autodiscover/* answer says SOAP is here, errors included.
     if route(&path) != Route::NotFound {
         respond::add_autodiscover_headers(&mut response);
     }
@@ -354,7 +355,7 @@ where
         );
     }
     if method == Method::GET {
-        // Exchange answers an authenticated GET with Error 600 (brief §1.2).
+        // Exchange answers an authenticated GET with Error 600.
         let body = pox::render_error(
             Flavour::Outlook,
             ErrorCode::InvalidRequest,
