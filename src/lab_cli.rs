@@ -99,6 +99,11 @@ pub struct ProbeArgs {
     /// headers, the authentication offers and the XML/JSON bodies (never credentials).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Look up Autodiscover service connection points in Active Directory first, as a
+    /// domain-joined Outlook does: an LDAP URL such as ldaps://dc01.contoso.com (simple
+    /// bind with --user/--password; --ca-file also anchors the DC's certificate).
+    #[arg(long, value_name = "LDAP-URL")]
+    pub scp: Option<String>,
     /// POX: ask by this legacy DN (<LegacyDN>) instead of the address, as Outlook does
     /// once it knows the mailbox.
     #[arg(long, value_name = "DN")]
@@ -225,6 +230,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         verbose: args.verbose,
         check_urls: args.check_urls,
         legacy_dn: args.legacy_dn.clone(),
+        scp: args.scp.clone(),
         auth: AuthChoice::parse(&args.auth)
             .ok_or_else(|| anyhow::anyhow!("unknown --auth `{}`", args.auth))?,
     };

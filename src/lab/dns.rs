@@ -194,26 +194,30 @@ pub struct LabDns {
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 impl LabDns {
-    /// Binds UDP and TCP on `addr` (port 0: any free port, the same for both).
+    /// Binds UDP and TCP on `addr` (port 0: any free port, the same for both; another
+    /// port is tried while TCP finds the UDP port taken).
     pub async fn bind(addr: SocketAddr, catalog: Catalog) -> Result<LabDns, DnsError> {
-        let bind_error = |source| DnsError::Bind { addr, source };
-        let udp = tokio::net::UdpSocket::bind(addr)
-            .await
-            .map_err(bind_error)?;
-        let bound = udp.local_addr().map_err(bind_error)?;
-        let tcp = tokio::net::TcpListener::bind(bound)
-            .await
-            .map_err(|source| DnsError::Bind {
+        let bind_error = |addr, source| DnsError::Bind { addr, source };
+        let mut tries = if addr.port() == 0 { 20 } else { 1 };
+        loop {
+            tries -= 1;
+            let udp = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(|e| bind_error(addr, e))?;
+            let bound = udp.local_addr().map_err(|e| bind_error(addr, e))?;
+            let tcp = match tokio::net::TcpListener::bind(bound).await {
+                Ok(tcp) => tcp,
+                Err(e) if tries > 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(bind_error(bound, e)),
+            };
+            let mut server = ServerFuture::new(catalog);
+            server.register_socket(udp);
+            server.register_listener(tcp, TCP_IDLE);
+            return Ok(LabDns {
                 addr: bound,
-                source,
-            })?;
-        let mut server = ServerFuture::new(catalog);
-        server.register_socket(udp);
-        server.register_listener(tcp, TCP_IDLE);
-        Ok(LabDns {
-            addr: bound,
-            server,
-        })
+                server,
+            });
+        }
     }
 
     /// Answers until `stop` completes.

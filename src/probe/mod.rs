@@ -21,6 +21,7 @@ mod exchange;
 mod handshake;
 mod methods;
 mod network;
+mod scp;
 mod services;
 
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ pub struct ProbeOptions {
     pub timeout: Duration,
     /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ (MS-OXDSCLI §2.2.2.1).
     pub mapi_http: bool,
+    /// Look up Autodiscover SCPs on this LDAP URL first (`--scp ldaps://dc`), as a
+    /// domain-joined Outlook does.
+    pub scp: Option<String>,
     /// POX: ask by this legacy DN instead of the address (the first address only).
     pub legacy_dn: Option<String>,
     /// After settings were found, check the service URLs they name (`--check-urls`).
@@ -163,6 +167,26 @@ impl<'a> Prober<'a> {
                 self.attempts.push(a);
                 return None;
             };
+            if let Some(ldap_url) = self.options.scp.clone() {
+                // Only for the address asked about: a redirected address is discovered by DNS.
+                if self.journey.addresses().len() == 1 {
+                    for found in self.scp_lookup(&ldap_url).await {
+                        let url = match plan::parse_https(&found) {
+                            Ok(u) if self.options.protocol == Protocol::Pox => u,
+                            Ok(u) => {
+                                plan::endpoint(&u.host, u.port, self.options.protocol, &address)
+                            }
+                            Err(_) => continue,
+                        };
+                        match self.https_chain(Method::Scp, url).await {
+                            Found::Settings(o) => return Some(*o),
+                            Found::Restart => continue 'address,
+                            Found::Stop => return None,
+                            Found::Nothing => {}
+                        }
+                    }
+                }
+            }
             for candidate in plan::candidates(&domain) {
                 let found = match candidate.method {
                     Method::HttpRedirect => {

@@ -71,6 +71,8 @@ pub enum Method {
     Srv,
     /// A URL learned from a redirect (302 or redirectUrl) or from the HTTP-redirect method.
     Redirected,
+    /// A URL from an Active Directory service connection point (`--scp`).
+    Scp,
     /// After settings were found: a service URL they name (EWS, OAB, MAPI/HTTP,
     /// ActiveSync), checked without credentials (`--check-urls`).
     ServiceUrl,
@@ -86,6 +88,7 @@ impl Method {
             Method::Srv => "SRV record",
             Method::Redirected => "followed redirect",
             Method::ServiceUrl => "service URL check",
+            Method::Scp => "SCP (Active Directory)",
         }
     }
 }

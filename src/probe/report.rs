@@ -41,6 +41,8 @@ pub enum StepKind {
     Dns,
     /// The SRV lookup.
     Srv,
+    /// The SCP lookup in Active Directory (connect, bind, search).
+    Scp,
     /// TCP connect.
     Tcp,
     /// The TLS handshake.
