@@ -55,8 +55,14 @@ impl Default for ThrottleConfig {
 /// What to do with an authentication attempt before checking the credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Check the credentials after waiting `delay` (zero when nothing is suspicious).
-    Proceed { delay: Duration },
+    /// Check the credentials after waiting `delay` (the account is under a distributed
+    /// attack), and wait `on_failure` more before answering when they are wrong (the
+    /// source's own failures: a correct login from a busy NAT address is not slowed).
+    /// Both are zero when nothing is suspicious.
+    Proceed {
+        delay: Duration,
+        on_failure: Duration,
+    },
     /// Refuse with 429 and `Retry-After` (the source is blocked).
     TooManyRequests { retry_after: Duration },
     /// Refuse with the usual 401 plus `Retry-After`, without checking the password.
@@ -216,7 +222,8 @@ impl Throttle {
             self.config.account_max_delay,
         );
         Verdict::Proceed {
-            delay: source_delay.max(account_delay),
+            delay: account_delay,
+            on_failure: source_delay.saturating_sub(account_delay),
         }
     }
 
@@ -240,9 +247,199 @@ impl Throttle {
     }
 }
 
+/// Failed password checks this server caused on each directory account, kept below the
+/// domain's account lockout threshold so that this server never locks an account.
+///
+/// It counts the way a domain controller counts `badPwdCount` (MS-SAMR, account lockout): per
+/// account, whatever spelling of the login was used; back to zero after a successful
+/// logon or once the observation window (`lockOutObservationWindow`) has passed since the
+/// last failure. An attempt is counted when it is admitted, before the directory is asked
+/// (concurrent attempts cannot overshoot), and [`LockoutLedger::settle`] keeps, clears or
+/// takes it back once the outcome is known.
+pub struct LockoutLedger {
+    entries: HashMap<String, Strikes>,
+    max_entries: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Strikes {
+    failures: u32,
+    last_ms: u64,
+}
+
+/// How many failures an account may collect here: the domain's threshold minus a margin
+/// left for the owner's own mistakes elsewhere, at least one. `None`: the domain has no
+/// lockout policy (threshold 0), so there is nothing to stay below.
+pub fn lockout_budget(threshold: u32, margin: u32) -> Option<u32> {
+    (threshold > 0).then(|| threshold.saturating_sub(margin).max(1))
+}
+
+impl LockoutLedger {
+    /// An empty ledger holding at most `max_entries` accounts.
+    pub fn new(max_entries: usize) -> LockoutLedger {
+        LockoutLedger {
+            entries: HashMap::new(),
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    fn current(&self, account: &str, window_ms: u64, now_ms: u64) -> Option<Strikes> {
+        self.entries
+            .get(account)
+            .copied()
+            .filter(|s| now_ms.saturating_sub(s.last_ms) < window_ms)
+    }
+
+    /// Admits a password check of `account` and counts it as a failure until settled, or
+    /// refuses it for the time until the window after its last failure has passed.
+    pub fn admit(
+        &mut self,
+        account: &str,
+        budget: u32,
+        window_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), Duration> {
+        let strikes = self.current(account, window_ms, now_ms);
+        if let Some(s) = strikes.filter(|s| s.failures >= budget) {
+            let until = s.last_ms.saturating_add(window_ms);
+            return Err(Duration::from_millis(until.saturating_sub(now_ms).max(1)));
+        }
+        if strikes.is_none() && self.entries.len() >= self.max_entries {
+            self.entries
+                .retain(|_, s| now_ms.saturating_sub(s.last_ms) < window_ms);
+            if self.entries.len() >= self.max_entries {
+                // Forgetting the oldest record errs towards checking a password, which
+                // the domain's own threshold still bounds.
+                let oldest = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_ms)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    self.entries.remove(&k);
+                }
+            }
+        }
+        let failures = strikes.map_or(0, |s| s.failures) + 1;
+        self.entries.insert(
+            account.to_string(),
+            Strikes {
+                failures,
+                last_ms: now_ms,
+            },
+        );
+        Ok(())
+    }
+
+    /// The outcome of an admitted check: `Some(true)` the password was right (the domain
+    /// resets its count too), `Some(false)` wrong (the failure stays), `None` the directory
+    /// could not check it (the attempt is taken back).
+    pub fn settle(&mut self, account: &str, outcome: Option<bool>) {
+        match outcome {
+            Some(true) => {
+                self.entries.remove(account);
+            }
+            Some(false) => {}
+            None => {
+                if let Some(s) = self.entries.get_mut(account) {
+                    s.failures = s.failures.saturating_sub(1);
+                    if s.failures == 0 {
+                        self.entries.remove(account);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Failures currently held for `account`.
+    pub fn failures(&self, account: &str, window_ms: u64, now_ms: u64) -> u32 {
+        self.current(account, window_ms, now_ms)
+            .map_or(0, |s| s.failures)
+    }
+
+    /// Accounts held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no account is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const WINDOW: u64 = 30 * 60 * 1000;
+
+    #[test]
+    fn the_budget_stays_below_the_domain_threshold() {
+        assert_eq!(lockout_budget(5, 2), Some(3));
+        assert_eq!(lockout_budget(10, 2), Some(8));
+        assert_eq!(lockout_budget(2, 2), Some(1));
+        assert_eq!(lockout_budget(1, 0), Some(1));
+        assert_eq!(lockout_budget(0, 2), None);
+    }
+
+    #[test]
+    fn an_account_is_refused_once_its_budget_is_spent_until_the_window_passes() {
+        let mut l = LockoutLedger::new(100);
+        for i in 0..3 {
+            assert_eq!(l.admit("cn=alice", 3, WINDOW, i * 1000), Ok(()));
+            l.settle("cn=alice", Some(false));
+        }
+        assert_eq!(l.failures("cn=alice", WINDOW, 2000), 3);
+        // Refused for the rest of the window after the last failure (at 2 s).
+        assert_eq!(
+            l.admit("cn=alice", 3, WINDOW, 62_000),
+            Err(Duration::from_millis(WINDOW - 60_000))
+        );
+        assert_eq!(
+            l.failures("cn=alice", WINDOW, 62_000),
+            3,
+            "refusals do not count"
+        );
+        // Another account is unaffected; after the window the owner may try again.
+        assert_eq!(l.admit("cn=bob", 3, WINDOW, 62_000), Ok(()));
+        assert_eq!(l.admit("cn=alice", 3, WINDOW, 2000 + WINDOW), Ok(()));
+    }
+
+    #[test]
+    fn a_success_clears_and_an_unchecked_attempt_is_taken_back() {
+        let mut l = LockoutLedger::new(100);
+        for _ in 0..2 {
+            l.admit("a", 3, WINDOW, 0).unwrap();
+            l.settle("a", Some(false));
+        }
+        l.admit("a", 3, WINDOW, 0).unwrap();
+        l.settle("a", None);
+        assert_eq!(l.failures("a", WINDOW, 0), 2);
+        l.admit("a", 3, WINDOW, 0).unwrap();
+        l.settle("a", Some(true));
+        assert_eq!(l.failures("a", WINDOW, 0), 0);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn concurrent_attempts_cannot_overshoot_the_budget() {
+        let mut l = LockoutLedger::new(100);
+        // Five attempts admitted before any outcome is known: only the budget gets through.
+        let admitted = (0..5)
+            .filter(|_| l.admit("a", 3, WINDOW, 0).is_ok())
+            .count();
+        assert_eq!(admitted, 3);
+    }
+
+    #[test]
+    fn the_ledger_stays_bounded() {
+        let mut l = LockoutLedger::new(10);
+        for i in 0..1000u64 {
+            l.admit(&format!("u{i}"), 3, WINDOW, i).unwrap();
+        }
+        assert!(l.len() <= 10);
+    }
 
     fn ip(n: u32) -> IpAddr {
         IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n))
@@ -271,7 +468,8 @@ mod tests {
         assert_eq!(
             t.check(ip(2), "user0@contoso.com", 1000),
             Verdict::Proceed {
-                delay: Duration::ZERO
+                delay: Duration::ZERO,
+                on_failure: Duration::ZERO
             }
         );
     }
@@ -297,14 +495,15 @@ mod tests {
             t.failed(ip(100 + i), "alice@contoso.com", 0);
         }
         match t.check(ip(1), "alice@contoso.com", 0) {
-            Verdict::Proceed { delay } => assert_eq!(delay, config.account_max_delay),
+            Verdict::Proceed { delay, .. } => assert_eq!(delay, config.account_max_delay),
             other => panic!("real user must still be checked: {other:?}"),
         }
         // Other accounts are untouched.
         assert_eq!(
             t.check(ip(1), "bob@contoso.com", 0),
             Verdict::Proceed {
-                delay: Duration::ZERO
+                delay: Duration::ZERO,
+                on_failure: Duration::ZERO
             }
         );
     }
@@ -316,7 +515,13 @@ mod tests {
         let mut last = Duration::ZERO;
         for i in 0..29u32 {
             t.failed(ip(1), &format!("u{i}"), 0);
-            if let Verdict::Proceed { delay } = t.check(ip(1), "someone-new", 0) {
+            if let Verdict::Proceed { delay, on_failure } = t.check(ip(1), "someone-new", 0) {
+                assert_eq!(
+                    delay,
+                    Duration::ZERO,
+                    "a source's failures never delay a check"
+                );
+                let delay = on_failure;
                 assert!(delay >= last);
                 assert!(delay <= config.max_delay);
                 last = delay;

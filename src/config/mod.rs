@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use error::ConfigError;
 use file::FileConfig;
 pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};
-pub use throttle::ThrottleSettings;
+pub use throttle::{LockoutSettings, ThrottleSettings};
 use uuid::Uuid;
 pub use v2::V2Config;
 

@@ -7,6 +7,7 @@ pub mod ldap;
 pub mod recipient;
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use cache::Cached;
 pub use embedded::EmbeddedDirectory;
@@ -40,6 +41,25 @@ pub trait Directory: Send + Sync {
         password: &str,
     ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
 
+    /// [`Directory::verify_password`] with a [`LoginGuard`] consulted between resolving the
+    /// login to its account and checking the password (which may count against the
+    /// domain's lockout counter). A refused attempt is answered like a wrong password.
+    /// Default: the account is the login as typed, with no lockout policy.
+    fn verify_password_guarded(
+        &self,
+        login: &Login,
+        password: &str,
+        guard: &dyn LoginGuard,
+    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send {
+        async move {
+            let account = Account {
+                key: login.to_string().to_lowercase(),
+                lockout: None,
+            };
+            guarded(&account, guard, self.verify_password(login, password)).await
+        }
+    }
+
     /// The NT hash of an enabled account, for NTLM. `Ok(None)` when the user is unknown,
     /// disabled, or the backend holds no hash for it.
     fn nt_credential(
@@ -49,6 +69,59 @@ pub trait Directory: Send + Sync {
 
     /// Whether this backend can supply NT hashes at all (NTLM is useless without them).
     fn supports_nt_hashes(&self) -> bool;
+}
+
+/// A login resolved to its directory account: what failed logins are counted against,
+/// whichever spelling of the login was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Stable and spelling-independent: the entry's DN, lower-case.
+    pub key: String,
+    /// The lockout policy of the account's domain, when the directory told it.
+    pub lockout: Option<LockoutPolicy>,
+}
+
+/// A domain's account lockout policy (`lockoutThreshold` and `lockOutObservationWindow` of
+/// the domain object; MS-ADA2, MS-SAMR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Bad passwords that lock the account; 0: accounts are never locked.
+    pub threshold: u32,
+    /// How long after the last bad password the domain forgets the count.
+    pub observation_window: Duration,
+}
+
+/// Asked by a backend before it checks a password of a resolved account.
+pub trait LoginGuard: Send + Sync {
+    /// false: do not check the password (the answer is "wrong password").
+    fn admit(&self, account: &Account) -> bool;
+    /// The outcome of an admitted check: right, wrong, or `None` (not checked: the
+    /// directory failed).
+    fn settle(&self, account: &Account, outcome: Option<bool>);
+}
+
+/// A guard that admits everything (callers without a throttle).
+pub struct Unguarded;
+
+impl LoginGuard for Unguarded {
+    fn admit(&self, _: &Account) -> bool {
+        true
+    }
+    fn settle(&self, _: &Account, _: Option<bool>) {}
+}
+
+/// Runs a password check of `account` under `guard`.
+pub async fn guarded(
+    account: &Account,
+    guard: &dyn LoginGuard,
+    check: impl Future<Output = Result<Option<Identity>, DirectoryError>>,
+) -> Result<Option<Identity>, DirectoryError> {
+    if !guard.admit(account) {
+        return Ok(None);
+    }
+    let result = check.await;
+    guard.settle(account, result.as_ref().ok().map(Option::is_some));
+    result
 }
 
 /// What NTLM needs to verify a user: the NT hash (MD4 of the UTF-16LE password) and the
@@ -104,6 +177,25 @@ impl Directory for DirectoryBackend {
         let result = match self {
             DirectoryBackend::Embedded(d) => d.verify_password(login, password).await,
             DirectoryBackend::Ldap(d) => Box::pin(d.verify_password(login, password)).await,
+        };
+        timer.finish(&result);
+        result
+    }
+
+    async fn verify_password_guarded(
+        &self,
+        login: &Login,
+        password: &str,
+        guard: &dyn LoginGuard,
+    ) -> Result<Option<Identity>, DirectoryError> {
+        let timer = crate::ops::metrics::DirectoryTimer::start("verify_password");
+        let result = match self {
+            DirectoryBackend::Embedded(d) => {
+                d.verify_password_guarded(login, password, guard).await
+            }
+            DirectoryBackend::Ldap(d) => {
+                Box::pin(d.verify_password_guarded(login, password, guard)).await
+            }
         };
         timer.finish(&result);
         result

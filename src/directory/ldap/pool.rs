@@ -145,12 +145,30 @@ pub fn describe_error(url: &str, e: LdapError, timeout_ms: u64) -> DirectoryErro
     }
 }
 
+/// The directory refuses simple binds without TLS (Active Directory's "LDAP server signing
+/// requirements" / `ldapServerIntegrity`, Samba's default): rc 8 strongerAuthRequired
+/// (RFC 4511 §4.1.9) or 13 confidentialityRequired (RFC 4513 §5.1.3). The message says
+/// what to configure; no password is in it (ldap3 results carry the server's text only).
+pub fn tls_required(res: &LdapResult) -> Option<DirectoryError> {
+    matches!(res.rc, 8 | 13).then(|| {
+        DirectoryError::Unavailable(format!(
+            "the directory requires TLS for simple binds ({}): use an ldaps:// URL (port 636, \
+             or 3269 for the global catalog) or set directory.ldap.starttls = true",
+            describe_result(res)
+        ))
+    })
+}
+
 /// `rc 49 (invalidCredentials): text` for logs.
 pub fn describe_result(res: &LdapResult) -> String {
     let name = match res.rc {
         1 => "operationsError",
+        2 => "protocolError",
         3 => "timeLimitExceeded",
         4 => "sizeLimitExceeded",
+        8 => "strongerAuthRequired",
+        10 => "referral",
+        13 => "confidentialityRequired",
         32 => "noSuchObject",
         34 => "invalidDNSyntax",
         48 => "inappropriateAuthentication",
@@ -218,6 +236,9 @@ impl Pool {
                 .simple_bind(dn, password.expose())
                 .await
                 .map_err(|e| describe_error("service bind", e, 0))?;
+            if let Some(e) = tls_required(&res) {
+                return Err(e);
+            }
             if res.rc != 0 {
                 return Err(DirectoryError::Unavailable(format!(
                     "the service account bind was refused: {}; check directory.ldap.bind_dn and its password",

@@ -63,6 +63,12 @@ impl Daemon {
         tweak(&mut table);
         let config_path = dir.path().join("autodiscoverd.toml");
         std::fs::write(&config_path, toml::to_string(&table).expect("toml")).expect("write");
+        Daemon::start_file(dir, pki, config_path)
+    }
+
+    /// Starts the daemon with the configuration file at `config_path` as it is (the test
+    /// prepared what it names), and waits for `READY=1`. `dir` holds the notify socket.
+    pub fn start_file(dir: tempfile::TempDir, pki: Arc<TestPki>, config_path: PathBuf) -> Daemon {
         let socket_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&socket_path).expect("notify socket");
         let mut child = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))

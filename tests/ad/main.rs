@@ -1,0 +1,131 @@
+//! Active Directory for real: autodiscoverd against a Samba AD domain controller built by
+//! tests/ad/samba-ad-lab.sh. Run with `bash tests/ad/run.sh` (private namespaces; root).
+//! In plain `cargo test` runs these tests are listed as ignored: they never pass without
+//! having run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+/// The integration tests' harness (daemon, TLS client, test CA), shared, not copied.
+#[allow(dead_code, unused_imports)]
+#[path = "../it/harness/mod.rs"]
+mod harness;
+
+#[allow(dead_code)]
+mod dc;
+
+mod basic;
+mod behaviours;
+mod example;
+mod lockout;
+
+use harness::daemon::Daemon;
+use harness::{set, Answer, TlsClient};
+
+pub use dc::Dc;
+pub use harness::repo_root;
+
+/// The POX endpoint.
+pub const PATH: &str = "/autodiscover/autodiscover.xml";
+
+/// Points a configuration table at the lab DC over LDAPS with the service account, Basic
+/// only (NTLM needs hashes AD does not give out over LDAP).
+pub fn use_dc(table: &mut toml::Table, dc: &Dc) {
+    table.remove("directory");
+    set(table, &["directory", "backend"], "ldap".into());
+    let urls = toml::Value::Array(vec!["ldaps://127.0.0.1:636".into()]);
+    for (key, value) in [
+        ("urls", urls),
+        ("ca_file", dc.ca_pem().display().to_string().into()),
+        ("bind_dn", dc::SERVICE_DN.into()),
+        (
+            "bind_password_file",
+            dc.svc_password_file().display().to_string().into(),
+        ),
+        ("base_dn", dc::BASE_DN.into()),
+        ("netbios_domain", "CONTOSO".into()),
+        ("cache_ttl_secs", 0.into()),
+    ] {
+        set(table, &["directory", "ldap", key], value);
+    }
+    set(table, &["auth", "ntlm"], false.into());
+}
+
+/// The daemon against the lab DC, with `tweak` applied last.
+pub fn daemon(dc: &Dc, tweak: &dyn Fn(&mut toml::Table)) -> Daemon {
+    Daemon::start(&|t| {
+        use_dc(t, dc);
+        tweak(t);
+    })
+}
+
+/// A new TLS connection to the daemon's Autodiscover listener.
+pub async fn client(d: &Daemon) -> TlsClient {
+    TlsClient::connect(d.addr("https"), "autodiscover.contoso.com", &d.pki).await
+}
+
+/// One Outlook POX request for `address` with Basic credentials and `headers`, on a new
+/// connection.
+pub async fn post(
+    d: &Daemon,
+    user: &str,
+    password: &str,
+    address: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let body = harness::outlook_request(address);
+    client(d)
+        .await
+        .post_basic(PATH, user, password, headers, &body)
+        .await
+}
+
+/// [`post`] without extra headers: (status, body).
+pub async fn ask(d: &Daemon, user: &str, password: &str, address: &str) -> (u16, String) {
+    let a = post(d, user, password, address, &[]).await;
+    (a.status.as_u16(), a.text())
+}
+
+/// The lab's two mailboxes through `d`: alice (UPN) gets her settings, `CONTOSO\bob` the
+/// redirect to his Exchange Online address.
+pub async fn assert_alice_and_bob(d: &Daemon) {
+    let (status, body) = ask(
+        d,
+        "alice@contoso.com",
+        dc::ALICE_PASSWORD,
+        "alice@contoso.com",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}\n{}", d.log_text());
+    assert_eq!(
+        element(&body, "Action").as_deref(),
+        Some("settings"),
+        "{body}"
+    );
+    assert_eq!(
+        element(&body, "AutoDiscoverSMTPAddress").as_deref(),
+        Some("alice@contoso.com")
+    );
+    let (status, body) = ask(d, "CONTOSO\\bob", dc::BOB_PASSWORD, "bob@contoso.com").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        element(&body, "Action").as_deref(),
+        Some("redirectAddr"),
+        "{body}"
+    );
+    assert_eq!(
+        element(&body, "RedirectAddr").as_deref(),
+        Some("bob@contoso.mail.onmicrosoft.com")
+    );
+}
+
+/// The text of the first element called `name` in a POX answer.
+pub fn element(body: &str, name: &str) -> Option<String> {
+    let doc = roxmltree::Document::parse(body).ok()?;
+    doc.descendants()
+        .find(|n| n.is_element() && n.tag_name().name() == name)
+        .map(|n| n.text().unwrap_or("").to_string())
+}
