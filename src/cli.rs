@@ -45,7 +45,7 @@ enum Command {
     },
     /// Walk the Autodiscover journey for an address as a client does and report every
     /// step; exit 0 only when settings were obtained.
-    Probe(crate::lab_cli::ProbeArgs),
+    Probe(Box<crate::lab_cli::ProbeArgs>),
 }
 
 /// Runs the chosen subcommand.
@@ -113,7 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab { command } => crate::lab_cli::lab(command),
-        Command::Probe(args) => crate::lab_cli::probe(args),
+        Command::Probe(args) => crate::lab_cli::probe(*args),
     }
 }
 

@@ -17,7 +17,7 @@ const WS_ADDRESSING: &str = "http://www.w3.org/2005/08/addressing";
 const GET_USER_SETTINGS_ACTION: &str =
     "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings";
 
-/// The settings a SOAP probe asks for (the ones real clients read).
+/// The settings a SOAP probe asks for (MS-OXWSADISC GetUserSettings).
 pub const SOAP_SETTINGS: [&str; 14] = [
     "UserDisplayName",
     "UserDN",
@@ -35,19 +35,93 @@ pub const SOAP_SETTINGS: [&str; 14] = [
     "ExternalOABUrl",
 ];
 
-/// An Outlook POX request for `email` ([MS-OXDSCLI] §4.1).
+/// An Outlook POX request for `email` (MS-OXDSCLI §4.1).
 pub fn pox_request(email: &str) -> Vec<u8> {
+    pox_request_for(Subject::Address(email), false)
+}
+
+/// What a POX request asks about: the address, or (as Outlook does once it knows it) the
+/// mailbox's legacy DN (MS-OXDSCLI §2.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    Address(&'a str),
+    LegacyDn(&'a str),
+}
+
+/// A POX request in the Outlook schema (by address or legacy DN) or, for ActiveSync
+/// phones, the mobilesync schema (address only).
+pub fn pox_request_for(subject: Subject<'_>, mobilesync: bool) -> Vec<u8> {
+    let (request_ns, response_ns) = if mobilesync {
+        (ns::MOBILESYNC_REQUEST, ns::MOBILESYNC_RESPONSE)
+    } else {
+        (ns::OUTLOOK_REQUEST, ns::OUTLOOK_RESPONSE)
+    };
     let mut w = XmlWriter::new();
-    w.open("Autodiscover", &[("xmlns", ns::OUTLOOK_REQUEST)]);
+    w.open("Autodiscover", &[("xmlns", request_ns)]);
     w.open("Request", &[]);
-    w.leaf("EMailAddress", email);
-    w.leaf("AcceptableResponseSchema", ns::OUTLOOK_RESPONSE);
+    match subject {
+        Subject::Address(email) => w.leaf("EMailAddress", email),
+        Subject::LegacyDn(dn) => w.leaf("LegacyDN", dn),
+    }
+    w.leaf("AcceptableResponseSchema", response_ns);
     w.close("Request");
     w.close("Autodiscover");
     w.finish()
 }
 
-/// A SOAP GetUserSettings request for `email`, addressed to `to` ([MS-OXWSADISC]).
+/// Reads a mobilesync answer (the ActiveSync Autodiscover schema): the MobileSync server
+/// URL, a `Redirect` to another address, or an error.
+pub fn parse_mobilesync(body: &[u8]) -> Result<Answer, String> {
+    let root = parse_tree(body)?;
+    if root.name != "Autodiscover" {
+        return Err(format!(
+            "the root element is `{}`, not Autodiscover",
+            root.name
+        ));
+    }
+    let response = root
+        .child("Response")
+        .ok_or("no Response element in the answer")?;
+    if let Some(error) = response
+        .child("Error")
+        .or_else(|| response.path(&["Action", "Error"]))
+    {
+        return Ok(Answer::Error {
+            code: error
+                .text_at(&["ErrorCode"])
+                .or_else(|| error.text_at(&["Status"]))
+                .unwrap_or_else(|| "?".into()),
+            message: error.text_at(&["Message"]).unwrap_or_default(),
+        });
+    }
+    let action = response
+        .child("Action")
+        .ok_or("no Action element in the answer (is it a mobilesync answer?)")?;
+    if let Some(address) = action.text_at(&["Redirect"]) {
+        return Ok(Answer::RedirectAddr(address));
+    }
+    let settings = action
+        .child("Settings")
+        .ok_or("Action has neither Settings, Redirect nor Error")?;
+    let url = settings
+        .children("Server")
+        .find(|s| {
+            s.text_at(&["Type"])
+                .is_some_and(|t| t.eq_ignore_ascii_case("MobileSync"))
+        })
+        .and_then(|s| s.text_at(&["Url"]))
+        .ok_or("no Server of Type MobileSync with a Url")?;
+    let mut user_settings = BTreeMap::new();
+    user_settings.insert("MobileSyncUrl".to_string(), url);
+    Ok(Answer::Settings(Box::new(Settings {
+        display_name: response.text_at(&["User", "DisplayName"]),
+        smtp_address: response.text_at(&["User", "EMailAddress"]),
+        user_settings,
+        ..Settings::default()
+    })))
+}
+
+/// A SOAP GetUserSettings request for `email`, addressed to `to` (MS-OXWSADISC).
 pub fn soap_request(email: &str, to: &str) -> Vec<u8> {
     let mut w = XmlWriter::new();
     w.open(
@@ -708,5 +782,44 @@ mod tests {
             }
         );
         assert!(parse_v2(b"<html/>").is_err());
+    }
+
+    #[test]
+    fn mobilesync_requests_and_answers() {
+        let body = String::from_utf8(pox_request_for(Subject::Address("a@b.c"), true)).unwrap();
+        assert!(body.contains("mobilesync/requestschema/2006"), "{body}");
+        assert!(body.contains("mobilesync/responseschema/2006"), "{body}");
+        let by_dn =
+            String::from_utf8(pox_request_for(Subject::LegacyDn("/o=X/cn=a"), false)).unwrap();
+        assert!(
+            by_dn.contains("<LegacyDN>/o=X/cn=a</LegacyDN>") && !by_dn.contains("EMailAddress"),
+            "{by_dn}"
+        );
+        let ns =
+            "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006";
+        let settings = format!(
+            "<Autodiscover><Response xmlns=\"{ns}\"><User><DisplayName>A</DisplayName><EMailAddress>a@b.c</EMailAddress></User>\
+             <Action><Settings><Server><Type>MobileSync</Type><Url>https://m/Microsoft-Server-ActiveSync</Url><Name>https://m/Microsoft-Server-ActiveSync</Name></Server></Settings></Action></Response></Autodiscover>"
+        );
+        match parse_mobilesync(settings.as_bytes()).unwrap() {
+            Answer::Settings(s) => {
+                assert_eq!(
+                    s.user_settings["MobileSyncUrl"],
+                    "https://m/Microsoft-Server-ActiveSync"
+                );
+                assert_eq!(s.smtp_address.as_deref(), Some("a@b.c"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let redirect = format!("<Autodiscover><Response xmlns=\"{ns}\"><Action><Redirect>a@x.y</Redirect></Action></Response></Autodiscover>");
+        assert_eq!(
+            parse_mobilesync(redirect.as_bytes()).unwrap(),
+            Answer::RedirectAddr("a@x.y".into())
+        );
+        let error = format!("<Autodiscover><Response xmlns=\"{ns}\"><Action><Error><Status>1</Status><Message>m</Message></Error></Action></Response></Autodiscover>");
+        assert!(
+            matches!(parse_mobilesync(error.as_bytes()).unwrap(), Answer::Error { code, .. } if code == "1")
+        );
+        assert!(parse_mobilesync(b"<Autodiscover><Response/></Autodiscover>").is_err());
     }
 }

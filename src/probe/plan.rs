@@ -9,19 +9,22 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// POST `/autodiscover/autodiscover.xml` ([MS-OXDSCLI]).
+    /// POST `/autodiscover/autodiscover.xml` (MS-OXDSCLI).
     Pox,
-    /// POST `/autodiscover/autodiscover.svc` GetUserSettings ([MS-OXWSADISC]).
+    /// The same POST in the mobilesync schema, as ActiveSync phones send it.
+    MobileSync,
+    /// POST `/autodiscover/autodiscover.svc` GetUserSettings (MS-OXWSADISC).
     Soap,
     /// Anonymous GET `/autodiscover/autodiscover.json/v1.0/<email>`.
     V2,
 }
 
 impl Protocol {
-    /// Parses `pox`, `soap` or `v2` (any case).
+    /// Parses `pox`, `mobilesync`, `soap` or `v2` (any case).
     pub fn parse(text: &str) -> Option<Protocol> {
         match text.trim().to_ascii_lowercase().as_str() {
             "pox" => Some(Protocol::Pox),
+            "mobilesync" => Some(Protocol::MobileSync),
             "soap" => Some(Protocol::Soap),
             "v2" | "json" => Some(Protocol::V2),
             _ => None,
@@ -32,18 +35,19 @@ impl Protocol {
     pub fn label(self) -> &'static str {
         match self {
             Protocol::Pox => "POX",
+            Protocol::MobileSync => "POX, mobilesync schema",
             Protocol::Soap => "SOAP",
             Protocol::V2 => "AutodiscoverV2",
         }
     }
 
     /// The path probed on port 80 by the HTTP-redirect method: SOAP clients keep `.svc`
-    /// ([MS-OXDISCO] §3.1.5.4); V2 clients use the POX path and keep only the host, as
-    /// GetFederationInformation does ([MS-OXWSADISC]).
+    /// (MS-OXDISCO §3.1.5.4); V2 clients use the POX path and keep only the host, as
+    /// GetFederationInformation does (MS-OXDISCO §3.1.5).
     pub fn redirect_probe_path(self) -> &'static str {
         match self {
             Protocol::Soap => "/autodiscover/autodiscover.svc",
-            Protocol::Pox | Protocol::V2 => "/autodiscover/autodiscover.xml",
+            Protocol::Pox | Protocol::MobileSync | Protocol::V2 => "/autodiscover/autodiscover.xml",
         }
     }
 
@@ -53,7 +57,7 @@ impl Protocol {
     }
 }
 
-/// How a candidate URL was found ([MS-OXDISCO] §3.1.5; SCP is out of scope).
+/// How a candidate URL was found (MS-OXDISCO §3.1.5; SCP is out of scope).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
@@ -67,6 +71,11 @@ pub enum Method {
     Srv,
     /// A URL learned from a redirect (302 or redirectUrl) or from the HTTP-redirect method.
     Redirected,
+    /// A URL from an Active Directory service connection point (`--scp`).
+    Scp,
+    /// After settings were found: a service URL they name (EWS, OAB, MAPI/HTTP,
+    /// ActiveSync), checked without credentials (`--check-urls`).
+    ServiceUrl,
 }
 
 impl Method {
@@ -78,6 +87,8 @@ impl Method {
             Method::HttpRedirect => "HTTP redirect method (port 80)",
             Method::Srv => "SRV record",
             Method::Redirected => "followed redirect",
+            Method::ServiceUrl => "service URL check",
+            Method::Scp => "SCP (Active Directory)",
         }
     }
 }
@@ -102,12 +113,12 @@ pub fn domain_of(email: &str) -> Option<String> {
     Some(domain)
 }
 
-/// The SRV owner name for a domain ([MS-OXDISCO] §3.1.5.3).
+/// The SRV owner name for a domain (MS-OXDISCO §3.1.5.3).
 pub fn srv_name(domain: &str) -> String {
     format!("_autodiscover._tcp.{domain}")
 }
 
-/// The candidate list for `domain`, in the order of [MS-OXDISCO] §3.1.5.
+/// The candidate list for `domain`, in the order of MS-OXDISCO §3.1.5.
 pub fn candidates(domain: &str) -> Vec<Candidate> {
     vec![
         Candidate {
@@ -169,7 +180,7 @@ impl HttpsUrl {
 /// The Autodiscover URL of `protocol` on `host:port` for `email`.
 pub fn endpoint(host: &str, port: u16, protocol: Protocol, email: &str) -> HttpsUrl {
     let path = match protocol {
-        Protocol::Pox => "/autodiscover/autodiscover.xml".to_string(),
+        Protocol::Pox | Protocol::MobileSync => "/autodiscover/autodiscover.xml".to_string(),
         Protocol::Soap => "/autodiscover/autodiscover.svc".to_string(),
         Protocol::V2 => v2_path(email),
     };
@@ -188,8 +199,7 @@ pub fn v2_path(email: &str) -> String {
     )
 }
 
-/// Why a redirect target was refused (the checks Outlook, the EWS Managed API and exchangelib
-/// make before following one).
+/// Why a redirect target was refused (MS-OXDISCO §3.1.5.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedirectProblem {
     /// Not an absolute URL.
@@ -225,8 +235,10 @@ fn path_matches(path: &str, protocol: Protocol) -> bool {
         return false;
     };
     match protocol {
-        // `/autodiscover/(<seg>/)*autodiscover.xml` (the EWS Managed API's rule).
-        Protocol::Pox => rest == "autodiscover.xml" || rest.ends_with("/autodiscover.xml"),
+        // `/autodiscover/(<seg>/)*autodiscover.xml`.
+        Protocol::Pox | Protocol::MobileSync => {
+            rest == "autodiscover.xml" || rest.ends_with("/autodiscover.xml")
+        }
         Protocol::Soap => rest == "autodiscover.svc" || rest.ends_with("/autodiscover.svc"),
         Protocol::V2 => rest.starts_with("autodiscover.json"),
     }
@@ -240,6 +252,15 @@ pub fn check_redirect(
     location: &str,
     path_protocol: Protocol,
 ) -> Result<HttpsUrl, RedirectProblem> {
+    let url = parse_https(location)?;
+    if !path_matches(&url.path, path_protocol) {
+        return Err(RedirectProblem::WrongPath);
+    }
+    Ok(url)
+}
+
+/// An absolute https URL, split for connecting.
+pub fn parse_https(location: &str) -> Result<HttpsUrl, RedirectProblem> {
     let uri: http::Uri = location
         .trim()
         .parse()
@@ -254,14 +275,77 @@ pub fn check_redirect(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    if !path_matches(&path, path_protocol) {
-        return Err(RedirectProblem::WrongPath);
-    }
     Ok(HttpsUrl {
         host: host.trim_end_matches('.').to_ascii_lowercase(),
         port: uri.port_u16().unwrap_or(443),
         path,
     })
+}
+
+/// The service URLs a client goes on to use, from the settings: (service, URL).
+pub fn service_urls(settings: &super::answer::Settings) -> Vec<(&'static str, String)> {
+    let user = |name: &str| settings.user_settings.get(name).cloned();
+    let field = |name: &str| {
+        settings
+            .protocols
+            .iter()
+            .find_map(|p| p.get(name).map(str::to_string))
+    };
+    let v2 = settings
+        .v2
+        .as_ref()
+        .map(|v| (v.protocol.as_str(), v.url.clone()));
+    let candidates = [
+        (
+            "EWS",
+            settings
+                .ews_url
+                .clone()
+                .or_else(|| user("ExternalEwsUrl"))
+                .or_else(|| {
+                    v2.clone()
+                        .filter(|(p, _)| p.eq_ignore_ascii_case("ews"))
+                        .map(|(_, u)| u)
+                }),
+        ),
+        ("OAB", field("OABUrl").or_else(|| user("ExternalOABUrl"))),
+        ("MAPI/HTTP", settings.mapi_mailstore_url.clone()),
+        (
+            "ActiveSync",
+            user("ExternalMobileUrl")
+                .or_else(|| user("MobileSyncUrl"))
+                .or_else(|| {
+                    v2.filter(|(p, _)| p.eq_ignore_ascii_case("activesync"))
+                        .map(|(_, u)| u)
+                }),
+        ),
+    ];
+    candidates
+        .into_iter()
+        .filter_map(|(service, url)| url.map(|u| (service, u)))
+        .collect()
+}
+
+/// Judges a service URL's answer to an unauthenticated GET: a 200, or a 401 that offers
+/// a scheme, means the service is there.
+pub fn service_answer(status: u16, offered: &[String]) -> (bool, String) {
+    match status {
+        200..=299 => (true, format!("HTTP {status}: the service answers")),
+        401 if !offered.is_empty() => (
+            true,
+            format!(
+                "HTTP 401: the service asks for credentials ({})",
+                offered.join(", ")
+            ),
+        ),
+        401 => (false, "HTTP 401 without an authentication scheme".into()),
+        300..=399 => (
+            false,
+            format!("HTTP {status}: redirected elsewhere instead of answering"),
+        ),
+        404 => (false, "HTTP 404: nothing is published at this URL".into()),
+        _ => (false, format!("HTTP {status}")),
+    }
 }
 
 /// One SRV answer.
@@ -614,5 +698,63 @@ mod tests {
     #[test]
     fn percent_encoding_keeps_unreserved_characters() {
         assert_eq!(percent_encode("a.b-c_d~e@f g"), "a.b-c_d~e%40f%20g");
+    }
+
+    #[test]
+    fn service_urls_come_from_pox_soap_and_v2_settings() {
+        use crate::probe::answer::{ProtocolBlock, Settings, V2Answer};
+        let block = ProtocolBlock {
+            kind: "EXCH".into(),
+            fields: [(
+                "OABUrl".to_string(),
+                "https://mail.contoso.com/OAB/x/".to_string(),
+            )]
+            .into(),
+        };
+        let pox = Settings {
+            ews_url: Some("https://mail.contoso.com/EWS/Exchange.asmx".into()),
+            mapi_mailstore_url: Some("https://mail.contoso.com/mapi/emsmdb/?MailboxId=a".into()),
+            protocols: vec![block],
+            ..Settings::default()
+        };
+        let services: Vec<&str> = service_urls(&pox).iter().map(|(s, _)| *s).collect();
+        assert_eq!(services, ["EWS", "OAB", "MAPI/HTTP"]);
+        let mut soap = Settings::default();
+        soap.user_settings.insert(
+            "ExternalEwsUrl".into(),
+            "https://e/EWS/Exchange.asmx".into(),
+        );
+        soap.user_settings.insert(
+            "ExternalMobileUrl".into(),
+            "https://e/Microsoft-Server-ActiveSync".into(),
+        );
+        assert_eq!(
+            service_urls(&soap),
+            [
+                ("EWS", "https://e/EWS/Exchange.asmx".to_string()),
+                (
+                    "ActiveSync",
+                    "https://e/Microsoft-Server-ActiveSync".to_string()
+                )
+            ]
+        );
+        let v2 = Settings {
+            v2: Some(V2Answer {
+                protocol: "ActiveSync".into(),
+                url: "https://e/Microsoft-Server-ActiveSync".into(),
+            }),
+            ..Settings::default()
+        };
+        assert_eq!(service_urls(&v2)[0].0, "ActiveSync");
+    }
+
+    #[test]
+    fn a_service_answers_with_200_or_a_challenge() {
+        assert!(service_answer(200, &[]).0);
+        assert!(service_answer(401, &["NTLM".into()]).0);
+        assert!(!service_answer(401, &[]).0);
+        assert!(!service_answer(404, &[]).0);
+        assert!(!service_answer(302, &[]).0);
+        assert!(service_answer(503, &[]).1.contains("503"));
     }
 }
