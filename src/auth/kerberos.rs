@@ -3,7 +3,7 @@
 //! what a keytab holds (principal names and encryption types only; key bytes are skipped,
 //! never copied). Tickets and Kerberos cryptography stay inside the system's GSS-API.
 
-use crate::directory::Login;
+use crate::auth::login::Login;
 
 /// Why a client principal does not log in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! `[auth]`: Basic, NTLM and Negotiate, the realm of the challenges and the lookup policy.
 
 use super::{file, ConfigError, KerberosConfig, Validator, WinbindSettings};
+pub use crate::auth::ntlm::CbtPolicy;
 
 /// Which addresses an authenticated user may ask about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,17 +44,6 @@ pub struct NtlmConfig {
     pub channel_binding: CbtPolicy,
     /// Accept NTLMv1 and anonymous AUTHENTICATE messages (legacy labs only).
     pub allow_legacy: bool,
-}
-
-/// What to do with MsvAvChannelBindings (Extended Protection, MS-NLMP §3.2.5.1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CbtPolicy {
-    /// Ignore channel bindings (TLS ends at a proxy whose certificate we do not know).
-    Off,
-    /// A present, non-zero binding must match ours; absent or zero is accepted (curl).
-    Accept,
-    /// Every client must send a matching binding.
-    Require,
 }
 
 impl Validator<'_> {

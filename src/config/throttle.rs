@@ -6,41 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ConfigError, Validator};
-
-/// Thresholds; counts are failures within `window`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThrottleConfig {
-    pub window: Duration,
-    /// Source failures after which each attempt from it is delayed.
-    pub source_delay_after: u32,
-    /// Source failures after which it gets 429.
-    pub source_block_after: u32,
-    /// Failures of one source on one account after which that pair is refused.
-    pub pair_block_after: u32,
-    /// Account failures (from all sources) after which attempts on it are delayed.
-    pub account_delay_after: u32,
-    /// Largest delay caused by a source's own failures.
-    pub max_delay: Duration,
-    /// Largest delay anyone's failures can add to a login of an account.
-    pub account_max_delay: Duration,
-    /// Entries kept per table.
-    pub max_entries: usize,
-}
-
-impl Default for ThrottleConfig {
-    fn default() -> Self {
-        ThrottleConfig {
-            window: Duration::from_secs(15 * 60),
-            source_delay_after: 5,
-            source_block_after: 30,
-            pair_block_after: 5,
-            account_delay_after: 10,
-            max_delay: Duration::from_secs(4),
-            account_max_delay: Duration::from_secs(1),
-            max_entries: 100_000,
-        }
-    }
-}
+pub use crate::auth::throttle::ThrottleConfig;
 
 /// Serde mirror of `[throttle]`.
 #[derive(Debug, Default, Deserialize)]

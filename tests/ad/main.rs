@@ -20,8 +20,8 @@ mod dc;
 mod basic;
 mod behaviours;
 mod example;
-mod lockout;
 mod kerberos;
+mod lockout;
 mod ntlm;
 
 use harness::daemon::Daemon;

@@ -17,11 +17,21 @@ pub use super::legacy::Legacy;
 use super::legacy::{self, ResponseKind};
 pub use super::messages::ServerNames;
 use super::messages::{self, av, NtlmError};
-pub use crate::config::CbtPolicy;
 
 /// How long a challenge stays valid (MS-NLMP leaves it to the server; 60 s is plenty for a
 /// client that answers within one keep-alive connection).
 pub const CHALLENGE_LIFETIME_SECS: u64 = 60;
+
+/// What to do with MsvAvChannelBindings (Extended Protection, MS-NLMP §3.2.5.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CbtPolicy {
+    /// Ignore channel bindings (TLS ends at a proxy whose certificate we do not know).
+    Off,
+    /// A present, non-zero binding must match ours; absent or zero is accepted (curl).
+    Accept,
+    /// Every client must send a matching binding.
+    Require,
+}
 
 /// Verification policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
