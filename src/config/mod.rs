@@ -4,6 +4,7 @@
 mod error;
 mod file;
 mod ldap;
+pub mod mail;
 #[cfg(test)]
 mod tests;
 mod throttle;
@@ -16,7 +17,9 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 use file::FileConfig;
-pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};
+pub use ldap::{
+    normalise_dn, BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl, MailboxKindRule,
+};
 pub use throttle::ThrottleSettings;
 use uuid::Uuid;
 pub use v2::V2Config;
@@ -36,6 +39,8 @@ pub struct Config {
     pub redirect: Option<RedirectConfig>,
     /// AutodiscoverV2 (JSON) settings (`[v2]`, defaults when absent).
     pub v2: V2Config,
+    /// Mailbox kinds, Internet-mail servers, autoconfig/mobileconfig (`[mail]`).
+    pub mail: mail::MailConfig,
     /// Failed-authentication throttling (`[throttle]`, on with defaults when absent).
     pub throttle: ThrottleSettings,
     /// Reverse-proxy listeners and trusted proxies (empty when `[proxy]` is absent).
@@ -413,10 +418,13 @@ impl Validator<'_> {
         let org = self.organization(raw.organization)?;
         let services = self.services(raw.services)?;
         let v2 = self.v2(raw.v2, &org, &services)?;
+        let tls = self.tls(raw.tls, &org)?;
+        let mail = self.mail(raw.mail, &org.accepted_domains, &tls.default)?;
         Ok(Config {
+            mail,
+            tls,
             source: self.file.to_path_buf(),
             server: self.server(raw.server)?,
-            tls: self.tls(raw.tls, &org)?,
             auth: self.auth(raw.auth)?,
             directory: self.directory(raw.directory)?,
             redirect: raw.redirect.map(|r| self.redirect(r)).transpose()?,

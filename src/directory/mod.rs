@@ -11,7 +11,7 @@ use std::future::Future;
 pub use cache::Cached;
 pub use embedded::EmbeddedDirectory;
 pub use ldap::LdapDirectory;
-pub use recipient::{Identity, Login, Lookup, Recipient, RecipientType};
+pub use recipient::{Identity, Login, Lookup, MailboxKind, Recipient, RecipientType};
 
 /// Why the directory could not answer (as opposed to answering "no such user").
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -244,6 +244,7 @@ fn hash_recipient(r: &Recipient, h: &mut impl Hasher) {
         target_address,
         has_local_mailbox,
         enabled,
+        mailbox_kind,
     } = r;
     display_name.hash(h);
     primary_smtp.hash(h);
@@ -255,6 +256,7 @@ fn hash_recipient(r: &Recipient, h: &mut impl Hasher) {
     target_address.hash(h);
     has_local_mailbox.hash(h);
     enabled.hash(h);
+    mailbox_kind.hash(h);
 }
 
 #[cfg(test)]
@@ -275,6 +277,7 @@ mod tests {
             target_address: None,
             has_local_mailbox: true,
             enabled: true,
+            mailbox_kind: None,
         }
     }
 

@@ -418,7 +418,7 @@ async fn answer_pox(
         LookupPolicy::Any => true,
         LookupPolicy::SelfOnly => identity.addresses.iter().any(|a| r.has_address(a)),
     });
-    let decision = decide(email, found.as_ref());
+    let decision = decide(email, found.as_ref(), &state.config.mail);
     let label = decision.label();
     let now = Instant::now();
     let body: Vec<u8> = match (request.flavour, decision) {
@@ -435,6 +435,29 @@ async fn answer_pox(
         (Flavour::Outlook, Decision::RedirectAddr(target)) => {
             pox::render_outlook_redirect_addr(&target)
         }
+        (Flavour::Outlook, Decision::InternetMail(r)) => {
+            match internet_servers(state, &r.primary_smtp) {
+                Some(servers) => pox::render_outlook_internet_settings(
+                    &r.display_name,
+                    &r.primary_smtp,
+                    servers,
+                    &servers.login_name(&r.primary_smtp),
+                ),
+                None => pox::render_error(
+                    Flavour::Outlook,
+                    ErrorCode::NoConfiguration,
+                    error_stamp(state),
+                    email,
+                ),
+            }
+        }
+        // ActiveSync does not serve an IMAP/POP3 mailbox: no configuration for it.
+        (Flavour::MobileSync, Decision::InternetMail(_)) => pox::render_error(
+            Flavour::MobileSync,
+            ErrorCode::NoConfiguration,
+            error_stamp(state),
+            email,
+        ),
         (Flavour::MobileSync, Decision::Settings(r)) => match &state.config.services.activesync {
             Some(eas) => {
                 pox::render_mobilesync_settings(&r.display_name, &r.primary_smtp, &eas.external)
@@ -460,6 +483,23 @@ async fn answer_pox(
         }
     };
     (body.into(), label)
+}
+
+/// The Internet-mail servers of a mailbox's primary address; `None` (logged) when the
+/// directory marks a mailbox Internet mail in a domain without servers.
+pub(super) fn internet_servers<'a>(
+    state: &'a State,
+    primary_smtp: &str,
+) -> Option<&'a crate::config::mail::InternetServers> {
+    let domain = crate::config::mail::domain_of(primary_smtp);
+    let servers = state.config.mail.servers_for(&domain);
+    if servers.is_none() {
+        tracing::warn!(
+            domain = %domain,
+            "an Internet-mail mailbox has no servers: add [mail.internet] or servers to [mail.domains.\"{domain}\"]"
+        );
+    }
+    servers
 }
 
 #[cfg(test)]

@@ -204,11 +204,15 @@ async fn user_answer(
     let Ok(found) = find(mailbox, state, Some(identity)).await else {
         return UserAnswer::InternalServerError;
     };
-    match decide(Some(mailbox), found.as_ref()) {
+    match decide(Some(mailbox), found.as_ref(), &state.config.mail) {
         Decision::Settings(r) => {
             let settings = mailbox_settings(&state.config.org, &state.config.services, r);
             soap::user_settings(requested, &settings, sv)
         }
+        Decision::InternetMail(r) => match handlers::internet_servers(state, &r.primary_smtp) {
+            Some(servers) => soap::internet_user_settings(requested, r, servers),
+            None => UserAnswer::InternalServerError,
+        },
         Decision::RedirectAddr(target) => UserAnswer::RedirectAddress(target),
         Decision::Error(ErrorCode::AddressNotFound | ErrorCode::NoConfiguration) => {
             UserAnswer::InvalidUser(mailbox.to_string())
@@ -274,8 +278,11 @@ pub async fn v2_endpoint<B>(req: Request<B>, state: &State) -> (Response<Body>, 
     }
     let found = match find(&request.email, state, None).await {
         Err(()) => Found::Unavailable,
-        Ok(found) => match decide(Some(&request.email), found.as_ref()) {
+        Ok(found) => match decide(Some(&request.email), found.as_ref(), &c.mail) {
             Decision::Settings(_) => Found::Local,
+            // Only Autodiscover (POX) describes an IMAP/SMTP mailbox; EWS, ActiveSync and
+            // REST do not serve it.
+            Decision::InternetMail(_) => Found::InternetMail,
             Decision::RedirectAddr(target) => Found::Migrated(target),
             Decision::Error(_) => Found::NotServed,
         },
@@ -283,6 +290,7 @@ pub async fn v2_endpoint<B>(req: Request<B>, state: &State) -> (Response<Body>, 
     // The access log is for the operator: it may say what the client must not learn.
     let outcome = match &found {
         Found::Local => "v2_local",
+        Found::InternetMail => "v2_internet_mail",
         Found::Migrated(_) => "v2_redirect",
         Found::NotServed => "v2_not_served",
         Found::Unavailable => "v2_directory_unavailable",
