@@ -442,9 +442,8 @@ pub fn validate(file: &Path, raw: LdapDirectorySection) -> Result<LdapConfig, Co
             "use an LDAP attribute name (letters, digits and '-', starting with a letter)",
         )
     })?;
-    let mailbox_kind = mailbox_kind_rule(raw.mailbox_kind.unwrap_or_default()).map_err(
-        |(key, value, fix)| bad(&format!("mailbox_kind.{key}"), value, fix),
-    )?;
+    let mailbox_kind = mailbox_kind_rule(raw.mailbox_kind.unwrap_or_default())
+        .map_err(|(key, value, fix)| bad(&format!("mailbox_kind.{key}"), value, fix))?;
     Ok(LdapConfig {
         mailbox_kind,
         urls,
@@ -585,7 +584,13 @@ fn mailbox_kind_rule(
         "use an LDAP attribute name (letters, digits and '-', starting with a letter)";
     let attribute = match raw.attribute {
         Some(a) if is_attribute_name(a.trim()) => Some(a.trim().to_string()),
-        Some(a) => return Err(("attribute", format!("`{a}` is not an attribute name"), NAME_FIX)),
+        Some(a) => {
+            return Err((
+                "attribute",
+                format!("`{a}` is not an attribute name"),
+                NAME_FIX,
+            ))
+        }
         None => None,
     };
     let member_of_attribute = match raw.member_of_attribute {

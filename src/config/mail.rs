@@ -22,6 +22,7 @@ pub struct MailSection {
     #[serde(default)]
     pub domains: BTreeMap<String, DomainSection>,
     pub tenant: Option<ServersSection>,
+    pub tenant_exchange_host: Option<String>,
     pub mobileconfig: Option<MobileconfigSection>,
 }
 
@@ -161,12 +162,15 @@ impl InternetServers {
     }
 }
 
+/// Exchange Online's client host (EWS, ActiveSync, IMAP).
+pub const EXCHANGE_ONLINE_HOST: &str = "outlook.office365.com";
+
 /// Exchange Online's IMAP/SMTP with OAuth2: the tenant settings when `[mail.tenant]` is
 /// absent.
 pub fn exchange_online_servers() -> InternetServers {
     InternetServers {
         imap: Some(MailServer {
-            host: "outlook.office365.com".into(),
+            host: EXCHANGE_ONLINE_HOST.into(),
             port: 993,
             security: Security::Tls,
         }),
@@ -205,6 +209,8 @@ pub struct MailConfig {
     pub domain_servers: BTreeMap<String, InternetServers>,
     /// Where migrated mailboxes read mail outside Exchange protocols (autoconfig).
     pub tenant: InternetServers,
+    /// Exchange Online's EWS/ActiveSync host (Apple profiles of migrated mailboxes).
+    pub tenant_exchange_host: String,
     /// Autoconfig and mobileconfig answer per mailbox (revealing kinds, existence and
     /// migration) instead of the domain's default answer for every address.
     pub reveal_mailboxes: bool,
@@ -219,6 +225,7 @@ impl Default for MailConfig {
             internet: None,
             domain_servers: BTreeMap::new(),
             tenant: exchange_online_servers(),
+            tenant_exchange_host: EXCHANGE_ONLINE_HOST.into(),
             reveal_mailboxes: false,
             mobileconfig: MobileconfigConfig {
                 signer: None,
@@ -326,7 +333,12 @@ impl Validator<'_> {
             None => exchange_online_servers(),
         };
         let mobileconfig = self.mobileconfig(raw.mobileconfig.unwrap_or_default(), tls_default)?;
+        let tenant_exchange_host = match &raw.tenant_exchange_host {
+            Some(h) => self.host("mail.tenant_exchange_host", h)?,
+            None => EXCHANGE_ONLINE_HOST.into(),
+        };
         Ok(MailConfig {
+            tenant_exchange_host,
             default_kind,
             domain_kinds,
             internet,
@@ -419,18 +431,17 @@ impl Validator<'_> {
                 "use a DNS name such as \"imap.contoso.com\" (no scheme, no port)",
             ));
         }
-        let security = match raw.security.as_deref().map(str::trim) {
-            None | Some("tls") => Security::Tls,
-            Some("starttls") => Security::StartTls,
-            Some("plain") => Security::Plain,
-            Some(other) => {
-                return Err(self.invalid(
+        let security =
+            match raw.security.as_deref().map(str::trim) {
+                None | Some("tls") => Security::Tls,
+                Some("starttls") => Security::StartTls,
+                Some("plain") => Security::Plain,
+                Some(other) => return Err(self.invalid(
                     &format!("{key}.security"),
                     format!("unknown security `{other}`"),
                     "use \"tls\" (implicit TLS, RFC 8314), \"starttls\" or \"plain\" (labs only)",
-                ))
-            }
-        };
+                )),
+            };
         let port = match raw.port {
             Some(0) => {
                 return Err(self.invalid(

@@ -465,7 +465,8 @@ pub fn render_outlook_internet_settings(
     w.open("Account", &[]);
     w.leaf("AccountType", "email");
     w.leaf("Action", "settings");
-    let spa = on_off(servers.preferred_auth() == AuthMethod::PasswordEncrypted).to_ascii_lowercase();
+    let spa =
+        on_off(servers.preferred_auth() == AuthMethod::PasswordEncrypted).to_ascii_lowercase();
     for (kind, server) in [
         ("IMAP", &servers.imap),
         ("POP3", &servers.pop3),

@@ -33,6 +33,10 @@ pub enum Route {
     Soap,
     /// `autodiscover.json` (AutodiscoverV2).
     V2,
+    /// Thunderbird autoconfig (`/mail/config-v1.1.xml`).
+    Autoconfig,
+    /// Apple configuration profiles (`/mobileconfig`).
+    Mobileconfig,
     OtherAutodiscover,
     NotFound,
 }
@@ -52,6 +56,10 @@ pub fn route(path: &str) -> Route {
         Route::V2
     } else if lower.starts_with("/autodiscover/") {
         Route::OtherAutodiscover
+    } else if crate::protocol::autoconfig::is_autoconfig_path(&lower) {
+        Route::Autoconfig
+    } else if super::clients::is_mobileconfig_path(&lower) {
+        Route::Mobileconfig
     } else {
         Route::NotFound
     }
@@ -77,6 +85,16 @@ where
             let (r, (outcome, user)) = super::soap_v2::v2_endpoint(req, &state).await;
             (r, Note { outcome, user })
         }
+        Route::Autoconfig => {
+            let (r, (outcome, user)) =
+                super::clients::autoconfig_endpoint(req, &state, client).await;
+            (r, Note { outcome, user })
+        }
+        Route::Mobileconfig => {
+            let (r, (outcome, user)) =
+                super::clients::mobileconfig_endpoint(req, &state, client).await;
+            (r, Note { outcome, user })
+        }
         Route::OtherAutodiscover => {
             let mut r = respond::not_found();
             respond::add_autodiscover_headers(&mut r);
@@ -85,7 +103,10 @@ where
         Route::NotFound => (respond::not_found(), Note::outcome("not_found")),
     };
     // Every /autodiscover/* answer says SOAP is here, errors included (brief rule 7).
-    if route(&path) != Route::NotFound {
+    if !matches!(
+        route(&path),
+        Route::NotFound | Route::Autoconfig | Route::Mobileconfig
+    ) {
         respond::add_autodiscover_headers(&mut response);
     }
     // The final Negotiate token (our mechListMIC) of a handshake this request completed.
@@ -523,5 +544,12 @@ mod tests {
         );
         assert_eq!(route("/autodiscover/autodiscover.json"), Route::V2);
         assert_eq!(route("/"), Route::NotFound);
+        assert_eq!(route("/mail/config-v1.1.xml"), Route::Autoconfig);
+        assert_eq!(
+            route("/.well-known/autoconfig/mail/config-v1.1.xml"),
+            Route::Autoconfig
+        );
+        assert_eq!(route("/MobileConfig"), Route::Mobileconfig);
+        assert_eq!(route("/mail/config-v1.1.xml/x"), Route::NotFound);
     }
 }

@@ -3,12 +3,14 @@
 //! so tests run the real thing on `127.0.0.1:0`.
 
 pub mod answers;
+pub mod clients;
 pub mod drain;
 pub mod handlers;
 pub mod lean_tls;
 pub mod listener;
 pub mod ntlm;
 pub mod park;
+pub mod profile_sign;
 pub mod proxy;
 pub mod redirect80;
 pub mod reload;
@@ -49,6 +51,8 @@ pub struct State {
     /// Parsed POX request bodies (parsing does not depend on the configuration, but a
     /// reload is a natural moment to start over).
     pub pox_bodies: answers::ParsedBodies,
+    /// Signs `.mobileconfig` profiles (`[mail.mobileconfig]`); `None`: unsigned.
+    pub profile_signer: Option<profile_sign::ProfileSigner>,
 }
 
 /// Facts about one client connection.
@@ -116,7 +120,19 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
     let server_id = stable_id(&config.org.exchange_org);
     let ntlm = ntlm::NtlmService::new(&config, &directory);
     let throttle = Arc::new(throttle::AuthThrottle::new(&config.throttle));
+    let profile_signer = match &config.mail.mobileconfig.signer {
+        Some(paths) => Some(profile_sign::ProfileSigner::load(paths).map_err(|e| {
+            ConfigError::invalid(
+                &config.source,
+                "mail.mobileconfig",
+                format!("cannot sign profiles: {e}"),
+                "point cert/key at a PEM certificate chain and its RSA or P-256 key, or set sign = false",
+            )
+        })?),
+        None => None,
+    };
     Ok(State {
+        profile_signer,
         config,
         directory,
         server_id,

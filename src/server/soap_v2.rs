@@ -168,7 +168,7 @@ where
 }
 
 /// Finds a recipient, applying the lookup policy exactly as POX does.
-async fn find(
+pub(super) async fn find(
     address: &str,
     state: &State,
     identity: Option<&Identity>,

@@ -207,7 +207,14 @@ fn internet_mail_settings_carry_imap_pop3_and_smtp_blocks_as_outlook_reads_them(
         })
         .collect();
     let row = |t: &str, s: &str, p: &str, ssl: &str, enc: &str| {
-        (t.into(), s.into(), p.into(), ssl.into(), enc.into(), "on".to_string())
+        (
+            t.into(),
+            s.into(),
+            p.into(),
+            ssl.into(),
+            enc.into(),
+            "on".to_string(),
+        )
     };
     assert_eq!(
         summary,
@@ -218,7 +225,10 @@ fn internet_mail_settings_carry_imap_pop3_and_smtp_blocks_as_outlook_reads_them(
         ]
     );
     for p in &protocols {
-        assert_eq!(child(*p, "LoginName").as_deref(), Some("frank@fabrikam.com"));
+        assert_eq!(
+            child(*p, "LoginName").as_deref(),
+            Some("frank@fabrikam.com")
+        );
         assert_eq!(child(*p, "AuthRequired").as_deref(), Some("on"));
     }
     let smtp = protocols.last().unwrap();
