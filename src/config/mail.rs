@@ -503,3 +503,121 @@ impl Validator<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::example;
+    use crate::config::Config;
+
+    fn with_mail(mail: &str) -> Result<Config, ConfigError> {
+        let (path, text) = example();
+        let mut table: toml::Table = toml::from_str(&text).unwrap();
+        table.remove("mail");
+        let extra: toml::Table = toml::from_str(mail).unwrap();
+        table.extend(extra);
+        Config::from_toml(&path, &toml::to_string(&table).unwrap())
+    }
+
+    #[test]
+    fn the_example_serves_exchange_and_has_internet_servers() {
+        let (path, text) = example();
+        let c = Config::from_toml(&path, &text).unwrap();
+        assert_eq!(c.mail.kind_of_domain("CONTOSO.com"), MailboxKind::Exchange);
+        let s = c.mail.servers_for("contoso.com").unwrap();
+        assert_eq!(s.imap.as_ref().unwrap().port, 993);
+        assert_eq!(s.smtp.as_ref().unwrap().security, Security::StartTls);
+        assert!(!c.mail.reveal_mailboxes);
+        assert_eq!(c.mail.tenant, exchange_online_servers());
+        assert_eq!(c.mail.mobileconfig.signer, None);
+    }
+
+    #[test]
+    fn without_the_table_every_mailbox_is_exchange() {
+        let c = with_mail("").unwrap();
+        assert_eq!(c.mail, MailConfig::default());
+    }
+
+    #[test]
+    fn domains_override_kind_and_servers_and_ports_follow_security() {
+        let c = with_mail(
+            r#"
+            [mail]
+            kind = "internet"
+            [mail.internet]
+            imap = { host = "imap.contoso.com", security = "starttls" }
+            smtp = { host = "smtp.contoso.com" }
+            login = "local_part"
+            [mail.domains."contoso.com"]
+            kind = "exchange"
+            pop3 = { host = "POP.contoso.com" }
+            authentication = ["password-encrypted", "password-cleartext"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.mail.kind_of_domain("contoso.com"), MailboxKind::Exchange);
+        assert_eq!(
+            c.mail.kind_of_domain("other.example"),
+            MailboxKind::Internet
+        );
+        let base = c.mail.servers_for("other.example").unwrap();
+        assert_eq!(base.imap.as_ref().unwrap().port, 143);
+        assert_eq!(base.smtp.as_ref().unwrap().port, 465);
+        assert_eq!(base.login_name("grace@contoso.com"), "grace");
+        let own = c.mail.servers_for("Contoso.com").unwrap();
+        assert_eq!(own.pop3.as_ref().unwrap().host, "pop.contoso.com");
+        assert_eq!(own.pop3.as_ref().unwrap().port, 995);
+        // Inherited from [mail.internet].
+        assert_eq!(own.imap, base.imap);
+        assert_eq!(own.login, LoginForm::LocalPart);
+        assert_eq!(own.preferred_auth(), AuthMethod::PasswordEncrypted);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_fix() {
+        for (mail, key) in [
+            ("[mail]\nkind = \"imap4\"", "mail.kind"),
+            ("[mail]\nkind = \"internet\"", "mail.internet"),
+            (
+                "[mail.internet]\nimap = { host = \"imap.contoso.com\" }",
+                "mail.internet",
+            ),
+            (
+                "[mail.internet]\nimap = { host = \"imap/x\" }\nsmtp = { host = \"s.c\" }",
+                "mail.internet.imap.host",
+            ),
+            (
+                "[mail.internet]\nimap = { host = \"i.c\", security = \"ssl3\" }\nsmtp = { host = \"s.c\" }",
+                "mail.internet.imap.security",
+            ),
+            (
+                "[mail.internet]\nimap = { host = \"i.c\" }\nsmtp = { host = \"s.c\" }\nauthentication = [\"kerberos\"]",
+                "mail.internet.authentication",
+            ),
+            (
+                "[mail.domains.\"fabrikam.com\"]\nkind = \"internet\"",
+                "mail.domains.\"fabrikam.com\"",
+            ),
+            (
+                "[mail.mobileconfig]\ncert = \"c.pem\"",
+                "mail.mobileconfig.cert",
+            ),
+            (
+                "[mail.mobileconfig]\nidentifier = \"com contoso\"",
+                "mail.mobileconfig.identifier",
+            ),
+        ] {
+            let e = with_mail(mail).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{mail}: {e}");
+            assert!(e.to_string().contains("Fix:"), "{e}");
+        }
+        let e = with_mail("[mail]\nunknown = 1").unwrap_err();
+        assert!(e.to_string().contains("unknown"), "{e}");
+    }
+
+    #[test]
+    fn signing_defaults_to_the_tls_certificate() {
+        let c = with_mail("[mail.mobileconfig]\nsign = true").unwrap();
+        assert_eq!(c.mail.mobileconfig.signer.as_ref(), Some(&c.tls.default));
+    }
+}
