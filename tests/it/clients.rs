@@ -701,3 +701,112 @@ async fn revealing_lookups_of_unknown_addresses_are_throttled_per_source() {
     assert!(statuses.contains(&429), "{statuses:?}");
     assert_eq!(statuses[0], 404);
 }
+
+/// Runs tests/interop/myl_discovery.py; one JSON record per case.
+async fn myl(
+    server: &TestServer,
+    map: serde_json::Value,
+    extra: Vec<String>,
+) -> Vec<serde_json::Value> {
+    let python = crate::soap::python_with("myldiscovery").expect("checked by the caller");
+    let ca = server.pki.write_ca(server.dir.path());
+    let script = crate::harness::repo_root().join("tests/interop/myl_discovery.py");
+    let tmp = server.path("python-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg("--ca")
+            .arg(ca)
+            .args(["--map", &map.to_string()])
+            .args(extra)
+            // exchangelib's persistent autodiscover cache: a private one per run.
+            .env("TMPDIR", tmp)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("myl-discovery saw:\n{stdout}");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn myl_discovery_finds_imap_and_smtp_through_autoconfig_and_autodiscover() {
+    if crate::soap::python_with("myldiscovery").is_none() {
+        return;
+    }
+    // The domain's kind is Internet mail here, so the domain answer myl reads (it sends no
+    // address: its mailconf URL is fixed per domain) lists IMAP and SMTP.
+    let server = TestServer::start_with(&|t| set(t, &["mail", "kind"], "internet".into())).await;
+    let https = server.https.port();
+    let port80 = server.redirect.unwrap().port();
+    for (txt, map) in [
+        (
+            "https://autoconfig.contoso.com/mail/config-v1.1.xml",
+            serde_json::json!({"autoconfig.contoso.com:443": https}),
+        ),
+        (
+            "http://autoconfig.contoso.com/mail/config-v1.1.xml",
+            serde_json::json!({"autoconfig.contoso.com:80": port80}),
+        ),
+    ] {
+        let records = myl(
+            &server,
+            map,
+            vec![
+                "--txt".into(),
+                txt.into(),
+                "--autoconfig".into(),
+                "ida@contoso.com".into(),
+            ],
+        )
+        .await;
+        let result = &records[0]["result"];
+        assert_eq!(
+            result,
+            &serde_json::json!({
+                "imap": {"server": "imap.contoso.com", "port": 993, "starttls": false, "ssl": true},
+                "smtp": {"server": "smtp.contoso.com", "port": 587, "starttls": true, "ssl": false},
+            }),
+            "{txt}: {:#}",
+            records[0]
+        );
+    }
+
+    // Autodiscover: exchangelib's SOAP discovery (inside myl) finds alice's EWS server
+    // through this server, and myl probes that server's IMAP/SMTP ports (two listeners
+    // stand in for them on the test network).
+    let server = TestServer::start().await;
+    let imap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let map = serde_json::json!({
+        "autodiscover.contoso.com:443": server.https.port(),
+        "mail.contoso.com:993": imap.local_addr().unwrap().port(),
+        "mail.contoso.com:587": smtp.local_addr().unwrap().port(),
+    });
+    let records = myl(
+        &server,
+        map,
+        vec!["--exchange".into(), "alice@contoso.com:alice-pw".into()],
+    )
+    .await;
+    let result = &records[0]["result"];
+    assert_eq!(
+        result["imap"]["server"], "mail.contoso.com",
+        "{:#}",
+        records[0]
+    );
+    assert_eq!(result["imap"]["port"], 993);
+    assert_eq!(result["smtp"]["port"], 587);
+}
