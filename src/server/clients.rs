@@ -36,6 +36,8 @@ pub fn is_mobileconfig_path(path: &str) -> bool {
 }
 
 /// Whom to describe for `email` of `domain`, or the outcome to answer instead.
+// Lives for one request on the stack; boxing the account would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Resolved<'a> {
     Account(ClientAccount<'a>, &'static str),
     /// 404: the domain is not ours, or (revealing) the address is not served here.

@@ -38,7 +38,7 @@ pub enum SignError {
 }
 
 enum Key {
-    Rsa(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
+    Rsa(Box<rsa::pkcs1v15::SigningKey<sha2::Sha256>>),
     P256(p256::ecdsa::SigningKey),
 }
 
@@ -124,14 +124,14 @@ impl ProfileSigner {
                 if let Ok(k) = p256::SecretKey::from_pkcs8_pem(&block) {
                     Key::P256(k.into())
                 } else if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(&block) {
-                    Key::Rsa(rsa::pkcs1v15::SigningKey::new(k))
+                    Key::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(k)))
                 } else {
                     return Err(unsupported());
                 }
             }
-            "RSA PRIVATE KEY" => Key::Rsa(rsa::pkcs1v15::SigningKey::new(
+            "RSA PRIVATE KEY" => Key::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(
                 rsa::RsaPrivateKey::from_pkcs1_pem(&block).map_err(|_| unsupported())?,
-            )),
+            ))),
             "EC PRIVATE KEY" => Key::P256(
                 p256::SecretKey::from_sec1_pem(&block)
                     .map_err(|_| unsupported())?
@@ -173,7 +173,7 @@ impl ProfileSigner {
         let signing_time = create_signing_time_attribute().map_err(|e| err(&e))?;
         match &self.key {
             Key::Rsa(key) => {
-                let mut info = SignerInfoBuilder::new(key, sid, digest, &econtent, None)
+                let mut info = SignerInfoBuilder::new(&**key, sid, digest, &econtent, None)
                     .map_err(|e| err(&e))?;
                 info.add_signed_attribute(signing_time)
                     .map_err(|e| err(&e))?;

@@ -156,8 +156,15 @@ async fn pox_and_soap_describe_each_kind_of_mailbox() {
     assert!(!eas.text().contains("MobileSync"), "{}", eas.text());
 
     // SOAP: Ida's POP/IMAP/SMTP connection settings; no EWS for her.
-    let envelope = format!(
-        r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:a="http://schemas.microsoft.com/exchange/2010/Autodiscover"><s:Body><a:GetUserSettingsRequestMessage><a:Request><a:Users><a:User><a:Mailbox>ida.imap@contoso.com</a:Mailbox></a:User></a:Users><a:RequestedSettings><a:Setting>UserDisplayName</a:Setting><a:Setting>ExternalImap4Connections</a:Setting><a:Setting>ExternalSmtpConnections</a:Setting><a:Setting>ExternalPop3Connections</a:Setting><a:Setting>ExternalEwsUrl</a:Setting></a:RequestedSettings></a:Request></a:GetUserSettingsRequestMessage></s:Body></s:Envelope>"#
+    let envelope = crate::soap::get_user_settings(
+        &["ida.imap@contoso.com"],
+        &[
+            "UserDisplayName",
+            "ExternalImap4Connections",
+            "ExternalSmtpConnections",
+            "ExternalPop3Connections",
+            "ExternalEwsUrl",
+        ],
     );
     let a = c
         .post_basic(

@@ -16,7 +16,7 @@ const PATH: &str = "/autodiscover/autodiscover.svc";
 const SCHEMAS: &str = "Exchange2007, Exchange2007_SP1, Exchange2010, Exchange2010_SP1, Exchange2010_SP2, Exchange2013, Exchange2013_SP1, Exchange2016";
 
 /// A GetUserSettings envelope as exchangelib 5 builds it (prefixes s/a/wsa/t/xsi).
-fn get_user_settings(users: &[&str], settings: &[&str]) -> String {
+pub(crate) fn get_user_settings(users: &[&str], settings: &[&str]) -> String {
     let users: String = users
         .iter()
         .map(|u| format!("<a:User><a:Mailbox>{u}</a:Mailbox></a:User>"))
