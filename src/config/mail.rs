@@ -621,3 +621,86 @@ mod tests {
         assert_eq!(c.mail.mobileconfig.signer.as_ref(), Some(&c.tls.default));
     }
 }
+
+#[cfg(test)]
+mod ldap_rule_tests {
+    use std::path::PathBuf;
+
+    use crate::config::{normalise_dn, Config, DirectoryConfig};
+
+    fn ldap_example() -> (PathBuf, toml::Table) {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("config/autodiscoverd.ldap-example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        (path, toml::from_str(&text).unwrap())
+    }
+
+    fn load(rule: &str) -> Result<Config, crate::config::ConfigError> {
+        let (path, mut table) = ldap_example();
+        let ldap = table["directory"]["ldap"].as_table().cloned().unwrap();
+        let mut ldap = ldap;
+        ldap.insert(
+            "mailbox_kind".into(),
+            toml::from_str::<toml::Table>(rule).unwrap().into(),
+        );
+        table["directory"]
+            .as_table_mut()
+            .unwrap()
+            .insert("ldap".into(), ldap.into());
+        Config::from_toml(&path, &toml::to_string(&table).unwrap())
+    }
+
+    #[test]
+    fn the_ldap_example_reads_the_kind_from_employee_type() {
+        let c = load("attribute = \"employeeType\"").unwrap();
+        let DirectoryConfig::Ldap(l) = &c.directory else {
+            panic!("not ldap")
+        };
+        assert_eq!(l.mailbox_kind.attribute.as_deref(), Some("employeeType"));
+        assert_eq!(
+            l.mailbox_kind.attributes(),
+            vec!["employeeType".to_string()]
+        );
+    }
+
+    #[test]
+    fn groups_and_subtrees_are_normalised_and_ask_for_member_of() {
+        let c = load(
+            "internet_groups = [\"CN=IMAP Users, OU=Groups,DC=contoso,DC=com\"]\n\
+             internet_subtrees = [\"OU=Dovecot,DC=contoso,DC=com\"]",
+        )
+        .unwrap();
+        let DirectoryConfig::Ldap(l) = &c.directory else {
+            panic!("not ldap")
+        };
+        let rule = &l.mailbox_kind;
+        assert_eq!(
+            rule.internet_groups,
+            vec![normalise_dn("cn=imap users,ou=groups,dc=contoso,dc=com")]
+        );
+        assert_eq!(rule.attributes(), vec!["memberOf".to_string()]);
+        assert_eq!(rule.internet_subtrees, vec!["ou=dovecot,dc=contoso,dc=com"]);
+    }
+
+    #[test]
+    fn bad_rules_name_the_key() {
+        for (rule, key) in [
+            (
+                "attribute = \"employee type\"",
+                "directory.ldap.mailbox_kind.attribute",
+            ),
+            (
+                "internet_groups = [\"IMAP Users\"]",
+                "directory.ldap.mailbox_kind.internet_groups",
+            ),
+            (
+                "member_of_attribute = \"memberOf)(x\"",
+                "directory.ldap.mailbox_kind.member_of_attribute",
+            ),
+        ] {
+            let e = load(rule).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{e}");
+        }
+        assert!(load("unknown = 1").is_err());
+    }
+}

@@ -817,3 +817,45 @@ async fn myl_discovery_finds_imap_and_smtp_through_autoconfig_and_autodiscover()
     assert_eq!(result["imap"]["port"], 993);
     assert_eq!(result["smtp"]["port"], 587);
 }
+
+#[tokio::test]
+async fn an_ldap_directory_marks_internet_mail_mailboxes_for_every_format() {
+    let Some(slapd) = crate::harness::Slapd::start() else {
+        return;
+    };
+    let server = TestServer::start_with(&|t| {
+        slapd.configure(t);
+        reveal(t);
+    })
+    .await;
+    let mut c = server.client().await;
+    // POX with a password checked by an LDAP bind; the kind from employeeType.
+    let body = pox(&mut c, "ida", "ida-pw", "ida.imap@contoso.com").await;
+    assert!(body.contains("<Type>IMAP</Type>"), "{body}");
+    assert!(
+        body.contains("<LoginName>ida@contoso.com</LoginName>"),
+        "{body}"
+    );
+    let alice = pox(&mut c, "ida", "ida-pw", "alice@contoso.com").await;
+    assert!(alice.contains("<Type>EXCH</Type>"), "{alice}");
+    let ida = autoconfig(&mut c, AUTOCONFIG, "ida@contoso.com").await;
+    assert_eq!(autoconfig_servers(&ida)[0].0, "imap");
+    let bob = autoconfig(&mut c, AUTOCONFIG, "bob@contoso.com").await;
+    assert_eq!(autoconfig_servers(&bob)[0].1, "outlook.office365.com");
+    let p = plistlib(&profile(&mut c, "ida@contoso.com").await.body);
+    assert_eq!(p["PayloadContent"][0]["EmailAccountType"], "EmailTypeIMAP");
+    // Directory outage: per-mailbox answers cannot be given (503), and come back with it.
+    drop(c);
+    let mut slapd = slapd;
+    slapd.stop();
+    let mut c = server.client().await;
+    assert_eq!(
+        autoconfig(&mut c, AUTOCONFIG, "carol.unknown@contoso.com")
+            .await
+            .status,
+        503
+    );
+    slapd.restart();
+    let back = autoconfig(&mut c, AUTOCONFIG, "ida@contoso.com").await;
+    assert_eq!(back.status, 200, "{}", back.text());
+}
