@@ -72,7 +72,7 @@ pub fn is_clean_address(text: &str) -> bool {
 }
 
 /// The first `name=` parameter of `query` (name case-insensitive), percent-decoded and
-/// checked with [`is_clean_address`]. `Ok(None)` when absent.
+/// checked with [`is_clean_address`]. `Ok(None)` when absent or empty.
 pub fn query_address(query: Option<&str>, name: &str) -> Result<Option<String>, AddressReject> {
     for pair in query.unwrap_or_default().split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -84,6 +84,10 @@ pub fn query_address(query: Option<&str>, name: &str) -> Result<Option<String>, 
         }
         let value = super::v2::percent_decode(value, true).ok_or(AddressReject::InvalidAddress)?;
         let value = value.trim();
+        // `emailaddress=` with nothing: the client has no address to give.
+        if value.is_empty() {
+            return Ok(None);
+        }
         return if is_clean_address(value) {
             Ok(Some(value.to_string()))
         } else {

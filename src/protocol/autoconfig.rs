@@ -201,6 +201,9 @@ mod tests {
             parse_request(None, Some("mail.contoso.com")),
             Err(AutoconfigReject::NoDomain)
         );
+        // An empty value is no address: the host names the domain.
+        let r = parse_request(Some("emailaddress="), Some("autoconfig.contoso.com")).unwrap();
+        assert_eq!((r.email, r.domain.as_str()), (None, "contoso.com"));
     }
 
     #[test]
@@ -212,7 +215,6 @@ mod tests {
             "emailaddress=%22a%22@contoso.com",
             "emailaddress=nodomain",
             "emailaddress=a@b@",
-            "emailaddress=",
         ] {
             assert_eq!(
                 parse_request(Some(q), Some("autoconfig.contoso.com")),

@@ -446,7 +446,7 @@ fn write_exhttp(w: &mut XmlWriter, s: &MailboxSettings, caps: ClientCaps, extern
 
 /// Renders `AccountType email` for an Internet-mail mailbox: one `Protocol` block per
 /// configured server, IMAP and POP3 (incoming, in that order of preference) then SMTP
-/// (MS-OXDSCLI §2.2.4.1.1.2.9 and its children). `SSL` says whether the connection is
+/// (MS-OXDSCLI, the `Protocol` element and its children). `SSL` says whether the connection is
 /// protected at all and `Encryption` how (`SSL` = TLS from the first byte, `TLS` =
 /// STARTTLS, `None`); Outlook gives `Encryption` precedence.
 pub fn render_outlook_internet_settings(

@@ -500,7 +500,7 @@ pub enum SettingValue {
     /// `i:type="WebClientUrlCollectionSetting"`: (AuthenticationMethods, Url) pairs.
     WebClientUrls(Vec<(String, String)>),
     /// `i:type="ProtocolConnectionCollectionSetting"`: (EncryptionMethod, Hostname, Port)
-    /// of POP3/IMAP4/SMTP servers (MS-OXWSADISC §2.2.4.24).
+    /// of POP3/IMAP4/SMTP servers (MS-OXWSADISC, ProtocolConnection).
     ProtocolConnections(Vec<(String, String, u16)>),
 }
 
