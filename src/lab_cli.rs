@@ -9,7 +9,7 @@ use anyhow::Context;
 use autodiscoverd::lab::{self, Breakage, LabSpec};
 use autodiscoverd::ops::signals::{Event, Signals};
 use autodiscoverd::probe::auth::{AuthChoice, Credentials};
-use autodiscoverd::probe::{self, plan::Protocol, report, target};
+use autodiscoverd::probe::{self, handout, plan::Protocol, report, target};
 use clap::{Args, Subcommand};
 
 /// `lab` subcommands.
@@ -30,8 +30,8 @@ pub enum LabCommand {
 pub struct LabInitArgs {
     /// Directory to create (must be empty unless --force).
     pub dir: PathBuf,
-    /// First of three loopback ports: on-premises HTTPS, tenant HTTPS, tenant HTTP
-    /// redirector.
+    /// First of four loopback ports: on-premises HTTPS, tenant HTTPS, tenant HTTP
+    /// redirector, on-premises HTTP redirector.
     #[arg(long, default_value_t = 8443)]
     pub base_port: u16,
     /// The organisation's SMTP domain.
@@ -43,8 +43,9 @@ pub struct LabInitArgs {
     /// Stands in for Microsoft's domains (autodiscover-s.<cloud-domain>, outlook.<cloud-domain>).
     #[arg(long, default_value = "lab")]
     pub cloud_domain: String,
-    /// Build the lab with a deliberate fault: expired-cert or redirect-loop.
-    #[arg(long = "break", value_parser = ["expired-cert", "redirect-loop"])]
+    /// Build the lab with a deliberate fault for the probe to find (docs/lab-and-probe.md
+    /// lists what each does).
+    #[arg(long = "break", value_parser = clap::builder::PossibleValuesParser::new(Breakage::ALL.map(Breakage::name)))]
     pub breakage: Option<String>,
     /// Overwrite the lab files in a non-empty DIR.
     #[arg(long)]
@@ -87,9 +88,21 @@ pub struct ProbeArgs {
     /// (labs without DNS).
     #[arg(long)]
     pub no_dns: bool,
+    /// Ask only this DNS server (ADDRESS:PORT, e.g. a lab's 127.0.0.1:8447) instead of the
+    /// system's resolvers and hosts file.
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_dns")]
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show the evidence of every HTTP exchange: status, request-id and X-FEServer-style
+    /// headers, the authentication offers and the XML/JSON bodies (never credentials).
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Also write the report to hand on: FILE.md (Markdown) or FILE.html, verdict first,
+    /// every step time-stamped with the time it took, and the evidence.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Seconds allowed for each network operation.
     #[arg(long, default_value_t = 10)]
     pub timeout: u64,
@@ -198,13 +211,31 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         overrides,
         ca_file: args.ca_file.clone(),
         system_dns: !args.no_dns,
+        dns_server: args.dns_server,
         timeout: Duration::from_secs(args.timeout.max(1)),
         mapi_http: !args.no_mapi,
+        verbose: args.verbose,
         auth: AuthChoice::parse(&args.auth)
             .ok_or_else(|| anyhow::anyhow!("unknown --auth `{}`", args.auth))?,
     };
+    let handout = match &args.report {
+        Some(path) => Some((
+            path,
+            handout::Format::from_path(path).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--report {}: the file name must end in .md or .html",
+                    path.display()
+                )
+            })?,
+        )),
+        None => None,
+    };
     let runtime = tokio::runtime::Runtime::new().context("while starting the async runtime")?;
     let report = runtime.block_on(probe::run(&options, SystemTime::now()));
+    if let Some((path, format)) = handout {
+        std::fs::write(path, handout::render(&report, format))
+            .with_context(|| format!("while writing the report {}", path.display()))?;
+    }
     if args.json {
         println!("{}", report::render_json(&report));
     } else {

@@ -9,10 +9,24 @@ use uuid::Uuid;
 
 use super::{Breakage, LabSpec, LabUser, Ports, USERS};
 
+/// Who signs a lab certificate, and what the server sends with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issuer {
+    /// The lab CA (`ca/ca.pem`), which clients trust.
+    LabCa,
+    /// An intermediate CA under the lab CA; the certificate file holds only the leaf, so
+    /// the server does not send the intermediate (`--break missing-intermediate`).
+    IntermediateNotSent,
+    /// A self-signed CA nobody trusts; the file holds the leaf and that CA
+    /// (`--break untrusted-chain`).
+    Untrusted,
+}
+
 /// Certificate file stems under `certs/` and the names each certificate carries.
 pub struct CertPlan {
     pub stem: &'static str,
     pub names: Vec<String>,
+    pub issuer: Issuer,
 }
 
 /// `certs/<stem>.pem` of the on-premises Autodiscover host.
@@ -28,27 +42,31 @@ pub const CERT_TENANT_OUTLOOK: &str = "tenant-outlook";
 
 /// The certificates a lab needs, one per host.
 pub fn certificates(spec: &LabSpec) -> Vec<CertPlan> {
+    let autodiscover_issuer = if spec.broken(Breakage::MissingIntermediate) {
+        Issuer::IntermediateNotSent
+    } else if spec.broken(Breakage::UntrustedChain) {
+        Issuer::Untrusted
+    } else {
+        Issuer::LabCa
+    };
+    let plan = |stem, names| CertPlan {
+        stem,
+        names,
+        issuer: Issuer::LabCa,
+    };
     vec![
         CertPlan {
             stem: CERT_ONPREM_AUTODISCOVER,
             names: vec![spec.onprem_autodiscover_host()],
+            issuer: autodiscover_issuer,
         },
-        CertPlan {
-            stem: CERT_ONPREM_MAIL,
-            names: vec![spec.mail_host()],
-        },
-        CertPlan {
-            stem: CERT_ONPREM_ROOT,
-            names: vec![spec.root_certificate_name()],
-        },
-        CertPlan {
-            stem: CERT_TENANT_AUTODISCOVER,
-            names: vec![spec.tenant_autodiscover_host()],
-        },
-        CertPlan {
-            stem: CERT_TENANT_OUTLOOK,
-            names: vec![spec.outlook_host()],
-        },
+        plan(CERT_ONPREM_MAIL, vec![spec.mail_host()]),
+        plan(CERT_ONPREM_ROOT, vec![spec.root_certificate_name()]),
+        plan(
+            CERT_TENANT_AUTODISCOVER,
+            vec![spec.tenant_autodiscover_host()],
+        ),
+        plan(CERT_TENANT_OUTLOOK, vec![spec.outlook_host()]),
     ]
 }
 
@@ -106,7 +124,7 @@ pub fn onprem_config(spec: &LabSpec, ports: Ports) -> String {
 listen = ["127.0.0.1:{port}"]
 
 [tls]
-# autodiscover.{domain}: the name Outlook tries second (brief §7.1).
+# autodiscover.{domain}: the name Outlook tries second (MS-OXDISCO §3.1.5).
 cert = "{ad_cert}"
 key = "{ad_key}"
 
@@ -171,9 +189,16 @@ path = "directory.toml"
 [v2]
 tenant_url = "https://{autodiscover_s}"
 autodiscover_v1_url = "https://autodiscover.{domain}/autodiscover/autodiscover.xml"
+
+# Port 80 of autodiscover.{domain} answers 302 to https, as an on-premises IIS redirect
+# does: the HTTP-redirect method (MS-OXDISCO §3.1.5.4) finds the same endpoint.
+[redirect]
+listen = ["127.0.0.1:{http_port}"]
+target = "https://autodiscover.{domain}"
 "#,
         domain = spec.domain,
         port = ports.onprem_https,
+        http_port = ports.onprem_http,
         autodiscover_s = spec.tenant_autodiscover_host(),
         root_name = spec.root_certificate_name(),
         org = org_name(spec),
@@ -182,7 +207,7 @@ autodiscover_v1_url = "https://autodiscover.{domain}/autodiscover/autodiscover.x
     )
 }
 
-/// `tenant/autodiscoverd.toml`: the Exchange Online emulation (brief §8.4, §11.8).
+/// `tenant/autodiscoverd.toml`: the Exchange Online emulation.
 pub fn tenant_config(spec: &LabSpec, ports: Ports) -> String {
     let (s_cert, s_key) = cert_entry(CERT_TENANT_AUTODISCOVER);
     let (o_cert, o_key) = cert_entry(CERT_TENANT_OUTLOOK);
@@ -193,7 +218,7 @@ pub fn tenant_config(spec: &LabSpec, ports: Ports) -> String {
         r#"# Lab: the Exchange Online side of the {org} tenant (written by `autodiscoverd lab init`).
 # {autodiscover_s} and {outlook} stand in for autodiscover-s.outlook.com and
 # outlook.office365.com; the plain-HTTP redirector stands in for the port-80 VIP behind
-# {redirect_host} (brief §8.4).
+# {redirect_host}.
 
 [server]
 # Stands in for port 443 of {autodiscover_s} and {outlook}.
@@ -222,8 +247,11 @@ tenant_routing_domain = "{routing}"
 # Answer as Exchange Online: MicrosoftOnline=True, EXO-shaped protocol blocks.
 microsoft_online = true
 
+# Exchange Online accepts Basic with the UPN only (no NTLM, no DOMAIN\\user): the
+# tenant directory carries no sAMAccountName.
 [auth]
 basic = true
+ntlm = false
 
 [services]
 # Exchange Online builds are 15.20.x (ServerVersion 73D49F70 for 15.20.8048).
@@ -266,22 +294,35 @@ path = "directory.toml"
 [v2]
 tenant_url = "https://{autodiscover_s}"
 autodiscover_v1_url = "https://{autodiscover_s}/autodiscover/autodiscover.xml"
-
-# The HTTP-redirect method (brief §7.3): GET http://{redirect_host}/autodiscover/autodiscover.xml
-# gets 302 to https://{autodiscover_s}/autodiscover/autodiscover.xml.
-[redirect]
-listen = ["127.0.0.1:{http_port}"]
-target = "https://{autodiscover_s}"
-hosts = {{ "{redirect_host}" = "https://{autodiscover_s}" }}
-"#,
+{redirect}"#,
         org = org_name(spec),
         domain = spec.domain,
         routing = spec.routing_domain(),
         initial = spec.initial_domain(),
         redirect_host = spec.tenant_redirect_host(),
         https_port = ports.tenant_https,
-        http_port = ports.tenant_http,
         deployment = guid(spec, "deployment.tenant"),
+        redirect = tenant_redirect_section(spec, ports),
+    )
+}
+
+/// The tenant's port-80 redirector, or a note that it is down on purpose.
+fn tenant_redirect_section(spec: &LabSpec, ports: Ports) -> String {
+    if spec.broken(Breakage::TenantRedirectorDown) {
+        return "\n# BROKEN ON PURPOSE (lab init --break tenant-redirector-down): no port-80 redirector.\n".into();
+    }
+    format!(
+        r#"
+# The HTTP-redirect method (MS-OXDISCO §3.1.5.4): GET http://{redirect_host}/autodiscover/autodiscover.xml
+# gets 302 to https://{autodiscover_s}/autodiscover/autodiscover.xml.
+[redirect]
+listen = ["127.0.0.1:{http_port}"]
+target = "https://{autodiscover_s}"
+hosts = {{ "{redirect_host}" = "https://{autodiscover_s}" }}
+"#,
+        redirect_host = spec.tenant_redirect_host(),
+        autodiscover_s = spec.tenant_autodiscover_host(),
+        http_port = ports.tenant_http,
     )
 }
 
@@ -307,13 +348,19 @@ pub fn onprem_directory(spec: &LabSpec) -> String {
                 "# Mailbox on-premises: Autodiscover answers with this server's settings.\n",
             );
         }
-        out.push_str(&common_user(spec, user));
+        out.push_str(&common_user(spec, user, true));
         out.push_str(&format!(
             "primary_smtp = \"{}\"\nlegacy_dn = \"{}\"\n",
             spec.address(user),
             onprem_legacy_dn(spec, user)
         ));
-        if user.migrated {
+        if user.migrated && spec.broken(Breakage::MissingTargetAddress) {
+            out.push_str(
+                "# BROKEN ON PURPOSE (lab init --break missing-target-address): a remote mailbox\n\
+                 # without targetAddress (RemoteRoutingAddress).\n\
+                 recipient_type = \"RemoteUserMailbox\"\nremote_recipient_type = 4\n",
+            );
+        } else if user.migrated {
             out.push_str(&format!(
                 "recipient_type = \"RemoteUserMailbox\"\nremote_recipient_type = 4\ntarget_address = \"SMTP:{}\"\n",
                 spec.routing_address(user)
@@ -325,14 +372,30 @@ pub fn onprem_directory(spec: &LabSpec) -> String {
     out
 }
 
-fn common_user(spec: &LabSpec, user: &LabUser) -> String {
+/// The account lines both directories share. The tenant's copy has no sAMAccountName:
+/// Exchange Online takes the UPN only.
+fn common_user(spec: &LabSpec, user: &LabUser, on_premises: bool) -> String {
+    let sam = if on_premises {
+        format!("sam_account_name = \"{}\"\n", user.alias)
+    } else {
+        String::new()
+    };
+    let password = if !on_premises && user.migrated && spec.broken(Breakage::TenantPasswordDiffers)
+    {
+        format!(
+            "# BROKEN ON PURPOSE (lab init --break tenant-password-differs): password hash sync\n\
+             # did not bring the on-premises password here.\n\
+             password = \"{}-stale\"\n",
+            user.password
+        )
+    } else {
+        format!("password = \"{}\"\n", user.password)
+    };
     format!(
-        "[[user]]\nupn = \"{address}\"\nsam_account_name = \"{alias}\"\ndisplay_name = \"{display}\"\nmailbox_guid = \"{guid}\"\npassword = \"{password}\"\n",
+        "[[user]]\nupn = \"{address}\"\n{sam}display_name = \"{display}\"\nmailbox_guid = \"{guid}\"\n{password}",
         address = spec.address(user),
-        alias = user.alias,
         display = user.display_name,
         guid = mailbox_guid(user),
-        password = user.password,
     )
 }
 
@@ -351,7 +414,7 @@ pub fn tenant_directory(spec: &LabSpec) -> String {
     let loop_break = spec.breakage == Some(Breakage::RedirectLoop);
     for user in &USERS {
         out.push('\n');
-        out.push_str(&common_user(spec, user));
+        out.push_str(&common_user(spec, user, false));
         let routing = spec.routing_address(user);
         let initial = format!("{}@{}", user.alias, spec.initial_domain());
         if user.migrated && loop_break {
@@ -364,6 +427,16 @@ pub fn tenant_directory(spec: &LabSpec) -> String {
                  recipient_type = \"MailUser\"\n\
                  target_address = \"SMTP:{vanity}\"\n",
                 vanity = spec.address(user),
+            ));
+        } else if user.migrated && spec.broken(Breakage::MissingRoutingAddress) {
+            out.push_str(&format!(
+                "# BROKEN ON PURPOSE (lab init --break missing-routing-address): the mailbox\n\
+                 # lacks smtp:{routing}, the address on-premises sends clients to.\n\
+                 primary_smtp = \"{vanity}\"\n\
+                 proxy_addresses = [\"smtp:{initial}\", \"X500:{x500}\"]\n\
+                 recipient_type = \"UserMailbox\"\n",
+                vanity = spec.address(user),
+                x500 = onprem_legacy_dn(spec, user),
             ));
         } else if user.migrated {
             out.push_str(&format!(
@@ -392,22 +465,20 @@ pub fn hosts_file(spec: &LabSpec, ports: Ports) -> String {
     format!(
         "# Hosts-file lines for the {domain} lab (append to /etc/hosts or\n\
          # C:\\Windows\\System32\\drivers\\etc\\hosts). Programs that use the hosts file connect\n\
-         # to ports 443/80, while the lab listens on {a} (on-premises HTTPS), {b} (tenant HTTPS)\n\
-         # and {c} (tenant HTTP redirector): forward those ports, or use curl.conf\n\
-         # (`curl -K`, `autodiscoverd probe --map`).\n\
+         # to ports 443/80, while the lab listens on {a} (on-premises HTTPS), {b} (tenant HTTPS),\n\
+         # {c} (tenant HTTP redirector) and {d} (on-premises HTTP redirector): forward those\n\
+         # ports, or use curl.conf (`curl -K`, `autodiscoverd probe --map`).\n\
          # {routing} is absent on purpose: the bare routing domain has no address.\n\
-         127.0.0.1 {domain} {autodiscover} {mail}\n\
-         127.0.0.1 {autodiscover_s} {outlook} {redirect}\n",
+         127.0.0.1 {onprem}\n\
+         127.0.0.1 {tenant}\n",
         domain = spec.domain,
         a = ports.onprem_https,
         b = ports.tenant_https,
         c = ports.tenant_http,
+        d = ports.onprem_http,
         routing = spec.routing_domain(),
-        autodiscover = spec.onprem_autodiscover_host(),
-        mail = spec.mail_host(),
-        autodiscover_s = spec.tenant_autodiscover_host(),
-        outlook = spec.outlook_host(),
-        redirect = spec.tenant_redirect_host(),
+        onprem = spec.onprem_hosts().join(" "),
+        tenant = spec.tenant_hosts().join(" "),
     )
 }
 
@@ -428,6 +499,33 @@ pub fn curl_config(spec: &LabSpec, ports: Ports, ca_file: &str) -> String {
     out
 }
 
+/// `dns.conf`: for the lab's DNS mode, the same map as `curl.conf` but ports only: the
+/// lab's DNS (`probe --dns-server`) gives the addresses.
+pub fn dns_mode_config(spec: &LabSpec, ports: Ports, ca_file: &str) -> String {
+    let mut out = format!(
+        "# The {domain} lab's ports for its DNS mode: names resolve through the lab's DNS,\n\
+         # only the ports are mapped.\n\
+         #   autodiscoverd probe --dns-server 127.0.0.1:{dns} --map dns.conf alice@{domain}\n\
+         cacert = \"{ca}\"\n",
+        domain = spec.domain,
+        dns = ports.dns,
+        ca = ca_file.replace('\\', "\\\\").replace('"', "\\\""),
+    );
+    for mapping in spec.connect_map(ports) {
+        out.push_str(&format!(
+            "connect-to = \"{}:{}::{}\"\n",
+            mapping.host, mapping.port, mapping.to_port
+        ));
+    }
+    // The SRV target is reached on its own name.
+    out.push_str(&format!(
+        "connect-to = \"{}:443::{}\"\n",
+        spec.mail_host(),
+        ports.onprem_https
+    ));
+    out
+}
+
 /// `LAB.txt`: what was written and how to use it.
 pub fn summary(spec: &LabSpec, ports: Ports, dir: &str) -> String {
     let mut users = String::new();
@@ -445,8 +543,9 @@ pub fn summary(spec: &LabSpec, ports: Ports, dir: &str) -> String {
     }
     let breakage = match spec.breakage {
         Some(b) => format!(
-            "\nBROKEN ON PURPOSE: --break {} (see the comments in the files).\n",
-            b.name()
+            "\nBROKEN ON PURPOSE: --break {}: {} (see the comments in the files).\n",
+            b.name(),
+            b.describe()
         ),
         None => String::new(),
     };
@@ -462,15 +561,20 @@ pub fn summary(spec: &LabSpec, ports: Ports, dir: &str) -> String {
          Listeners (loopback):\n\
          \x20 127.0.0.1:{a}  on-premises HTTPS: {domain} (mismatched certificate), {autodiscover}, {mail}\n\
          \x20 127.0.0.1:{b}  tenant HTTPS: {autodiscover_s}, {outlook}\n\
-         \x20 127.0.0.1:{c}  tenant HTTP redirector: {redirect} -> https://{autodiscover_s}\n\n\
+         \x20 127.0.0.1:{c}  tenant HTTP redirector: {redirect} -> https://{autodiscover_s}\n\
+         \x20 127.0.0.1:{d}  on-premises HTTP redirector: {autodiscover} -> https://{autodiscover}\n\
+         \x20 127.0.0.1:{e}  DNS (UDP and TCP): the zones in dns/\n\n\
          Run both roles:   autodiscoverd lab up {dir}\n\
          Walk the journey: autodiscoverd probe --map {dir}/curl.conf --no-dns --user {user} --password {password} {user}\n\
-         Files: ca/ (lab CA), certs/, onprem/ and tenant/ (config + directory), hosts, curl.conf\n",
+         With lab DNS:     autodiscoverd probe --dns-server 127.0.0.1:{e} --map {dir}/dns.conf --password {password} {user}\n\
+         Files: ca/ (lab CA), certs/, onprem/ and tenant/ (config + directory), dns/ (zones), hosts, curl.conf, dns.conf\n",
         domain = spec.domain,
         routing = spec.routing_domain(),
         a = ports.onprem_https,
         b = ports.tenant_https,
         c = ports.tenant_http,
+        d = ports.onprem_http,
+        e = ports.dns,
         autodiscover = spec.onprem_autodiscover_host(),
         mail = spec.mail_host(),
         autodiscover_s = spec.tenant_autodiscover_host(),
@@ -503,7 +607,9 @@ mod tests {
         .unwrap();
         assert!(!onprem.org.microsoft_online);
         assert_eq!(onprem.server.listen[0].port(), 8443);
-        assert!(onprem.redirect.is_none());
+        let onprem_redirect = onprem.redirect.as_ref().unwrap();
+        assert_eq!(onprem_redirect.listen[0].port(), 8446);
+        assert_eq!(onprem_redirect.target, "https://autodiscover.contoso.lab");
         assert_eq!(onprem.v2.tenant_url, "https://autodiscover-s.lab");
         assert!(
             onprem

@@ -11,8 +11,8 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use super::files::{self, CERT_ONPREM_AUTODISCOVER};
-use super::{Breakage, LabSpec, SpecError};
+use super::files::{self, Issuer, CERT_ONPREM_AUTODISCOVER};
+use super::{dns, Breakage, LabSpec, SpecError};
 
 /// Why a lab could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,8 @@ pub mod paths {
     pub const CURL_CONFIG: &str = "curl.conf";
     /// Hosts-file lines.
     pub const HOSTS: &str = "hosts";
+    /// Ports-only map for the DNS mode (`probe --dns-server ... --map dns.conf`).
+    pub const DNS_MODE_CONFIG: &str = "dns.conf";
     /// Human summary.
     pub const SUMMARY: &str = "LAB.txt";
 }
@@ -99,11 +101,11 @@ struct LabCa {
     key: KeyPair,
 }
 
-fn make_ca(spec: &LabSpec, now: OffsetDateTime) -> Result<LabCa, InitError> {
-    let name = format!("autodiscoverd lab CA ({})", spec.domain);
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error(&name))?;
+/// A CA: self-signed when `parent` is `None`, else an intermediate under `parent`.
+fn make_ca(name: &str, parent: Option<&LabCa>, now: OffsetDateTime) -> Result<LabCa, InitError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error(name))?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, &name);
+    params.distinguished_name.push(DnType::CommonName, name);
     params
         .distinguished_name
         .push(DnType::OrganizationName, "autodiscoverd lab");
@@ -114,8 +116,15 @@ fn make_ca(spec: &LabSpec, now: OffsetDateTime) -> Result<LabCa, InitError> {
     ];
     params.not_before = now - DAY;
     params.not_after = now + DAY * 3650;
-    let key = KeyPair::generate().map_err(cert_error(&name))?;
-    let cert = params.self_signed(&key).map_err(cert_error(&name))?;
+    let key = KeyPair::generate().map_err(cert_error(name))?;
+    let cert = match parent {
+        None => params.self_signed(&key),
+        Some(parent) => {
+            params.use_authority_key_identifier_extension = true;
+            params.signed_by(&key, &parent.cert, &parent.key)
+        }
+    }
+    .map_err(cert_error(name))?;
     Ok(LabCa { cert, key })
 }
 
@@ -173,9 +182,20 @@ pub fn init(
     let now = OffsetDateTime::from(now);
     let ports = spec.ports();
 
-    let ca = make_ca(&spec, now)?;
+    let ca = make_ca(
+        &format!("autodiscoverd lab CA ({})", spec.domain),
+        None,
+        now,
+    )?;
     write(&dir.join(paths::CA_CERT), &ca.cert.pem(), false)?;
     write(&dir.join(paths::CA_KEY), &ca.key.serialize_pem(), true)?;
+    let intermediate = make_ca(
+        &format!("autodiscoverd lab issuing CA ({})", spec.domain),
+        Some(&ca),
+        now,
+    )?;
+    // Nobody trusts this one: it is written nowhere but into the certificate file.
+    let untrusted = make_ca("untrusted self-signed CA", None, now)?;
     for plan in files::certificates(&spec) {
         let expired = spec.breakage == Some(Breakage::ExpiredCertificate)
             && plan.stem == CERT_ONPREM_AUTODISCOVER;
@@ -184,7 +204,15 @@ pub fn init(
         } else {
             (now - DAY, now + DAY * 397)
         };
-        let (cert, key) = make_leaf(&ca, &plan.names, not_before, not_after)?;
+        let (issuer, sent_with_leaf) = match plan.issuer {
+            Issuer::LabCa => (&ca, None),
+            Issuer::IntermediateNotSent => (&intermediate, None),
+            Issuer::Untrusted => (&untrusted, Some(untrusted.cert.pem())),
+        };
+        let (mut cert, key) = make_leaf(issuer, &plan.names, not_before, not_after)?;
+        if let Some(chain) = sent_with_leaf {
+            cert.push_str(&chain);
+        }
         write(
             &dir.join("certs").join(format!("{}.pem", plan.stem)),
             &cert,
@@ -225,6 +253,19 @@ pub fn init(
     write(
         &dir.join(paths::CURL_CONFIG),
         &files::curl_config(&spec, ports, &ca_path),
+        false,
+    )?;
+    write(
+        &dir.join(paths::DNS_MODE_CONFIG),
+        &files::dns_mode_config(&spec, ports, &ca_path),
+        false,
+    )?;
+    for zone in dns::zones(&spec) {
+        write(&dir.join("dns").join(zone.file_name()), &zone.text, false)?;
+    }
+    write(
+        &dir.join(dns::ZONES_FILE),
+        &dns::zones_config(&spec, ports),
         false,
     )?;
     let summary = files::summary(&spec, ports, &dir.display().to_string());

@@ -1,15 +1,18 @@
 //! The hybrid lab: one command writes an on-premises organisation and an emulated
-//! Exchange Online tenant (brief §8.4) with their PKI, directories and a name map, and one
+//! Exchange Online tenant with their PKI, directories and a name map, and one
 //! command runs both. [`LabSpec`] names every host and port; [`files`] renders the text
 //! files (pure), [`init`] writes them with a fresh CA, [`up`] serves both roles.
 
+pub mod dns;
 pub mod files;
 pub mod init;
 pub mod up;
 
 use crate::config::is_host_name;
 
-/// A deliberate fault written into a lab, so that the probe has something to find.
+/// A deliberate fault written into a lab, so that the probe has something to find. Each
+/// is a mistake administrators make (or a service that is down), written into the same
+/// files a real deployment would have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Breakage {
     /// The on-premises `autodiscover.<domain>` certificate expired a month ago.
@@ -17,16 +20,42 @@ pub enum Breakage {
     /// The tenant believes the migrated mailbox is still on-premises and sends the client
     /// back (a MailUser whose targetAddress is the on-premises address): an address loop.
     RedirectLoop,
+    /// `autodiscover.<domain>` has no address (left out of the hosts file and name map).
+    MissingAutodiscoverName,
+    /// The tenant's port-80 redirector does not run.
+    TenantRedirectorDown,
+    /// The tenant's mailbox lacks the routing-domain proxy address the on-premises
+    /// targetAddress points at: the tenant answers Error 500.
+    MissingRoutingAddress,
+    /// The tenant's copy of the migrated user has another password (password hash sync
+    /// not working): 401 only at the tenant.
+    TenantPasswordDiffers,
+    /// The on-premises remote mailbox has no targetAddress: Error 602 on-premises.
+    MissingTargetAddress,
+    /// `autodiscover.<domain>` presents a certificate from a CA clients do not trust.
+    UntrustedChain,
+    /// `autodiscover.<domain>` is issued by an intermediate CA the server does not send.
+    MissingIntermediate,
 }
 
 impl Breakage {
+    /// Every fault, in `--break` order.
+    pub const ALL: [Breakage; 9] = [
+        Breakage::ExpiredCertificate,
+        Breakage::RedirectLoop,
+        Breakage::MissingAutodiscoverName,
+        Breakage::TenantRedirectorDown,
+        Breakage::MissingRoutingAddress,
+        Breakage::TenantPasswordDiffers,
+        Breakage::MissingTargetAddress,
+        Breakage::UntrustedChain,
+        Breakage::MissingIntermediate,
+    ];
+
     /// Parses the `--break` value.
     pub fn parse(text: &str) -> Option<Breakage> {
-        match text.trim() {
-            "expired-cert" => Some(Breakage::ExpiredCertificate),
-            "redirect-loop" => Some(Breakage::RedirectLoop),
-            _ => None,
-        }
+        let text = text.trim();
+        Breakage::ALL.into_iter().find(|b| b.name() == text)
     }
 
     /// The `--break` spelling.
@@ -34,6 +63,40 @@ impl Breakage {
         match self {
             Breakage::ExpiredCertificate => "expired-cert",
             Breakage::RedirectLoop => "redirect-loop",
+            Breakage::MissingAutodiscoverName => "missing-autodiscover-name",
+            Breakage::TenantRedirectorDown => "tenant-redirector-down",
+            Breakage::MissingRoutingAddress => "missing-routing-address",
+            Breakage::TenantPasswordDiffers => "tenant-password-differs",
+            Breakage::MissingTargetAddress => "missing-target-address",
+            Breakage::UntrustedChain => "untrusted-chain",
+            Breakage::MissingIntermediate => "missing-intermediate",
+        }
+    }
+
+    /// One line for `LAB.txt` and the docs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Breakage::ExpiredCertificate => {
+                "the autodiscover.<domain> certificate expired 30 days ago"
+            }
+            Breakage::RedirectLoop => {
+                "the tenant's copy of the migrated user points back on-premises"
+            }
+            Breakage::MissingAutodiscoverName => "autodiscover.<domain> has no address",
+            Breakage::TenantRedirectorDown => "the tenant's port-80 redirector does not run",
+            Breakage::MissingRoutingAddress => {
+                "the tenant mailbox lacks the routing-domain address"
+            }
+            Breakage::TenantPasswordDiffers => {
+                "the tenant's copy of the migrated user has another password"
+            }
+            Breakage::MissingTargetAddress => "the on-premises remote mailbox has no targetAddress",
+            Breakage::UntrustedChain => {
+                "autodiscover.<domain> presents a certificate from an untrusted CA"
+            }
+            Breakage::MissingIntermediate => {
+                "autodiscover.<domain> does not send its intermediate CA certificate"
+            }
         }
     }
 }
@@ -73,6 +136,10 @@ pub const USERS: [LabUser; 2] = [
 /// The loopback ports of a lab (the real deployment would use 443 and 80).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
+    /// On-premises plain HTTP: the port-80 responder of `autodiscover.<domain>`.
+    pub onprem_http: u16,
+    /// The lab's authoritative DNS (UDP and TCP).
+    pub dns: u16,
     /// On-premises HTTPS: `<domain>`, `autodiscover.<domain>`, `mail.<domain>`.
     pub onprem_https: u16,
     /// Tenant HTTPS: `autodiscover-s.<cloud>`, `outlook.<cloud>`.
@@ -101,7 +168,7 @@ pub struct LabSpec {
     pub tenant: String,
     /// Stands in for Microsoft's domains: `autodiscover-s.<cloud>`, `outlook.<cloud>`.
     pub cloud: String,
-    /// First of three consecutive loopback ports (see [`Ports`]).
+    /// First of five consecutive loopback ports (see [`Ports`]).
     pub base_port: u16,
     pub breakage: Option<Breakage>,
 }
@@ -152,19 +219,21 @@ impl LabSpec {
                 fix: "use one DNS label such as contoso",
             });
         }
-        if self.base_port == 0 || self.base_port > u16::MAX - 2 {
+        if self.base_port == 0 || self.base_port > u16::MAX - 4 {
             return Err(SpecError::Invalid {
                 what: "base port",
                 value: self.base_port.to_string(),
-                fix: "use a port from 1 to 65533; the lab uses it and the next two",
+                fix: "use a port from 1 to 65531; the lab uses it and the next four",
             });
         }
         Ok(self)
     }
 
-    /// The configured ports: base, base+1, base+2.
+    /// The configured ports: base, base+1, base+2, base+3, base+4.
     pub fn ports(&self) -> Ports {
         Ports {
+            dns: self.base_port.saturating_add(4),
+            onprem_http: self.base_port.saturating_add(3),
             onprem_https: self.base_port,
             tenant_https: self.base_port.saturating_add(1),
             tenant_http: self.base_port.saturating_add(2),
@@ -212,17 +281,43 @@ impl LabSpec {
         format!("autodiscover.{}", self.routing_domain())
     }
 
+    /// Whether the lab has this fault.
+    pub fn broken(&self, fault: Breakage) -> bool {
+        self.breakage == Some(fault)
+    }
+
+    /// The on-premises host names that have an address (the hosts file, the name map and
+    /// the lab's DNS zone all publish these).
+    pub fn onprem_hosts(&self) -> Vec<String> {
+        let mut hosts = vec![self.domain.clone()];
+        if !self.broken(Breakage::MissingAutodiscoverName) {
+            hosts.push(self.onprem_autodiscover_host());
+        }
+        hosts.push(self.mail_host());
+        hosts
+    }
+
+    /// The tenant host names that have an address (the bare routing domain has none).
+    pub fn tenant_hosts(&self) -> Vec<String> {
+        vec![
+            self.tenant_autodiscover_host(),
+            self.outlook_host(),
+            self.tenant_redirect_host(),
+        ]
+    }
+
     /// Every `(host, port) → (address, port)` mapping a client needs to reach the lab on
     /// loopback. The bare routing domain is deliberately absent: it has no address.
     pub fn connect_map(&self, ports: Ports) -> Vec<ConnectTo> {
         let loopback = "127.0.0.1";
         let mut out = Vec::new();
-        for host in [
-            self.domain.clone(),
-            self.onprem_autodiscover_host(),
-            self.mail_host(),
-        ] {
+        for host in self.onprem_hosts() {
             out.push(ConnectTo::new(&host, 443, loopback, ports.onprem_https));
+        }
+        // The on-premises port-80 responder redirects to https on the same name.
+        if !self.broken(Breakage::MissingAutodiscoverName) {
+            let host = self.onprem_autodiscover_host();
+            out.push(ConnectTo::new(&host, 80, loopback, ports.onprem_http));
         }
         for host in [self.tenant_autodiscover_host(), self.outlook_host()] {
             out.push(ConnectTo::new(&host, 443, loopback, ports.tenant_https));
@@ -297,7 +392,9 @@ mod tests {
             Ports {
                 onprem_https: 8443,
                 tenant_https: 8444,
-                tenant_http: 8445
+                tenant_http: 8445,
+                onprem_http: 8446,
+                dns: 8447,
             }
         );
     }
@@ -307,6 +404,17 @@ mod tests {
         let s = LabSpec::default();
         let map = s.connect_map(s.ports());
         assert!(map.iter().all(|m| m.host != s.routing_domain()));
+        assert!(map
+            .iter()
+            .any(|m| m.to_string() == "autodiscover.contoso.lab:80:127.0.0.1:8446"));
+        let broken = LabSpec {
+            breakage: Some(Breakage::MissingAutodiscoverName),
+            ..LabSpec::default()
+        };
+        assert!(broken
+            .connect_map(broken.ports())
+            .iter()
+            .all(|m| m.host != "autodiscover.contoso.lab"));
         assert!(map
             .iter()
             .any(|m| m.to_string() == "contoso.lab:443:127.0.0.1:8443"));
@@ -324,14 +432,14 @@ mod tests {
         };
         assert!(bad(&|s| s.domain = "contoso lab".into()));
         assert!(bad(&|s| s.tenant = "a.b".into()));
-        assert!(bad(&|s| s.base_port = 65534));
+        assert!(bad(&|s| s.base_port = 65532));
         assert!(bad(&|s| s.base_port = 0));
         assert!(!bad(&|s| s.domain = "Fabrikam.Test".into()));
     }
 
     #[test]
     fn breakages_round_trip_their_names() {
-        for b in [Breakage::ExpiredCertificate, Breakage::RedirectLoop] {
+        for b in Breakage::ALL {
             assert_eq!(Breakage::parse(b.name()), Some(b));
         }
         assert_eq!(Breakage::parse("nothing"), None);

@@ -23,6 +23,8 @@ pub enum UpError {
         "{path} does not exist. Fix: create the lab first with `autodiscoverd lab init {dir}`"
     )]
     Missing { path: PathBuf, dir: String },
+    #[error("lab DNS: {0}")]
+    Dns(#[from] super::dns::DnsError),
     #[error("{role} role: {source}")]
     Start {
         role: &'static str,
@@ -66,6 +68,8 @@ pub struct Bound {
 pub struct RunningLab {
     pub onprem: Bound,
     pub tenant: Bound,
+    /// Where the lab's DNS answers (UDP and TCP), for labs that have `dns/zones.toml`.
+    pub dns: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -101,6 +105,7 @@ impl RunningLab {
         let mut lab = RunningLab {
             onprem: Bound::default(),
             tenant: Bound::default(),
+            dns: None,
             stop,
             tasks: JoinSet::new(),
         };
@@ -124,6 +129,19 @@ impl RunningLab {
                 Role::OnPremises => lab.onprem = bound,
                 Role::Tenant => lab.tenant = bound,
             }
+        }
+        if let Some((listen, catalog)) = super::dns::load(dir)? {
+            let addr = match binding {
+                Binding::AsConfigured => listen,
+                Binding::Ephemeral => SocketAddr::from(([127, 0, 0, 1], 0)),
+            };
+            let server = super::dns::LabDns::bind(addr, catalog).await?;
+            tracing::info!(addr = %server.addr, "listening (dns, lab zones)");
+            lab.dns = Some(server.addr);
+            let mut stop = lab.stop.subscribe();
+            lab.tasks.spawn(server.serve_until(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }));
         }
         Ok(lab)
     }

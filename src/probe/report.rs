@@ -16,6 +16,8 @@ pub enum Status {
     Info,
     /// Not attempted, and why.
     Skip,
+    /// Works, but needs attention soon (a certificate about to expire).
+    Warn,
 }
 
 impl Status {
@@ -25,6 +27,7 @@ impl Status {
             Status::Fail => "[FAIL]",
             Status::Info => "[INFO]",
             Status::Skip => "[SKIP]",
+            Status::Warn => "[WARN]",
         }
     }
 }
@@ -76,6 +79,12 @@ pub struct Step {
     pub details: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateInfo>,
+    /// Milliseconds from the start of the probe to the end of this step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+    /// Milliseconds this step took (since the previous step of the attempt ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// The server certificate as presented.
@@ -120,6 +129,12 @@ pub struct Attempt {
     pub url: String,
     pub steps: Vec<Step>,
     pub outcome: Outcome,
+    /// Milliseconds from the start of the probe to the start of this attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// The probe's start, when steps are timed.
+    #[serde(skip)]
+    origin: Option<std::time::Instant>,
 }
 
 impl Attempt {
@@ -134,12 +149,24 @@ impl Attempt {
             outcome: Outcome::Failed {
                 reason: "not finished".into(),
             },
+            started_ms: None,
+            origin: None,
         }
+    }
+
+    /// Times this attempt's steps from `origin` (the start of the probe).
+    pub fn timed(mut self, origin: std::time::Instant) -> Attempt {
+        self.started_ms = Some(millis(origin.elapsed()));
+        self.origin = Some(origin);
+        self
     }
 
     /// Appends a numbered step and returns it for details.
     pub fn step(&mut self, kind: StepKind, status: Status, title: impl Into<String>) -> &mut Step {
         let number = format!("{}.{}", self.number, self.steps.len() + 1);
+        let at_ms = self.origin.map(|origin| millis(origin.elapsed()));
+        let since = self.steps.last().and_then(|s| s.at_ms).or(self.started_ms);
+        let duration_ms = at_ms.zip(since).map(|(at, since)| at.saturating_sub(since));
         self.steps.push(Step {
             number,
             kind,
@@ -147,6 +174,8 @@ impl Attempt {
             title: title.into(),
             details: Vec::new(),
             certificate: None,
+            at_ms,
+            duration_ms,
         });
         match self.steps.last_mut() {
             Some(step) => step,
@@ -170,6 +199,10 @@ impl Step {
     }
 }
 
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Settings obtained, with where they came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Obtained {
@@ -189,6 +222,12 @@ pub struct Verdict {
     pub failing_step: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failing_kind: Option<StepKind>,
+    /// On failure, one line per candidate of the last address: what it did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    /// On failure, what to check or change, in an administrator's words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub advice: Vec<String>,
 }
 
 /// The whole probe.
@@ -196,6 +235,9 @@ pub struct Verdict {
 pub struct Report {
     /// The address the user asked about.
     pub email: String,
+    /// When the probe started (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
     pub protocol: Protocol,
     /// Every address discovered, in order (address redirects).
     pub addresses: Vec<String>,
@@ -210,74 +252,6 @@ impl Report {
     /// True when settings were obtained (exit code 0).
     pub fn success(&self) -> bool {
         self.obtained.is_some()
-    }
-}
-
-/// Works out the verdict: success with the route taken, or the step that failed
-/// furthest along (ties: the later one, the last thing the client could have used).
-pub fn verdict(
-    attempts: &[Attempt],
-    obtained: Option<&Obtained>,
-    addresses: &[String],
-    url_redirects: usize,
-) -> Verdict {
-    if let Some(o) = obtained {
-        let mut route = Vec::new();
-        if addresses.len() > 1 {
-            route.push(format!(
-                "{} address redirect{} ({})",
-                addresses.len() - 1,
-                if addresses.len() == 2 { "" } else { "s" },
-                addresses.join(" -> ")
-            ));
-        }
-        if url_redirects > 0 {
-            route.push(format!(
-                "{url_redirects} URL redirect{}",
-                if url_redirects == 1 { "" } else { "s" }
-            ));
-        }
-        let route = if route.is_empty() {
-            String::new()
-        } else {
-            format!(" after {}", route.join(" and "))
-        };
-        let online = match o.settings.microsoft_online {
-            Some(true) => " (Exchange Online)",
-            Some(false) => " (on-premises)",
-            None => "",
-        };
-        return Verdict {
-            success: true,
-            summary: format!(
-                "settings obtained for {} from {}{online}{route}",
-                o.address, o.url
-            ),
-            failing_step: None,
-            failing_kind: None,
-        };
-    }
-    let worst = attempts
-        .iter()
-        .flat_map(|a| a.steps.iter())
-        .filter(|s| s.status == Status::Fail)
-        .fold(None::<&Step>, |best, s| match best {
-            Some(b) if b.kind > s.kind => Some(b),
-            _ => Some(s),
-        });
-    match worst {
-        Some(step) => Verdict {
-            success: false,
-            summary: format!("no settings: step {} failed: {}", step.number, step.title),
-            failing_step: Some(step.number.clone()),
-            failing_kind: Some(step.kind),
-        },
-        None => Verdict {
-            success: false,
-            summary: "no settings: no candidate could be tried".into(),
-            failing_step: None,
-            failing_kind: None,
-        },
     }
 }
 
@@ -382,6 +356,15 @@ pub fn render_text(report: &Report) -> String {
         },
         report.verdict.summary
     ));
+    if !report.verdict.candidates.is_empty() {
+        out.push_str("  Candidates:\n");
+        for line in &report.verdict.candidates {
+            out.push_str(&format!("    - {line}\n"));
+        }
+    }
+    for line in &report.verdict.advice {
+        out.push_str(&format!("  Advice: {line}\n"));
+    }
     if let Some(o) = &report.obtained {
         out.push_str("\nSettings:\n");
         explain_settings(&mut out, &o.settings);
@@ -390,7 +373,7 @@ pub fn render_text(report: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn attempt_with(number: usize, steps: &[(StepKind, Status)]) -> Attempt {
@@ -411,67 +394,7 @@ mod tests {
         assert_eq!(numbers, vec!["3.1", "3.2"]);
     }
 
-    #[test]
-    fn the_verdict_blames_the_failure_that_got_furthest() {
-        let attempts = vec![
-            attempt_with(
-                1,
-                &[
-                    (StepKind::Dns, Status::Pass),
-                    (StepKind::CertificateName, Status::Fail),
-                ],
-            ),
-            attempt_with(
-                2,
-                &[
-                    (StepKind::Dns, Status::Pass),
-                    (StepKind::Authentication, Status::Fail),
-                ],
-            ),
-            attempt_with(3, &[(StepKind::Dns, Status::Fail)]),
-        ];
-        let v = verdict(&attempts, None, &["bob@contoso.com".into()], 0);
-        assert!(!v.success);
-        assert_eq!(v.failing_step.as_deref(), Some("2.2"));
-        assert_eq!(v.failing_kind, Some(StepKind::Authentication));
-        // Ties go to the later step.
-        let attempts = vec![
-            attempt_with(1, &[(StepKind::CertificateName, Status::Fail)]),
-            attempt_with(2, &[(StepKind::CertificateName, Status::Fail)]),
-        ];
-        let v = verdict(&attempts, None, &[], 0);
-        assert_eq!(v.failing_step.as_deref(), Some("2.1"));
-        assert!(verdict(&[], None, &[], 0).failing_step.is_none());
-    }
-
-    #[test]
-    fn a_successful_verdict_names_the_route() {
-        let obtained = Obtained {
-            address: "bob@contoso.mail.onmicrosoft.com".into(),
-            url: "https://autodiscover-s.outlook.com/autodiscover/autodiscover.xml".into(),
-            settings: Settings {
-                microsoft_online: Some(true),
-                ..Settings::default()
-            },
-        };
-        let v = verdict(
-            &[],
-            Some(&obtained),
-            &[
-                "bob@contoso.com".into(),
-                "bob@contoso.mail.onmicrosoft.com".into(),
-            ],
-            1,
-        );
-        assert!(v.success);
-        assert!(v.summary.contains("(Exchange Online)"), "{}", v.summary);
-        assert!(v
-            .summary
-            .contains("1 address redirect (bob@contoso.com -> bob@contoso.mail.onmicrosoft.com)"));
-        assert!(v.summary.contains("1 URL redirect"));
-    }
-
-    fn sample_report() -> Report {
+    pub(crate) fn sample_report() -> Report {
         let mut a = Attempt::new(
             1,
             "alice@contoso.com",
@@ -495,7 +418,7 @@ mod tests {
                 ..Settings::default()
             },
         };
-        let verdict = verdict(
+        let verdict = super::super::verdict::verdict(
             std::slice::from_ref(&a),
             Some(&obtained),
             &["alice@contoso.com".into()],
@@ -503,6 +426,7 @@ mod tests {
         );
         Report {
             email: "alice@contoso.com".into(),
+            started_at: None,
             protocol: Protocol::Pox,
             addresses: vec!["alice@contoso.com".into()],
             url_redirects: 0,

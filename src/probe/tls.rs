@@ -295,5 +295,66 @@ pub fn check_chain(
     verifier
         .verify_server_cert(leaf, intermediates, &name, &[], at)
         .map(|_| ())
-        .map_err(|e| chain_error(&e))
+        .map_err(|e| match e {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                unknown_issuer(chain)
+            }
+            other => chain_error(&other),
+        })
+}
+
+/// Subject and issuer of a certificate, as text.
+fn names_of(cert: &CertificateDer<'_>) -> Option<(String, String)> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some((parsed.subject().to_string(), parsed.issuer().to_string()))
+}
+
+/// Why no trusted root was reached: the chain ends at a self-signed CA nobody trusts, or
+/// its last certificate's issuer was not sent (a missing intermediate).
+fn unknown_issuer(chain: &[CertificateDer<'_>]) -> String {
+    let Some((subject, issuer)) = chain.last().and_then(names_of) else {
+        return "not issued by a trusted CA (unknown issuer)".into();
+    };
+    if subject == issuer {
+        format!("not issued by a trusted CA: the chain ends at the self-signed `{subject}`, which is not a trusted root")
+    } else {
+        format!("incomplete chain: the server did not send the intermediate certificate `{issuer}` (and it is not a trusted root)")
+    }
+}
+
+/// One line per certificate the server sent: subject, issuer and dates.
+pub fn chain_lines(chain: &[CertificateDer<'_>]) -> Vec<String> {
+    chain
+        .iter()
+        .enumerate()
+        .map(
+            |(i, cert)| match x509_parser::parse_x509_certificate(cert.as_ref()) {
+                Ok((_, c)) => format!(
+                    "chain[{i}]: {} (issued by {}; {} to {})",
+                    c.subject(),
+                    c.issuer(),
+                    rfc3339(c.validity().not_before.timestamp()),
+                    rfc3339(c.validity().not_after.timestamp())
+                ),
+                Err(e) => format!("chain[{i}]: unparseable ({e})"),
+            },
+        )
+        .collect()
+}
+
+/// Which of the certificate's DNS names covers `host`: the exact name or a wildcard
+/// (RFC 6125 §6.4.3: `*` stands for the whole left-most label only).
+pub fn matching_name<'n>(dns_names: &'n [String], host: &str) -> Option<(&'n str, bool)> {
+    let host = host.trim_end_matches('.');
+    if let Some(exact) = dns_names.iter().find(|n| n.eq_ignore_ascii_case(host)) {
+        return Some((exact, false));
+    }
+    let (_, parent) = host.split_once('.')?;
+    dns_names
+        .iter()
+        .find(|n| {
+            n.strip_prefix("*.")
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(parent))
+        })
+        .map(|n| (n.as_str(), true))
 }

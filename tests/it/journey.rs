@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use autodiscoverd::lab::init::{init, paths};
 use autodiscoverd::lab::up::{Binding, RunningLab};
-use autodiscoverd::lab::{LabSpec, Ports};
+use autodiscoverd::lab::LabSpec;
 use serde_json::{json, Value};
 
 use crate::harness::repo_root;
@@ -25,11 +25,7 @@ async fn discover_through_the_lab(python: String, cases: &[&str]) -> Vec<Value> 
     let lab = RunningLab::start(dir.path(), Binding::Ephemeral)
         .await
         .unwrap();
-    let ports = Ports {
-        onprem_https: lab.onprem.https[0].port(),
-        tenant_https: lab.tenant.https[0].port(),
-        tenant_http: lab.tenant.redirect[0].port(),
-    };
+    let ports = crate::lab::lab_ports(&lab);
     // The lab's own name map (what curl.conf and the probe use), as host:port → port.
     let map: serde_json::Map<String, Value> = spec
         .connect_map(ports)
@@ -192,8 +188,11 @@ async fn exchangelib_completes_the_hybrid_journey_to_exchange_online_for_the_mig
         format!("GET http://autodiscover.contoso.mail.onmicrosoft.lab/autodiscover/autodiscover.svc -> 302 {TENANT_SVC}"),
         // exchangelib validates the redirect target with an unauthenticated HEAD.
         format!("HEAD {TENANT_SVC} -> 401"),
+        // The tenant, like Exchange Online, offers Basic only: one unauthenticated try,
+        // then one Basic leg with the UPN.
+        format!("POST {TENANT_SVC} -> 401"),
+        format!("POST {TENANT_SVC} [Basic] -> 200"),
     ]);
-    expected.extend(ntlm_exchange(TENANT_SVC));
     assert_eq!(wire(bob), expected, "{bob:#}");
 
     // Both TLS failures are certificate *name* mismatches (the lab CA is trusted): the
@@ -243,12 +242,13 @@ async fn exchangelib_completes_the_hybrid_journey_to_exchange_online_for_the_mig
     );
 
     // Where exchangelib ends: the tenant's (Exchange-Online-shaped) EWS URL, the newest
-    // schema it knows, the vanity address as the account's primary address, NTLM.
+    // schema it knows, the vanity address as the account's primary address; NTLM
+    // on-premises, Basic at the tenant.
     let result = &bob["result"];
     assert_eq!(result["ews_url"], "https://outlook.lab/EWS/Exchange.asmx");
     assert_eq!(result["api_version"], "Exchange2016");
     assert_eq!(result["primary_smtp_address"], "bob@contoso.lab");
-    assert_eq!(bob["auth_types"], json!(["NTLM"]));
+    assert_eq!(bob["auth_types"], json!(["NTLM", "basic"]));
     let settings = &bob["user_settings"];
     assert_eq!(settings["user_ms_online"], "True");
     assert_eq!(settings["cas_version"], "15.20.8048.000");

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use autodiscoverd::lab::init::{init, paths};
 use autodiscoverd::lab::up::{Binding, RunningLab};
-use autodiscoverd::lab::{Breakage, LabSpec, Ports};
+use autodiscoverd::lab::{Breakage, ConnectTo, LabSpec, Ports};
 use serde_json::Value;
 
 struct Lab {
@@ -32,11 +32,7 @@ impl Lab {
     }
 
     fn ports(&self) -> Ports {
-        Ports {
-            onprem_https: self.running.onprem.https[0].port(),
-            tenant_https: self.running.tenant.https[0].port(),
-            tenant_http: self.running.tenant.redirect[0].port(),
-        }
+        lab_ports(&self.running)
     }
 
     fn ca(&self) -> PathBuf {
@@ -45,10 +41,21 @@ impl Lab {
 
     /// Runs the probe binary; returns the exit code, stdout and the command line used.
     async fn probe(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+        self.probe_with_map(self.spec.connect_map(self.ports()), args, env)
+            .await
+    }
+
+    /// Runs the probe binary with this name map instead of the lab's.
+    async fn probe_with_map(
+        &self,
+        map: Vec<ConnectTo>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"));
         cmd.arg("probe").arg("--no-dns").arg("--timeout").arg("5");
         cmd.arg("--ca-file").arg(self.ca());
-        for mapping in self.spec.connect_map(self.ports()) {
+        for mapping in map {
             cmd.arg("--connect-to").arg(mapping.to_string());
         }
         cmd.args(args);
@@ -81,6 +88,26 @@ impl Lab {
         let path = self.dir.path().join("probe-password");
         std::fs::write(&path, format!("{password}\n")).unwrap();
         path
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The ports a running lab bound; a listener the lab does not run (a fault) gets a port
+/// nothing listens on.
+pub fn lab_ports(running: &RunningLab) -> Ports {
+    let port =
+        |bound: &[std::net::SocketAddr]| bound.first().map_or_else(closed_port, |a| a.port());
+    Ports {
+        onprem_https: port(&running.onprem.https),
+        tenant_https: port(&running.tenant.https),
+        tenant_http: port(&running.tenant.redirect),
+        onprem_http: port(&running.onprem.redirect),
+        dns: running.dns.map_or_else(closed_port, |a| a.port()),
     }
 }
 
@@ -831,14 +858,64 @@ async fn v2_probe_follows_the_anonymous_302_to_the_tenant() {
     lab.running.stop().await;
 }
 
+/// On-premises takes NTLM and DOMAIN\user; the tenant, like Exchange Online, offers Basic
+/// only and takes the UPN only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ntlm_authenticates_the_same_identity_on_both_sides() {
+async fn ntlm_on_premises_and_upn_only_basic_at_the_exchange_online_tenant() {
     let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(&["--password", "bob-lab-pw", "bob@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let titles = auth_titles(&report);
+    assert_eq!(titles.len(), 2, "on-premises and tenant: {titles:?}");
+    assert!(titles[0].contains("(NTLM): HTTP 200"), "{titles:?}");
+    assert!(titles[1].contains("(Basic): HTTP 200"), "{titles:?}");
+    let offers: Vec<String> = attempts(&report)
+        .iter()
+        .filter(|a| {
+            a["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://autodiscover-s.lab")
+        })
+        .flat_map(|a| a["steps"].as_array().unwrap().iter())
+        .filter(|s| s["kind"] == "request")
+        .map(|s| s["title"].as_str().unwrap().to_string())
+        .collect();
+    assert!(offers[0].ends_with("server offers Basic"), "{offers:?}");
+
+    // NTLM forced: on-premises accepts it, the tenant does not offer it.
     let (code, report) = lab
         .probe_json(
             &[
                 "--auth",
                 "ntlm",
+                "--password",
+                "bob-lab-pw",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 1, "{report:#}");
+    let (attempt, step) = failing_step(&report);
+    assert_eq!(
+        attempt["url"],
+        "https://autodiscover-s.lab/autodiscover/autodiscover.xml"
+    );
+    assert!(
+        step["title"]
+            .as_str()
+            .unwrap()
+            .contains("--auth ntlm, but the server offers Basic"),
+        "{step:#}"
+    );
+
+    // A down-level login works on-premises (NTLM) and is refused by the tenant.
+    let (code, report) = lab
+        .probe_json(
+            &[
                 "--user",
                 "CONTOSO\\bob",
                 "--password",
@@ -848,14 +925,23 @@ async fn ntlm_authenticates_the_same_identity_on_both_sides() {
             &[],
         )
         .await;
-    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(code, 1, "{report:#}");
     let titles = auth_titles(&report);
-    assert_eq!(titles.len(), 2, "on-premises and tenant: {titles:?}");
     assert!(
-        titles.iter().all(|t| t.contains("(NTLM): HTTP 200")),
+        titles[0].contains("as CONTOSO\\bob (NTLM): HTTP 200"),
         "{titles:?}"
     );
-    assert_eq!(report["obtained"]["settings"]["microsoft_online"], true);
+    let (_, step) = failing_step(&report);
+    assert!(
+        step["title"]
+            .as_str()
+            .unwrap()
+            .contains("rejected (Basic answered 401 after 1 leg)"),
+        "{step:#}"
+    );
+    let advice = report["verdict"]["advice"][0].as_str().unwrap();
+    assert!(advice.contains("accepted the same credentials"), "{advice}");
+    assert!(advice.contains("UPN"), "{advice}");
 
     let (code, report) = lab
         .probe_json(
@@ -880,5 +966,360 @@ async fn ntlm_authenticates_the_same_identity_on_both_sides() {
             .contains("rejected (NTLM answered 401 after 2 legs)"),
         "{step:#}"
     );
+    lab.running.stop().await;
+}
+
+/// A fault the table below puts into a lab: a `--break`, or a service that is down or a
+/// name that does not resolve (made in the name map the probe gets).
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Break(Breakage),
+    /// The wrong password for the migrated user.
+    WrongPassword,
+    /// `autodiscover.<routing domain>` does not resolve (no port-80 redirector name).
+    RedirectorUnresolvable,
+    /// The whole tenant is down (HTTPS and the port-80 redirector) while on-premises runs.
+    TenantDown,
+    /// The tenant's HTTPS endpoint is down while its port-80 redirector answers.
+    TenantHttpsDown,
+}
+
+/// What the verdict must say about a fault.
+struct Expected {
+    kind: &'static str,
+    /// The failing step's attempt URL.
+    url: &'static str,
+    /// Words of the verdict's summary (the failing step's title).
+    words: &'static str,
+    /// Words of the first advice line.
+    advice: &'static str,
+}
+
+const ONPREM_AD: &str = "https://autodiscover.contoso.lab/autodiscover/autodiscover.xml";
+const TENANT_AD: &str = "https://autodiscover-s.lab/autodiscover/autodiscover.xml";
+const REDIRECTOR: &str =
+    "http://autodiscover.contoso.mail.onmicrosoft.lab/autodiscover/autodiscover.xml";
+
+fn expectations(fault: Fault) -> Expected {
+    let e = |kind, url, words, advice| Expected {
+        kind,
+        url,
+        words,
+        advice,
+    };
+    match fault {
+        Fault::Break(b) => match b {
+            Breakage::ExpiredCertificate => e("certificate_dates", ONPREM_AD, "certificate expired 30 days ago", "renew the certificate on autodiscover.contoso.lab"),
+            Breakage::RedirectLoop => e("redirect", TENANT_AD, "redirect loop: redirectAddr bob@contoso.lab was already tried", "each side says the mailbox is on the other side"),
+            Breakage::MissingAutodiscoverName => e("dns", ONPREM_AD, "autodiscover.contoso.lab not resolved", "--map DIR/curl.conf"),
+            Breakage::TenantRedirectorDown => e("tcp", REDIRECTOR, "TCP connect to autodiscover.contoso.mail.onmicrosoft.lab:80 failed", "port-80 listener"),
+            Breakage::MissingRoutingAddress => e("response", TENANT_AD, "Autodiscover error 500", "the tenant mailbox lacks the routing address; add smtp:bob@contoso.mail.onmicrosoft.lab"),
+            Breakage::TenantPasswordDiffers => e("authentication", TENANT_AD, "credentials for bob@contoso.lab rejected (Basic answered 401 after 1 leg)", "password hash sync"),
+            Breakage::MissingTargetAddress => e("response", ONPREM_AD, "Autodiscover error 602", "RemoteRoutingAddress"),
+            Breakage::UntrustedChain => e("certificate_chain", ONPREM_AD, "chain ends at the self-signed `CN=untrusted self-signed CA", "does not lead to a trusted root"),
+            Breakage::MissingIntermediate => e("certificate_chain", ONPREM_AD, "the server did not send the intermediate certificate `CN=autodiscoverd lab issuing CA (contoso.lab)", "install the intermediate certificate"),
+        },
+        Fault::WrongPassword => e("authentication", ONPREM_AD, "credentials for bob@contoso.lab rejected", "check the password"),
+        Fault::RedirectorUnresolvable => e("dns", REDIRECTOR, "autodiscover.contoso.mail.onmicrosoft.lab not resolved", "--map DIR/curl.conf"),
+        Fault::TenantDown => e("tcp", REDIRECTOR, "TCP connect to autodiscover.contoso.mail.onmicrosoft.lab:80 failed", "port-80 listener"),
+        Fault::TenantHttpsDown => e("tcp", TENANT_AD, "TCP connect to autodiscover-s.lab:443 failed", "nothing accepts connections on autodiscover-s.lab"),
+    }
+}
+
+/// Lab, fault, probe: the verdict names the step where the fault is, in words an
+/// administrator can act on, for every `--break` and for the faults that used to be
+/// blamed on the root domain's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verdict_names_the_real_fault_for_every_break_and_outage() {
+    let mut faults: Vec<Fault> = Breakage::ALL.into_iter().map(Fault::Break).collect();
+    faults.extend([
+        Fault::WrongPassword,
+        Fault::RedirectorUnresolvable,
+        Fault::TenantDown,
+        Fault::TenantHttpsDown,
+    ]);
+    let mut failures = Vec::new();
+    for fault in faults {
+        let breakage = match fault {
+            Fault::Break(b) => Some(b),
+            _ => None,
+        };
+        let lab = Lab::start(breakage).await;
+        let mut ports = lab.ports();
+        match fault {
+            Fault::TenantDown => {
+                ports.tenant_https = closed_port();
+                ports.tenant_http = closed_port();
+            }
+            Fault::TenantHttpsDown => ports.tenant_https = closed_port(),
+            _ => {}
+        }
+        let mut map = lab.spec.connect_map(ports);
+        if matches!(fault, Fault::RedirectorUnresolvable) {
+            let redirector = lab.spec.tenant_redirect_host();
+            map.retain(|m| m.host != redirector);
+        }
+        let password = match fault {
+            Fault::WrongPassword => "not-the-password",
+            _ => "bob-lab-pw",
+        };
+        let (code, stdout) = lab
+            .probe_with_map(
+                map,
+                &["--json", "--password", password, "bob@contoso.lab"],
+                &[],
+            )
+            .await;
+        lab.running.stop().await;
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        let want = expectations(fault);
+        let verdict = &report["verdict"];
+        let found = (|| {
+            if code != 1 {
+                return Err(format!("exit {code}"));
+            }
+            if verdict["failing_kind"] != want.kind {
+                return Err(format!(
+                    "failing kind {} instead of {}",
+                    verdict["failing_kind"], want.kind
+                ));
+            }
+            let (attempt, _) = failing_step(&report);
+            if attempt["url"] != want.url {
+                return Err(format!(
+                    "failing attempt {} instead of {}",
+                    attempt["url"], want.url
+                ));
+            }
+            let summary = verdict["summary"].as_str().unwrap_or("");
+            if !summary.contains(want.words) {
+                return Err(format!("summary `{summary}` lacks `{}`", want.words));
+            }
+            let advice = verdict["advice"][0].as_str().unwrap_or("");
+            if !advice.contains(want.advice) {
+                return Err(format!("advice `{advice}` lacks `{}`", want.advice));
+            }
+            // Every candidate of the last address is accounted for in one line.
+            let lines = verdict["candidates"].as_array().map_or(0, Vec::len);
+            if lines < 2 {
+                return Err(format!("{lines} candidate lines"));
+            }
+            Ok(())
+        })();
+        if let Err(e) = found {
+            failures.push(format!("{fault:?}: {e}\n{:#}", report["verdict"]));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `-v` shows the HTTP exchanges without credentials; `--report` writes the hand-on
+/// report (verdict first, timed steps, the same evidence) as Markdown and as HTML.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_evidence_and_the_hand_on_report() {
+    let lab = Lab::start(Some(Breakage::TenantPasswordDiffers)).await;
+    let md = lab.dir.path().join("probe-report.md");
+    let html = lab.dir.path().join("probe-report.html");
+    let (code, text) = lab
+        .probe(
+            &[
+                "-v",
+                "--report",
+                md.to_str().unwrap(),
+                "--password",
+                "bob-lab-pw",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 1, "{text}");
+    for evidence in [
+        "> POST /autodiscover/autodiscover.xml without Authorization",
+        "> |     <EMailAddress>bob@contoso.lab</EMailAddress>",
+        "< HTTP 401",
+        "< WWW-Authenticate: NTLM",
+        "< WWW-Authenticate: Basic realm=\"autodiscover-s.lab\"",
+        "> POST /autodiscover/autodiscover.xml with Authorization: NTLM (credentials not shown)",
+        "> POST /autodiscover/autodiscover.xml with Authorization: Basic (credentials not shown)",
+        "< content-type: text/xml",
+        "< |       <RedirectAddr>bob@contoso.mail.onmicrosoft.lab</RedirectAddr>",
+        "chain[0]: CN=autodiscover.contoso.lab",
+        "certificate name matches autodiscover.contoso.lab (SAN autodiscover.contoso.lab)",
+    ] {
+        assert!(text.contains(evidence), "`{evidence}` missing:\n{text}");
+    }
+    // Basic credentials are base64 of user:password; neither form may appear.
+    assert!(
+        !text.contains("Ym9iQGNvbnRvc28ubGFiOmJvYi1sYWItcHc"),
+        "{text}"
+    );
+    let report = std::fs::read_to_string(&md).unwrap();
+    let verdict = report.find("## Verdict: FAIL").expect("verdict heading");
+    let steps = report.find("## Steps").expect("steps heading");
+    assert!(verdict < steps, "{report}");
+    assert!(report.contains("password hash sync"), "{report}");
+    assert!(
+        report.contains("- **FAIL** 6.10 credentials for bob@contoso.lab rejected"),
+        "{report}"
+    );
+    assert!(report.contains("< WWW-Authenticate: Basic"), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("- **PASS** 1.1 ") && l.contains(" ms (")),
+        "steps carry their time: {report}"
+    );
+    assert!(!report.contains("lab-pw"));
+
+    let (code, json) = lab
+        .probe_json(
+            &[
+                "--report",
+                html.to_str().unwrap(),
+                "--password",
+                "bob-lab-pw",
+                "bob@contoso.lab",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 1);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(
+        page.contains("<h2>Verdict: <span class=\"FAIL\">FAIL</span></h2>"),
+        "{page}"
+    );
+    assert!(page.contains("password hash sync"), "{page}");
+    // The JSON keeps its shape and gains the timings and the verdict's lines.
+    assert!(
+        json["attempts"][0]["steps"][0]["at_ms"].is_u64(),
+        "{json:#}"
+    );
+    assert!(json["attempts"][0]["started_ms"].is_u64());
+    assert!(json["verdict"]["candidates"].as_array().unwrap().len() >= 2);
+    assert_eq!(json["verdict"]["failing_kind"], "authentication");
+
+    let bad = lab.dir.path().join("report.txt");
+    let (code, _) = lab
+        .probe(&["--report", bad.to_str().unwrap(), "bob@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 1);
+    lab.running.stop().await;
+}
+
+/// The lab's DNS mode: `lab up` answers the lab's names from its zone files
+/// (hickory-server), and the probe asks it (`--dns-server`) with a ports-only map: CNAME
+/// chains show, the bare routing domain has no address, and with the autodiscover name
+/// missing the SRV record leads to the on-premises server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_mode_resolves_cnames_and_srv_from_the_labs_own_zones() {
+    for breakage in [None, Some(Breakage::MissingAutodiscoverName)] {
+        let lab = Lab::start(breakage).await;
+        let ports = lab.ports();
+        let dns = lab.running.dns.expect("the lab serves DNS");
+        let conf = lab.dir.path().join("dns-ephemeral.conf");
+        std::fs::write(
+            &conf,
+            autodiscoverd::lab::files::dns_mode_config(
+                &lab.spec,
+                ports,
+                &lab.ca().display().to_string(),
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+            .args(["probe", "--json", "--timeout", "5", "--dns-server"])
+            .arg(dns.to_string())
+            .arg("--map")
+            .arg(&conf)
+            .args(["--password", "alice-lab-pw", "alice@contoso.lab"])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let steps = |n: usize| attempts(&report)[n]["steps"].as_array().unwrap().clone();
+        assert_eq!(out.status.code(), Some(0), "{breakage:?}: {report:#}");
+        match breakage {
+            None => {
+                let dns_step = &steps(1)[0];
+                assert_eq!(
+                    dns_step["title"],
+                    "autodiscover.contoso.lab resolves (A/AAAA)"
+                );
+                let details: Vec<&str> = dns_step["details"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_str().unwrap())
+                    .collect();
+                assert!(
+                    details.contains(&"CNAME autodiscover.contoso.lab. -> mail.contoso.lab."),
+                    "{details:?}"
+                );
+                assert!(details.contains(&"A    127.0.0.1"), "{details:?}");
+                assert_eq!(
+                    report["obtained"]["url"],
+                    "https://autodiscover.contoso.lab/autodiscover/autodiscover.xml"
+                );
+            }
+            Some(_) => {
+                let title = steps(1)[0]["title"].as_str().unwrap().to_string();
+                assert!(title.contains("autodiscover.contoso.lab does not resolve (A/AAAA): no such name (NXDOMAIN)"), "{title}");
+                let srv = attempts(&report)
+                    .iter()
+                    .find(|a| a["method"] == "srv")
+                    .unwrap();
+                let lookup = &srv["steps"][0];
+                assert_eq!(lookup["status"], "pass", "{srv:#}");
+                assert!(
+                    lookup["details"][0]
+                        .as_str()
+                        .unwrap()
+                        .contains("0 0 443 mail.contoso.lab"),
+                    "{lookup:#}"
+                );
+                assert_eq!(
+                    report["obtained"]["url"],
+                    "https://mail.contoso.lab/autodiscover/autodiscover.xml"
+                );
+            }
+        }
+        lab.running.stop().await;
+    }
+    // The migrated user: the bare routing domain has no address, its autodiscover name is
+    // a CNAME to the tenant, and the journey still ends in Exchange Online.
+    let lab = Lab::start(None).await;
+    let conf = lab.dir.path().join("dns-ephemeral.conf");
+    std::fs::write(
+        &conf,
+        autodiscoverd::lab::files::dns_mode_config(
+            &lab.spec,
+            lab.ports(),
+            &lab.ca().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+        .args(["probe", "--json", "--timeout", "5", "--dns-server"])
+        .arg(lab.running.dns.unwrap().to_string())
+        .arg("--map")
+        .arg(&conf)
+        .args(["--password", "bob-lab-pw", "bob@contoso.lab"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let a = attempts(&report);
+    assert!(
+        a[2]["steps"][0]["title"]
+            .as_str()
+            .unwrap()
+            .contains("contoso.mail.onmicrosoft.lab does not resolve"),
+        "{:#}",
+        a[2]
+    );
+    assert!(a[3]["steps"][0]["details"].as_array().unwrap().iter().any(|d| d == "CNAME autodiscover.contoso.mail.onmicrosoft.lab. -> autodiscover-s.lab."), "{:#}", a[3]);
+    assert_eq!(report["obtained"]["settings"]["microsoft_online"], true);
     lab.running.stop().await;
 }
