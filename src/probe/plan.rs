@@ -14,6 +14,11 @@ pub enum Protocol {
     Soap,
     /// Anonymous GET `/autodiscover/autodiscover.json/v1.0/<email>`.
     V2,
+    /// Anonymous GET of Mozilla's `/mail/config-v1.1.xml?emailaddress=<email>`, as
+    /// Thunderbird asks `autoconfig.<domain>` and then the domain's `/.well-known/`.
+    Autoconfig,
+    /// Anonymous GET `/mobileconfig?emailaddress=<email>` (an Apple profile, maybe signed).
+    Mobileconfig,
 }
 
 impl Protocol {
@@ -23,6 +28,8 @@ impl Protocol {
             "pox" => Some(Protocol::Pox),
             "soap" => Some(Protocol::Soap),
             "v2" | "json" => Some(Protocol::V2),
+            "autoconfig" | "thunderbird" => Some(Protocol::Autoconfig),
+            "mobileconfig" | "apple" => Some(Protocol::Mobileconfig),
             _ => None,
         }
     }
@@ -33,6 +40,8 @@ impl Protocol {
             Protocol::Pox => "POX",
             Protocol::Soap => "SOAP",
             Protocol::V2 => "AutodiscoverV2",
+            Protocol::Autoconfig => "autoconfig",
+            Protocol::Mobileconfig => "mobileconfig",
         }
     }
 
@@ -43,12 +52,14 @@ impl Protocol {
         match self {
             Protocol::Soap => "/autodiscover/autodiscover.svc",
             Protocol::Pox | Protocol::V2 => "/autodiscover/autodiscover.xml",
+            Protocol::Autoconfig => AUTOCONFIG_PATH,
+            Protocol::Mobileconfig => "/mobileconfig",
         }
     }
 
-    /// Whether a request is a POST with credentials (POX, SOAP) or an anonymous GET (V2).
+    /// Whether a request is a POST with credentials (POX, SOAP) or an anonymous GET.
     pub fn authenticated(self) -> bool {
-        !matches!(self, Protocol::V2)
+        matches!(self, Protocol::Pox | Protocol::Soap)
     }
 }
 
@@ -165,12 +176,44 @@ impl HttpsUrl {
     }
 }
 
+/// Mozilla autoconfig on an `autoconfig.` host.
+const AUTOCONFIG_PATH: &str = "/mail/config-v1.1.xml";
+
+/// The candidates of `protocol` for `domain`: Autodiscover's (MS-OXDISCO §3.1.5);
+/// autoconfig's as Thunderbird orders them (`autoconfig.<domain>`, then the domain's
+/// `/.well-known/autoconfig/`); a profile from `autodiscover.<domain>`, then the domain.
+pub fn candidates_for(domain: &str, protocol: Protocol) -> Vec<Candidate> {
+    let https = |method, host: String| Candidate {
+        method,
+        host,
+        port: 443,
+    };
+    match protocol {
+        Protocol::Pox | Protocol::Soap | Protocol::V2 => candidates(domain),
+        Protocol::Autoconfig => vec![
+            https(Method::AutodiscoverPrefix, format!("autoconfig.{domain}")),
+            https(Method::RootDomain, domain.to_string()),
+        ],
+        Protocol::Mobileconfig => vec![
+            https(Method::AutodiscoverPrefix, format!("autodiscover.{domain}")),
+            https(Method::RootDomain, domain.to_string()),
+        ],
+    }
+}
+
 /// The Autodiscover URL of `protocol` on `host:port` for `email`.
 pub fn endpoint(host: &str, port: u16, protocol: Protocol, email: &str) -> HttpsUrl {
+    let query = || format!("?emailaddress={}", percent_encode(email.trim()));
     let path = match protocol {
         Protocol::Pox => "/autodiscover/autodiscover.xml".to_string(),
         Protocol::Soap => "/autodiscover/autodiscover.svc".to_string(),
         Protocol::V2 => v2_path(email),
+        // Thunderbird: the plain path on autoconfig.<domain>, /.well-known/ elsewhere.
+        Protocol::Autoconfig if host.to_ascii_lowercase().starts_with("autoconfig.") => {
+            format!("{AUTOCONFIG_PATH}{}", query())
+        }
+        Protocol::Autoconfig => format!("/.well-known/autoconfig{AUTOCONFIG_PATH}{}", query()),
+        Protocol::Mobileconfig => format!("/mobileconfig{}", query()),
     };
     HttpsUrl {
         host: host.to_ascii_lowercase(),
@@ -219,6 +262,11 @@ fn path_matches(path: &str, protocol: Protocol) -> bool {
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
+    match protocol {
+        Protocol::Autoconfig => return path.ends_with(AUTOCONFIG_PATH),
+        Protocol::Mobileconfig => return path == "/mobileconfig",
+        _ => {}
+    }
     let Some(rest) = path.strip_prefix("/autodiscover/") else {
         return false;
     };
@@ -227,6 +275,7 @@ fn path_matches(path: &str, protocol: Protocol) -> bool {
         Protocol::Pox => rest == "autodiscover.xml" || rest.ends_with("/autodiscover.xml"),
         Protocol::Soap => rest == "autodiscover.svc" || rest.ends_with("/autodiscover.svc"),
         Protocol::V2 => rest.starts_with("autodiscover.json"),
+        Protocol::Autoconfig | Protocol::Mobileconfig => false,
     }
 }
 
