@@ -185,6 +185,26 @@ pub fn exchange_online_servers() -> InternetServers {
     }
 }
 
+/// IMAPS on imap.contoso.com:993 and submission with STARTTLS on smtp.contoso.com:587,
+/// the address as login, passwords over TLS: the servers unit tests render.
+#[cfg(test)]
+pub fn sample_servers() -> InternetServers {
+    let server = |host: &str, port, security| {
+        Some(MailServer {
+            host: host.into(),
+            port,
+            security,
+        })
+    };
+    InternetServers {
+        imap: server("imap.contoso.com", 993, Security::Tls),
+        pop3: None,
+        smtp: server("smtp.contoso.com", 587, Security::StartTls),
+        login: LoginForm::Address,
+        authentication: vec![AuthMethod::PasswordCleartext],
+    }
+}
+
 /// `.mobileconfig` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MobileconfigConfig {

@@ -318,6 +318,26 @@ impl Config {
             "ews (external):     {}\n",
             self.services.ews.external
         ));
+        let kinds: Vec<String> = self
+            .org
+            .accepted_domains
+            .iter()
+            .map(|d| format!("{d}={}", self.mail.kind_of_domain(d).name()))
+            .collect();
+        out.push_str(&format!(
+            "mailbox kinds:      {} (autoconfig/mobileconfig: {}{})\n",
+            kinds.join(", "),
+            if self.mail.reveal_mailboxes {
+                "per mailbox"
+            } else {
+                "domain answers"
+            },
+            if self.mail.mobileconfig.signer.is_some() {
+                ", profiles signed"
+            } else {
+                ""
+            }
+        ));
         match &self.directory {
             DirectoryConfig::File { path } => {
                 out.push_str(&format!("directory:          file {}\n", path.display()))

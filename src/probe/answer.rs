@@ -843,30 +843,12 @@ mod tests {
 #[cfg(test)]
 mod client_format_tests {
     use super::*;
-    use crate::config::mail::{AuthMethod, InternetServers, LoginForm, MailServer, Security};
+    use crate::config::mail::sample_servers;
     use crate::protocol::account::{AccountKind, ClientAccount, Login};
-
-    fn servers() -> InternetServers {
-        InternetServers {
-            imap: Some(MailServer {
-                host: "imap.contoso.com".into(),
-                port: 993,
-                security: Security::Tls,
-            }),
-            pop3: None,
-            smtp: Some(MailServer {
-                host: "smtp.contoso.com".into(),
-                port: 587,
-                security: Security::StartTls,
-            }),
-            login: LoginForm::Address,
-            authentication: vec![AuthMethod::PasswordCleartext],
-        }
-    }
 
     #[test]
     fn the_servers_own_autoconfig_and_profiles_read_back() {
-        let s = servers();
+        let s = sample_servers();
         let account = ClientAccount {
             domain: "contoso.com",
             provider_name: "Contoso",

@@ -159,26 +159,8 @@ pub fn render(account: &ClientAccount<'_>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::mail::{AuthMethod, InternetServers, LoginForm};
+    use crate::config::mail::sample_servers as servers;
     use crate::protocol::account::ExchangeAccount;
-
-    fn servers() -> InternetServers {
-        InternetServers {
-            imap: Some(MailServer {
-                host: "imap.fabrikam.com".into(),
-                port: 993,
-                security: Security::Tls,
-            }),
-            pop3: None,
-            smtp: Some(MailServer {
-                host: "smtp.fabrikam.com".into(),
-                port: 587,
-                security: Security::StartTls,
-            }),
-            login: LoginForm::Address,
-            authentication: vec![AuthMethod::PasswordCleartext],
-        }
-    }
 
     fn doc(bytes: &[u8]) -> String {
         String::from_utf8(bytes.to_vec()).unwrap()
@@ -233,8 +215,8 @@ mod tests {
     fn internet_mail_lists_imap_and_smtp_with_placeholders() {
         let s = servers();
         let account = ClientAccount {
-            domain: "fabrikam.com",
-            provider_name: "Fabrikam",
+            domain: "contoso.com",
+            provider_name: "Contoso",
             email: None,
             display_name: None,
             kind: AccountKind::Internet {
@@ -260,7 +242,7 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        assert_eq!(field(incoming[0], "hostname"), "imap.fabrikam.com");
+        assert_eq!(field(incoming[0], "hostname"), "imap.contoso.com");
         assert_eq!(field(incoming[0], "port"), "993");
         assert_eq!(field(incoming[0], "socketType"), "SSL");
         assert_eq!(field(incoming[0], "username"), "%EMAILADDRESS%");

@@ -178,31 +178,13 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::mail::{InternetServers, LoginForm, MailServer};
+    use crate::config::mail::{sample_servers, LoginForm};
     use crate::protocol::account::ExchangeAccount;
 
     const META: ProfileMeta<'static> = ProfileMeta {
         identifier: "com.contoso.mail",
         organization: "Contoso",
     };
-
-    fn servers() -> InternetServers {
-        InternetServers {
-            imap: Some(MailServer {
-                host: "imap.fabrikam.com".into(),
-                port: 993,
-                security: Security::Tls,
-            }),
-            pop3: None,
-            smtp: Some(MailServer {
-                host: "smtp.fabrikam.com".into(),
-                port: 587,
-                security: Security::StartTls,
-            }),
-            login: LoginForm::LocalPart,
-            authentication: vec![AuthMethod::PasswordCleartext],
-        }
-    }
 
     /// key → value text of the first dict below `PayloadContent`.
     fn payload(text: &str) -> Vec<(String, String)> {
@@ -234,11 +216,12 @@ mod tests {
 
     #[test]
     fn an_internet_mail_profile_has_imap_and_smtp_and_no_password() {
-        let s = servers();
+        let mut s = sample_servers();
+        s.login = LoginForm::LocalPart;
         let account = ClientAccount {
-            domain: "fabrikam.com",
-            provider_name: "Fabrikam",
-            email: Some("frank@fabrikam.com"),
+            domain: "contoso.com",
+            provider_name: "Contoso",
+            email: Some("frank@contoso.com"),
             display_name: Some("Frank"),
             kind: AccountKind::Internet {
                 servers: &s,
@@ -251,7 +234,7 @@ mod tests {
         assert_eq!(get(&items, "EmailAccountType"), Some("EmailTypeIMAP"));
         assert_eq!(
             get(&items, "IncomingMailServerHostName"),
-            Some("imap.fabrikam.com")
+            Some("imap.contoso.com")
         );
         assert_eq!(get(&items, "IncomingMailServerPortNumber"), Some("993"));
         assert_eq!(get(&items, "IncomingMailServerUseSSL"), Some("true"));

@@ -48,6 +48,24 @@ enum Resolved<'a> {
     Throttled(std::time::Duration),
 }
 
+impl<'a> Resolved<'a> {
+    /// The HTTP answer and its outcome label; `render` makes the one for an account.
+    fn respond(
+        self,
+        render: impl FnOnce(ClientAccount<'a>) -> Response<Body>,
+    ) -> (Response<Body>, &'static str) {
+        match self {
+            Resolved::Account(account, label) => (render(account), label),
+            Resolved::NotServed(label) => (respond::not_found(), label),
+            Resolved::Unavailable => (unavailable(), "directory_unavailable"),
+            Resolved::Throttled(retry_after) => (
+                respond::too_many_requests(retry_after_secs(retry_after)),
+                "too_many_requests",
+            ),
+        }
+    }
+}
+
 /// The account for `email` (lookup only when answers may depend on the mailbox).
 ///
 /// Per-mailbox answers tell addresses apart, so then every "not served" answer counts as a
@@ -109,15 +127,9 @@ pub async fn autoconfig_endpoint<B>(
     state: &State,
     client_ip: IpAddr,
 ) -> (Response<Body>, Outcome) {
-    let method = req.method().clone();
-    if method == Method::OPTIONS {
-        return (respond::options(AUTOCONFIG_ALLOW), ("options", None));
-    }
-    if !matches!(method, Method::GET | Method::HEAD) {
-        return (
-            respond::method_not_allowed(AUTOCONFIG_ALLOW),
-            ("method_not_allowed", None),
-        );
+    let allowed = [Method::GET, Method::HEAD];
+    if let Some((r, outcome)) = handlers::method_gate(req.method(), &allowed, AUTOCONFIG_ALLOW) {
+        return (r, (outcome, None));
     }
     let host = req
         .headers()
@@ -128,7 +140,7 @@ pub async fn autoconfig_endpoint<B>(
         Err(_) => return (bad_request(), ("invalid_address", None)),
     };
     let mut found = None;
-    let (response, outcome) = match resolve(
+    let (response, outcome) = resolve(
         state,
         client_ip,
         &request.domain,
@@ -137,18 +149,7 @@ pub async fn autoconfig_endpoint<B>(
         &mut found,
     )
     .await
-    {
-        Resolved::Account(account, label) => (
-            respond::autoconfig_xml(StatusCode::OK, autoconfig::render(&account)),
-            label,
-        ),
-        Resolved::NotServed(label) => (respond::not_found(), label),
-        Resolved::Unavailable => (unavailable(), "directory_unavailable"),
-        Resolved::Throttled(retry_after) => (
-            respond::too_many_requests(retry_after_secs(retry_after)),
-            "too_many_requests",
-        ),
-    };
+    .respond(|account| respond::autoconfig_xml(StatusCode::OK, autoconfig::render(&account)));
     (response, (outcome, None))
 }
 
@@ -163,14 +164,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let method = req.method().clone();
-    if method == Method::OPTIONS {
-        return (respond::options(MOBILECONFIG_ALLOW), ("options", None));
-    }
-    if !matches!(method, Method::GET | Method::HEAD | Method::POST) {
-        return (
-            respond::method_not_allowed(MOBILECONFIG_ALLOW),
-            ("method_not_allowed", None),
-        );
+    let allowed = [Method::GET, Method::HEAD, Method::POST];
+    if let Some((r, outcome)) = handlers::method_gate(&method, &allowed, MOBILECONFIG_ALLOW) {
+        return (r, (outcome, None));
     }
     let (parts, body) = req.into_parts();
     let form;
@@ -183,14 +179,7 @@ where
             );
             return (r, ("unsupported_media_type", None));
         }
-        form = match handlers::read_body(
-            body,
-            &parts.headers,
-            state.config.server.max_body_bytes,
-            state.config.server.request_timeout,
-        )
-        .await
-        {
+        form = match handlers::read_request_body(body, &parts.headers, state).await {
             Ok(b) => b,
             Err(r) => return (r, ("body_rejected", None)),
         };
@@ -216,38 +205,37 @@ where
         &mut found,
     )
     .await;
-    let (response, outcome) = match resolved {
-        Resolved::Account(account, label) => {
-            let mc = &state.config.mail.mobileconfig;
-            let meta = mobileconfig::ProfileMeta {
-                identifier: &mc.identifier,
-                organization: if mc.organization.is_empty() {
-                    &state.config.org.display_name
-                } else {
-                    &mc.organization
-                },
-            };
-            match mobileconfig::render(&account, &meta) {
-                Ok(plist) => match &state.profile_signer {
-                    Some(signer) => match signer.sign(&plist) {
-                        Ok(signed) => (respond::mobileconfig(signed), label),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "signing a configuration profile failed");
-                            (unavailable(), "signing_failed")
-                        }
-                    },
-                    None => (respond::mobileconfig(plist), label),
-                },
-                Err(_) => (respond::not_found(), "no_configuration"),
-            }
-        }
-        Resolved::NotServed(label) => (respond::not_found(), label),
-        Resolved::Unavailable => (unavailable(), "directory_unavailable"),
-        Resolved::Throttled(retry_after) => (
-            respond::too_many_requests(retry_after_secs(retry_after)),
-            "too_many_requests",
-        ),
+    let mc = &state.config.mail.mobileconfig;
+    let meta = mobileconfig::ProfileMeta {
+        identifier: &mc.identifier,
+        organization: if mc.organization.is_empty() {
+            &state.config.org.display_name
+        } else {
+            &mc.organization
+        },
     };
+    let mut failure = None;
+    let (response, mut outcome) =
+        resolved.respond(|account| match mobileconfig::render(&account, &meta) {
+            Ok(plist) => match &state.profile_signer {
+                None => respond::mobileconfig(plist),
+                Some(signer) => signer.sign(&plist).map_or_else(
+                    |e| {
+                        tracing::warn!(error = %e, "signing a configuration profile failed");
+                        failure = Some("signing_failed");
+                        unavailable()
+                    },
+                    respond::mobileconfig,
+                ),
+            },
+            Err(_) => {
+                failure = Some("no_configuration");
+                respond::not_found()
+            }
+        });
+    if let Some(label) = failure {
+        outcome = label;
+    }
     (response, (outcome, None))
 }
 

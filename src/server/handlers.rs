@@ -182,6 +182,36 @@ where
     }
 }
 
+/// [`read_body`] within the server's `max_body_bytes` and `request_timeout`.
+pub(super) async fn read_request_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    state: &State,
+) -> Result<Bytes, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let server = &state.config.server;
+    read_body(body, headers, server.max_body_bytes, server.request_timeout).await
+}
+
+/// `OPTIONS` (200 with `Allow`) and methods outside `allowed` (405) answered at once;
+/// `None` for a method the endpoint serves.
+pub(super) fn method_gate(
+    method: &Method,
+    allowed: &[Method],
+    allow: &'static str,
+) -> Option<(Response<Body>, &'static str)> {
+    if method == Method::OPTIONS {
+        Some((respond::options(allow), "options"))
+    } else if !allowed.contains(method) {
+        Some((respond::method_not_allowed(allow), "method_not_allowed"))
+    } else {
+        None
+    }
+}
+
 pub(super) enum AuthResult {
     Authenticated(Identity),
     Challenge,
@@ -314,14 +344,7 @@ where
     let (parts, body) = req.into_parts();
     // Read the body even when the answer will be 401: an unread body makes hyper close the
     // connection, and connection-bound authentication would be lost with it.
-    let body = match read_body(
-        body,
-        &parts.headers,
-        state.config.server.max_body_bytes,
-        state.config.server.request_timeout,
-    )
-    .await
-    {
+    let body = match read_request_body(body, &parts.headers, state).await {
         Ok(b) => b,
         Err(r) => return (r, Note::outcome("body_rejected")),
     };

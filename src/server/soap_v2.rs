@@ -53,26 +53,14 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let method = req.method().clone();
-    if method == Method::OPTIONS {
-        return (respond::options(SOAP_ALLOW), ("options", None));
-    }
-    if !matches!(method, Method::GET | Method::POST | Method::HEAD) {
-        return (
-            respond::method_not_allowed(SOAP_ALLOW),
-            ("method_not_allowed", None),
-        );
+    let allowed = [Method::GET, Method::POST, Method::HEAD];
+    if let Some((r, outcome)) = handlers::method_gate(&method, &allowed, SOAP_ALLOW) {
+        return (r, (outcome, None));
     }
     let (parts, body) = req.into_parts();
     // Read the body before answering, even with a 401: an unread body closes the
     // connection, and connection-bound authentication (NTLM) would be lost.
-    let body = match handlers::read_body(
-        body,
-        &parts.headers,
-        state.config.server.max_body_bytes,
-        state.config.server.request_timeout,
-    )
-    .await
-    {
+    let body = match handlers::read_request_body(body, &parts.headers, state).await {
         Ok(b) => b,
         Err(r) => return (r, ("body_rejected", None)),
     };
@@ -246,14 +234,9 @@ fn v2_response(answer: V2Answer) -> Response<Body> {
 /// `GET /autodiscover/autodiscover.json…`: anonymous AutodiscoverV2 (brief §10).
 pub async fn v2_endpoint<B>(req: Request<B>, state: &State) -> (Response<Body>, Outcome) {
     let method = req.method().clone();
-    if method == Method::OPTIONS {
-        return (respond::options(V2_ALLOW), ("options", None));
-    }
-    if !matches!(method, Method::GET | Method::HEAD) {
-        return (
-            respond::method_not_allowed(V2_ALLOW),
-            ("method_not_allowed", None),
-        );
+    let allowed = [Method::GET, Method::HEAD];
+    if let Some((r, outcome)) = handlers::method_gate(&method, &allowed, V2_ALLOW) {
+        return (r, (outcome, None));
     }
     let urls = v2_urls(state);
     let request = match v2::parse_request(req.uri().path(), req.uri().query()) {
