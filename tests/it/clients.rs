@@ -270,6 +270,7 @@ async fn plain_get(addr: std::net::SocketAddr, path: &str, host: &str) -> Answer
     }
 }
 
+/// An anonymous `GET path?emailaddress=<address>` (autoconfig paths and /mobileconfig).
 async fn autoconfig(c: &mut TlsClient, path: &str, address: &str) -> Answer {
     c.send(
         "GET",
@@ -506,13 +507,7 @@ fn plistlib(profile: &[u8]) -> serde_json::Value {
 }
 
 async fn profile(c: &mut TlsClient, address: &str) -> Answer {
-    c.send(
-        "GET",
-        &format!("/mobileconfig?emailaddress={}", enc(address)),
-        &[],
-        b"",
-    )
-    .await
+    autoconfig(c, "/mobileconfig", address).await
 }
 
 #[tokio::test]
