@@ -638,6 +638,74 @@ async fn signed_profiles_verify_with_openssl_against_the_test_ca() {
     assert!(!refused.status.success());
 }
 
+/// Runs openssl with `args`, asserting success; returns stdout.
+fn run_openssl(openssl: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = Command::new(openssl).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test]
+async fn profiles_signed_with_an_rsa_key_verify_too() {
+    let Some(openssl) = openssl() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let (cert, key) = (keys.path().join("rsa.pem"), keys.path().join("rsa.key"));
+    let os = |s: &str| std::ffi::OsString::from(s);
+    run_openssl(
+        openssl,
+        &[
+            &os("req"),
+            &os("-x509"),
+            &os("-newkey"),
+            &os("rsa:2048"),
+            &os("-nodes"),
+            &os("-days"),
+            &os("2"),
+            &os("-subj"),
+            &os("/CN=Contoso Profile Signing"),
+            &os("-keyout"),
+            key.as_os_str(),
+            &os("-out"),
+            cert.as_os_str(),
+        ],
+    );
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let server = TestServer::start_with(&|t| {
+        set(t, &["mail", "mobileconfig", "cert"], c.clone().into());
+        set(t, &["mail", "mobileconfig", "key"], k.clone().into());
+    })
+    .await;
+    let mut client = server.client().await;
+    let signed = profile(&mut client, "alice@contoso.com").await;
+    assert_eq!(signed.status, 200);
+    let der = keys.path().join("signed.der");
+    std::fs::write(&der, &signed.body).unwrap();
+    let content = run_openssl(
+        openssl,
+        &[
+            &os("cms"),
+            &os("-verify"),
+            &os("-inform"),
+            &os("DER"),
+            &os("-in"),
+            der.as_os_str(),
+            &os("-CAfile"),
+            cert.as_os_str(),
+            &os("-purpose"),
+            &os("any"),
+        ],
+    );
+    let p = plistlib(&content);
+    assert_eq!(
+        p["PayloadContent"][0]["PayloadType"],
+        "com.apple.eas.account"
+    );
+}
+
 #[tokio::test]
 async fn the_new_endpoints_are_counted_and_logged() {
     let d = Daemon::start(&reveal);
