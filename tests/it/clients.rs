@@ -742,11 +742,14 @@ async fn the_new_endpoints_are_counted_and_logged() {
     assert_eq!(delta("autoconfig", "not_served"), 1.0);
     assert_eq!(delta("mobileconfig", "migrated"), 1.0);
     assert_eq!(delta("mobileconfig", "invalid_address"), 1.0);
-    let events = d.access_events();
-    let line = events
-        .iter()
-        .find(|e| e["fields"]["endpoint"] == "autoconfig" || e["endpoint"] == "autoconfig")
-        .unwrap_or_else(|| panic!("no autoconfig access line in {events:?}"));
+    // The log is written by its own task: wait for the line.
+    let is_autoconfig = |e: &serde_json::Value| {
+        e["target"] == "access"
+            && (e["fields"]["endpoint"] == "autoconfig" || e["endpoint"] == "autoconfig")
+    };
+    let line = d
+        .wait_event(std::time::Duration::from_secs(10), is_autoconfig)
+        .unwrap_or_else(|| panic!("no autoconfig access line in {:?}", d.access_events()));
     let text = line.to_string();
     assert!(text.contains("internet_mail"), "{text}");
     // The access log never carries the address's query string.
