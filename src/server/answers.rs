@@ -34,23 +34,29 @@ pub const TTL: Duration = Duration::from_secs(300);
 pub enum AnswerKey<'a> {
     /// Outlook (2006a) settings for a recipient that lives here.
     Settings(&'a Recipient, ClientCaps),
+    /// Outlook (2006a) `AccountType email` (IMAP/POP3/SMTP) for an Internet-mail mailbox.
+    InternetMail(&'a Recipient),
 }
 
 #[derive(Debug)]
 enum StoredKey {
     Settings(Recipient, ClientCaps),
+    InternetMail(Recipient),
 }
 
 impl StoredKey {
     fn of(key: AnswerKey<'_>) -> StoredKey {
         match key {
             AnswerKey::Settings(r, caps) => StoredKey::Settings(r.clone(), caps),
+            AnswerKey::InternetMail(r) => StoredKey::InternetMail(r.clone()),
         }
     }
 
     fn matches(&self, key: AnswerKey<'_>) -> bool {
         match (self, key) {
             (StoredKey::Settings(r, c), AnswerKey::Settings(r2, c2)) => c == &c2 && r == r2,
+            (StoredKey::InternetMail(r), AnswerKey::InternetMail(r2)) => r == r2,
+            _ => false,
         }
     }
 }
@@ -150,6 +156,10 @@ impl AnswerCache {
                     outlook,
                 } = caps;
                 (mapi_http, ex_http_info, negotiate, outlook).hash(&mut h);
+                hash_recipient(r, &mut h);
+            }
+            AnswerKey::InternetMail(r) => {
+                "internet".hash(&mut h);
                 hash_recipient(r, &mut h);
             }
         }
@@ -338,6 +348,23 @@ mod tests {
             cache.lookup(slot, AnswerKey::Settings(&r, caps(true)), now),
             None
         );
+    }
+
+    #[test]
+    fn internet_mail_and_exchange_documents_of_one_recipient_are_kept_apart() {
+        // One slot for everything: the keys must still tell the kinds apart.
+        let cache = AnswerCache::new(TTL, 1);
+        let now = Instant::now();
+        let r = alice();
+        cache.get_or_render(AnswerKey::Settings(&r, caps(false)), now, || {
+            b"EXCH".to_vec()
+        });
+        let internet = cache.get_or_render(AnswerKey::InternetMail(&r), now, || b"IMAP".to_vec());
+        assert_eq!(&internet[..], b"IMAP");
+        let again = cache.get_or_render(AnswerKey::InternetMail(&r), now, || {
+            panic!("rendered twice")
+        });
+        assert_eq!(&again[..], b"IMAP");
     }
 
     #[test]

@@ -481,12 +481,19 @@ async fn answer_pox(
         }
         (Flavour::Outlook, Decision::InternetMail(r)) => {
             match internet_servers(state, &r.primary_smtp) {
-                Some(servers) => pox::render_outlook_internet_settings(
-                    &r.display_name,
-                    &r.primary_smtp,
-                    servers,
-                    &servers.login_name(&r.primary_smtp),
-                ),
+                Some(servers) => {
+                    let body = state
+                        .answers
+                        .get_or_render(AnswerKey::InternetMail(r), now, || {
+                            pox::render_outlook_internet_settings(
+                                &r.display_name,
+                                &r.primary_smtp,
+                                servers,
+                                &servers.login_name(&r.primary_smtp),
+                            )
+                        });
+                    return (body, label);
+                }
                 None => pox::render_error(
                     Flavour::Outlook,
                     ErrorCode::NoConfiguration,
