@@ -200,16 +200,25 @@ impl LabDns {
     /// Binds UDP and TCP on `addr` (port 0: any free port, the same for both).
     pub async fn bind(addr: SocketAddr, catalog: Catalog) -> Result<LabDns, DnsError> {
         let bind_error = |source| DnsError::Bind { addr, source };
-        let udp = tokio::net::UdpSocket::bind(addr)
-            .await
-            .map_err(bind_error)?;
-        let bound = udp.local_addr().map_err(bind_error)?;
-        let tcp = tokio::net::TcpListener::bind(bound)
-            .await
-            .map_err(|source| DnsError::Bind {
-                addr: bound,
-                source,
-            })?;
+        // With port 0 the kernel picks the UDP port; that TCP port can be taken (a client
+        // connection's local port, on a busy machine): pick again a few times.
+        let mut tries = if addr.port() == 0 { 8 } else { 1 };
+        let (udp, tcp, bound) = loop {
+            let udp = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(bind_error)?;
+            let bound = udp.local_addr().map_err(bind_error)?;
+            match tokio::net::TcpListener::bind(bound).await {
+                Ok(tcp) => break (udp, tcp, bound),
+                Err(e) if tries > 1 && e.kind() == std::io::ErrorKind::AddrInUse => tries -= 1,
+                Err(source) => {
+                    return Err(DnsError::Bind {
+                        addr: bound,
+                        source,
+                    })
+                }
+            }
+        };
         let mut server = ServerFuture::new(catalog);
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE);
