@@ -1,15 +1,19 @@
-//! The per-mailbox hybrid decision (what Exchange on-premises answers for local, remote and
-//! missing recipients; docs/protocol.md), a pure function over directory values.
+//! The per-mailbox hybrid decision, a pure function over directory values and the
+//! configured mailbox kinds. Every format (POX, SOAP, AutodiscoverV2, autoconfig,
+//! mobileconfig) answers from it.
 
+use crate::config::mail::{domain_of, MailConfig};
 use crate::directory::recipient::REMOTE_MAILBOX_FLAGS;
-use crate::directory::{Recipient, RecipientType};
+use crate::directory::{MailboxKind, Recipient, RecipientType};
 use crate::protocol::ErrorCode;
 
 /// What to answer for one discovered address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<'a> {
-    /// The mailbox is here: answer with its settings.
+    /// The mailbox is here and served as Exchange: answer with its settings.
     Settings(&'a Recipient),
+    /// The mailbox is here and served as Internet mail (IMAP/POP3 and SMTP).
+    InternetMail(&'a Recipient),
     /// The mailbox lives elsewhere (Exchange Online): restart discovery for this address.
     RedirectAddr(String),
     /// An Autodiscover error code.
@@ -21,15 +25,27 @@ impl Decision<'_> {
     pub fn label(&self) -> &'static str {
         match self {
             Decision::Settings(_) => "settings",
+            Decision::InternetMail(_) => "internet_mail",
             Decision::RedirectAddr(_) => "redirectAddr",
             Decision::Error(code) => code.label(),
         }
     }
 }
 
+/// The kind a local mailbox is served as: the directory's per-mailbox kind, else the
+/// default of its primary address's domain.
+pub fn mailbox_kind(r: &Recipient, mail: &MailConfig) -> MailboxKind {
+    r.mailbox_kind
+        .unwrap_or_else(|| mail.kind_of_domain(&domain_of(&r.primary_smtp)))
+}
+
 /// Decides for the recipient found for `requested` (the address the client asked about;
 /// `None` when the request carried only a legacy DN).
-pub fn decide<'a>(requested: Option<&str>, recipient: Option<&'a Recipient>) -> Decision<'a> {
+pub fn decide<'a>(
+    requested: Option<&str>,
+    recipient: Option<&'a Recipient>,
+    mail: &MailConfig,
+) -> Decision<'a> {
     let Some(r) = recipient else {
         return Decision::Error(ErrorCode::AddressNotFound);
     };
@@ -59,7 +75,10 @@ pub fn decide<'a>(requested: Option<&str>, recipient: Option<&'a Recipient>) -> 
     }
     if r.recipient_type.is_local_mailbox() {
         return if r.has_local_mailbox {
-            Decision::Settings(r)
+            match mailbox_kind(r, mail) {
+                MailboxKind::Exchange => Decision::Settings(r),
+                MailboxKind::Internet => Decision::InternetMail(r),
+            }
         } else {
             Decision::Error(ErrorCode::NoConfiguration)
         };
@@ -71,6 +90,10 @@ pub fn decide<'a>(requested: Option<&str>, recipient: Option<&'a Recipient>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mail() -> MailConfig {
+        MailConfig::default()
+    }
 
     fn recipient(kind: RecipientType, target: Option<&str>) -> Recipient {
         Recipient {
@@ -84,13 +107,14 @@ mod tests {
             target_address: target.map(str::to_string),
             has_local_mailbox: kind.is_local_mailbox(),
             enabled: true,
+            mailbox_kind: None,
         }
     }
 
     #[test]
     fn unknown_address_is_error_500() {
         assert_eq!(
-            decide(Some("x@contoso.com"), None),
+            decide(Some("x@contoso.com"), None, &mail()),
             Decision::Error(ErrorCode::AddressNotFound)
         );
     }
@@ -99,7 +123,7 @@ mod tests {
     fn local_mailbox_gets_settings() {
         let r = recipient(RecipientType::UserMailbox, None);
         assert_eq!(
-            decide(Some("alice@contoso.com"), Some(&r)),
+            decide(Some("alice@contoso.com"), Some(&r), &mail()),
             Decision::Settings(&r)
         );
     }
@@ -111,7 +135,7 @@ mod tests {
             Some("alice@contoso.mail.onmicrosoft.com"),
         );
         assert_eq!(
-            decide(Some("alice@contoso.com"), Some(&r)),
+            decide(Some("alice@contoso.com"), Some(&r), &mail()),
             Decision::RedirectAddr("alice@contoso.mail.onmicrosoft.com".into())
         );
     }
@@ -124,7 +148,7 @@ mod tests {
         );
         r.remote_recipient_type = 4;
         assert!(matches!(
-            decide(Some("alice@contoso.com"), Some(&r)),
+            decide(Some("alice@contoso.com"), Some(&r), &mail()),
             Decision::RedirectAddr(_)
         ));
     }
@@ -133,7 +157,7 @@ mod tests {
     fn remote_mailbox_without_target_is_602() {
         let r = recipient(RecipientType::RemoteUserMailbox, None);
         assert_eq!(
-            decide(Some("alice@contoso.com"), Some(&r)),
+            decide(Some("alice@contoso.com"), Some(&r), &mail()),
             Decision::Error(ErrorCode::ConfigurationError)
         );
     }
@@ -142,12 +166,12 @@ mod tests {
     fn redirect_to_itself_is_602() {
         let r = recipient(RecipientType::RemoteUserMailbox, Some("ALICE@contoso.com"));
         assert_eq!(
-            decide(Some("a@contoso.com"), Some(&r)),
+            decide(Some("a@contoso.com"), Some(&r), &mail()),
             Decision::Error(ErrorCode::ConfigurationError)
         );
         let r = recipient(RecipientType::RemoteUserMailbox, Some("bob@contoso.com"));
         assert_eq!(
-            decide(Some("BOB@contoso.com"), Some(&r)),
+            decide(Some("BOB@contoso.com"), Some(&r), &mail()),
             Decision::Error(ErrorCode::ConfigurationError)
         );
     }
@@ -161,7 +185,7 @@ mod tests {
         r.addresses
             .push("alice@contoso.mail.onmicrosoft.com".into());
         assert_eq!(
-            decide(Some("alice@contoso.com"), Some(&r)),
+            decide(Some("alice@contoso.com"), Some(&r), &mail()),
             Decision::RedirectAddr("alice@contoso.mail.onmicrosoft.com".into())
         );
     }
@@ -170,13 +194,52 @@ mod tests {
     fn mail_user_without_target_is_501_and_contact_is_500() {
         let r = recipient(RecipientType::MailUser, None);
         assert_eq!(
-            decide(Some("alice@contoso.com"), Some(&r)),
+            decide(Some("alice@contoso.com"), Some(&r), &mail()),
             Decision::Error(ErrorCode::NoConfiguration)
         );
         let r = recipient(RecipientType::MailContact, Some("alice@fabrikam.com"));
         assert_eq!(
-            decide(Some("alice@contoso.com"), Some(&r)),
+            decide(Some("alice@contoso.com"), Some(&r), &mail()),
             Decision::Error(ErrorCode::AddressNotFound)
+        );
+    }
+
+    #[test]
+    fn the_kind_comes_from_the_mailbox_then_its_domain_and_migrated_ones_still_redirect() {
+        let mut config = mail();
+        config
+            .domain_kinds
+            .insert("fabrikam.com".into(), MailboxKind::Internet);
+        let mut r = recipient(RecipientType::UserMailbox, None);
+        assert_eq!(
+            decide(Some("alice@contoso.com"), Some(&r), &config),
+            Decision::Settings(&r)
+        );
+        r.mailbox_kind = Some(MailboxKind::Internet);
+        assert_eq!(
+            decide(Some("alice@contoso.com"), Some(&r), &config),
+            Decision::InternetMail(&r)
+        );
+        let mut f = recipient(RecipientType::UserMailbox, None);
+        f.primary_smtp = "frank@FABRIKAM.com".into();
+        assert_eq!(
+            decide(Some("frank@fabrikam.com"), Some(&f), &config),
+            Decision::InternetMail(&f)
+        );
+        f.mailbox_kind = Some(MailboxKind::Exchange);
+        assert_eq!(
+            decide(Some("frank@fabrikam.com"), Some(&f), &config),
+            Decision::Settings(&f)
+        );
+        // The kind never overrides the hybrid decision: a migrated mailbox redirects.
+        let mut m = recipient(
+            RecipientType::RemoteUserMailbox,
+            Some("alice@contoso.mail.onmicrosoft.com"),
+        );
+        m.mailbox_kind = Some(MailboxKind::Internet);
+        assert_eq!(
+            decide(Some("alice@contoso.com"), Some(&m), &config),
+            Decision::RedirectAddr("alice@contoso.mail.onmicrosoft.com".into())
         );
     }
 
@@ -185,7 +248,7 @@ mod tests {
         let mut r = recipient(RecipientType::UserMailbox, None);
         r.has_local_mailbox = false;
         assert_eq!(
-            decide(Some("alice@contoso.com"), Some(&r)),
+            decide(Some("alice@contoso.com"), Some(&r), &mail()),
             Decision::Error(ErrorCode::NoConfiguration)
         );
     }

@@ -57,8 +57,9 @@ pub struct LabInitArgs {
 pub struct ProbeArgs {
     /// The email address to discover.
     pub email: String,
-    /// Autodiscover flavour to speak.
-    #[arg(long, default_value = "pox", value_parser = ["pox", "mobilesync", "soap", "v2"])]
+    /// Autodiscover flavour to speak, or a non-Autodiscover client's format (Thunderbird
+    /// autoconfig, Apple mobileconfig; anonymous).
+    #[arg(long, default_value = "pox", value_parser = ["pox", "mobilesync", "soap", "v2", "autoconfig", "mobileconfig"])]
     pub protocol: String,
     /// Login name (default: the email address).
     #[arg(long, short)]

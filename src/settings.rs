@@ -3,8 +3,11 @@
 
 use uuid::Uuid;
 
-use crate::config::{Endpoint, ExchangeVersion, Organization, OutlookAnywhere, Owa, Services};
-use crate::directory::Recipient;
+use crate::config::{
+    Config, Endpoint, ExchangeVersion, Organization, OutlookAnywhere, Owa, Services,
+};
+use crate::directory::{MailboxKind, Recipient};
+use crate::protocol::account::{AccountKind, ClientAccount, ExchangeAccount, Login};
 
 /// `ou=` of every legacy DN Exchange 2007+ creates.
 const ADMIN_GROUP: &str = "Exchange Administrative Group (FYDIBOHF23SPDLT)";
@@ -143,6 +146,147 @@ pub fn mailbox_settings(org: &Organization, services: &Services, r: &Recipient) 
         outlook_anywhere: services.outlook_anywhere.clone(),
         mapi,
         ttl_hours: services.ttl_hours,
+    }
+}
+
+/// Whom a non-Autodiscover answer (autoconfig, Apple profile) describes.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountFor<'a> {
+    /// The domain's default answer: a mailbox of the domain's default kind, with the
+    /// address as the client gave it (placeholders where the format has them).
+    Domain,
+    /// A mailbox here served as Exchange.
+    Exchange(&'a Recipient),
+    /// A mailbox here served as Internet mail.
+    Internet(&'a Recipient),
+    /// A mailbox in Exchange Online.
+    Migrated(&'a Recipient),
+}
+
+/// Which client the account is for: migrated mailboxes get the tenant's IMAP/SMTP in
+/// autoconfig and its ActiveSync in Apple profiles (Mail on iOS speaks EAS to Exchange
+/// Online; OAuth2 IMAP cannot be configured by a profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountClient {
+    Autoconfig,
+    Profile,
+}
+
+/// The account to configure for an address of `domain` (lower-case). `None` when the
+/// mailbox is Internet mail and no servers are configured for its domain.
+pub fn client_account<'a>(
+    config: &'a Config,
+    domain: &'a str,
+    email: Option<&'a str>,
+    whom: AccountFor<'a>,
+    client: AccountClient,
+) -> Option<ClientAccount<'a>> {
+    let mail = &config.mail;
+    let exchange = |login: Login| {
+        let ews = &config.services.ews.external;
+        let (host, port) = host_port(ews);
+        let mut auth = Vec::new();
+        if config.auth.ntlm.enabled {
+            auth.push("NTLM");
+        }
+        if config.auth.basic {
+            auth.push("password-cleartext");
+        }
+        AccountKind::Exchange(ExchangeAccount {
+            host,
+            port,
+            ews_url: ews.clone(),
+            owa_url: config
+                .services
+                .owa
+                .as_ref()
+                .map(|o| o.urls.external.as_str()),
+            activesync_url: config
+                .services
+                .activesync
+                .as_ref()
+                .map(|e| e.external.clone()),
+            auth,
+            login,
+        })
+    };
+    let internet = |of: &str, login: Login| {
+        mail.servers_for(&crate::config::mail::domain_of(of))
+            .map(|servers| AccountKind::Internet { servers, login })
+    };
+    let (kind, email, display_name) = match whom {
+        AccountFor::Domain => {
+            let kind = match mail.kind_of_domain(domain) {
+                MailboxKind::Exchange => exchange(Login::AddressPlaceholder),
+                MailboxKind::Internet => {
+                    let servers = mail.servers_for(domain)?;
+                    let login = match servers.login {
+                        crate::config::mail::LoginForm::Address => Login::AddressPlaceholder,
+                        crate::config::mail::LoginForm::LocalPart => Login::LocalPartPlaceholder,
+                    };
+                    AccountKind::Internet { servers, login }
+                }
+            };
+            (kind, email, None)
+        }
+        AccountFor::Exchange(r) => (
+            exchange(Login::Name(r.primary_smtp.clone())),
+            Some(r.primary_smtp.as_str()),
+            Some(r.display_name.as_str()),
+        ),
+        AccountFor::Internet(r) => {
+            let servers = mail.servers_for(&crate::config::mail::domain_of(&r.primary_smtp))?;
+            let login = Login::Name(servers.login_name(&r.primary_smtp));
+            (
+                internet(&r.primary_smtp, login)?,
+                Some(r.primary_smtp.as_str()),
+                Some(r.display_name.as_str()),
+            )
+        }
+        AccountFor::Migrated(r) => {
+            let login = Login::Name(mail.tenant.login_name(&r.primary_smtp));
+            let kind = match client {
+                AccountClient::Autoconfig => AccountKind::Internet {
+                    servers: &mail.tenant,
+                    login,
+                },
+                AccountClient::Profile => AccountKind::Exchange(ExchangeAccount {
+                    host: mail.tenant_exchange_host.clone(),
+                    port: 443,
+                    ews_url: format!("https://{}/EWS/Exchange.asmx", mail.tenant_exchange_host),
+                    owa_url: None,
+                    activesync_url: Some(format!(
+                        "https://{}/Microsoft-Server-ActiveSync",
+                        mail.tenant_exchange_host
+                    )),
+                    auth: vec!["OAuth2"],
+                    login,
+                }),
+            };
+            (
+                kind,
+                Some(r.primary_smtp.as_str()),
+                Some(r.display_name.as_str()),
+            )
+        }
+    };
+    Some(ClientAccount {
+        domain,
+        provider_name: &config.org.display_name,
+        email,
+        display_name,
+        kind,
+    })
+}
+
+/// Host and port of an https URL (443 when it names none).
+fn host_port(url: &str) -> (String, u16) {
+    match url.parse::<http::Uri>() {
+        Ok(u) => (
+            u.host().unwrap_or_default().to_string(),
+            u.port_u16().unwrap_or(443),
+        ),
+        Err(_) => (String::new(), 443),
     }
 }
 

@@ -19,6 +19,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub v2: super::v2::V2Section,
     #[serde(default)]
+    pub mail: super::mail::MailSection,
+    #[serde(default)]
     pub throttle: super::throttle::ThrottleSection,
     pub proxy: Option<ProxySection>,
     pub metrics: Option<MetricsSection>,

@@ -31,6 +31,64 @@ pub struct LdapDirectorySection {
     pub cache_ttl_secs: Option<u64>,
     pub cache_max_entries: Option<usize>,
     pub attributes: Option<LdapAttributesSection>,
+    pub mailbox_kind: Option<MailboxKindSection>,
+}
+
+/// Serde mirror of `[directory.ldap.mailbox_kind]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxKindSection {
+    pub attribute: Option<String>,
+    #[serde(default)]
+    pub internet_groups: Vec<String>,
+    #[serde(default)]
+    pub internet_subtrees: Vec<String>,
+    pub member_of_attribute: Option<String>,
+}
+
+/// Which directory entries are Internet-mail (IMAP/POP3/SMTP) mailboxes rather than the
+/// accepted domain's default kind. The attribute wins when it holds `exchange` or
+/// `internet`; otherwise membership of a listed group (`memberOf`) or an entry below a
+/// listed subtree makes the mailbox Internet mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxKindRule {
+    pub attribute: Option<String>,
+    /// Group DNs, compared case-insensitively without spaces around `,` and `=`.
+    pub internet_groups: Vec<String>,
+    /// Subtree DNs (normalised like the groups); an entry at or below one matches.
+    pub internet_subtrees: Vec<String>,
+    /// The group-membership attribute (`memberOf`), read only when groups are listed.
+    pub member_of_attribute: String,
+}
+
+impl MailboxKindRule {
+    /// The attributes a lookup must ask for to apply the rule.
+    pub fn attributes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.attribute.iter().cloned().collect();
+        if !self.internet_groups.is_empty() {
+            v.push(self.member_of_attribute.clone());
+        }
+        v
+    }
+}
+
+/// A DN in one spelling for comparisons: lower-case, no spaces around `,`, `=` and `+`.
+pub fn normalise_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    for part in dn.split(',') {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let rdn: Vec<String> = part
+            .split('+')
+            .map(|ava| match ava.split_once('=') {
+                Some((k, v)) => format!("{}={}", k.trim(), v.trim()),
+                None => ava.trim().to_string(),
+            })
+            .collect();
+        out.push_str(&rdn.join("+").to_lowercase());
+    }
+    out
 }
 
 /// Serde mirror of `[directory.ldap.attributes]`.
@@ -183,6 +241,9 @@ pub struct LdapConfig {
     pub cache_ttl: Duration,
     pub cache_max_entries: usize,
     pub attributes: LdapAttributes,
+    /// Per-mailbox kind (`[directory.ldap.mailbox_kind]`); empty: every mailbox has its
+    /// domain's kind.
+    pub mailbox_kind: MailboxKindRule,
 }
 
 impl LdapConfig {
@@ -385,7 +446,10 @@ pub fn validate(file: &Path, raw: LdapDirectorySection) -> Result<LdapConfig, Co
             "use an LDAP attribute name (letters, digits and '-', starting with a letter)",
         )
     })?;
+    let mailbox_kind = mailbox_kind_rule(raw.mailbox_kind.unwrap_or_default())
+        .map_err(|(key, value, fix)| bad(&format!("mailbox_kind.{key}"), value, fix))?;
     Ok(LdapConfig {
+        mailbox_kind,
         urls,
         starttls: raw.starttls,
         ca_file,
@@ -514,6 +578,56 @@ fn attributes(raw: LdapAttributesSection) -> Result<LdapAttributes, (&'static st
             Some(v) => return Err(("nt_password", v)),
             None => None,
         },
+    })
+}
+
+fn mailbox_kind_rule(
+    raw: MailboxKindSection,
+) -> Result<MailboxKindRule, (&'static str, String, &'static str)> {
+    const NAME_FIX: &str =
+        "use an LDAP attribute name (letters, digits and '-', starting with a letter)";
+    let attribute = match raw.attribute {
+        Some(a) if is_attribute_name(a.trim()) => Some(a.trim().to_string()),
+        Some(a) => {
+            return Err((
+                "attribute",
+                format!("`{a}` is not an attribute name"),
+                NAME_FIX,
+            ))
+        }
+        None => None,
+    };
+    let member_of_attribute = match raw.member_of_attribute {
+        Some(a) if is_attribute_name(a.trim()) => a.trim().to_string(),
+        Some(a) => {
+            return Err((
+                "member_of_attribute",
+                format!("`{a}` is not an attribute name"),
+                NAME_FIX,
+            ))
+        }
+        None => "memberOf".to_string(),
+    };
+    let dns = |key: &'static str, list: Vec<String>| {
+        list.into_iter()
+            .map(|dn| {
+                if dn.contains('=') {
+                    Ok(normalise_dn(&dn))
+                } else {
+                    Err((
+                        key,
+                        format!("`{dn}` is not a DN"),
+                        "write full DNs such as \"CN=IMAP Users,OU=Groups,DC=contoso,DC=com\"",
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(MailboxKindRule {
+        attribute,
+        internet_groups: dns("internet_groups", raw.internet_groups)?,
+        internet_subtrees: dns("internet_subtrees", raw.internet_subtrees)?,
+        member_of_attribute,
     })
 }
 

@@ -14,6 +14,7 @@ mod error;
 mod file;
 mod ldap;
 mod listeners;
+pub mod mail;
 mod services;
 #[cfg(test)]
 mod tests;
@@ -29,7 +30,9 @@ pub use cidr::Cidr;
 pub use domain_auth::{KerberosConfig, WinbindSettings};
 pub use error::ConfigError;
 use file::FileConfig;
-pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};
+pub use ldap::{
+    normalise_dn, BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl, MailboxKindRule,
+};
 pub use listeners::{LogConfig, LogFormat, MetricsConfig, ProxyConfig, ServerConfig};
 pub use services::{
     is_host_name, parse_exchange_version, Endpoint, ExchangeVersion, MapiHttp, Organization,
@@ -54,6 +57,8 @@ pub struct Config {
     pub redirect: Option<RedirectConfig>,
     /// AutodiscoverV2 (JSON) settings (`[v2]`, defaults when absent).
     pub v2: V2Config,
+    /// Mailbox kinds, Internet-mail servers, autoconfig/mobileconfig (`[mail]`).
+    pub mail: mail::MailConfig,
     /// Failed-authentication throttling (`[throttle]`, on with defaults when absent).
     pub throttle: ThrottleSettings,
     /// Reverse-proxy listeners and trusted proxies (empty when `[proxy]` is absent).
@@ -138,6 +143,26 @@ impl Config {
         out.push_str(&format!(
             "ews (external):     {}\n",
             self.services.ews.external
+        ));
+        let kinds: Vec<String> = self
+            .org
+            .accepted_domains
+            .iter()
+            .map(|d| format!("{d}={}", self.mail.kind_of_domain(d).name()))
+            .collect();
+        out.push_str(&format!(
+            "mailbox kinds:      {} (autoconfig/mobileconfig: {}{})\n",
+            kinds.join(", "),
+            if self.mail.reveal_mailboxes {
+                "per mailbox"
+            } else {
+                "domain answers"
+            },
+            if self.mail.mobileconfig.signer.is_some() {
+                ", profiles signed"
+            } else {
+                ""
+            }
         ));
         match &self.directory {
             DirectoryConfig::File { path } => {
@@ -239,10 +264,13 @@ impl Validator<'_> {
         let org = self.organization(raw.organization)?;
         let services = self.services(raw.services)?;
         let v2 = self.v2(raw.v2, &org, &services)?;
+        let tls = self.tls(raw.tls, &org)?;
+        let mail = self.mail(raw.mail, &org.accepted_domains, &tls.default)?;
         Ok(Config {
+            mail,
+            tls,
             source: self.file.to_path_buf(),
             server: self.server(raw.server)?,
-            tls: self.tls(raw.tls, &org)?,
             auth: self.auth(raw.auth)?,
             directory: self.directory(raw.directory)?,
             redirect: raw.redirect.map(|r| self.redirect(r)).transpose()?,

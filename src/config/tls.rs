@@ -53,10 +53,11 @@ impl Validator<'_> {
         }
         let mut names = raw.self_signed_names;
         if names.is_empty() {
+            // Thunderbird asks autoconfig.<domain> (docs/clients.md).
             names = org
                 .accepted_domains
                 .iter()
-                .map(|d| format!("autodiscover.{d}"))
+                .flat_map(|d| [format!("autodiscover.{d}"), format!("autoconfig.{d}")])
                 .collect();
             names.push("localhost".into());
         }

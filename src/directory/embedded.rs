@@ -19,7 +19,8 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{
-    Directory, DirectoryError, Identity, Login, Lookup, NtCredential, Recipient, RecipientType,
+    Directory, DirectoryError, Identity, Login, Lookup, MailboxKind, NtCredential, Recipient,
+    RecipientType,
 };
 use crate::auth::ntlm::crypto::{self, NtHash};
 use crate::config::ConfigError;
@@ -61,6 +62,8 @@ struct UserEntry {
     nt_hash: Option<String>,
     #[serde(default = "default_true")]
     enabled: bool,
+    /// `exchange` or `internet`: overrides the accepted domain's default kind.
+    mailbox_kind: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -381,6 +384,16 @@ fn build_user(path: &Path, i: usize, e: UserEntry, lab: bool) -> Result<User, Co
             ));
         }
     }
+    let mailbox_kind = match &e.mailbox_kind {
+        Some(k) => Some(MailboxKind::parse(k).ok_or_else(|| {
+            bad(
+                "mailbox_kind",
+                format!("unknown mailbox kind `{k}`"),
+                "use \"exchange\" or \"internet\" (IMAP/POP3 and SMTP), or leave it out for the domain's default",
+            )
+        })?),
+        None => None,
+    };
     let has_local_mailbox = recipient_type.is_local_mailbox();
     Ok(User {
         recipient: Recipient {
@@ -394,6 +407,7 @@ fn build_user(path: &Path, i: usize, e: UserEntry, lab: bool) -> Result<User, Co
             target_address,
             has_local_mailbox,
             enabled: e.enabled,
+            mailbox_kind,
         },
         x500: legacy_aliases,
         upn,

@@ -13,7 +13,7 @@ pub use crate::auth::{Identity, Login};
 pub use cache::Cached;
 pub use embedded::EmbeddedDirectory;
 pub use ldap::LdapDirectory;
-pub use recipient::{Lookup, Recipient, RecipientType};
+pub use recipient::{Lookup, MailboxKind, Recipient, RecipientType};
 
 /// Why the directory could not answer (as opposed to answering "no such user").
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

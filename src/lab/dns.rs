@@ -69,8 +69,11 @@ pub fn zones(spec: &LabSpec) -> Vec<ZoneFile> {
     org.push_str(&format!(
         "; The root domain: someone else's web hosting (its certificate names another host).\n\
          @ IN A 127.0.0.1\n\
-         {mail_owner} IN A 127.0.0.1\n",
+         {mail_owner} IN A 127.0.0.1\n\
+         ; Thunderbird's autoconfig name.\n\
+         {autoconfig} IN CNAME {mail}.\n",
         mail_owner = owner(&mail, domain),
+        autoconfig = owner(&spec.autoconfig_host(), domain),
     ));
     if spec.broken(Breakage::MissingAutodiscoverName) {
         org.push_str(

@@ -57,7 +57,7 @@ pub fn certificates(spec: &LabSpec) -> Vec<CertPlan> {
     vec![
         CertPlan {
             stem: CERT_ONPREM_AUTODISCOVER,
-            names: vec![spec.onprem_autodiscover_host()],
+            names: vec![spec.onprem_autodiscover_host(), spec.autoconfig_host()],
             issuer: autodiscover_issuer,
         },
         plan(CERT_ONPREM_MAIL, vec![spec.mail_host()]),
@@ -189,6 +189,16 @@ path = "directory.toml"
 [v2]
 tenant_url = "https://{autodiscover_s}"
 autodiscover_v1_url = "https://autodiscover.{domain}/autodiscover/autodiscover.xml"
+
+# ida's mailbox is on IMAP/SMTP servers (mailbox_kind = "internet" in directory.toml):
+# Outlook gets AccountType email, Thunderbird (autoconfig.{domain}) and Apple profiles
+# IMAP/SMTP. The lab answers per mailbox (docs/clients.md, the enumeration rule).
+[mail]
+reveal_mailboxes = true
+
+[mail.internet]
+imap = {{ host = "imap.{domain}", port = 993, security = "tls" }}
+smtp = {{ host = "smtp.{domain}", port = 587, security = "starttls" }}
 
 # Port 80 of autodiscover.{domain} answers 302 to https, as an on-premises IIS redirect
 # does: the HTTP-redirect method (MS-OXDISCO §3.1.5.4) finds the same endpoint.
@@ -369,6 +379,15 @@ pub fn onprem_directory(spec: &LabSpec) -> String {
             out.push_str("recipient_type = \"UserMailbox\"\n");
         }
     }
+    let ida = &super::INTERNET_USER;
+    out.push_str(
+        "\n# Mailbox on IMAP/SMTP servers: Outlook gets AccountType email (IMAP, SMTP).\n",
+    );
+    out.push_str(&common_user(spec, ida, true));
+    out.push_str(&format!(
+        "primary_smtp = \"{}\"\nrecipient_type = \"UserMailbox\"\nmailbox_kind = \"internet\"\n",
+        spec.address(ida)
+    ));
     out
 }
 

@@ -133,6 +133,16 @@ pub const USERS: [LabUser; 2] = [
     },
 ];
 
+/// The lab's Internet-mail mailbox: an on-premises mailbox on IMAP/SMTP servers
+/// (`mailbox_kind = "internet"`), not in Exchange and never migrated.
+pub const INTERNET_USER: LabUser = LabUser {
+    alias: "ida",
+    display_name: "Ida Internet Mail",
+    password: "ida-lab-pw",
+    migrated: false,
+    mailbox_guid: "4b5c6d7e-8f90-4a1b-9c2d-3e4f5a6b7c8d",
+};
+
 /// The loopback ports of a lab (the real deployment would use 443 and 80).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
@@ -255,6 +265,11 @@ impl LabSpec {
         format!("autodiscover.{}", self.domain)
     }
 
+    /// Thunderbird's autoconfig name (served by the on-premises endpoint).
+    pub fn autoconfig_host(&self) -> String {
+        format!("autoconfig.{}", self.domain)
+    }
+
     /// The on-premises Exchange namespace (EWS, OWA, MAPI, Outlook Anywhere).
     pub fn mail_host(&self) -> String {
         format!("mail.{}", self.domain)
@@ -294,6 +309,7 @@ impl LabSpec {
             hosts.push(self.onprem_autodiscover_host());
         }
         hosts.push(self.mail_host());
+        hosts.push(self.autoconfig_host());
         hosts
     }
 

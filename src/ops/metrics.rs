@@ -405,6 +405,8 @@ pub fn endpoint_label(path: &str) -> &'static str {
         "/autodiscover/healthcheck.htm" => "healthcheck",
         p if p.starts_with("/autodiscover/autodiscover.json") => "autodiscover.json",
         p if p.starts_with("/autodiscover/") => "autodiscover.other",
+        p if crate::protocol::autoconfig::is_autoconfig_path(p) => "autoconfig",
+        p if crate::protocol::mobileconfig::is_mobileconfig_path(p) => "mobileconfig",
         _ => "other",
     }
 }

@@ -576,6 +576,135 @@ pub fn parse_v2(body: &[u8]) -> Result<Answer, String> {
     Err("JSON without Url or ErrorCode".into())
 }
 
+/// Reads a Mozilla autoconfig document: each `incomingServer`/`outgoingServer` becomes a
+/// block (`IMAP`, `POP3`, `SMTP`, `EXCHANGE`) with its hostname, port, socket type,
+/// username and authentication; an Exchange server's `ewsURL` is the EWS URL.
+pub fn parse_autoconfig(body: &[u8]) -> Result<Answer, String> {
+    let root = parse_tree(body)?;
+    if root.name != "clientConfig" {
+        return Err(format!("root element is `{}`, not clientConfig", root.name));
+    }
+    let provider = root
+        .child("emailProvider")
+        .ok_or("clientConfig without emailProvider")?;
+    let mut s = Settings::default();
+    for server in provider
+        .children
+        .iter()
+        .filter(|c| c.name == "incomingServer" || c.name == "outgoingServer")
+    {
+        let kind = server.attr("type").unwrap_or_default().to_ascii_uppercase();
+        let mut fields = BTreeMap::new();
+        for (field, name) in [
+            ("Server", "hostname"),
+            ("Port", "port"),
+            ("SocketType", "socketType"),
+            ("Username", "username"),
+            ("Authentication", "authentication"),
+            ("EwsUrl", "ewsURL"),
+        ] {
+            if let Some(v) = server.text_at(&[name]) {
+                fields.insert(field.to_string(), v);
+            }
+        }
+        if kind == "EXCHANGE" {
+            s.ews_url = s.ews_url.or_else(|| fields.get("EwsUrl").cloned());
+        }
+        s.protocols.push(ProtocolBlock { kind, fields });
+    }
+    if s.protocols.is_empty() {
+        return Err("emailProvider without incomingServer or outgoingServer".into());
+    }
+    Ok(Answer::Settings(Box::new(s)))
+}
+
+/// Reads an Apple configuration profile (an XML property list, or the same inside a CMS
+/// SignedData): each payload of `PayloadContent` becomes a block (`IMAP`/`POP` with `SMTP`,
+/// or `EAS`). A signature is recorded as a `Signed` block; it is not verified here.
+pub fn parse_mobileconfig(body: &[u8]) -> Result<Answer, String> {
+    let (plist, signed) = if body.first() == Some(&0x30) {
+        let content = crate::server::endpoints::profile_sign::signed_content(body)
+            .ok_or("a binary profile that is not CMS SignedData with content")?;
+        (content, true)
+    } else {
+        (body.to_vec(), false)
+    };
+    let root = parse_tree(&plist)?;
+    let top = root
+        .child("dict")
+        .ok_or("not a property list with a dictionary")?;
+    let mut s = Settings::default();
+    if signed {
+        s.protocols.push(ProtocolBlock {
+            kind: "Signed".into(),
+            fields: BTreeMap::from([("Format".into(), "CMS SignedData".into())]),
+        });
+    }
+    let content = plist_value(top, "PayloadContent").ok_or("no PayloadContent")?;
+    for payload in content.children("dict") {
+        let get = |key: &str| plist_value(payload, key).map(|v| v.text.trim().to_string());
+        let mut block = |kind: &str, pairs: &[(&str, &str)]| {
+            let fields = pairs
+                .iter()
+                .filter_map(|(field, key)| get(key).map(|v| (field.to_string(), v)))
+                .collect();
+            s.protocols.push(ProtocolBlock {
+                kind: kind.into(),
+                fields,
+            });
+        };
+        match get("PayloadType").as_deref() {
+            Some("com.apple.mail.managed") => {
+                let kind = match get("EmailAccountType").as_deref() {
+                    Some("EmailTypePOP") => "POP",
+                    _ => "IMAP",
+                };
+                block(
+                    kind,
+                    &[
+                        ("Server", "IncomingMailServerHostName"),
+                        ("Port", "IncomingMailServerPortNumber"),
+                        ("Username", "IncomingMailServerUsername"),
+                        ("EmailAddress", "EmailAddress"),
+                    ],
+                );
+                block(
+                    "SMTP",
+                    &[
+                        ("Server", "OutgoingMailServerHostName"),
+                        ("Port", "OutgoingMailServerPortNumber"),
+                        ("Username", "OutgoingMailServerUsername"),
+                    ],
+                );
+            }
+            Some("com.apple.eas.account") => block(
+                "EAS",
+                &[
+                    ("Server", "Host"),
+                    ("Username", "UserName"),
+                    ("EmailAddress", "EmailAddress"),
+                ],
+            ),
+            other => block(other.unwrap_or("unknown payload"), &[]),
+        }
+    }
+    if s.protocols.iter().all(|p| p.kind == "Signed") {
+        return Err("a profile without payloads".into());
+    }
+    Ok(Answer::Settings(Box::new(s)))
+}
+
+/// The value element after `<key>name</key>` in a plist dictionary.
+fn plist_value<'a>(dict: &'a Node, name: &str) -> Option<&'a Node> {
+    let mut items = dict.children.iter();
+    while let Some(item) = items.next() {
+        if item.name == "key" && item.text.trim() == name {
+            return items.next();
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -821,5 +950,53 @@ mod tests {
             matches!(parse_mobilesync(error.as_bytes()).unwrap(), Answer::Error { code, .. } if code == "1")
         );
         assert!(parse_mobilesync(b"<Autodiscover><Response/></Autodiscover>").is_err());
+    }
+}
+
+#[cfg(test)]
+mod client_format_tests {
+    use super::*;
+    use crate::config::mail::sample_servers;
+    use crate::protocol::account::{AccountKind, ClientAccount, Login};
+
+    #[test]
+    fn the_servers_own_autoconfig_and_profiles_read_back() {
+        let s = sample_servers();
+        let account = ClientAccount {
+            domain: "contoso.com",
+            provider_name: "Contoso",
+            email: Some("ida@contoso.com"),
+            display_name: None,
+            kind: AccountKind::Internet {
+                servers: &s,
+                login: Login::Name("ida@contoso.com".into()),
+            },
+        };
+        let Ok(Answer::Settings(read)) =
+            parse_autoconfig(&crate::protocol::autoconfig::render(&account))
+        else {
+            panic!("autoconfig not read")
+        };
+        let imap = read.protocol("IMAP").unwrap();
+        assert_eq!(imap.get("Server"), Some("imap.contoso.com"));
+        assert_eq!(imap.get("SocketType"), Some("SSL"));
+        assert_eq!(read.protocol("SMTP").unwrap().get("Port"), Some("587"));
+        let meta = crate::protocol::mobileconfig::ProfileMeta {
+            identifier: "x",
+            organization: "",
+        };
+        let plist = crate::protocol::mobileconfig::render(&account, &meta).unwrap();
+        let Ok(Answer::Settings(read)) = parse_mobileconfig(&plist) else {
+            panic!("profile not read")
+        };
+        assert_eq!(read.protocol("IMAP").unwrap().get("Port"), Some("993"));
+        assert_eq!(
+            read.protocol("SMTP").unwrap().get("Server"),
+            Some("smtp.contoso.com")
+        );
+        assert!(read.protocol("Signed").is_none());
+        assert!(parse_autoconfig(b"<clientConfig/>").is_err());
+        assert!(parse_mobileconfig(b"<plist><dict/></plist>").is_err());
+        assert!(parse_mobileconfig(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
     }
 }

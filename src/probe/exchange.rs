@@ -97,7 +97,7 @@ impl Prober<'_> {
                 )
             }
             Protocol::Soap => ("POST", answer::soap_request(&address, &url.text())),
-            Protocol::V2 => ("GET", Vec::new()),
+            Protocol::V2 | Protocol::Autoconfig | Protocol::Mobileconfig => ("GET", Vec::new()),
         };
         let build = |authorization: Option<&str>| {
             let mut b = Request::builder()
@@ -108,7 +108,7 @@ impl Prober<'_> {
                     http::header::USER_AGENT,
                     concat!("autodiscoverd-probe/", env!("CARGO_PKG_VERSION")),
                 );
-            if protocol != Protocol::V2 {
+            if protocol.authenticated() {
                 b = b
                     .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
                     .header("X-AnchorMailbox", address.as_str());
@@ -296,6 +296,8 @@ impl Prober<'_> {
             Protocol::MobileSync => answer::parse_mobilesync(&response.body),
             Protocol::Soap => answer::parse_soap(&response.body),
             Protocol::V2 => answer::parse_v2(&response.body),
+            Protocol::Autoconfig => answer::parse_autoconfig(&response.body),
+            Protocol::Mobileconfig => answer::parse_mobileconfig(&response.body),
         };
         let content_type = response.header("content-type").unwrap_or_default();
         let (settings_label, addr_label, url_label) = match self.options.protocol {
@@ -315,6 +317,8 @@ impl Prober<'_> {
                 "ErrorCode=RedirectUrl: ask",
             ),
             Protocol::V2 => ("service URL received (200 JSON)", "redirect to", "ask"),
+            Protocol::Autoconfig => ("autoconfig document received", "redirect to", "ask"),
+            Protocol::Mobileconfig => ("configuration profile received", "redirect to", "ask"),
         };
         match parsed {
             Err(e) => {

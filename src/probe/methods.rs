@@ -230,9 +230,12 @@ impl Prober<'_> {
             ),
         );
         // The port-80 answer points at a POX (or SOAP) path even for V2 clients.
+        // (Autoconfig and profiles have no port-80 method: never asked.)
         let path_protocol = match self.options.protocol {
             Protocol::Soap => Protocol::Soap,
-            Protocol::Pox | Protocol::V2 => Protocol::Pox,
+            Protocol::Pox | Protocol::V2 | Protocol::Autoconfig | Protocol::Mobileconfig => {
+                Protocol::Pox
+            }
             Protocol::MobileSync => Protocol::MobileSync,
         };
         let target = match plan::check_redirect(&location, path_protocol) {

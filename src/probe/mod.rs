@@ -187,7 +187,7 @@ impl<'a> Prober<'a> {
                     }
                 }
             }
-            for candidate in plan::candidates(&domain) {
+            for candidate in plan::candidates_for(&domain, self.options.protocol) {
                 let found = match candidate.method {
                     Method::HttpRedirect => {
                         self.http_redirect(&candidate.host, candidate.port).await

@@ -17,6 +17,11 @@ pub enum Protocol {
     Soap,
     /// Anonymous GET `/autodiscover/autodiscover.json/v1.0/<email>`.
     V2,
+    /// Anonymous GET of Mozilla's `/mail/config-v1.1.xml?emailaddress=<email>`, as
+    /// Thunderbird asks `autoconfig.<domain>` and then the domain's `/.well-known/`.
+    Autoconfig,
+    /// Anonymous GET `/mobileconfig?emailaddress=<email>` (an Apple profile, maybe signed).
+    Mobileconfig,
 }
 
 impl Protocol {
@@ -27,6 +32,8 @@ impl Protocol {
             "mobilesync" => Some(Protocol::MobileSync),
             "soap" => Some(Protocol::Soap),
             "v2" | "json" => Some(Protocol::V2),
+            "autoconfig" | "thunderbird" => Some(Protocol::Autoconfig),
+            "mobileconfig" | "apple" => Some(Protocol::Mobileconfig),
             _ => None,
         }
     }
@@ -38,6 +45,8 @@ impl Protocol {
             Protocol::MobileSync => "POX, mobilesync schema",
             Protocol::Soap => "SOAP",
             Protocol::V2 => "AutodiscoverV2",
+            Protocol::Autoconfig => "autoconfig",
+            Protocol::Mobileconfig => "mobileconfig",
         }
     }
 
@@ -48,12 +57,14 @@ impl Protocol {
         match self {
             Protocol::Soap => "/autodiscover/autodiscover.svc",
             Protocol::Pox | Protocol::MobileSync | Protocol::V2 => "/autodiscover/autodiscover.xml",
+            Protocol::Autoconfig => AUTOCONFIG_PATH,
+            Protocol::Mobileconfig => "/mobileconfig",
         }
     }
 
-    /// Whether a request is a POST with credentials (POX, SOAP) or an anonymous GET (V2).
+    /// Whether a request is a POST with credentials (POX, SOAP) or an anonymous GET.
     pub fn authenticated(self) -> bool {
-        !matches!(self, Protocol::V2)
+        matches!(self, Protocol::Pox | Protocol::Soap)
     }
 }
 
@@ -177,12 +188,44 @@ impl HttpsUrl {
     }
 }
 
+/// Mozilla autoconfig on an `autoconfig.` host.
+const AUTOCONFIG_PATH: &str = "/mail/config-v1.1.xml";
+
+/// The candidates of `protocol` for `domain`: Autodiscover's (MS-OXDISCO §3.1.5);
+/// autoconfig's as Thunderbird orders them (`autoconfig.<domain>`, then the domain's
+/// `/.well-known/autoconfig/`); a profile from `autodiscover.<domain>`, then the domain.
+pub fn candidates_for(domain: &str, protocol: Protocol) -> Vec<Candidate> {
+    let https = |method, host: String| Candidate {
+        method,
+        host,
+        port: 443,
+    };
+    match protocol {
+        Protocol::Pox | Protocol::MobileSync | Protocol::Soap | Protocol::V2 => candidates(domain),
+        Protocol::Autoconfig => vec![
+            https(Method::AutodiscoverPrefix, format!("autoconfig.{domain}")),
+            https(Method::RootDomain, domain.to_string()),
+        ],
+        Protocol::Mobileconfig => vec![
+            https(Method::AutodiscoverPrefix, format!("autodiscover.{domain}")),
+            https(Method::RootDomain, domain.to_string()),
+        ],
+    }
+}
+
 /// The Autodiscover URL of `protocol` on `host:port` for `email`.
 pub fn endpoint(host: &str, port: u16, protocol: Protocol, email: &str) -> HttpsUrl {
+    let query = || format!("?emailaddress={}", percent_encode(email.trim()));
     let path = match protocol {
         Protocol::Pox | Protocol::MobileSync => "/autodiscover/autodiscover.xml".to_string(),
         Protocol::Soap => "/autodiscover/autodiscover.svc".to_string(),
         Protocol::V2 => v2_path(email),
+        // Thunderbird: the plain path on autoconfig.<domain>, /.well-known/ elsewhere.
+        Protocol::Autoconfig if host.to_ascii_lowercase().starts_with("autoconfig.") => {
+            format!("{AUTOCONFIG_PATH}{}", query())
+        }
+        Protocol::Autoconfig => format!("/.well-known/autoconfig{AUTOCONFIG_PATH}{}", query()),
+        Protocol::Mobileconfig => format!("/mobileconfig{}", query()),
     };
     HttpsUrl {
         host: host.to_ascii_lowercase(),
@@ -231,6 +274,11 @@ fn path_matches(path: &str, protocol: Protocol) -> bool {
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
+    match protocol {
+        Protocol::Autoconfig => return path.ends_with(AUTOCONFIG_PATH),
+        Protocol::Mobileconfig => return path == "/mobileconfig",
+        _ => {}
+    }
     let Some(rest) = path.strip_prefix("/autodiscover/") else {
         return false;
     };
@@ -241,6 +289,7 @@ fn path_matches(path: &str, protocol: Protocol) -> bool {
         }
         Protocol::Soap => rest == "autodiscover.svc" || rest.ends_with("/autodiscover.svc"),
         Protocol::V2 => rest.starts_with("autodiscover.json"),
+        Protocol::Autoconfig | Protocol::Mobileconfig => false,
     }
 }
 

@@ -293,6 +293,11 @@ fn explain_settings(out: &mut String, s: &Settings) {
         let mut facts = Vec::new();
         for key in [
             "Server",
+            "Port",
+            "SocketType",
+            "Encryption",
+            "Username",
+            "LoginName",
             "ServerVersion",
             "AuthPackage",
             "OABUrl",

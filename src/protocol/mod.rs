@@ -2,7 +2,10 @@
 //! plain structs. Nothing here touches sockets, files, clocks or randomness; callers pass
 //! the time of day and other facts in.
 
+pub mod account;
+pub mod autoconfig;
 pub mod error_code;
+pub mod mobileconfig;
 pub mod pox;
 pub mod soap;
 pub mod v2;

@@ -8,6 +8,7 @@ use super::error_code::{ErrorCode, ErrorStamp};
 use super::ns;
 use super::xml::XmlWriter;
 use super::ClientCaps;
+use crate::config::mail::{AuthMethod, InternetServers, Security};
 use crate::settings::MailboxSettings;
 
 /// Which response family a request wants (dispatch is on `AcceptableResponseSchema`).
@@ -441,6 +442,66 @@ fn write_exhttp(w: &mut XmlWriter, s: &MailboxSettings, caps: ClientCaps, extern
         w.leaf("CertPrincipalName", cpn);
     }
     w.close("Protocol");
+}
+
+/// Renders `AccountType email` for an Internet-mail mailbox: one `Protocol` block per
+/// configured server, IMAP and POP3 (incoming, in that order of preference) then SMTP
+/// (MS-OXDSCLI, the `Protocol` element and its children). `SSL` says whether the connection is
+/// protected at all and `Encryption` how (`SSL` = TLS from the first byte, `TLS` =
+/// STARTTLS, `None`); Outlook gives `Encryption` precedence.
+pub fn render_outlook_internet_settings(
+    display_name: &str,
+    smtp_address: &str,
+    servers: &InternetServers,
+    login_name: &str,
+) -> Vec<u8> {
+    let mut w = XmlWriter::new();
+    w.open("Autodiscover", &[("xmlns", ns::RESPONSE_BASE)]);
+    w.open("Response", &[("xmlns", ns::OUTLOOK_RESPONSE)]);
+    w.open("User", &[]);
+    w.leaf("DisplayName", display_name);
+    w.leaf("AutoDiscoverSMTPAddress", smtp_address);
+    w.close("User");
+    w.open("Account", &[]);
+    w.leaf("AccountType", "email");
+    w.leaf("Action", "settings");
+    let spa =
+        on_off(servers.preferred_auth() == AuthMethod::PasswordEncrypted).to_ascii_lowercase();
+    for (kind, server) in [
+        ("IMAP", &servers.imap),
+        ("POP3", &servers.pop3),
+        ("SMTP", &servers.smtp),
+    ] {
+        let Some(server) = server else {
+            continue;
+        };
+        w.open("Protocol", &[]);
+        w.leaf("Type", kind);
+        w.leaf("Server", &server.host);
+        w.leaf("Port", &server.port.to_string());
+        w.leaf("LoginName", login_name);
+        w.leaf("DomainRequired", "off");
+        w.leaf("SPA", &spa);
+        let (ssl, encryption) = match server.security {
+            Security::Tls => ("on", "SSL"),
+            Security::StartTls => ("on", "TLS"),
+            Security::Plain => ("off", "None"),
+        };
+        w.leaf("SSL", ssl);
+        w.leaf("Encryption", encryption);
+        w.leaf("AuthRequired", "on");
+        if kind == "SMTP" {
+            // Submission with the incoming server's credentials ("use same settings as
+            // my incoming mail server"), not POP-before-SMTP ordering.
+            w.leaf("UsePOPAuth", "on");
+            w.leaf("SMTPLast", "off");
+        }
+        w.close("Protocol");
+    }
+    w.close("Account");
+    w.close("Response");
+    w.close("Autodiscover");
+    w.finish()
 }
 
 /// Renders `Action=redirectAddr` ([MS-OXDSCLI] §2.2.4.1.1.2.8, example §4.2): no `User` element.

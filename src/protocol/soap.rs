@@ -500,6 +500,9 @@ pub enum SettingValue {
     Text(String),
     /// `i:type="WebClientUrlCollectionSetting"`: (AuthenticationMethods, Url) pairs.
     WebClientUrls(Vec<(String, String)>),
+    /// `i:type="ProtocolConnectionCollectionSetting"`: (EncryptionMethod, Hostname, Port)
+    /// of POP3/IMAP4/SMTP servers (MS-OXWSADISC, ProtocolConnection).
+    ProtocolConnections(Vec<(String, String, u16)>),
 }
 
 /// Per-setting error codes ([MS-OXWSADISC]; docs "ErrorCode (SOAP)").
@@ -623,6 +626,47 @@ pub fn user_settings(requested: &[String], s: &MailboxSettings, sv: &ServerVersi
             settings.push((name.to_string(), value));
         } else {
             errors.push((SettingErrorCode::SettingIsNotAvailable, name.to_string()));
+        }
+    }
+    UserAnswer::Settings { settings, errors }
+}
+
+/// The `NoError` answer for an Internet-mail mailbox: who it is and its POP3/IMAP4/SMTP
+/// servers (the same ones inside and outside); every Exchange setting is
+/// `SettingIsNotAvailable`.
+pub fn internet_user_settings(
+    requested: &[String],
+    r: &crate::directory::Recipient,
+    servers: &crate::config::mail::InternetServers,
+) -> UserAnswer {
+    use crate::config::mail::{MailServer, Security};
+    let connections = |server: &Option<MailServer>| {
+        server.as_ref().map(|s| {
+            let method = match s.security {
+                Security::Tls => "SSL",
+                Security::StartTls => "TLS",
+                Security::Plain => "",
+            };
+            SettingValue::ProtocolConnections(vec![(method.to_string(), s.host.clone(), s.port)])
+        })
+    };
+    let mut settings = Vec::new();
+    let mut errors = Vec::new();
+    for name in unique(requested) {
+        let value = match name {
+            "UserDisplayName" => Some(SettingValue::Text(r.display_name.clone())),
+            "AutoDiscoverSMTPAddress" => Some(SettingValue::Text(r.primary_smtp.clone())),
+            "InternalImap4Connections" | "ExternalImap4Connections" => connections(&servers.imap),
+            "InternalPop3Connections" | "ExternalPop3Connections" => connections(&servers.pop3),
+            "InternalSmtpConnections" | "ExternalSmtpConnections" => connections(&servers.smtp),
+            _ => None,
+        };
+        match value {
+            _ if !USER_SETTING_NAMES.contains(&name) => {
+                errors.push((SettingErrorCode::InvalidSetting, name.to_string()))
+            }
+            Some(value) => settings.push((name.to_string(), value)),
+            None => errors.push((SettingErrorCode::SettingIsNotAvailable, name.to_string())),
         }
     }
     UserAnswer::Settings { settings, errors }
@@ -761,6 +805,22 @@ fn user_response(w: &mut XmlWriter, answer: &UserAnswer) {
                                 w.close("WebClientUrl");
                             }
                             w.close("WebClientUrls");
+                        }
+                        SettingValue::ProtocolConnections(list) => {
+                            w.open(
+                                "UserSetting",
+                                &[("i:type", "ProtocolConnectionCollectionSetting")],
+                            );
+                            w.leaf("Name", name);
+                            w.open("ProtocolConnections", &[]);
+                            for (method, host, port) in list {
+                                w.open("ProtocolConnection", &[]);
+                                w.leaf("EncryptionMethod", method);
+                                w.leaf("Hostname", host);
+                                w.leaf("Port", &port.to_string());
+                                w.close("ProtocolConnection");
+                            }
+                            w.close("ProtocolConnections");
                         }
                     }
                     w.close("UserSetting");

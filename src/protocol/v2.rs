@@ -248,6 +248,9 @@ pub struct V2Policy<'a> {
 pub enum Found {
     /// A mailbox that lives here.
     Local,
+    /// A mailbox that lives here as Internet mail (IMAP/POP3 and SMTP): only
+    /// `AutodiscoverV1` (whose POX answer describes it) serves it.
+    InternetMail,
     /// A mailbox in the tenant: `targetAddress` without `SMTP:`.
     Migrated(String),
     /// Unknown, or known without a mailbox we can describe (contact, broken object).
@@ -391,6 +394,14 @@ pub fn answer(req: &V2Request, found: &Found, policy: &V2Policy<'_>) -> V2Answer
     };
     match found {
         Found::Local => settings(),
+        Found::InternetMail if req.protocol == V2Protocol::AutodiscoverV1 => settings(),
+        // Without reveal_unknown_users this is exactly the answer of a local mailbox.
+        Found::InternetMail if !policy.reveal_unknown_users => settings(),
+        Found::InternetMail => error(
+            404,
+            "InvalidUser",
+            "The mailbox is not served by this protocol.",
+        ),
         Found::Migrated(target) => {
             let next = req.redirect_count.saturating_add(1);
             if next > policy.max_redirect_count {

@@ -57,7 +57,19 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
     let server_id = stable_id(&config.org.exchange_org);
     let ntlm = ntlm::NtlmService::new(&config, &directory, tls::SniResolver::from_config);
     let throttle = Arc::new(throttle::AuthThrottle::new(&config.throttle));
+    let profile_signer = match &config.mail.mobileconfig.signer {
+        Some(paths) => Some(endpoints::profile_sign::ProfileSigner::load(paths).map_err(|e| {
+            ConfigError::invalid(
+                &config.source,
+                "mail.mobileconfig",
+                format!("cannot sign profiles: {e}"),
+                "point cert/key at a PEM certificate chain and its RSA or P-256 key, or set sign = false",
+            )
+        })?),
+        None => None,
+    };
     Ok(State {
+        profile_signer,
         config,
         directory,
         server_id,

@@ -22,7 +22,7 @@ fn check_config_accepts_the_shipped_example() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("configuration OK"));
-    assert!(stdout.contains("directory users:    7"));
+    assert!(stdout.contains("directory users:    8"));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! Same data (tests/fixtures/directory/lab.toml ≙ deploy/ldap/lab.ldif), same answers.
 
 use autodiscoverd::directory::{
-    Directory, DirectoryBackend, EmbeddedDirectory, Login, Lookup, RecipientType,
+    Directory, DirectoryBackend, EmbeddedDirectory, Login, Lookup, MailboxKind, RecipientType,
 };
 use uuid::Uuid;
 
@@ -111,6 +111,26 @@ pub mod cases {
             .unwrap()
             .unwrap();
         assert_eq!(old.primary_smtp, "alice@contoso.com");
+    }
+
+    /// Ida is served as Internet mail: the file says `mailbox_kind`, LDAP the configured
+    /// attribute (`employeeType`); everyone else has no kind of their own.
+    pub async fn the_mailbox_kind_comes_from_the_directory(d: &DirectoryBackend) {
+        let ida = d
+            .find(&addr("IDA.imap@contoso.com"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ida.primary_smtp, "ida@contoso.com");
+        assert_eq!(ida.mailbox_kind, Some(MailboxKind::Internet));
+        assert!(ida.has_local_mailbox);
+        let alice = d.find(&addr("alice@contoso.com")).await.unwrap().unwrap();
+        assert_eq!(alice.mailbox_kind, None);
+        assert!(d
+            .verify_password(&sam("ida"), "ida-pw")
+            .await
+            .unwrap()
+            .is_some());
     }
 
     pub async fn other_recipient_kinds_keep_their_type(d: &DirectoryBackend) {
@@ -270,6 +290,7 @@ macro_rules! directory_battery {
             case!(migrated_mailbox_carries_its_target);
             case!(legacy_dn_and_x500_proxy_find_the_owner);
             case!(other_recipient_kinds_keep_their_type);
+            case!(the_mailbox_kind_comes_from_the_directory);
             case!(unknown_and_injected_addresses_find_nothing);
             case!(every_login_form_verifies);
             case!(wrong_empty_and_foreign_domain_credentials_fail);

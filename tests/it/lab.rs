@@ -858,6 +858,59 @@ async fn v2_probe_follows_the_anonymous_302_to_the_tenant() {
     lab.running.stop().await;
 }
 
+/// The lab's Internet-mail mailbox (ida): POX answers AccountType email with IMAP/SMTP,
+/// and `probe --protocol autoconfig|mobileconfig` reads the same servers anonymously from
+/// autoconfig.<domain> and autodiscover.<domain>/mobileconfig.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ida_is_internet_mail_in_pox_autoconfig_and_mobileconfig() {
+    let lab = Lab::start(None).await;
+    let (code, report) = lab
+        .probe_json(
+            &["ida@contoso.lab"],
+            &[("AUTODISCOVERD_PROBE_PASSWORD", "ida-lab-pw")],
+        )
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let blocks = |report: &Value| -> Vec<String> {
+        report["obtained"]["settings"]["protocols"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{report:#}"))
+            .iter()
+            .map(|p| p["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(blocks(&report), vec!["IMAP", "SMTP"], "{report:#}");
+    let imap = &report["obtained"]["settings"]["protocols"][0]["fields"];
+    assert_eq!(imap["Server"], "imap.contoso.lab");
+    assert_eq!(imap["Port"], "993");
+    for protocol in ["autoconfig", "mobileconfig"] {
+        let (code, report) = lab
+            .probe_json(&["--protocol", protocol, "ida@contoso.lab"], &[])
+            .await;
+        assert_eq!(code, 0, "{protocol}: {report:#}");
+        let a = attempts(&report);
+        assert!(a
+            .iter()
+            .all(|a| !kinds(a).iter().any(|(k, _)| k == "authentication")));
+        assert_eq!(
+            blocks(&report),
+            vec!["IMAP", "SMTP"],
+            "{protocol}: {report:#}"
+        );
+        let imap = &report["obtained"]["settings"]["protocols"][0]["fields"];
+        assert_eq!(imap["Server"], "imap.contoso.lab", "{protocol}");
+    }
+    // bob is migrated: autoconfig gives the tenant's IMAP with OAuth2.
+    let (code, report) = lab
+        .probe_json(&["--protocol", "autoconfig", "bob@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let imap = &report["obtained"]["settings"]["protocols"][0]["fields"];
+    assert_eq!(imap["Server"], "outlook.office365.com", "{report:#}");
+    assert_eq!(imap["Authentication"], "OAuth2");
+    lab.running.stop().await;
+}
+
 /// On-premises takes NTLM and DOMAIN\user; the tenant, like Exchange Online, offers Basic
 /// only and takes the UPN only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

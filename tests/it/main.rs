@@ -12,6 +12,7 @@ mod harness;
 mod abuse;
 mod answers;
 mod cli;
+mod clients;
 mod directory_battery;
 mod idle;
 mod journey;

@@ -16,7 +16,7 @@ const PATH: &str = "/autodiscover/autodiscover.svc";
 const SCHEMAS: &str = "Exchange2007, Exchange2007_SP1, Exchange2010, Exchange2010_SP1, Exchange2010_SP2, Exchange2013, Exchange2013_SP1, Exchange2016";
 
 /// A GetUserSettings envelope as exchangelib 5 builds it (prefixes s/a/wsa/t/xsi).
-fn get_user_settings(users: &[&str], settings: &[&str]) -> String {
+pub(crate) fn get_user_settings(users: &[&str], settings: &[&str]) -> String {
     let users: String = users
         .iter()
         .map(|u| format!("<a:User><a:Mailbox>{u}</a:Mailbox></a:User>"))
@@ -548,9 +548,14 @@ async fn every_autodiscover_response_says_soap_is_enabled() {
 /// `python3`. `None` (after a loud message) when exchangelib is missing outside CI; in CI
 /// a missing module fails the test (a skip must never count as a pass there).
 pub(crate) fn python_with_exchangelib() -> Option<String> {
+    python_with("exchangelib")
+}
+
+/// Like [`python_with_exchangelib`] for any module of tests/interop/requirements.txt.
+pub(crate) fn python_with(module: &str) -> Option<String> {
     let python = std::env::var("AUTODISCOVERD_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = Command::new(&python)
-        .args(["-c", "import exchangelib"])
+        .args(["-c", &format!("import {module}")])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
@@ -560,10 +565,10 @@ pub(crate) fn python_with_exchangelib() -> Option<String> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     assert!(
         !ci,
-        "CI=true but `{python}` cannot import exchangelib; .ci/run installs tests/interop/requirements.txt into target/interop-venv"
+        "CI=true but `{python}` cannot import {module}; .ci/run installs tests/interop/requirements.txt into target/interop-venv"
     );
     eprintln!(
-        "SKIPPED exchangelib interop: `{python}` cannot import exchangelib (run `bash .ci/run`, or set AUTODISCOVERD_PYTHON to a venv with tests/interop/requirements.txt)"
+        "SKIPPED {module} interop: `{python}` cannot import {module} (run `bash .ci/run`, or set AUTODISCOVERD_PYTHON to a venv with tests/interop/requirements.txt)"
     );
     None
 }

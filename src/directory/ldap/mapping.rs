@@ -9,8 +9,8 @@
 
 use uuid::Uuid;
 
-use crate::config::LdapAttributes;
-use crate::directory::{Identity, Login, Recipient, RecipientType};
+use crate::config::{normalise_dn, LdapAttributes, MailboxKindRule};
+use crate::directory::{Identity, Login, MailboxKind, Recipient, RecipientType};
 
 /// `userAccountControl` ACCOUNTDISABLE flag.
 pub const ACCOUNTDISABLE: i64 = 0x2;
@@ -216,7 +216,30 @@ pub fn recipient(entry: &RawEntry, names: &LdapAttributes) -> Option<Recipient> 
         target_address: target,
         has_local_mailbox,
         enabled: !is_disabled(entry, names),
+        mailbox_kind: None,
     })
+}
+
+/// The per-mailbox kind the rule gives an entry: the attribute's value when it names a
+/// kind, else Internet mail for a member of a listed group or an entry below a listed
+/// subtree, else `None` (the accepted domain's default).
+pub fn mailbox_kind(entry: &RawEntry, rule: &MailboxKindRule) -> Option<MailboxKind> {
+    if let Some(kind) = rule
+        .attribute
+        .as_deref()
+        .and_then(|a| entry.text(a))
+        .and_then(MailboxKind::parse)
+    {
+        return Some(kind);
+    }
+    let dn = normalise_dn(&entry.dn);
+    let below = |subtree: &String| dn == *subtree || dn.ends_with(&format!(",{subtree}"));
+    let member = !rule.internet_groups.is_empty()
+        && entry
+            .texts(&rule.member_of_attribute)
+            .map(normalise_dn)
+            .any(|g| rule.internet_groups.contains(&g));
+    (member || rule.internet_subtrees.iter().any(below)).then_some(MailboxKind::Internet)
 }
 
 /// Who logged in: the UPN (else the primary address, else the login as typed) and the
@@ -610,6 +633,35 @@ mod tests {
             Some("CONTOSO")
         ));
         assert!(down_level_domain_matches(&alice(), &n, "FABRIKAM", None));
+    }
+
+    #[test]
+    fn mailbox_kind_comes_from_the_attribute_then_groups_then_subtrees() {
+        let rule = MailboxKindRule {
+            attribute: Some("employeeType".into()),
+            internet_groups: vec![normalise_dn("CN=IMAP Users, OU=Groups,DC=contoso,DC=com")],
+            internet_subtrees: vec![normalise_dn("OU=Dovecot,DC=contoso,DC=com")],
+            member_of_attribute: "memberOf".into(),
+        };
+        let plain = RawEntry::new("CN=Alice,OU=Users,DC=contoso,DC=com");
+        assert_eq!(mailbox_kind(&plain, &rule), None);
+        let tagged = plain.clone().with("employeeType", &["Internet"]);
+        assert_eq!(mailbox_kind(&tagged, &rule), Some(MailboxKind::Internet));
+        let member = plain
+            .clone()
+            .with("memberOf", &["cn=imap users,ou=groups,dc=contoso,dc=com"]);
+        assert_eq!(mailbox_kind(&member, &rule), Some(MailboxKind::Internet));
+        // The attribute wins over the group.
+        let exchange = member.with("employeeType", &["exchange"]);
+        assert_eq!(mailbox_kind(&exchange, &rule), Some(MailboxKind::Exchange));
+        let below = RawEntry::new("cn=Carol, ou=Dovecot,dc=contoso,dc=com");
+        assert_eq!(mailbox_kind(&below, &rule), Some(MailboxKind::Internet));
+        // A sibling whose name only ends like the subtree does not match.
+        let sibling = RawEntry::new("cn=Dan,ou=NotDovecot,dc=contoso,dc=com");
+        assert_eq!(mailbox_kind(&sibling, &rule), None);
+        // An unrelated attribute value leaves the default.
+        let other = RawEntry::new("cn=x,dc=contoso,dc=com").with("employeeType", &["staff"]);
+        assert_eq!(mailbox_kind(&other, &rule), None);
     }
 
     #[test]

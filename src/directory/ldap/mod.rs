@@ -53,7 +53,8 @@ impl LdapDirectory {
     /// start-up is an outage, answered with Error 603, not a start failure).
     pub fn new(cfg: LdapConfig, config_file: &Path) -> Result<LdapDirectory, ConfigError> {
         let connector = Connector::new(&cfg, config_file)?;
-        let lookup_attrs = cfg.attributes.all();
+        let mut lookup_attrs = cfg.attributes.all();
+        lookup_attrs.extend(cfg.mailbox_kind.attributes());
         let mut nt_attrs = lookup_attrs.clone();
         if let Some(nt) = &cfg.attributes.nt_password {
             nt_attrs.push(nt.clone());
@@ -450,7 +451,11 @@ impl Directory for LdapDirectory {
             .await?;
         let mut recipients: Vec<Recipient> = entries
             .iter()
-            .filter_map(|e| mapping::recipient(e, names))
+            .filter_map(|e| {
+                let mut r = mapping::recipient(e, names)?;
+                r.mailbox_kind = mapping::mailbox_kind(e, &self.cfg.mailbox_kind);
+                Some(r)
+            })
             .collect();
         if recipients.len() > 1 {
             // Prefer the entry that has the address itself over one whose UPN matched.

@@ -151,3 +151,90 @@ fn outlook_error_response_stays_in_the_base_namespace() {
     assert!(doc.contains("<ErrorCode>500</ErrorCode>"));
     assert!(doc.contains("Time=\"00:00:00.0000000\" Id=\"7\""));
 }
+
+#[test]
+fn internet_mail_settings_carry_imap_pop3_and_smtp_blocks_as_outlook_reads_them() {
+    use crate::config::mail::{AuthMethod, InternetServers, LoginForm, MailServer, Security};
+    let server = |host: &str, port, security| {
+        Some(MailServer {
+            host: host.into(),
+            port,
+            security,
+        })
+    };
+    let servers = InternetServers {
+        imap: server("imap.fabrikam.com", 993, Security::Tls),
+        pop3: server("pop.fabrikam.com", 110, Security::Plain),
+        smtp: server("smtp.fabrikam.com", 587, Security::StartTls),
+        login: LoginForm::Address,
+        authentication: vec![AuthMethod::PasswordEncrypted],
+    };
+    let body = render_outlook_internet_settings(
+        "Frank <F>",
+        "frank@fabrikam.com",
+        &servers,
+        "frank@fabrikam.com",
+    );
+    let text = String::from_utf8(body).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let account = doc
+        .descendants()
+        .find(|n| n.has_tag_name("Account"))
+        .unwrap();
+    let child = |n: roxmltree::Node, name: &str| {
+        n.children()
+            .find(|c| c.has_tag_name(name))
+            .and_then(|c| c.text())
+            .map(str::to_string)
+    };
+    assert_eq!(child(account, "AccountType").as_deref(), Some("email"));
+    assert_eq!(child(account, "Action").as_deref(), Some("settings"));
+    let protocols: Vec<_> = account
+        .children()
+        .filter(|c| c.has_tag_name("Protocol"))
+        .collect();
+    let summary: Vec<_> = protocols
+        .iter()
+        .map(|p| {
+            (
+                child(*p, "Type").unwrap(),
+                child(*p, "Server").unwrap(),
+                child(*p, "Port").unwrap(),
+                child(*p, "SSL").unwrap(),
+                child(*p, "Encryption").unwrap(),
+                child(*p, "SPA").unwrap(),
+            )
+        })
+        .collect();
+    let row = |t: &str, s: &str, p: &str, ssl: &str, enc: &str| {
+        (
+            t.into(),
+            s.into(),
+            p.into(),
+            ssl.into(),
+            enc.into(),
+            "on".to_string(),
+        )
+    };
+    assert_eq!(
+        summary,
+        vec![
+            row("IMAP", "imap.fabrikam.com", "993", "on", "SSL"),
+            row("POP3", "pop.fabrikam.com", "110", "off", "None"),
+            row("SMTP", "smtp.fabrikam.com", "587", "on", "TLS"),
+        ]
+    );
+    for p in &protocols {
+        assert_eq!(
+            child(*p, "LoginName").as_deref(),
+            Some("frank@fabrikam.com")
+        );
+        assert_eq!(child(*p, "AuthRequired").as_deref(), Some("on"));
+    }
+    let smtp = protocols.last().unwrap();
+    assert_eq!(child(*smtp, "UsePOPAuth").as_deref(), Some("on"));
+    assert_eq!(child(*smtp, "SMTPLast").as_deref(), Some("off"));
+    assert_eq!(child(protocols[0], "UsePOPAuth"), None);
+    // The display name is escaped, never markup.
+    assert!(text.contains("<DisplayName>Frank &lt;F&gt;</DisplayName>"));
+}

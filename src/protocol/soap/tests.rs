@@ -54,6 +54,7 @@ fn settings() -> (MailboxSettings, ServerVersion) {
         target_address: None,
         has_local_mailbox: true,
         enabled: true,
+        mailbox_kind: None,
     };
     (
         mailbox_settings(&config.org, &config.services, &recipient),

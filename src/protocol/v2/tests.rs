@@ -243,6 +243,31 @@ fn unknown_address_is_indistinguishable_from_a_local_mailbox_by_default() {
 }
 
 #[test]
+fn an_internet_mail_mailbox_is_served_only_by_autodiscover_v1_when_revealing() {
+    let u = urls();
+    let d = contoso();
+    let ews = parse_request(PATH, Some("Email=ida@contoso.com&Protocol=Ews")).unwrap();
+    let v1 = parse_request(PATH, Some("Email=ida@contoso.com&Protocol=AutodiscoverV1")).unwrap();
+    let hidden = policy(&u, &d, false);
+    for req in [&ews, &v1] {
+        assert_eq!(
+            answer(req, &Found::InternetMail, &hidden),
+            answer(req, &Found::Local, &hidden)
+        );
+    }
+    let revealed = policy(&u, &d, true);
+    assert_eq!(
+        answer(&v1, &Found::InternetMail, &revealed),
+        answer(&v1, &Found::Local, &revealed)
+    );
+    let (status, json) = body(&answer(&ews, &Found::InternetMail, &revealed));
+    assert_eq!(
+        (status, json["ErrorCode"].as_str()),
+        (404, Some("InvalidUser"))
+    );
+}
+
+#[test]
 fn foreign_domains_and_protocols_not_offered_are_refused_before_lookup() {
     let mut u = urls();
     let d = contoso();

@@ -34,23 +34,29 @@ pub const TTL: Duration = Duration::from_secs(300);
 pub enum AnswerKey<'a> {
     /// Outlook (2006a) settings for a recipient that lives here.
     Settings(&'a Recipient, ClientCaps),
+    /// Outlook (2006a) `AccountType email` (IMAP/POP3/SMTP) for an Internet-mail mailbox.
+    InternetMail(&'a Recipient),
 }
 
 #[derive(Debug)]
 enum StoredKey {
     Settings(Recipient, ClientCaps),
+    InternetMail(Recipient),
 }
 
 impl StoredKey {
     fn of(key: AnswerKey<'_>) -> StoredKey {
         match key {
             AnswerKey::Settings(r, caps) => StoredKey::Settings(r.clone(), caps),
+            AnswerKey::InternetMail(r) => StoredKey::InternetMail(r.clone()),
         }
     }
 
     fn matches(&self, key: AnswerKey<'_>) -> bool {
         match (self, key) {
             (StoredKey::Settings(r, c), AnswerKey::Settings(r2, c2)) => c == &c2 && r == r2,
+            (StoredKey::InternetMail(r), AnswerKey::InternetMail(r2)) => r == r2,
+            _ => false,
         }
     }
 }
@@ -152,6 +158,10 @@ impl AnswerCache {
                 (mapi_http, ex_http_info, negotiate, outlook).hash(&mut h);
                 hash_recipient(r, &mut h);
             }
+            AnswerKey::InternetMail(r) => {
+                "internet".hash(&mut h);
+                hash_recipient(r, &mut h);
+            }
         }
         h.finish()
     }
@@ -244,6 +254,7 @@ fn hash_recipient(r: &Recipient, h: &mut impl Hasher) {
         target_address,
         has_local_mailbox,
         enabled,
+        mailbox_kind,
     } = r;
     display_name.hash(h);
     primary_smtp.hash(h);
@@ -255,6 +266,24 @@ fn hash_recipient(r: &Recipient, h: &mut impl Hasher) {
     target_address.hash(h);
     has_local_mailbox.hash(h);
     enabled.hash(h);
+    mailbox_kind.hash(h);
+}
+
+/// The Internet-mail servers of a mailbox's primary address; `None` (logged) when the
+/// directory marks a mailbox Internet mail in a domain without servers.
+pub(super) fn internet_servers<'a>(
+    state: &'a super::State,
+    primary_smtp: &str,
+) -> Option<&'a crate::config::mail::InternetServers> {
+    let domain = crate::config::mail::domain_of(primary_smtp);
+    let servers = state.config.mail.servers_for(&domain);
+    if servers.is_none() {
+        tracing::warn!(
+            domain = %domain,
+            "an Internet-mail mailbox has no servers: add [mail.internet] or servers to [mail.domains.\"{domain}\"]"
+        );
+    }
+    servers
 }
 
 #[cfg(test)]
@@ -275,6 +304,7 @@ mod tests {
             target_address: None,
             has_local_mailbox: true,
             enabled: true,
+            mailbox_kind: None,
         }
     }
 
@@ -335,6 +365,23 @@ mod tests {
             cache.lookup(slot, AnswerKey::Settings(&r, caps(true)), now),
             None
         );
+    }
+
+    #[test]
+    fn internet_mail_and_exchange_documents_of_one_recipient_are_kept_apart() {
+        // One slot for everything: the keys must still tell the kinds apart.
+        let cache = AnswerCache::new(TTL, 1);
+        let now = Instant::now();
+        let r = alice();
+        cache.get_or_render(AnswerKey::Settings(&r, caps(false)), now, || {
+            b"EXCH".to_vec()
+        });
+        let internet = cache.get_or_render(AnswerKey::InternetMail(&r), now, || b"IMAP".to_vec());
+        assert_eq!(&internet[..], b"IMAP");
+        let again = cache.get_or_render(AnswerKey::InternetMail(&r), now, || {
+            panic!("rendered twice")
+        });
+        assert_eq!(&again[..], b"IMAP");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use http::{HeaderMap, Response};
 use http_body_util::{BodyExt, Limited};
 
 use super::respond::{self, Body};
+use super::State;
 
 /// Reads the whole body within the limits; `Err` is the response to send instead.
 pub async fn read_body<B>(
@@ -42,4 +43,18 @@ where
         }
         Err(_) => Err(respond::request_timeout()),
     }
+}
+
+/// [`read_body`] within the server's `max_body_bytes` and `request_timeout`.
+pub(super) async fn read_request_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    state: &State,
+) -> Result<Bytes, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let server = &state.config.server;
+    read_body(body, headers, server.max_body_bytes, server.request_timeout).await
 }

@@ -8,9 +8,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 
-use super::answers::AnswerKey;
+use super::answers::{self, AnswerKey};
 use super::auth::{authenticate, realm, throttled_response, AuthResult, VERIFIER_RETRY_SECS};
-use super::body::read_body;
+use super::body::read_request_body;
 use super::respond::{self, Body};
 use super::{client_of, ConnInfo, State};
 use crate::auth;
@@ -33,6 +33,10 @@ pub enum Route {
     Soap,
     /// `autodiscover.json` (AutodiscoverV2).
     V2,
+    /// Thunderbird autoconfig (`/mail/config-v1.1.xml`).
+    Autoconfig,
+    /// Apple configuration profiles (`/mobileconfig`).
+    Mobileconfig,
     OtherAutodiscover,
     NotFound,
 }
@@ -52,6 +56,10 @@ pub fn route(path: &str) -> Route {
         Route::V2
     } else if lower.starts_with("/autodiscover/") {
         Route::OtherAutodiscover
+    } else if crate::protocol::autoconfig::is_autoconfig_path(&lower) {
+        Route::Autoconfig
+    } else if crate::protocol::mobileconfig::is_mobileconfig_path(&lower) {
+        Route::Mobileconfig
     } else {
         Route::NotFound
     }
@@ -77,6 +85,16 @@ where
             let (r, (outcome, user)) = super::soap_v2::v2_endpoint(req, &state).await;
             (r, Note { outcome, user })
         }
+        Route::Autoconfig => {
+            let (r, (outcome, user)) =
+                super::clients::autoconfig_endpoint(req, &state, client).await;
+            (r, Note { outcome, user })
+        }
+        Route::Mobileconfig => {
+            let (r, (outcome, user)) =
+                super::clients::mobileconfig_endpoint(req, &state, client).await;
+            (r, Note { outcome, user })
+        }
         Route::OtherAutodiscover => {
             let mut r = respond::not_found();
             respond::add_autodiscover_headers(&mut r);
@@ -85,7 +103,10 @@ where
         Route::NotFound => (respond::not_found(), Note::outcome("not_found")),
     };
     // Every /autodiscover/* answer says SOAP is here, errors included.
-    if route(&path) != Route::NotFound {
+    if !matches!(
+        route(&path),
+        Route::NotFound | Route::Autoconfig | Route::Mobileconfig
+    ) {
         respond::add_autodiscover_headers(&mut response);
     }
     // The final Negotiate token (our mechListMIC) of a handshake this request completed.
@@ -167,14 +188,7 @@ where
     let (parts, body) = req.into_parts();
     // Read the body even when the answer will be 401: an unread body makes hyper close the
     // connection, and connection-bound authentication would be lost with it.
-    let body = match read_body(
-        body,
-        &parts.headers,
-        state.config.server.max_body_bytes,
-        state.config.server.request_timeout,
-    )
-    .await
-    {
+    let body = match read_request_body(body, &parts.headers, state).await {
         Ok(b) => b,
         Err(r) => return (r, Note::outcome("body_rejected")),
     };
@@ -298,7 +312,7 @@ async fn answer_pox(
         LookupPolicy::Any => true,
         LookupPolicy::SelfOnly => identity.addresses.iter().any(|a| r.has_address(a)),
     });
-    let decision = decide(email, found.as_ref());
+    let decision = decide(email, found.as_ref(), &state.config.mail);
     let label = decision.label();
     let now = Instant::now();
     let body: Vec<u8> = match (request.flavour, decision) {
@@ -315,6 +329,36 @@ async fn answer_pox(
         (Flavour::Outlook, Decision::RedirectAddr(target)) => {
             pox::render_outlook_redirect_addr(&target)
         }
+        (Flavour::Outlook, Decision::InternetMail(r)) => {
+            match answers::internet_servers(state, &r.primary_smtp) {
+                Some(servers) => {
+                    let body = state
+                        .answers
+                        .get_or_render(AnswerKey::InternetMail(r), now, || {
+                            pox::render_outlook_internet_settings(
+                                &r.display_name,
+                                &r.primary_smtp,
+                                servers,
+                                &servers.login_name(&r.primary_smtp),
+                            )
+                        });
+                    return (body, label);
+                }
+                None => pox::render_error(
+                    Flavour::Outlook,
+                    ErrorCode::NoConfiguration,
+                    error_stamp(state),
+                    email,
+                ),
+            }
+        }
+        // ActiveSync does not serve an IMAP/POP3 mailbox: no configuration for it.
+        (Flavour::MobileSync, Decision::InternetMail(_)) => pox::render_error(
+            Flavour::MobileSync,
+            ErrorCode::NoConfiguration,
+            error_stamp(state),
+            email,
+        ),
         (Flavour::MobileSync, Decision::Settings(r)) => match &state.config.services.activesync {
             Some(eas) => {
                 pox::render_mobilesync_settings(&r.display_name, &r.primary_smtp, &eas.external)
@@ -363,5 +407,12 @@ mod tests {
         );
         assert_eq!(route("/autodiscover/autodiscover.json"), Route::V2);
         assert_eq!(route("/"), Route::NotFound);
+        assert_eq!(route("/mail/config-v1.1.xml"), Route::Autoconfig);
+        assert_eq!(
+            route("/.well-known/autoconfig/mail/config-v1.1.xml"),
+            Route::Autoconfig
+        );
+        assert_eq!(route("/MobileConfig"), Route::Mobileconfig);
+        assert_eq!(route("/mail/config-v1.1.xml/x"), Route::NotFound);
     }
 }

@@ -9,11 +9,13 @@
 pub mod answers;
 pub mod auth;
 pub mod body;
+pub mod clients;
 pub mod handlers;
 pub mod health;
 #[cfg(feature = "kerberos")]
 pub mod kerberos;
 pub mod ntlm;
+pub mod profile_sign;
 pub mod redirect80;
 pub mod respond;
 pub mod soap_v2;
@@ -43,6 +45,8 @@ pub struct State {
     /// Parsed POX request bodies (parsing does not depend on the configuration, but a
     /// reload is a natural moment to start over).
     pub pox_bodies: answers::ParsedBodies,
+    /// Signs `.mobileconfig` profiles (`[mail.mobileconfig]`); `None`: unsigned.
+    pub profile_signer: Option<profile_sign::ProfileSigner>,
 }
 
 /// Facts about one client connection.

@@ -1,13 +1,43 @@
 //! The port-80 HTTP-redirect responder ([MS-OXDISCO] §3.1.5.4): unauthenticated GET/POST of the
-//! Autodiscover paths get `302` to https; everything else is 404. It never asks for, and
-//! never reads, credentials.
+//! Autodiscover paths get `302` to https; Thunderbird's autoconfig (anonymous, fetched over
+//! plain HTTP from `autoconfig.<domain>` by older versions) is answered here directly;
+//! everything else is 404. It never asks for, and never reads, credentials.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Method, Request, Response};
 
 use super::respond::{self, Body};
+use super::State;
 use crate::config::RedirectConfig;
+
+/// One request on the port-80 listener: autoconfig, or the redirect; logged and counted.
+pub async fn serve<B>(
+    req: Request<B>,
+    redirect: Option<Arc<RedirectConfig>>,
+    state: &State,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let endpoint = crate::ops::metrics::endpoint_label(&path);
+    let (response, outcome) = if crate::protocol::autoconfig::is_autoconfig_path(&path) {
+        let (r, (outcome, _)) = super::clients::autoconfig_endpoint(req, state, peer.ip()).await;
+        (r, outcome)
+    } else {
+        let r = match &redirect {
+            Some(redirect) => handle(&req, redirect),
+            None => respond::not_found(),
+        };
+        (r, "redirect")
+    };
+    crate::ops::metrics::request(endpoint, outcome, started.elapsed());
+    tracing::info!(target: "access", client = %peer, method = %method, path = %path, endpoint, outcome, status = response.status().as_u16(), "redirect listener");
+    response
+}
 
 /// The Autodiscover path kind a redirect preserves (SOAP clients follow `.svc`).
 fn autodiscover_file(path: &str) -> Option<&'static str> {

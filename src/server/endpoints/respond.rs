@@ -5,7 +5,7 @@ use http::header::{
     HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION, RETRY_AFTER,
     WWW_AUTHENTICATE,
 };
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
 /// Response body type of every handler.
@@ -210,4 +210,48 @@ pub fn insecure_basic_refused() -> Response<Body> {
     );
     add_autodiscover_headers(&mut r);
     r
+}
+
+/// `Content-Type` of autoconfig answers (Thunderbird accepts any XML type).
+pub const APPLICATION_XML: &str = "application/xml; charset=utf-8";
+
+/// An autoconfig document (or an error document) with `status`. Private: a per-mailbox
+/// answer must not sit in shared caches.
+pub fn autoconfig_xml(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = text(status, APPLICATION_XML, body);
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("private"));
+    r
+}
+
+/// A configuration profile for Apple devices, offered as a download.
+pub fn mobileconfig(body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = text(
+        StatusCode::OK,
+        crate::protocol::mobileconfig::CONTENT_TYPE,
+        body,
+    );
+    let h = r.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(
+        http::header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"mail.mobileconfig\""),
+    );
+    r
+}
+
+/// `OPTIONS` (200 with `Allow`) and methods outside `allowed` (405) answered at once;
+/// `None` for a method the endpoint serves.
+pub fn method_gate(
+    method: &Method,
+    allowed: &[Method],
+    allow: &'static str,
+) -> Option<(Response<Body>, &'static str)> {
+    if method == Method::OPTIONS {
+        Some((options(allow), "options"))
+    } else if !allowed.contains(method) {
+        Some((method_not_allowed(allow), "method_not_allowed"))
+    } else {
+        None
+    }
 }

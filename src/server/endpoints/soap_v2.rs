@@ -6,8 +6,9 @@
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 
+use super::answers;
 use super::auth::{authenticate, realm, throttled_response, AuthResult, VERIFIER_RETRY_SECS};
-use super::body::read_body;
+use super::body::read_request_body;
 use super::respond::{self, Body};
 use super::{ConnInfo, State};
 use crate::auth;
@@ -54,26 +55,14 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let method = req.method().clone();
-    if method == Method::OPTIONS {
-        return (respond::options(SOAP_ALLOW), ("options", None));
-    }
-    if !matches!(method, Method::GET | Method::POST | Method::HEAD) {
-        return (
-            respond::method_not_allowed(SOAP_ALLOW),
-            ("method_not_allowed", None),
-        );
+    let allowed = [Method::GET, Method::POST, Method::HEAD];
+    if let Some((r, outcome)) = respond::method_gate(&method, &allowed, SOAP_ALLOW) {
+        return (r, (outcome, None));
     }
     let (parts, body) = req.into_parts();
     // Read the body before answering, even with a 401: an unread body closes the
     // connection, and connection-bound authentication (NTLM) would be lost.
-    let body = match read_body(
-        body,
-        &parts.headers,
-        state.config.server.max_body_bytes,
-        state.config.server.request_timeout,
-    )
-    .await
-    {
+    let body = match read_request_body(body, &parts.headers, state).await {
         Ok(b) => b,
         Err(r) => return (r, ("body_rejected", None)),
     };
@@ -173,7 +162,7 @@ where
 }
 
 /// Finds a recipient, applying the lookup policy exactly as POX does.
-async fn find(
+pub(super) async fn find(
     address: &str,
     state: &State,
     identity: Option<&Identity>,
@@ -209,11 +198,15 @@ async fn user_answer(
     let Ok(found) = find(mailbox, state, Some(identity)).await else {
         return UserAnswer::InternalServerError;
     };
-    match decide(Some(mailbox), found.as_ref()) {
+    match decide(Some(mailbox), found.as_ref(), &state.config.mail) {
         Decision::Settings(r) => {
             let settings = mailbox_settings(&state.config.org, &state.config.services, r);
             soap::user_settings(requested, &settings, sv)
         }
+        Decision::InternetMail(r) => match answers::internet_servers(state, &r.primary_smtp) {
+            Some(servers) => soap::internet_user_settings(requested, r, servers),
+            None => UserAnswer::InternalServerError,
+        },
         Decision::RedirectAddr(target) => UserAnswer::RedirectAddress(target),
         Decision::Error(ErrorCode::AddressNotFound | ErrorCode::NoConfiguration) => {
             UserAnswer::InvalidUser(mailbox.to_string())
@@ -247,14 +240,9 @@ fn v2_response(answer: V2Answer) -> Response<Body> {
 /// `GET /autodiscover/autodiscover.json…`: anonymous AutodiscoverV2.
 pub async fn v2_endpoint<B>(req: Request<B>, state: &State) -> (Response<Body>, Outcome) {
     let method = req.method().clone();
-    if method == Method::OPTIONS {
-        return (respond::options(V2_ALLOW), ("options", None));
-    }
-    if !matches!(method, Method::GET | Method::HEAD) {
-        return (
-            respond::method_not_allowed(V2_ALLOW),
-            ("method_not_allowed", None),
-        );
+    let allowed = [Method::GET, Method::HEAD];
+    if let Some((r, outcome)) = respond::method_gate(&method, &allowed, V2_ALLOW) {
+        return (r, (outcome, None));
     }
     let urls = v2_urls(state);
     let request = match v2::parse_request(req.uri().path(), req.uri().query()) {
@@ -279,8 +267,11 @@ pub async fn v2_endpoint<B>(req: Request<B>, state: &State) -> (Response<Body>, 
     }
     let found = match find(&request.email, state, None).await {
         Err(()) => Found::Unavailable,
-        Ok(found) => match decide(Some(&request.email), found.as_ref()) {
+        Ok(found) => match decide(Some(&request.email), found.as_ref(), &c.mail) {
             Decision::Settings(_) => Found::Local,
+            // Only Autodiscover (POX) describes an IMAP/SMTP mailbox; EWS, ActiveSync and
+            // REST do not serve it.
+            Decision::InternetMail(_) => Found::InternetMail,
             Decision::RedirectAddr(target) => Found::Migrated(target),
             Decision::Error(_) => Found::NotServed,
         },
@@ -288,6 +279,7 @@ pub async fn v2_endpoint<B>(req: Request<B>, state: &State) -> (Response<Body>, 
     // The access log is for the operator: it may say what the client must not learn.
     let outcome = match &found {
         Found::Local => "v2_local",
+        Found::InternetMail => "v2_internet_mail",
         Found::Migrated(_) => "v2_redirect",
         Found::NotServed => "v2_not_served",
         Found::Unavailable => "v2_directory_unavailable",

@@ -156,13 +156,10 @@ async fn open(
         }
         Kind::Redirect => {
             let redirect = state.config.redirect.clone().map(Arc::new);
+            let shared = Arc::clone(&state);
             let service = service_fn(move |req: Request<Incoming>| {
-                let response = match &redirect {
-                    Some(redirect) => redirect80::handle(&req, redirect),
-                    None => respond::not_found(),
-                };
-                tracing::info!(target: "access", client = %peer, method = %req.method(), path = %req.uri().path(), status = response.status().as_u16(), "redirect listener");
-                async move { Ok::<_, Infallible>(response) }
+                let (redirect, state) = (redirect.clone(), Arc::clone(&shared));
+                async move { Ok::<_, Infallible>(redirect80::serve(req, redirect, &state, peer).await) }
             });
             serve(TokioIo::new(stream), service, &state, peer, watcher).await;
             None

@@ -64,7 +64,11 @@ impl TestServer {
         let (cert, key) = pki.write_leaf(
             dir.path(),
             "server",
-            &["autodiscover.contoso.com", "localhost"],
+            &[
+                "autodiscover.contoso.com",
+                "autoconfig.contoso.com",
+                "localhost",
+            ],
         );
         let example =
             std::fs::read_to_string(repo_root().join("config/autodiscoverd.example.toml"))

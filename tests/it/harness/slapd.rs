@@ -282,6 +282,11 @@ impl Slapd {
             &["directory", "ldap", "attributes", "nt_password"],
             s("sambaNTPassword"),
         );
+        set(
+            table,
+            &["directory", "ldap", "mailbox_kind", "attribute"],
+            s("employeeType"),
+        );
     }
 
     /// A directory backend for this slapd (built the way the server builds it), with the
