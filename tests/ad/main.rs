@@ -21,6 +21,7 @@ mod basic;
 mod behaviours;
 mod example;
 mod lockout;
+mod scp;
 
 use harness::daemon::Daemon;
 use harness::{set, Answer, TlsClient};
