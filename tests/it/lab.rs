@@ -84,6 +84,29 @@ impl Lab {
         (code, json)
     }
 
+    /// The probe in the lab's DNS mode (`--dns-server`, the ports-only `dns.conf` for the
+    /// ephemeral ports) for a lab user by alias, with the user's password; JSON.
+    async fn probe_dns_mode(&self, alias: &str) -> (i32, Value) {
+        let conf = self.dir.path().join("dns-ephemeral.conf");
+        let ca = self.ca().display().to_string();
+        let text = autodiscoverd::lab::files::dns_mode_config(&self.spec, self.ports(), &ca);
+        std::fs::write(&conf, text).unwrap();
+        let dns = self.running.dns.expect("the lab serves DNS").to_string();
+        let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+            .args(["probe", "--json", "--timeout", "5", "--dns-server", &dns])
+            .arg("--map")
+            .arg(&conf)
+            .args([
+                "--password",
+                &format!("{alias}-lab-pw"),
+                &format!("{alias}@contoso.lab"),
+            ])
+            .output()
+            .unwrap();
+        let report = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code().unwrap_or(-1), report)
+    }
+
     fn password_file(&self, password: &str) -> PathBuf {
         let path = self.dir.path().join("probe-password");
         std::fs::write(&path, format!("{password}\n")).unwrap();
@@ -1217,29 +1240,9 @@ async fn verbose_evidence_and_the_hand_on_report() {
 async fn dns_mode_resolves_cnames_and_srv_from_the_labs_own_zones() {
     for breakage in [None, Some(Breakage::MissingAutodiscoverName)] {
         let lab = Lab::start(breakage).await;
-        let ports = lab.ports();
-        let dns = lab.running.dns.expect("the lab serves DNS");
-        let conf = lab.dir.path().join("dns-ephemeral.conf");
-        std::fs::write(
-            &conf,
-            autodiscoverd::lab::files::dns_mode_config(
-                &lab.spec,
-                ports,
-                &lab.ca().display().to_string(),
-            ),
-        )
-        .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
-            .args(["probe", "--json", "--timeout", "5", "--dns-server"])
-            .arg(dns.to_string())
-            .arg("--map")
-            .arg(&conf)
-            .args(["--password", "alice-lab-pw", "alice@contoso.lab"])
-            .output()
-            .unwrap();
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (code, report) = lab.probe_dns_mode("alice").await;
         let steps = |n: usize| attempts(&report)[n]["steps"].as_array().unwrap().clone();
-        assert_eq!(out.status.code(), Some(0), "{breakage:?}: {report:#}");
+        assert_eq!(code, 0, "{breakage:?}: {report:#}");
         match breakage {
             None => {
                 let dns_step = &steps(1)[0];
@@ -1290,26 +1293,8 @@ async fn dns_mode_resolves_cnames_and_srv_from_the_labs_own_zones() {
     // The migrated user: the bare routing domain has no address, its autodiscover name is
     // a CNAME to the tenant, and the journey still ends in Exchange Online.
     let lab = Lab::start(None).await;
-    let conf = lab.dir.path().join("dns-ephemeral.conf");
-    std::fs::write(
-        &conf,
-        autodiscoverd::lab::files::dns_mode_config(
-            &lab.spec,
-            lab.ports(),
-            &lab.ca().display().to_string(),
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
-        .args(["probe", "--json", "--timeout", "5", "--dns-server"])
-        .arg(lab.running.dns.unwrap().to_string())
-        .arg("--map")
-        .arg(&conf)
-        .args(["--password", "bob-lab-pw", "bob@contoso.lab"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let (code, report) = lab.probe_dns_mode("bob").await;
+    assert_eq!(code, 0, "{report:#}");
     let a = attempts(&report);
     assert!(
         a[2]["steps"][0]["title"]
