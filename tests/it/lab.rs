@@ -19,12 +19,17 @@ struct Lab {
 
 impl Lab {
     async fn start(breakage: Option<Breakage>) -> Lab {
+        Lab::start_at(breakage, SystemTime::now()).await
+    }
+
+    /// A lab whose certificates were issued as if `issued` were now.
+    async fn start_at(breakage: Option<Breakage>, issued: SystemTime) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let spec = LabSpec {
             breakage,
             ..LabSpec::default()
         };
-        init(dir.path(), &spec, SystemTime::now(), false).unwrap();
+        init(dir.path(), &spec, issued, false).unwrap();
         let running = RunningLab::start(dir.path(), Binding::Ephemeral)
             .await
             .unwrap();
@@ -1469,5 +1474,29 @@ async fn mobilesync_and_legacy_dn_request_modes() {
         text.contains(&format!("< |       <LegacyDN>{dn}</LegacyDN>")),
         "{text}"
     );
+    lab.running.stop().await;
+}
+
+/// A certificate within 30 days of its end still works, and the probe warns about it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_about_to_expire_is_a_warning() {
+    // Lab certificates last 397 days: issued 380 days ago, they have 16 or 17 days left.
+    let issued = SystemTime::now() - std::time::Duration::from_secs(380 * 86_400);
+    let lab = Lab::start_at(None, issued).await;
+    let (code, report) = lab
+        .probe_json(&["--password", "alice-lab-pw", "alice@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let a = &attempts(&report)[1];
+    assert!(has(a, "certificate_dates", "warn"), "{a:#}");
+    let step = a["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "certificate_dates")
+        .unwrap();
+    let title = step["title"].as_str().unwrap();
+    assert!(title.starts_with("certificate expires in 1"), "{title}");
+    assert!(title.ends_with("renew it soon"), "{title}");
     lab.running.stop().await;
 }
