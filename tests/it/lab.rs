@@ -1500,3 +1500,36 @@ async fn a_certificate_about_to_expire_is_a_warning() {
     assert!(title.ends_with("renew it soon"), "{title}");
     lab.running.stop().await;
 }
+
+/// A DNS server that never answers (a lab name asked of DNS that drops the query): the
+/// probe waits once, not for every name, and advises the lab's name map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_that_does_not_answer_costs_one_wait_and_the_advice_is_the_name_map() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap();
+    // TCP on the same port accepts nothing either (the kernel queues, nobody answers).
+    let _tcp = std::net::TcpListener::bind(addr).unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+        .args(["probe", "--json", "--timeout", "1", "--dns-server"])
+        .arg(addr.to_string())
+        .args(["--password", "x", "alice@contoso.lab"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let titles: Vec<String> = attempts(&report)
+        .iter()
+        .map(|a| a["steps"][0]["title"].as_str().unwrap().to_string())
+        .collect();
+    assert!(titles[0].contains("DNS timed out"), "{titles:#?}");
+    assert!(
+        titles[1..].iter().all(|t| t.contains("not asked again")),
+        "{titles:#?}"
+    );
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+    let advice = report["verdict"]["advice"][0].as_str().unwrap();
+    assert!(advice.contains("--map DIR/curl.conf --no-dns"), "{advice}");
+    drop(udp);
+}
