@@ -73,27 +73,10 @@ pub fn pox_request_for(subject: Subject<'_>, mobilesync: bool) -> Vec<u8> {
 /// URL, a `Redirect` to another address, or an error.
 pub fn parse_mobilesync(body: &[u8]) -> Result<Answer, String> {
     let root = parse_tree(body)?;
-    if root.name != "Autodiscover" {
-        return Err(format!(
-            "the root element is `{}`, not Autodiscover",
-            root.name
-        ));
-    }
-    let response = root
-        .child("Response")
-        .ok_or("no Response element in the answer")?;
-    if let Some(error) = response
-        .child("Error")
-        .or_else(|| response.path(&["Action", "Error"]))
-    {
-        return Ok(Answer::Error {
-            code: error
-                .text_at(&["ErrorCode"])
-                .or_else(|| error.text_at(&["Status"]))
-                .unwrap_or_else(|| "?".into()),
-            message: error.text_at(&["Message"]).unwrap_or_default(),
-        });
-    }
+    let response = match pox_response(&root)? {
+        Ok(response) => response,
+        Err(error) => return Ok(error),
+    };
     let action = response
         .child("Action")
         .ok_or("no Action element in the answer (is it a mobilesync answer?)")?;
@@ -397,9 +380,9 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// Reads a POX answer.
-pub fn parse_pox(body: &[u8]) -> Result<Answer, String> {
-    let root = parse_tree(body)?;
+/// The `Response` of a POX answer (either schema), or the Autodiscover error it carries
+/// (`Response/Error` or `Response/Action/Error`).
+fn pox_response(root: &Node) -> Result<Result<&Node, Answer>, String> {
     if root.name != "Autodiscover" {
         return Err(format!(
             "the root element is `{}`, not Autodiscover",
@@ -409,18 +392,28 @@ pub fn parse_pox(body: &[u8]) -> Result<Answer, String> {
     let response = root
         .child("Response")
         .ok_or("no Response element in the answer")?;
-    if let Some(error) = response
+    match response
         .child("Error")
         .or_else(|| response.path(&["Action", "Error"]))
     {
-        return Ok(Answer::Error {
+        Some(error) => Ok(Err(Answer::Error {
             code: error
                 .text_at(&["ErrorCode"])
                 .or_else(|| error.text_at(&["Status"]))
                 .unwrap_or_else(|| "?".into()),
             message: error.text_at(&["Message"]).unwrap_or_default(),
-        });
+        })),
+        None => Ok(Ok(response)),
     }
+}
+
+/// Reads a POX answer.
+pub fn parse_pox(body: &[u8]) -> Result<Answer, String> {
+    let root = parse_tree(body)?;
+    let response = match pox_response(&root)? {
+        Ok(response) => response,
+        Err(error) => return Ok(error),
+    };
     let account = response
         .child("Account")
         .ok_or("no Account element in the answer (is it an Outlook-schema answer?)")?;

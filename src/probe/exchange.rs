@@ -491,6 +491,21 @@ fn body_lines(direction: &str, body: &[u8]) -> Vec<String> {
     out
 }
 
+/// An unauthenticated GET of `path` with this `Host` (the port-80 redirect method, the
+/// service URL checks).
+pub(super) fn plain_get(path: &str, host: &str) -> Result<Request<Full<Bytes>>, String> {
+    Request::builder()
+        .method("GET")
+        .uri(path)
+        .header(http::header::HOST, host)
+        .header(
+            http::header::USER_AGENT,
+            concat!("autodiscoverd-probe/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())
+}
+
 pub(super) async fn http_handshake<S>(
     stream: S,
     timeout: Duration,

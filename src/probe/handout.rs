@@ -3,7 +3,7 @@
 //! advice), then every attempt with its time-stamped steps, the time each took and their
 //! evidence (certificate chain, HTTP exchanges with `-v`).
 
-use super::report::{Outcome, Report, Status};
+use super::report::{Report, Status};
 
 /// The format of a hand-on report, from the file name's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,17 +31,6 @@ fn word(status: Status) -> &'static str {
         Status::Info => "INFO",
         Status::Skip => "SKIP",
         Status::Warn => "WARN",
-    }
-}
-
-fn outcome(o: &Outcome) -> String {
-    match o {
-        Outcome::Settings => "settings obtained".into(),
-        Outcome::RedirectAddr { address } => format!("redirectAddr to {address}"),
-        Outcome::RedirectUrl { url } => format!("redirect to {url}"),
-        Outcome::Failed { reason } => format!("failed: {reason}"),
-        Outcome::Skipped { reason } => format!("skipped: {reason}"),
-        Outcome::ServiceAnswers => "the service answers".into(),
     }
 }
 
@@ -119,7 +108,7 @@ pub fn markdown(report: &Report) -> String {
                 out.push_str("  ```\n\n");
             }
         }
-        out.push_str(&format!("\nOutcome: {}\n", outcome(&a.outcome)));
+        out.push_str(&format!("\nOutcome: {}\n", a.outcome.describe()));
     }
     out
 }
@@ -204,7 +193,7 @@ pub fn html(report: &Report) -> String {
         }
         out.push_str(&format!(
             "</ul>\n<p>Outcome: {}</p>\n",
-            escape(&outcome(&a.outcome))
+            escape(&a.outcome.describe())
         ));
     }
     out.push_str("</body>\n</html>\n");

@@ -1,12 +1,8 @@
 //! The candidate methods (HTTPS URL chains, the port-80 redirect, SRV) and the redirects
 //! between them: URL hops and redirectAddr restarts.
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
-
 use super::answer::Answer;
-use super::exchange::{http_handshake, send, Exchange};
+use super::exchange::{http_handshake, plain_get, send, Exchange};
 use super::plan::{self, AddressStep, HttpsUrl, Method, Protocol, UrlStep};
 use super::report::{Attempt, Obtained, Outcome, Status, StepKind};
 use super::{Found, Prober};
@@ -181,16 +177,7 @@ impl Prober<'_> {
         };
         let result = async {
             let mut sender = http_handshake(tcp, self.options.timeout).await?;
-            let request = Request::builder()
-                .method("GET")
-                .uri(path)
-                .header(http::header::HOST, host)
-                .header(
-                    http::header::USER_AGENT,
-                    concat!("autodiscoverd-probe/", env!("CARGO_PKG_VERSION")),
-                )
-                .body(Full::new(Bytes::new()))
-                .map_err(|e| e.to_string())?;
+            let request = plain_get(path, host)?;
             send(&mut sender, request, self.options.timeout).await
         }
         .await;

@@ -1,6 +1,7 @@
 //! `autodiscoverd probe <email>`: walks the Autodiscover journey as a client does
-//! (MS-OXDISCO §3.1.5: root domain, `autodiscover.` prefix, HTTP-redirect method, SRV; SCP is out of
-//! scope) and records every step: DNS, TCP, TLS and the certificate checks, the
+//! ([MS-OXDISCO] §3.1.5: with `--scp` the SCP lookup in Active Directory first, then the
+//! root domain, the `autodiscover.` prefix, the HTTP-redirect method, SRV) and records
+//! every step: DNS, TCP, TLS and the certificate checks, the
 //! unauthenticated and authenticated requests, the answer and the redirects, ending in a
 //! verdict. The pure parts: [`plan`] decides what to try, [`answer`] builds and reads the
 //! documents, [`report`] judges and renders, [`auth`] and [`target`] are client helpers.

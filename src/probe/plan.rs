@@ -68,7 +68,7 @@ impl Protocol {
     }
 }
 
-/// How a candidate URL was found (MS-OXDISCO §3.1.5; SCP is out of scope).
+/// How a candidate URL was found (MS-OXDISCO §3.1.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {

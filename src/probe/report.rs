@@ -123,6 +123,22 @@ pub enum Outcome {
     ServiceAnswers,
 }
 
+impl Outcome {
+    /// In words, for the text and the hand-on report.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Settings => "settings obtained".into(),
+            Outcome::RedirectAddr { address } => {
+                format!("redirectAddr: restart discovery for {address}")
+            }
+            Outcome::RedirectUrl { url } => format!("redirect to {url}"),
+            Outcome::Failed { reason } => format!("failed: {reason}"),
+            Outcome::Skipped { reason } => format!("skipped: {reason}"),
+            Outcome::ServiceAnswers => "the service answers".into(),
+        }
+    }
+}
+
 /// One candidate URL (or redirect target) and everything tried against it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attempt {
@@ -346,17 +362,10 @@ pub fn render_text(report: &Report) -> String {
             }
         }
         let outcome = match &a.outcome {
-            Outcome::Settings => "settings obtained".to_string(),
-            Outcome::RedirectAddr { address } => {
-                format!("redirectAddr: restart discovery for {address}")
-            }
-            Outcome::RedirectUrl { url } => format!("redirect to {url}"),
             Outcome::Failed { reason } if a.number < last => {
                 format!("failed: {reason}; next candidate")
             }
-            Outcome::Failed { reason } => format!("failed: {reason}"),
-            Outcome::Skipped { reason } => format!("skipped: {reason}"),
-            Outcome::ServiceAnswers => "the service answers".to_string(),
+            other => other.describe(),
         };
         out.push_str(&format!("  => {outcome}\n"));
     }

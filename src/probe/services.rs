@@ -3,13 +3,9 @@
 //! certificate checks, and an unauthenticated GET, which must answer 200 or a 401 that
 //! offers a scheme.
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
-
 use super::answer::Settings;
 use super::auth;
-use super::exchange::{http_handshake, send};
+use super::exchange::{http_handshake, plain_get, send};
 use super::plan::{self, Method};
 use super::report::{Attempt, Outcome, Status, StepKind};
 use super::Prober;
@@ -60,16 +56,7 @@ impl Prober<'_> {
         };
         let sent = async {
             let mut sender = http_handshake(tls, self.options.timeout).await?;
-            let request = Request::builder()
-                .method("GET")
-                .uri(url.path.as_str())
-                .header(http::header::HOST, host_header.as_str())
-                .header(
-                    http::header::USER_AGENT,
-                    concat!("autodiscoverd-probe/", env!("CARGO_PKG_VERSION")),
-                )
-                .body(Full::new(Bytes::new()))
-                .map_err(|e| e.to_string())?;
+            let request = plain_get(&url.path, &host_header)?;
             send(&mut sender, request, self.options.timeout).await
         }
         .await;

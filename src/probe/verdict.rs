@@ -10,7 +10,7 @@
 //! judged: the earlier addresses answered with the redirect that led there.
 
 use super::plan::Method;
-use super::report::{Attempt, Obtained, Outcome, Status, Step, StepKind, Verdict};
+use super::report::{Attempt, Obtained, Status, Step, StepKind, Verdict};
 
 /// The attempts of one candidate: its first attempt plus the redirects it led to (and, for
 /// SRV, the lookup plus its targets).
@@ -76,15 +76,11 @@ impl<'a> Candidate<'a> {
                     .unwrap_or_default();
                 format!("step {} failed: {}{note}", step.number, step.title)
             }
-            None => match self.attempts.last().map(|a| &a.outcome) {
-                Some(Outcome::Settings) => "settings".to_string(),
-                Some(Outcome::RedirectAddr { address }) => format!("redirectAddr {address}"),
-                Some(Outcome::Skipped { reason }) => format!("skipped: {reason}"),
-                Some(Outcome::RedirectUrl { url }) => format!("redirect to {url}"),
-                Some(Outcome::Failed { reason }) => format!("failed: {reason}"),
-                Some(Outcome::ServiceAnswers) => "the service answers".to_string(),
-                None => String::new(),
-            },
+            None => self
+                .attempts
+                .last()
+                .map(|a| a.outcome.describe())
+                .unwrap_or_default(),
         };
         format!("{label} ({}): {what}", first.url)
     }

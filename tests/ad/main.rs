@@ -23,6 +23,7 @@ mod example;
 mod kerberos;
 mod lockout;
 mod ntlm;
+mod scp;
 
 use harness::daemon::Daemon;
 use harness::{set, Answer, TlsClient};

@@ -19,12 +19,17 @@ struct Lab {
 
 impl Lab {
     async fn start(breakage: Option<Breakage>) -> Lab {
+        Lab::start_at(breakage, SystemTime::now()).await
+    }
+
+    /// A lab whose certificates were issued as if `issued` were now.
+    async fn start_at(breakage: Option<Breakage>, issued: SystemTime) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let spec = LabSpec {
             breakage,
             ..LabSpec::default()
         };
-        init(dir.path(), &spec, SystemTime::now(), false).unwrap();
+        init(dir.path(), &spec, issued, false).unwrap();
         let running = RunningLab::start(dir.path(), Binding::Ephemeral)
             .await
             .unwrap();
@@ -82,6 +87,29 @@ impl Lab {
         let json: Value = serde_json::from_str(&stdout)
             .unwrap_or_else(|e| panic!("probe JSON does not parse ({e}):\n{stdout}"));
         (code, json)
+    }
+
+    /// The probe in the lab's DNS mode (`--dns-server`, the ports-only `dns.conf` for the
+    /// ephemeral ports) for a lab user by alias, with the user's password; JSON.
+    async fn probe_dns_mode(&self, alias: &str) -> (i32, Value) {
+        let conf = self.dir.path().join("dns-ephemeral.conf");
+        let ca = self.ca().display().to_string();
+        let text = autodiscoverd::lab::files::dns_mode_config(&self.spec, self.ports(), &ca);
+        std::fs::write(&conf, text).unwrap();
+        let dns = self.running.dns.expect("the lab serves DNS").to_string();
+        let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+            .args(["probe", "--json", "--timeout", "5", "--dns-server", &dns])
+            .arg("--map")
+            .arg(&conf)
+            .args([
+                "--password",
+                &format!("{alias}-lab-pw"),
+                &format!("{alias}@contoso.lab"),
+            ])
+            .output()
+            .unwrap();
+        let report = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code().unwrap_or(-1), report)
     }
 
     fn password_file(&self, password: &str) -> PathBuf {
@@ -1270,29 +1298,9 @@ async fn verbose_evidence_and_the_hand_on_report() {
 async fn dns_mode_resolves_cnames_and_srv_from_the_labs_own_zones() {
     for breakage in [None, Some(Breakage::MissingAutodiscoverName)] {
         let lab = Lab::start(breakage).await;
-        let ports = lab.ports();
-        let dns = lab.running.dns.expect("the lab serves DNS");
-        let conf = lab.dir.path().join("dns-ephemeral.conf");
-        std::fs::write(
-            &conf,
-            autodiscoverd::lab::files::dns_mode_config(
-                &lab.spec,
-                ports,
-                &lab.ca().display().to_string(),
-            ),
-        )
-        .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
-            .args(["probe", "--json", "--timeout", "5", "--dns-server"])
-            .arg(dns.to_string())
-            .arg("--map")
-            .arg(&conf)
-            .args(["--password", "alice-lab-pw", "alice@contoso.lab"])
-            .output()
-            .unwrap();
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (code, report) = lab.probe_dns_mode("alice").await;
         let steps = |n: usize| attempts(&report)[n]["steps"].as_array().unwrap().clone();
-        assert_eq!(out.status.code(), Some(0), "{breakage:?}: {report:#}");
+        assert_eq!(code, 0, "{breakage:?}: {report:#}");
         match breakage {
             None => {
                 let dns_step = &steps(1)[0];
@@ -1343,26 +1351,8 @@ async fn dns_mode_resolves_cnames_and_srv_from_the_labs_own_zones() {
     // The migrated user: the bare routing domain has no address, its autodiscover name is
     // a CNAME to the tenant, and the journey still ends in Exchange Online.
     let lab = Lab::start(None).await;
-    let conf = lab.dir.path().join("dns-ephemeral.conf");
-    std::fs::write(
-        &conf,
-        autodiscoverd::lab::files::dns_mode_config(
-            &lab.spec,
-            lab.ports(),
-            &lab.ca().display().to_string(),
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
-        .args(["probe", "--json", "--timeout", "5", "--dns-server"])
-        .arg(lab.running.dns.unwrap().to_string())
-        .arg("--map")
-        .arg(&conf)
-        .args(["--password", "bob-lab-pw", "bob@contoso.lab"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let (code, report) = lab.probe_dns_mode("bob").await;
+    assert_eq!(code, 0, "{report:#}");
     let a = attempts(&report);
     assert!(
         a[2]["steps"][0]["title"]
@@ -1538,4 +1528,61 @@ async fn mobilesync_and_legacy_dn_request_modes() {
         "{text}"
     );
     lab.running.stop().await;
+}
+
+/// A certificate within 30 days of its end still works, and the probe warns about it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_about_to_expire_is_a_warning() {
+    // Lab certificates last 397 days: issued 380 days ago, they have 16 or 17 days left.
+    let issued = SystemTime::now() - std::time::Duration::from_secs(380 * 86_400);
+    let lab = Lab::start_at(None, issued).await;
+    let (code, report) = lab
+        .probe_json(&["--password", "alice-lab-pw", "alice@contoso.lab"], &[])
+        .await;
+    assert_eq!(code, 0, "{report:#}");
+    let a = &attempts(&report)[1];
+    assert!(has(a, "certificate_dates", "warn"), "{a:#}");
+    let step = a["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "certificate_dates")
+        .unwrap();
+    let title = step["title"].as_str().unwrap();
+    assert!(title.starts_with("certificate expires in 1"), "{title}");
+    assert!(title.ends_with("renew it soon"), "{title}");
+    lab.running.stop().await;
+}
+
+/// A DNS server that never answers (a lab name asked of DNS that drops the query): the
+/// probe waits once, not for every name, and advises the lab's name map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_that_does_not_answer_costs_one_wait_and_the_advice_is_the_name_map() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap();
+    // TCP on the same port accepts nothing either (the kernel queues, nobody answers).
+    let _tcp = std::net::TcpListener::bind(addr).unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+        .args(["probe", "--json", "--timeout", "1", "--dns-server"])
+        .arg(addr.to_string())
+        .args(["--password", "x", "alice@contoso.lab"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let titles: Vec<String> = attempts(&report)
+        .iter()
+        .map(|a| a["steps"][0]["title"].as_str().unwrap().to_string())
+        .collect();
+    assert!(titles[0].contains("DNS timed out"), "{titles:#?}");
+    assert!(
+        titles[1..].iter().all(|t| t.contains("not asked again")),
+        "{titles:#?}"
+    );
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+    let advice = report["verdict"]["advice"][0].as_str().unwrap();
+    assert!(advice.contains("--map DIR/curl.conf --no-dns"), "{advice}");
+    drop(udp);
 }
