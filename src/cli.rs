@@ -83,6 +83,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             return Ok(ExitCode::FAILURE);
                         }
                     }
+                    let policy = runtime.block_on(d.inner().base_lockout_policy());
+                    println!(
+                        "account lockout:    {}",
+                        lockout_summary(policy, &state.config.throttle)
+                    );
                 }
             }
             println!("configuration OK");
@@ -109,5 +114,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Lab { command } => crate::lab_cli::lab(command),
         Command::Probe(args) => crate::lab_cli::probe(args),
+    }
+}
+
+/// What `check-config` says about the domain's lockout policy and this server's share of it.
+fn lockout_summary(
+    policy: Option<autodiscoverd::directory::LockoutPolicy>,
+    throttle: &autodiscoverd::config::ThrottleSettings,
+) -> String {
+    let margin = throttle.lockout.margin;
+    let (threshold, source) = match (throttle.lockout.threshold, policy) {
+        (Some(t), _) => (t, "throttle.lockout_threshold"),
+        (None, Some(p)) => (p.threshold, "the domain"),
+        (None, None) => {
+            return "the domain's lockoutThreshold is not readable; set throttle.lockout_threshold"
+                .into()
+        }
+    };
+    let window = policy
+        .map(|p| {
+            format!(
+                ", observation window {} min",
+                p.observation_window.as_secs() / 60
+            )
+        })
+        .unwrap_or_default();
+    match autodiscoverd::auth::throttle::lockout_budget(threshold, margin) {
+        None => format!("none ({source}: lockoutThreshold 0)"),
+        Some(_) if !throttle.enabled => format!(
+            "threshold {threshold} ({source}{window}); NOT guarded here: [throttle] is disabled"
+        ),
+        Some(budget) => format!(
+            "threshold {threshold} ({source}{window}); an account is refused here after {budget} failures (lockout_margin {margin})"
+        ),
     }
 }

@@ -55,8 +55,14 @@ impl Default for ThrottleConfig {
 /// What to do with an authentication attempt before checking the credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Check the credentials after waiting `delay` (zero when nothing is suspicious).
-    Proceed { delay: Duration },
+    /// Check the credentials after waiting `delay` (the account is under a distributed
+    /// attack), and wait `on_failure` more before answering when they are wrong (the
+    /// source's own failures: a correct login from a busy NAT address is not slowed).
+    /// Both are zero when nothing is suspicious.
+    Proceed {
+        delay: Duration,
+        on_failure: Duration,
+    },
     /// Refuse with 429 and `Retry-After` (the source is blocked).
     TooManyRequests { retry_after: Duration },
     /// Refuse with the usual 401 plus `Retry-After`, without checking the password.
@@ -216,7 +222,8 @@ impl Throttle {
             self.config.account_max_delay,
         );
         Verdict::Proceed {
-            delay: source_delay.max(account_delay),
+            delay: account_delay,
+            on_failure: source_delay.saturating_sub(account_delay),
         }
     }
 
@@ -243,7 +250,7 @@ impl Throttle {
 /// Failed password checks this server caused on each directory account, kept below the
 /// domain's account lockout threshold so that this server never locks an account.
 ///
-/// It counts the way a domain controller counts `badPwdCount` (MS-ADTS §3.1.1.3.1.5): per
+/// It counts the way a domain controller counts `badPwdCount` (MS-SAMR, account lockout): per
 /// account, whatever spelling of the login was used; back to zero after a successful
 /// logon or once the observation window (`lockOutObservationWindow`) has passed since the
 /// last failure. An attempt is counted when it is admitted, before the directory is asked
@@ -461,7 +468,8 @@ mod tests {
         assert_eq!(
             t.check(ip(2), "user0@contoso.com", 1000),
             Verdict::Proceed {
-                delay: Duration::ZERO
+                delay: Duration::ZERO,
+                on_failure: Duration::ZERO
             }
         );
     }
@@ -487,14 +495,15 @@ mod tests {
             t.failed(ip(100 + i), "alice@contoso.com", 0);
         }
         match t.check(ip(1), "alice@contoso.com", 0) {
-            Verdict::Proceed { delay } => assert_eq!(delay, config.account_max_delay),
+            Verdict::Proceed { delay, .. } => assert_eq!(delay, config.account_max_delay),
             other => panic!("real user must still be checked: {other:?}"),
         }
         // Other accounts are untouched.
         assert_eq!(
             t.check(ip(1), "bob@contoso.com", 0),
             Verdict::Proceed {
-                delay: Duration::ZERO
+                delay: Duration::ZERO,
+                on_failure: Duration::ZERO
             }
         );
     }
@@ -506,7 +515,13 @@ mod tests {
         let mut last = Duration::ZERO;
         for i in 0..29u32 {
             t.failed(ip(1), &format!("u{i}"), 0);
-            if let Verdict::Proceed { delay } = t.check(ip(1), "someone-new", 0) {
+            if let Verdict::Proceed { delay, on_failure } = t.check(ip(1), "someone-new", 0) {
+                assert_eq!(
+                    delay,
+                    Duration::ZERO,
+                    "a source's failures never delay a check"
+                );
+                let delay = on_failure;
                 assert!(delay >= last);
                 assert!(delay <= config.max_delay);
                 last = delay;

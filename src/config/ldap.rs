@@ -289,11 +289,15 @@ pub fn validate(file: &Path, raw: LdapDirectorySection) -> Result<LdapConfig, Co
             }
         },
     };
-    if raw.base_dn.trim().is_empty() {
+    // An empty base is the whole forest, which only a global catalog (3268/3269) holds.
+    let global_catalog = urls
+        .iter()
+        .all(|u| u.url.ends_with(":3268") || u.url.ends_with(":3269"));
+    if raw.base_dn.trim().is_empty() && !global_catalog {
         return Err(bad(
             "base_dn",
             "empty".into(),
-            "give the search base, e.g. \"DC=contoso,DC=com\"",
+            "give the search base, e.g. \"DC=contoso,DC=com\" (an empty base, the whole forest, needs global catalog URLs: ldaps://gc.contoso.com:3269)",
         ));
     }
     let scope = match raw.scope.as_deref().map(str::to_ascii_lowercase).as_deref() {

@@ -224,3 +224,18 @@ fn the_service_password_can_come_from_the_environment() {
     assert_eq!(ldap_of(&c).bind_password.expose(), "from-env");
     assert!(!format!("{c:?}").contains("from-env"));
 }
+
+#[test]
+fn an_empty_base_dn_means_the_forest_and_needs_global_catalog_urls() {
+    let text = ldap_example().replace("base_dn = \"dc=contoso,dc=com\"", "base_dn = \"\"");
+    let err = Config::from_toml(&ldap_example_path(), &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("directory.ldap.base_dn") && err.contains("3269"),
+        "{err}"
+    );
+    let gc = text.replace("ldap://127.0.0.1:3389", "ldaps://127.0.0.1:3269");
+    let c = Config::from_toml(&ldap_example_path(), &gc).unwrap();
+    assert_eq!(ldap_of(&c).base_dn, "");
+}

@@ -19,7 +19,7 @@ pub use domain_auth::{KerberosConfig, WinbindSettings};
 pub use error::ConfigError;
 use file::FileConfig;
 pub use ldap::{BindPassword, LdapAttributes, LdapConfig, LdapScope, LdapUrl};
-pub use throttle::ThrottleSettings;
+pub use throttle::{LockoutSettings, ThrottleSettings};
 use uuid::Uuid;
 pub use v2::V2Config;
 

@@ -21,6 +21,8 @@ pub struct ThrottleSection {
     pub max_delay_ms: Option<u64>,
     pub account_max_delay_ms: Option<u64>,
     pub max_entries: Option<usize>,
+    pub lockout_margin: Option<u32>,
+    pub lockout_threshold: Option<u32>,
 }
 
 /// Validated throttle settings.
@@ -29,6 +31,27 @@ pub struct ThrottleSettings {
     /// false: every attempt is checked at once and nothing is counted.
     pub enabled: bool,
     pub limits: ThrottleConfig,
+    pub lockout: LockoutSettings,
+}
+
+/// How this server stays below the directory's account lockout threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutSettings {
+    /// Failures left to the account's owner below the domain's threshold: an account is
+    /// refused here after `threshold - margin` failures from this server (at least 1).
+    pub margin: u32,
+    /// Used instead of the threshold the directory reports (fine-grained password
+    /// policies, or directories that report none); 0: no lockout policy.
+    pub threshold: Option<u32>,
+}
+
+impl Default for LockoutSettings {
+    fn default() -> Self {
+        LockoutSettings {
+            margin: 2,
+            threshold: None,
+        }
+    }
 }
 
 impl Default for ThrottleSettings {
@@ -36,6 +59,7 @@ impl Default for ThrottleSettings {
         ThrottleSettings {
             enabled: true,
             limits: ThrottleConfig::default(),
+            lockout: LockoutSettings::default(),
         }
     }
 }
@@ -119,8 +143,22 @@ impl Validator<'_> {
                 "each entry costs about 100 bytes; the default 100000 suits most sites",
             ));
         }
+        let lockout_margin = raw
+            .lockout_margin
+            .unwrap_or(LockoutSettings::default().margin);
+        if lockout_margin > 100 {
+            return Err(self.invalid(
+                "throttle.lockout_margin",
+                format!("{lockout_margin} failures"),
+                "keep a few failures for the account's owner, e.g. 2 (the default)",
+            ));
+        }
         Ok(ThrottleSettings {
             enabled: raw.enabled.unwrap_or(true),
+            lockout: LockoutSettings {
+                margin: lockout_margin,
+                threshold: raw.lockout_threshold,
+            },
             limits: ThrottleConfig {
                 window: Duration::from_secs(window_secs),
                 source_delay_after,
@@ -189,6 +227,11 @@ mod tests {
                 "max_entries = 5",
                 "throttle.max_entries",
             ),
+            (
+                "lockout_margin = 2",
+                "lockout_margin = 500",
+                "throttle.lockout_margin",
+            ),
         ] {
             assert!(text.contains(from), "{from}");
             let err = Config::from_toml(&path, &text.replace(from, to))
@@ -215,7 +258,9 @@ mod tests {
             .replace("pair_block_after = 5", "pair_block_after = 3")
             .replace("account_delay_after = 10", "account_delay_after = 4")
             .replace("account_max_delay_ms = 1000", "account_max_delay_ms = 200")
-            .replace("max_entries = 100000", "max_entries = 1000");
+            .replace("max_entries = 100000", "max_entries = 1000")
+            .replace("lockout_margin = 2", "lockout_margin = 1")
+            .replace("# lockout_threshold = 5", "lockout_threshold = 4");
         let c = Config::from_toml(&path, &text).unwrap();
         assert_eq!(
             c.throttle,
@@ -230,6 +275,10 @@ mod tests {
                     max_delay: Duration::from_millis(300),
                     account_max_delay: Duration::from_millis(200),
                     max_entries: 1000,
+                },
+                lockout: LockoutSettings {
+                    margin: 1,
+                    threshold: Some(4),
                 },
             }
         );

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use ring::hmac;
 
-use super::{Directory, DirectoryError, Identity, Login, Lookup, NtCredential, Recipient};
+use super::{
+    Account, Directory, DirectoryError, Identity, Login, LoginGuard, Lookup, NtCredential,
+    Recipient, Unguarded,
+};
 
 /// A time-bounded, size-bounded map; `now` is always an argument (testable without sleeping).
 #[derive(Debug)]
@@ -169,8 +172,24 @@ impl<D: Directory> Directory for Cached<D> {
         login: &Login,
         password: &str,
     ) -> Result<Option<Identity>, DirectoryError> {
+        self.verify_password_guarded(login, password, &Unguarded)
+            .await
+    }
+
+    /// A remembered success is answered without asking the directory (and so without
+    /// the guard: nothing can count against the account); otherwise the inner
+    /// directory's guarded check.
+    async fn verify_password_guarded(
+        &self,
+        login: &Login,
+        password: &str,
+        guard: &dyn LoginGuard,
+    ) -> Result<Option<Identity>, DirectoryError> {
         if !self.enabled || password.is_empty() {
-            return self.inner.verify_password(login, password).await;
+            return self
+                .inner
+                .verify_password_guarded(login, password, guard)
+                .await;
         }
         let key = self.login_key(login, password);
         if let Some(hit) = self
@@ -181,7 +200,10 @@ impl<D: Directory> Directory for Cached<D> {
         {
             return Ok(Some(hit));
         }
-        let verified = self.inner.verify_password(login, password).await?;
+        let verified = self
+            .inner
+            .verify_password_guarded(login, password, guard)
+            .await?;
         if let Some(identity) = &verified {
             if let Ok(mut m) = self.logins.lock() {
                 m.insert(key, identity.clone(), Instant::now());
@@ -200,6 +222,13 @@ impl<D: Directory> Directory for Cached<D> {
 
     async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
         self.inner.account_identity(login).await
+    }
+
+    async fn resolve_account(
+        &self,
+        login: &Login,
+    ) -> Result<(Account, Option<Identity>), DirectoryError> {
+        self.inner.resolve_account(login).await
     }
 }
 

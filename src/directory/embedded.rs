@@ -479,6 +479,22 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
 }
 
 impl Directory for EmbeddedDirectory {
+    /// The account is the user entry (its primary address), whatever spelling of the login
+    /// named it; a login naming no user counts under its name without domain.
+    async fn verify_password_guarded(
+        &self,
+        login: &Login,
+        password: &str,
+        guard: &dyn super::LoginGuard,
+    ) -> Result<Option<Identity>, DirectoryError> {
+        let key = match self.user_for_login(login) {
+            Some(u) => format!("user:{}", u.recipient.primary_smtp.to_ascii_lowercase()),
+            None => format!("unresolved:{}", login.user().to_lowercase()),
+        };
+        let account = super::Account { key, lockout: None };
+        super::guarded(&account, guard, self.verify_password(login, password)).await
+    }
+
     async fn find(&self, lookup: &Lookup) -> Result<Option<Recipient>, DirectoryError> {
         let slot = match lookup {
             Lookup::Address(a) => self.by_address.get(&a.trim().to_ascii_lowercase()),

@@ -7,6 +7,7 @@ pub mod ldap;
 pub mod recipient;
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use cache::Cached;
 pub use embedded::EmbeddedDirectory;
@@ -40,6 +41,25 @@ pub trait Directory: Send + Sync {
         password: &str,
     ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
 
+    /// [`Directory::verify_password`] with a [`LoginGuard`] consulted between resolving the
+    /// login to its account and checking the password (which may count against the
+    /// domain's lockout counter). A refused attempt is answered like a wrong password.
+    /// Default: the account is the login as typed, with no lockout policy.
+    fn verify_password_guarded(
+        &self,
+        login: &Login,
+        password: &str,
+        guard: &dyn LoginGuard,
+    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send {
+        async move {
+            let account = Account {
+                key: login.to_string().to_lowercase(),
+                lockout: None,
+            };
+            guarded(&account, guard, self.verify_password(login, password)).await
+        }
+    }
+
     /// The NT hash of an enabled account, for NTLM. `Ok(None)` when the user is unknown,
     /// disabled, or the backend holds no hash for it.
     fn nt_credential(
@@ -50,6 +70,23 @@ pub trait Directory: Send + Sync {
     /// Whether this backend can supply NT hashes at all (NTLM is useless without them).
     fn supports_nt_hashes(&self) -> bool;
 
+    /// The account a login names (what failed logins count against, with its domain's
+    /// lockout policy) and its identity when the entry is enabled: for credentials the
+    /// domain checks itself and counts against the account (NTLM through winbind).
+    /// Default: the login as typed, no lockout policy.
+    fn resolve_account(
+        &self,
+        login: &Login,
+    ) -> impl Future<Output = Result<(Account, Option<Identity>), DirectoryError>> + Send {
+        async move {
+            let account = Account {
+                key: login.to_string().to_lowercase(),
+                lockout: None,
+            };
+            Ok((account, self.account_identity(login).await?))
+        }
+    }
+
     /// The identity of the enabled account a login names, for logins the domain has
     /// verified already (a Kerberos ticket, NTLM checked by winbind). `Ok(None)` when the
     /// login names no entry, more than one, or a disabled account.
@@ -57,6 +94,59 @@ pub trait Directory: Send + Sync {
         &self,
         login: &Login,
     ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
+}
+
+/// A login resolved to its directory account: what failed logins are counted against,
+/// whichever spelling of the login was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Stable and spelling-independent: the entry's DN, lower-case.
+    pub key: String,
+    /// The lockout policy of the account's domain, when the directory told it.
+    pub lockout: Option<LockoutPolicy>,
+}
+
+/// A domain's account lockout policy (`lockoutThreshold` and `lockOutObservationWindow` of
+/// the domain object; MS-ADA2, MS-SAMR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Bad passwords that lock the account; 0: accounts are never locked.
+    pub threshold: u32,
+    /// How long after the last bad password the domain forgets the count.
+    pub observation_window: Duration,
+}
+
+/// Asked by a backend before it checks a password of a resolved account.
+pub trait LoginGuard: Send + Sync {
+    /// false: do not check the password (the answer is "wrong password").
+    fn admit(&self, account: &Account) -> bool;
+    /// The outcome of an admitted check: right, wrong, or `None` (not checked: the
+    /// directory failed).
+    fn settle(&self, account: &Account, outcome: Option<bool>);
+}
+
+/// A guard that admits everything (callers without a throttle).
+pub struct Unguarded;
+
+impl LoginGuard for Unguarded {
+    fn admit(&self, _: &Account) -> bool {
+        true
+    }
+    fn settle(&self, _: &Account, _: Option<bool>) {}
+}
+
+/// Runs a password check of `account` under `guard`.
+pub async fn guarded(
+    account: &Account,
+    guard: &dyn LoginGuard,
+    check: impl Future<Output = Result<Option<Identity>, DirectoryError>>,
+) -> Result<Option<Identity>, DirectoryError> {
+    if !guard.admit(account) {
+        return Ok(None);
+    }
+    let result = check.await;
+    guard.settle(account, result.as_ref().ok().map(Option::is_some));
+    result
 }
 
 /// What NTLM needs to verify a user: the NT hash (MD4 of the UTF-16LE password) and the
@@ -117,6 +207,25 @@ impl Directory for DirectoryBackend {
         result
     }
 
+    async fn verify_password_guarded(
+        &self,
+        login: &Login,
+        password: &str,
+        guard: &dyn LoginGuard,
+    ) -> Result<Option<Identity>, DirectoryError> {
+        let timer = crate::ops::metrics::DirectoryTimer::start("verify_password");
+        let result = match self {
+            DirectoryBackend::Embedded(d) => {
+                d.verify_password_guarded(login, password, guard).await
+            }
+            DirectoryBackend::Ldap(d) => {
+                Box::pin(d.verify_password_guarded(login, password, guard)).await
+            }
+        };
+        timer.finish(&result);
+        result
+    }
+
     async fn nt_credential(&self, login: &Login) -> Result<Option<NtCredential>, DirectoryError> {
         let timer = crate::ops::metrics::DirectoryTimer::start("nt_credential");
         let result = match self {
@@ -132,6 +241,19 @@ impl Directory for DirectoryBackend {
             DirectoryBackend::Embedded(d) => d.supports_nt_hashes(),
             DirectoryBackend::Ldap(d) => d.supports_nt_hashes(),
         }
+    }
+
+    async fn resolve_account(
+        &self,
+        login: &Login,
+    ) -> Result<(Account, Option<Identity>), DirectoryError> {
+        let timer = crate::ops::metrics::DirectoryTimer::start("resolve_account");
+        let result = match self {
+            DirectoryBackend::Embedded(d) => d.resolve_account(login).await,
+            DirectoryBackend::Ldap(d) => Box::pin(d.resolve_account(login)).await,
+        };
+        timer.finish(&result);
+        result
     }
 
     async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {

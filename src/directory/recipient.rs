@@ -173,6 +173,15 @@ pub enum Login {
 }
 
 impl Login {
+    /// The account name without any domain: `alice` of `alice@contoso.com`,
+    /// `CONTOSO\alice` and `alice`.
+    pub fn user(&self) -> &str {
+        match self {
+            Login::UserPrincipalName(upn) => upn.rsplit_once('@').map_or(upn.as_str(), |(u, _)| u),
+            Login::DownLevel { user, .. } | Login::SamAccountName(user) => user,
+        }
+    }
+
     /// Classifies a login string; `None` when it is empty or malformed.
     pub fn parse(text: &str) -> Option<Login> {
         let text = text.trim();

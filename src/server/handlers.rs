@@ -198,12 +198,14 @@ pub(super) async fn authenticate(
             state.ntlm.forget(conn);
             // The login as typed; never the password.
             let account = creds.login.to_string();
-            if let Err(t) = state.throttle.admit(client, &account).await {
-                return AuthResult::Throttled(t);
-            }
+            let delay = match state.throttle.admit_deferred(client, &account).await {
+                Ok(delay) => delay,
+                Err(t) => return AuthResult::Throttled(t),
+            };
+            let guard = state.throttle.guard(client);
             match state
                 .directory
-                .verify_password(&creds.login, &creds.password)
+                .verify_password_guarded(&creds.login, &creds.password, &guard)
                 .await
             {
                 Ok(Some(identity)) => {
@@ -211,7 +213,11 @@ pub(super) async fn authenticate(
                     AuthResult::Authenticated(identity)
                 }
                 Ok(None) => {
+                    if let Some(retry_after) = guard.refused() {
+                        return AuthResult::Throttled(Throttled::Refused { retry_after });
+                    }
                     state.throttle.failed(client, &account);
+                    state.throttle.wait(client, delay).await;
                     AuthResult::Challenge
                 }
                 Err(e) => AuthResult::Unavailable(e),

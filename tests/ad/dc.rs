@@ -91,6 +91,22 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Runs a command to completion; panics with its output when it fails; its stdout.
+fn run(command: &mut Command) -> String {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn port_open(port: u16) -> bool {
     TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
@@ -210,20 +226,10 @@ impl Dc {
 
     /// Runs `samba-tool ARGS -s smb.conf`; panics with its output when it fails.
     pub fn samba_tool(&self, args: &[&str]) -> String {
-        let out = Command::new("samba-tool")
+        run(Command::new("samba-tool")
             .args(args)
             .arg("-s")
-            .arg(self.smb_conf())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run samba-tool");
-        assert!(
-            out.status.success(),
-            "samba-tool {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .arg(self.smb_conf()))
     }
 
     /// Creates a user with a mail address (`NAME@contoso.com`) and a primary SMTP proxy
@@ -249,19 +255,10 @@ impl Dc {
     pub fn modify(&self, ldif: &str) {
         let file = tempfile::NamedTempFile::new().expect("ldif file");
         std::fs::write(file.path(), ldif).expect("write ldif");
-        let out = Command::new("ldbmodify")
+        run(Command::new("ldbmodify")
             .args(["-H", "ldap://127.0.0.1", "-U"])
             .arg(format!("CONTOSO\\Administrator%{ADMIN_PASSWORD}"))
-            .arg(file.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ldbmodify");
-        assert!(
-            out.status.success(),
-            "ldbmodify failed: {}{}\n{ldif}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .arg(file.path()));
     }
 
     /// Whether `user` (`DOMAIN\\name`) can log on at the DC itself with `password`
@@ -282,21 +279,12 @@ impl Dc {
     /// The values of `attribute` of the entry at `dn`, read from the DC's own database
     /// (what the DC itself believes, e.g. badPwdCount and lockoutTime).
     pub fn attribute(&self, dn: &str, attribute: &str) -> Vec<String> {
-        let out = Command::new("ldbsearch")
+        let out = run(Command::new("ldbsearch")
             .arg("-H")
             .arg(self.sam_ldb())
-            .args(["-s", "base", "-b", dn, attribute])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ldbsearch");
-        assert!(
-            out.status.success(),
-            "ldbsearch {dn} {attribute} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .args(["-s", "base", "-b", dn, attribute]));
         let prefix = format!("{}: ", attribute.to_ascii_lowercase());
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
+        out.lines()
             .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
             .map(|l| l[prefix.len()..].to_string())
             .collect()

@@ -18,13 +18,14 @@ mod harness;
 mod dc;
 
 mod basic;
+mod behaviours;
+mod example;
 mod kerberos;
+mod lockout;
 mod ntlm;
 
-use std::sync::Arc;
-
-use harness::daemon::{config_table, Daemon};
-use harness::{set, TestPki, TlsClient};
+use harness::daemon::Daemon;
+use harness::{set, Answer, TlsClient};
 
 pub use dc::Dc;
 pub use harness::repo_root;
@@ -57,14 +58,10 @@ pub fn use_dc(table: &mut toml::Table, dc: &Dc) {
 
 /// The daemon against the lab DC, with `tweak` applied last.
 pub fn daemon(dc: &Dc, tweak: &dyn Fn(&mut toml::Table)) -> Daemon {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = Arc::new(TestPki::new());
-    let mut table = config_table(dir.path(), &pki);
-    use_dc(&mut table, dc);
-    tweak(&mut table);
-    let path = dir.path().join("autodiscoverd.toml");
-    std::fs::write(&path, toml::to_string(&table).expect("toml")).expect("write config");
-    Daemon::start_file(dir, pki, path)
+    Daemon::start(&|t| {
+        use_dc(t, dc);
+        tweak(t);
+    })
 }
 
 /// A new TLS connection to the daemon's Autodiscover listener.
@@ -72,19 +69,59 @@ pub async fn client(d: &Daemon) -> TlsClient {
     TlsClient::connect(d.addr("https"), "autodiscover.contoso.com", &d.pki).await
 }
 
-/// One Outlook POX request with Basic credentials on a new connection: (status, body).
+/// One Outlook POX request for `address` with Basic credentials and `headers`, on a new
+/// connection.
+pub async fn post(
+    d: &Daemon,
+    user: &str,
+    password: &str,
+    address: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let body = harness::outlook_request(address);
+    client(d)
+        .await
+        .post_basic(PATH, user, password, headers, &body)
+        .await
+}
+
+/// [`post`] without extra headers: (status, body).
 pub async fn ask(d: &Daemon, user: &str, password: &str, address: &str) -> (u16, String) {
-    let mut c = client(d).await;
-    let a = c
-        .post_basic(
-            PATH,
-            user,
-            password,
-            &[],
-            &harness::outlook_request(address),
-        )
-        .await;
+    let a = post(d, user, password, address, &[]).await;
     (a.status.as_u16(), a.text())
+}
+
+/// The lab's two mailboxes through `d`: alice (UPN) gets her settings, `CONTOSO\bob` the
+/// redirect to his Exchange Online address.
+pub async fn assert_alice_and_bob(d: &Daemon) {
+    let (status, body) = ask(
+        d,
+        "alice@contoso.com",
+        dc::ALICE_PASSWORD,
+        "alice@contoso.com",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}\n{}", d.log_text());
+    assert_eq!(
+        element(&body, "Action").as_deref(),
+        Some("settings"),
+        "{body}"
+    );
+    assert_eq!(
+        element(&body, "AutoDiscoverSMTPAddress").as_deref(),
+        Some("alice@contoso.com")
+    );
+    let (status, body) = ask(d, "CONTOSO\\bob", dc::BOB_PASSWORD, "bob@contoso.com").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        element(&body, "Action").as_deref(),
+        Some("redirectAddr"),
+        "{body}"
+    );
+    assert_eq!(
+        element(&body, "RedirectAddr").as_deref(),
+        Some("bob@contoso.mail.onmicrosoft.com")
+    );
 }
 
 /// The text of the first element called `name` in a POX answer.

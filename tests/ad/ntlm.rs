@@ -21,6 +21,18 @@ fn with_winbind(table: &mut toml::Table) {
 
 /// `curl --ntlm -u USER:PASSWORD`: (status, body).
 fn curl_ntlm(d: &Daemon, user: &str, password: &str, address: &str) -> (u16, String) {
+    curl_ntlm_from(d, "127.0.0.1", user, password, address)
+}
+
+/// [`curl_ntlm`] as seen from `source` (the example trusts the loopback proxy's
+/// X-Forwarded-For).
+fn curl_ntlm_from(
+    d: &Daemon,
+    source: &str,
+    user: &str,
+    password: &str,
+    address: &str,
+) -> (u16, String) {
     let dir = tempfile::tempdir().unwrap();
     let ca = d.pki.write_ca(dir.path());
     let port = d.addr("https").port();
@@ -31,7 +43,9 @@ fn curl_ntlm(d: &Daemon, user: &str, password: &str, address: &str) -> (u16, Str
         .arg(&ca)
         .arg("--resolve")
         .arg(format!("autodiscover.contoso.com:{port}:127.0.0.1"))
-        .args(["-H", "Content-Type: text/xml", "--data-binary"])
+        .args(["-H", "Content-Type: text/xml", "-H"])
+        .arg(format!("X-Forwarded-For: {source}"))
+        .arg("--data-binary")
         .arg(outlook_request(address))
         .args(["-w", "\n%{http_code}"])
         .arg(format!("https://autodiscover.contoso.com:{port}{PATH}"))
@@ -194,4 +208,30 @@ async fn a_killed_helper_is_replaced_and_other_logins_go_on() {
     );
     let after = helper_pids(&d);
     assert!(!after.is_empty() && after.iter().all(|p| !before.contains(p)));
+}
+
+#[tokio::test]
+#[ignore = "needs a Samba AD DC in a private namespace: bash tests/ad/run.sh"]
+async fn wrong_ntlm_passwords_in_every_spelling_never_lock_the_ad_account() {
+    let Some(dc) = Dc::shared().await else { return };
+    const PW: &str = "Nora-Pass!123";
+    let dn = dc.create_user("nora", PW);
+    let d = daemon(&dc, &with_winbind);
+    let mut statuses = Vec::new();
+    for round in 0..4 {
+        for login in ["nora@contoso.com", "CONTOSO\\nora", "nora"] {
+            let wrong = format!("Guess-{round}!");
+            let (status, _) = curl_ntlm_from(&d, "198.51.100.9", login, &wrong, "nora@contoso.com");
+            statuses.push(status);
+        }
+    }
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    // The domain checked the NTLM response (and counted it) only while this server's share
+    // of the lockout threshold lasted: the same per-account count as Basic logins.
+    assert_eq!(dc.number(&dn, "badPwdCount"), 3, "{}", d.log_text());
+    assert_eq!(dc.number(&dn, "lockoutTime"), 0, "the account is locked");
+    assert!(
+        dc.ldap_bind_works("CONTOSO\\nora", PW),
+        "the owner cannot log on"
+    );
 }

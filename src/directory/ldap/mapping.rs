@@ -66,10 +66,50 @@ impl RawEntry {
         self.texts(name).next()
     }
 
+    /// Finds an attribute the server returned only part of (`name;range=0-1499`, MS-ADTS
+    /// "range retrieval"), renames it to its plain name so that its values count as read,
+    /// and returns the name and the first value index still to fetch.
+    pub fn take_incomplete_range(&mut self) -> Option<(String, u64)> {
+        self.attrs.iter_mut().find_map(|(name, _)| {
+            let (base, _, end) = parse_range(name)?;
+            let next = end?.checked_add(1)?;
+            let base = base.to_string();
+            *name = base.clone();
+            Some((base, next))
+        })
+    }
+
+    /// The values of a ranged `attribute` starting at `start` (its name as sent and the
+    /// values), if this entry holds that range.
+    pub fn range_of(self, attribute: &str, start: u64) -> Option<(String, Vec<Vec<u8>>)> {
+        self.attrs.into_iter().find(|(name, _)| {
+            parse_range(name)
+                .is_some_and(|(base, low, _)| base.eq_ignore_ascii_case(attribute) && low == start)
+        })
+    }
+
     /// True when `name` has at least one value.
     pub fn has<'a>(&'a self, name: &'a str) -> bool {
         self.values(name).next().is_some()
     }
+}
+
+/// `member;range=0-1499` → `("member", 0, Some(1499))`; `member;range=1500-*` →
+/// `("member", 1500, None)`; `None` without a range option.
+pub fn parse_range(name: &str) -> Option<(&str, u64, Option<u64>)> {
+    let mut parts = name.split(';');
+    let base = parts.next()?;
+    let range = parts.find_map(|option| {
+        let (key, value) = option.split_once('=')?;
+        key.eq_ignore_ascii_case("range").then_some(value)
+    })?;
+    let (low, high) = range.split_once('-')?;
+    let low = low.parse().ok()?;
+    let high = match high {
+        "*" => None,
+        n => Some(n.parse().ok()?),
+    };
+    Some((base, low, high))
 }
 
 /// Splits a proxy address into prefix and value (`SMTP:a@b` → `("SMTP", "a@b")`).
@@ -217,7 +257,7 @@ pub fn down_level_domain_matches(
 }
 
 /// The DNS domain an entry lives in: the `DC=` components that end its DN
-/// (`CN=Alice,CN=Users,DC=contoso,DC=com` → `contoso.com`), lower-case (MS-ADTS §3.1.1.1.5).
+/// (`CN=Alice,CN=Users,DC=contoso,DC=com` → `contoso.com`), lower-case (MS-ADTS, domain naming contexts).
 pub fn dns_domain(dn: &str) -> Option<String> {
     let mut labels: Vec<&str> = dn
         .rsplit(',')
@@ -237,9 +277,35 @@ pub fn dns_domain(dn: &str) -> Option<String> {
     Some(labels.join(".").to_ascii_lowercase())
 }
 
+/// The naming context (domain object DN) of the domain an entry lives in: the `DC=`
+/// components that end its DN, as written there.
+pub fn domain_naming_context(dn: &str) -> Option<String> {
+    let components: Vec<&str> = dn.split(',').map(str::trim).collect();
+    let first_dc = components.iter().rposition(|rdn| {
+        !rdn.split_once('=')
+            .is_some_and(|(a, _)| a.trim().eq_ignore_ascii_case("dc"))
+    });
+    let start = first_dc.map_or(0, |i| i + 1);
+    let tail = components.get(start..)?;
+    (!tail.is_empty()).then(|| tail.join(","))
+}
+
+/// A domain object's lockout policy: `lockoutThreshold` and `lockOutObservationWindow`
+/// (a negative count of 100 ns intervals; MS-ADA2).
+pub fn lockout_policy(domain: &RawEntry) -> Option<crate::directory::LockoutPolicy> {
+    let threshold = u32::try_from(number(domain, "lockoutThreshold")?).ok()?;
+    let window_100ns = number(domain, "lockOutObservationWindow")
+        .unwrap_or(0)
+        .unsigned_abs();
+    Some(crate::directory::LockoutPolicy {
+        threshold,
+        observation_window: std::time::Duration::from_nanos(window_100ns.saturating_mul(100)),
+    })
+}
+
 /// How an entry matches a `name@domain` login: by its `userPrincipalName`, or by its
 /// implicit UPN `sAMAccountName@<DNS domain of the account>`, which AD accepts for every
-/// account whatever its explicit UPN is (MS-ADTS §5.1.1.1.1).
+/// account whatever its explicit UPN is (MS-ADTS, userPrincipalName).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum UpnMatch {
     No,
@@ -422,6 +488,54 @@ mod tests {
         );
         assert_eq!(dns_domain("cn=x,ou=people,o=contoso"), None);
         assert_eq!(dns_domain("CN=x,DC=,DC=com"), None);
+    }
+
+    #[test]
+    fn ranged_attributes_are_recognised_and_completed_in_order() {
+        assert_eq!(
+            parse_range("member;range=0-1499"),
+            Some(("member", 0, Some(1499)))
+        );
+        assert_eq!(
+            parse_range("proxyAddresses;Range=1500-*"),
+            Some(("proxyAddresses", 1500, None))
+        );
+        assert_eq!(parse_range("mail"), None);
+        assert_eq!(parse_range("x;range=a-1"), None);
+        assert_eq!(parse_range("x;binary"), None);
+        let mut e =
+            RawEntry::new("cn=x").with("proxyAddresses;range=0-1", &["SMTP:a@b.c", "smtp:b@b.c"]);
+        assert_eq!(
+            e.take_incomplete_range(),
+            Some(("proxyAddresses".to_string(), 2))
+        );
+        assert_eq!(e.take_incomplete_range(), None, "renamed: counts as read");
+        let part = RawEntry::new("cn=x").with("proxyAddresses;range=2-*", &["smtp:c@b.c"]);
+        assert_eq!(part.clone().range_of("proxyaddresses", 3), None);
+        let (name, values) = part.range_of("proxyaddresses", 2).unwrap();
+        e.push(name, values);
+        assert_eq!(e.take_incomplete_range(), None);
+        let (_, all) = smtp_addresses(&e, &names());
+        assert_eq!(all, vec!["a@b.c", "b@b.c", "c@b.c"]);
+    }
+
+    #[test]
+    fn the_domain_object_and_its_lockout_policy() {
+        assert_eq!(
+            domain_naming_context("CN=Alice,CN=Users,DC=contoso,DC=com").as_deref(),
+            Some("DC=contoso,DC=com")
+        );
+        assert_eq!(domain_naming_context("cn=x,o=contoso"), None);
+        let domain = RawEntry::new("DC=contoso,DC=com")
+            .with("lockoutThreshold", &["5"])
+            .with("lockOutObservationWindow", &["-18000000000"]);
+        let policy = lockout_policy(&domain).unwrap();
+        assert_eq!(policy.threshold, 5);
+        assert_eq!(
+            policy.observation_window,
+            std::time::Duration::from_secs(1800)
+        );
+        assert_eq!(lockout_policy(&RawEntry::new("DC=x")), None);
     }
 
     #[test]

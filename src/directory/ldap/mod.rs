@@ -9,15 +9,21 @@ pub mod escape;
 pub mod mapping;
 mod pool;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use ldap3::{Scope, SearchOptions, SearchResult};
 
 use self::mapping::RawEntry;
 use self::pool::{describe_error, describe_result, raw_entry, tls_required, Connector, Pool};
-use super::{Directory, DirectoryError, Identity, Login, Lookup, NtCredential, Recipient};
+use super::{
+    Account, Directory, DirectoryError, Identity, LockoutPolicy, Login, LoginGuard, Lookup,
+    NtCredential, Recipient, Unguarded,
+};
 use crate::config::{ConfigError, LdapAttributes, LdapConfig, LdapScope};
 
 /// Longest address or login sent to the directory (RFC 5321 paths are at most 256).
@@ -34,7 +40,13 @@ pub struct LdapDirectory {
     health: Health,
     lookup_attrs: Vec<String>,
     nt_attrs: Vec<String>,
+    /// Lockout policy per domain (its naming context, lower-case), read when first needed
+    /// and again after [`POLICY_TTL`].
+    policies: Mutex<HashMap<String, (Instant, Option<LockoutPolicy>)>>,
 }
+
+/// How long a domain's lockout policy is used before it is read again.
+const POLICY_TTL: Duration = Duration::from_secs(15 * 60);
 
 impl LdapDirectory {
     /// Prepares the backend; connects lazily on first use (a directory that is down at
@@ -56,6 +68,7 @@ impl LdapDirectory {
             health: Health::default(),
             lookup_attrs,
             nt_attrs,
+            policies: Mutex::new(HashMap::new()),
             cfg,
         })
     }
@@ -81,6 +94,11 @@ impl LdapDirectory {
             Ok(())
         })
         .await
+    }
+
+    /// The lockout policy of the domain `base_dn` is in (for `check-config`).
+    pub async fn base_lockout_policy(&self) -> Option<LockoutPolicy> {
+        self.lockout_policy(&self.cfg.base_dn).await
     }
 
     /// Runs one directory call within `timeout_ms` and records reachability.
@@ -120,6 +138,57 @@ impl LdapDirectory {
             LdapScope::OneLevel => Scope::OneLevel,
             LdapScope::Subtree => Scope::Subtree,
         };
+        let mut entries = self
+            .search_at(&self.cfg.base_dn, scope, &filter, attrs)
+            .await?;
+        for entry in &mut entries {
+            self.complete_ranges(entry).await?;
+        }
+        Ok(entries)
+    }
+
+    /// Reads the rest of every attribute the server sent only a range of
+    /// (`proxyAddresses;range=0-1499`: Active Directory returns at most MaxValRange values
+    /// per attribute and request), so that no address is silently missing; an attribute
+    /// that cannot be completed fails the lookup loudly (Error 603 and a warning).
+    async fn complete_ranges(&self, entry: &mut RawEntry) -> Result<(), DirectoryError> {
+        // 1000 ranges of AD's default 1500 values: far beyond any real recipient.
+        for _ in 0..1000 {
+            let Some((attribute, next)) = entry.take_incomplete_range() else {
+                return Ok(());
+            };
+            let wanted = [format!("{attribute};range={next}-*")];
+            let part = self
+                .search_at(&entry.dn, Scope::Base, "(objectClass=*)", &wanted)
+                .await?;
+            let range = part
+                .into_iter()
+                .next()
+                .and_then(|p| p.range_of(&attribute, next));
+            let Some((name, values)) = range else {
+                let problem = format!(
+                    "`{}` has more values of {attribute} than one answer holds and the \
+                     directory did not return values {next} and on; refusing an incomplete entry",
+                    entry.dn
+                );
+                tracing::warn!("{problem}");
+                return Err(DirectoryError::Unavailable(problem));
+            };
+            entry.push(name, values);
+        }
+        let problem = format!("`{}`: too many ranged values; refused", entry.dn);
+        tracing::warn!("{problem}");
+        Err(DirectoryError::Unavailable(problem))
+    }
+
+    /// One search with the service account (see [`LdapDirectory::search`]).
+    async fn search_at(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[String],
+    ) -> Result<Vec<RawEntry>, DirectoryError> {
         let ms = self.cfg.timeout.as_millis() as u64;
         let time_limit = i32::try_from(self.cfg.timeout.as_secs().max(1)).unwrap_or(i32::MAX);
         for attempt in 0..2 {
@@ -127,7 +196,7 @@ impl LdapDirectory {
             let result = conn
                 .ldap
                 .with_search_options(SearchOptions::new().sizelimit(2).timelimit(time_limit))
-                .search(&self.cfg.base_dn, scope, &filter, attrs)
+                .search(base, scope, filter, attrs)
                 .await;
             let retry = conn.reused && attempt == 0;
             match result {
@@ -136,6 +205,17 @@ impl LdapDirectory {
                     return Ok(entries
                         .into_iter()
                         .filter_map(|e| {
+                            if e.is_ref() {
+                                // A continuation reference (RFC 4511 §4.5.3): entries in
+                                // another domain of the forest. Not chased (it would need
+                                // credentials for another DC); the global catalog answers
+                                // for the whole forest (docs/active-directory.md).
+                                tracing::debug!("LDAP search continuation reference not followed; use the global catalog for a multi-domain forest");
+                                return None;
+                            }
+                            if e.is_intermediate() {
+                                return None;
+                            }
                             let parsed = raw_entry(e.0);
                             if parsed.is_none() {
                                 tracing::warn!("ignored a malformed LDAP search result entry");
@@ -148,7 +228,17 @@ impl LdapDirectory {
                     self.service.put(conn);
                     return Err(DirectoryError::Unavailable(format!(
                         "the search base `{}` does not exist ({}); check directory.ldap.base_dn",
-                        self.cfg.base_dn,
+                        base,
+                        describe_result(&res)
+                    )));
+                }
+                Ok(SearchResult(_, res)) if res.rc == 10 => {
+                    self.service.put(conn);
+                    return Err(DirectoryError::Unavailable(format!(
+                        "the directory server referred the search for `{base}` elsewhere ({}): \
+                         it does not hold that naming context; point directory.ldap.urls at a \
+                         domain controller of that domain, or at a global catalog \
+                         (ldaps://gc.example:3269) for a multi-domain forest",
                         describe_result(&res)
                     )));
                 }
@@ -204,6 +294,37 @@ impl LdapDirectory {
             }
         }
         Err(DirectoryError::Unavailable("bind failed twice".into()))
+    }
+
+    /// The lockout policy of the domain `dn` lives in, from the domain object (its naming
+    /// context); `None` when the entry is not in a domain or the values are not readable
+    /// (then only `throttle.lockout_threshold` protects the account).
+    async fn lockout_policy(&self, dn: &str) -> Option<LockoutPolicy> {
+        let domain = mapping::domain_naming_context(dn)?;
+        let key = domain.to_ascii_lowercase();
+        if let Some((at, policy)) = self.policies.lock().ok()?.get(&key) {
+            if at.elapsed() < POLICY_TTL {
+                return *policy;
+            }
+        }
+        let attrs = ["lockoutThreshold", "lockOutObservationWindow"].map(String::from);
+        let policy = match self
+            .search_at(&domain, Scope::Base, "(objectClass=*)", &attrs)
+            .await
+        {
+            Ok(entries) => entries.first().and_then(mapping::lockout_policy),
+            Err(e) => {
+                tracing::warn!(domain = %domain, error = %e, "could not read the domain's lockout policy");
+                return None;
+            }
+        };
+        if let Ok(mut map) = self.policies.lock() {
+            let first = map.insert(key, (Instant::now(), policy)).is_none();
+            if first && policy.is_none() {
+                tracing::warn!(domain = %domain, "the domain object shows no lockoutThreshold to the service account; failed logins are limited by [throttle] only (set throttle.lockout_threshold)");
+            }
+        }
+        policy
     }
 
     /// The one enabled entry a login names (domain checked for `DOMAIN\user`).
@@ -349,6 +470,19 @@ impl Directory for LdapDirectory {
         login: &Login,
         password: &str,
     ) -> Result<Option<Identity>, DirectoryError> {
+        self.verify_password_guarded(login, password, &Unguarded)
+            .await
+    }
+
+    /// The guard sees the account's DN and its domain's lockout policy. Should the call
+    /// time out between admission and outcome, the attempt stays counted (the bind may
+    /// have reached the domain controller).
+    async fn verify_password_guarded(
+        &self,
+        login: &Login,
+        password: &str,
+        guard: &dyn LoginGuard,
+    ) -> Result<Option<Identity>, DirectoryError> {
         // An empty simple bind is an anonymous bind (RFC 4513 §5.1.2): never try it.
         if password.is_empty() {
             return Ok(None);
@@ -356,12 +490,36 @@ impl Directory for LdapDirectory {
         self.bounded(async {
             let Some(entry) = self.resolve_login(login, &self.lookup_attrs).await? else {
                 // Unknown or disabled: spend the same bind round trip on a DN that cannot
-                // exist, so that response timing does not tell which logins are real.
-                let dummy = format!("cn=autodiscoverd-no-such-user,{}", self.cfg.base_dn);
-                self.user_bind(&dummy, password).await?;
+                // exist, so that response timing does not tell which logins are real, and
+                // let the guard count it as it counts a real account (keyed by the name
+                // without its domain, as every spelling of a real account is one), so that
+                // when refusals start does not tell either.
+                let dummy = match self.cfg.base_dn.as_str() {
+                    "" => "cn=autodiscoverd-no-such-user".to_string(),
+                    base => format!("cn=autodiscoverd-no-such-user,{base}"),
+                };
+                let account = Account {
+                    key: format!("unresolved:{}", login.user().to_lowercase()),
+                    lockout: self.lockout_policy(&dummy).await,
+                };
+                if !guard.admit(&account) {
+                    return Ok(None);
+                }
+                let bound = self.user_bind(&dummy, password).await;
+                guard.settle(&account, bound.as_ref().ok().map(|_| false));
+                bound?;
                 return Ok(None);
             };
-            if !self.user_bind(&entry.dn, password).await? {
+            let account = Account {
+                key: entry.dn.to_lowercase(),
+                lockout: self.lockout_policy(&entry.dn).await,
+            };
+            if !guard.admit(&account) {
+                return Ok(None);
+            }
+            let bound = self.user_bind(&entry.dn, password).await;
+            guard.settle(&account, bound.as_ref().ok().copied());
+            if !bound? {
                 return Ok(None);
             }
             Ok(Some(mapping::identity(&entry, &self.cfg.attributes, login)))
@@ -386,13 +544,7 @@ impl Directory for LdapDirectory {
         let account = entry
             .text(&names.sam_account_name)
             .map(str::to_string)
-            .unwrap_or_else(|| match login {
-                Login::UserPrincipalName(upn) => upn
-                    .rsplit_once('@')
-                    .map(|(u, _)| u.to_string())
-                    .unwrap_or_else(|| upn.clone()),
-                Login::DownLevel { user, .. } | Login::SamAccountName(user) => user.clone(),
-            });
+            .unwrap_or_else(|| login.user().to_string());
         Ok(Some(NtCredential {
             nt_hash,
             account,
@@ -402,6 +554,34 @@ impl Directory for LdapDirectory {
 
     fn supports_nt_hashes(&self) -> bool {
         self.cfg.attributes.nt_password.is_some()
+    }
+
+    /// Keyed as [`Directory::verify_password_guarded`] keys it, so that Basic and NTLM
+    /// failures of one account share one count.
+    async fn resolve_account(
+        &self,
+        login: &Login,
+    ) -> Result<(Account, Option<Identity>), DirectoryError> {
+        self.bounded(async {
+            match self.resolve_login(login, &self.lookup_attrs).await? {
+                Some(entry) => {
+                    let account = Account {
+                        key: entry.dn.to_lowercase(),
+                        lockout: self.lockout_policy(&entry.dn).await,
+                    };
+                    let identity = mapping::identity(&entry, &self.cfg.attributes, login);
+                    Ok((account, Some(identity)))
+                }
+                None => {
+                    let account = Account {
+                        key: format!("unresolved:{}", login.user().to_lowercase()),
+                        lockout: self.lockout_policy(&self.cfg.base_dn).await,
+                    };
+                    Ok((account, None))
+                }
+            }
+        })
+        .await
     }
 
     async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
