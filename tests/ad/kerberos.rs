@@ -227,6 +227,18 @@ async fn kinit_and_curl_negotiate_get_settings_and_redirect_without_a_password()
     );
 }
 
+/// alice logs in with a ticket from `kinit` and curl --negotiate, no password sent.
+pub(crate) async fn assert_kerberos_login(dc: &Dc, d: &Daemon) {
+    if !kerberos_build() {
+        return;
+    }
+    let alice = Ticket::kinit(dc, "alice", ALICE_PASSWORD);
+    let r = curl_negotiate(d, &alice, "autodiscover.contoso.com", "alice@contoso.com");
+    assert_eq!(r.status, 200, "{}\n{}", r.trace, d.log_text());
+    assert_eq!(element(&r.body, "Action").as_deref(), Some("settings"));
+    assert!(final_token(&r.headers).is_some(), "{}", r.headers);
+}
+
 #[tokio::test]
 #[ignore = "needs a Samba AD DC in a private namespace: bash tests/ad/run.sh"]
 async fn a_token_replayed_on_a_new_connection_is_refused() {

@@ -20,7 +20,7 @@ fn with_winbind(table: &mut toml::Table) {
 }
 
 /// `curl --ntlm -u USER:PASSWORD`: (status, body).
-fn curl_ntlm(d: &Daemon, user: &str, password: &str, address: &str) -> (u16, String) {
+pub(crate) fn curl_ntlm(d: &Daemon, user: &str, password: &str, address: &str) -> (u16, String) {
     curl_ntlm_from(d, "127.0.0.1", user, password, address)
 }
 
