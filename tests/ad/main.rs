@@ -156,3 +156,14 @@ pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
     eprintln!("\n*** SKIPPED: this interop test did not run: {reason}. ***\n");
     None
 }
+
+/// The `WWW-Authenticate` offers of a 401 to an unauthenticated POX request.
+pub async fn offers(d: &Daemon) -> Vec<String> {
+    let body = harness::outlook_request("alice@contoso.com");
+    let a = client(d)
+        .await
+        .send("POST", PATH, &[], body.as_bytes())
+        .await;
+    assert_eq!(a.status, 401, "{}", a.text());
+    a.header_all("www-authenticate")
+}
