@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::dc::{ALICE_PASSWORD, BOB_PASSWORD};
 use crate::harness::daemon::Daemon;
 use crate::harness::{outlook_request, set};
-use crate::{client, daemon, element, Dc, PATH};
+use crate::{daemon, element, Dc, PATH};
 
 /// NTLM on, checked through winbind; Basic off so that only NTLM can log in.
 fn with_winbind(table: &mut toml::Table) {
