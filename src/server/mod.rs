@@ -117,7 +117,7 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
         }
     };
     let server_id = stable_id(&config.org.exchange_org);
-    let ntlm = ntlm::NtlmService::new(&config, &directory);
+    let ntlm = ntlm::NtlmService::new(&config, &directory)?;
     let throttle = Arc::new(throttle::AuthThrottle::new(&config.throttle));
     Ok(State {
         config,

@@ -59,7 +59,10 @@ pub enum WindowsAuth {
 
 impl NtlmService {
     /// Derives the NTLM settings; warns when NTLM is on but the directory cannot verify it.
-    pub fn new(config: &Config, directory: &DirectoryBackend) -> NtlmService {
+    pub fn new(
+        config: &Config,
+        directory: &DirectoryBackend,
+    ) -> Result<NtlmService, crate::config::ConfigError> {
         let ntlm = &config.auth.ntlm;
         let mut enabled = ntlm.enabled;
         let winbind = config
@@ -113,21 +116,25 @@ impl NtlmService {
         // failure (e.g. `check-config` before the self-signed certificate exists) only
         // means bindings sent by clients cannot be matched.
         #[cfg(feature = "kerberos")]
-        let kerberos = config.auth.kerberos.as_ref().and_then(|k| {
-            for spn in k.rc4_only() {
-                tracing::warn!(spn = %spn, "the keytab holds only RC4 (arcfour-hmac) keys for this service principal: set msDS-SupportedEncryptionTypes to AES (24) on its account and export the keytab again");
-            }
-            match super::kerberos::KerberosAcceptor::new(k, directory.netbios_domain()) {
-                Ok(a) => {
-                    tracing::info!(keytab = %k.keytab.display(), spns = ?k.service_principals, realms = ?k.realms, "Kerberos (Negotiate) on");
-                    Some(a)
+        let kerberos = match &config.auth.kerberos {
+            Some(k) => {
+                for spn in k.rc4_only() {
+                    tracing::warn!(spn = %spn, "the keytab holds only RC4 (arcfour-hmac) keys for this service principal: set msDS-SupportedEncryptionTypes to AES (24) on its account and export the keytab again");
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "Kerberos is configured but cannot start; Negotiate carries NTLM only");
-                    None
-                }
+                let acceptor = super::kerberos::KerberosAcceptor::new(k, directory.netbios_domain())
+                    .map_err(|problem| {
+                        crate::config::ConfigError::invalid(
+                            &config.source,
+                            "auth.kerberos.keytab",
+                            problem,
+                            "check the keytab with `klist -ket FILE`; it must hold the service principals' keys",
+                        )
+                    })?;
+                tracing::info!(keytab = %k.keytab.display(), spns = ?k.service_principals, realms = ?k.realms, "Kerberos (Negotiate) on");
+                Some(acceptor)
             }
-        });
+            None => None,
+        };
         #[cfg(feature = "kerberos")]
         let kerberos_on = kerberos.is_some();
         #[cfg(not(feature = "kerberos"))]
@@ -143,7 +150,7 @@ impl NtlmService {
         } else {
             None
         };
-        NtlmService {
+        Ok(NtlmService {
             enabled,
             // Kerberos is what domain-joined Outlook wants: offered whenever it is on.
             advertise_negotiate: (enabled && ntlm.advertise_negotiate) || kerberos_on,
@@ -158,7 +165,7 @@ impl NtlmService {
             winbind,
             #[cfg(feature = "kerberos")]
             kerberos,
-        }
+        })
     }
 
     /// Whether tokens of this scheme are accepted at all.
