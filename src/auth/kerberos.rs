@@ -182,7 +182,7 @@ pub fn keytab_entries(file: &[u8]) -> Result<Vec<KeytabEntry>, KeytabError> {
 
 /// RFC 3961/3962/8009 encryption types that are AES.
 pub fn is_aes(enctype: u16) -> bool {
-    matches!(enctype, 17 | 18 | 19 | 20)
+    matches!(enctype, 17..=20)
 }
 
 /// RC4-HMAC (RFC 4757), the NT-hash-keyed type AD used before AES.
