@@ -37,7 +37,8 @@ if ! command -v wrk >/dev/null 2>&1; then
   log "installing wrk"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -qq wrk >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk; }
+  lock=(-o DPkg::Lock::Timeout=600)   # wait for another install instead of failing
+  $sudo apt-get "${lock[@]}" install -y -qq wrk >/dev/null 2>&1 || { $sudo apt-get "${lock[@]}" update -qq && $sudo apt-get "${lock[@]}" install -y -qq wrk; }
 fi
 
 if [ "$profile" = release ]; then
@@ -46,8 +47,9 @@ if [ "$profile" = release ]; then
 else
   cargo build --locked --bin autodiscoverd --example bench_client
 fi
-server_bin=$root/target/$profile/autodiscoverd
-client_bin=$root/target/$profile/examples/bench_client
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+server_bin=$target_dir/$profile/autodiscoverd
+client_bin=$target_dir/$profile/examples/bench_client
 
 work=$root/target/bench
 rm -rf "$work"; mkdir -p "$work"

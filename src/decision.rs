@@ -1,4 +1,5 @@
-//! The per-mailbox hybrid decision (brief §8.3), a pure function over directory values.
+//! The per-mailbox hybrid decision (what Exchange on-premises answers for local, remote and
+//! missing recipients; docs/protocol.md), a pure function over directory values.
 
 use crate::directory::recipient::REMOTE_MAILBOX_FLAGS;
 use crate::directory::{Recipient, RecipientType};
@@ -38,7 +39,7 @@ pub fn decide<'a>(requested: Option<&str>, recipient: Option<&'a Recipient>) -> 
     if remote || r.recipient_type == RecipientType::MailUser {
         return match &r.target_address {
             Some(target) => {
-                // Loop guard (brief §0 rule 20): never redirect a client to the address it
+                // Loop guard: never redirect a client to the address it
                 // asked about, or to the recipient's primary address, which resolves back
                 // here. Other proxy addresses are fine: real hybrid remote mailboxes list
                 // their routing address (the targetAddress) among their proxy addresses.

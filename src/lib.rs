@@ -14,7 +14,7 @@
 //! - [`ops`]: logging setup.
 //! - [`probe`]: the client side: walks the Autodiscover journey step by step and reports.
 //! - [`lab`]: `lab init` / `lab up`: an on-premises organisation plus an emulated Exchange
-//!   Online tenant on loopback (brief §8.4).
+//!   Online tenant on loopback.
 
 pub mod auth;
 pub mod config;

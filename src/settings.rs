@@ -74,7 +74,7 @@ pub fn legacy_dn(org: &Organization, recipient: &Recipient) -> String {
     )
 }
 
-/// POX `ServerVersion` (brief §3.3): bits 31-28 = 0111, 27-22 major, 21-16 minor,
+/// POX `ServerVersion` (docs "ServerVersion (POX)"): bits 31-28 = 0111, 27-22 major, 21-16 minor,
 /// bit 15 set, 14-0 build.
 pub fn server_version_hex(v: ExchangeVersion) -> String {
     let packed: u32 = (0b0111 << 28)
@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn server_version_matches_the_brief_examples() {
+    fn server_version_matches_the_documented_examples() {
         let v = |major, minor, build| ExchangeVersion {
             major,
             minor,

@@ -1,5 +1,5 @@
 //! HTTP Basic credentials: base64 of `user:password`, UTF-8 with a Latin-1 fallback
-//! (Outlook encodes ISO-8859-1, phones UTF-8; brief §1.5).
+//! (Outlook encodes ISO-8859-1, phones UTF-8; RFC 7617 §2.1 leaves the charset open).
 
 use base64::Engine;
 

@@ -58,7 +58,8 @@ pub fn presented(header: Option<&[u8]>) -> Presented {
     }
 }
 
-/// Largest accepted base64 token after `NTLM`/`Negotiate` (research brief §7.10).
+/// Largest accepted base64 token after `NTLM`/`Negotiate`: a bound on parser input; a
+/// Type 3 with a full AV list stays far below it.
 const MAX_WINDOWS_TOKEN_B64: usize = 16 * 1024;
 
 fn decode_token(text: &str) -> Option<Vec<u8>> {
@@ -78,7 +79,7 @@ pub struct Offers {
 }
 
 /// The `WWW-Authenticate` lines of a 401, one header line each, in the order
-/// Negotiate, NTLM, Basic (brief §0 rule 6; IIS order).
+/// Negotiate, NTLM, Basic (IIS order; RFC 7235 §4.1 allows one challenge per header line).
 pub fn challenges(realm: &str, offers: Offers) -> Vec<String> {
     let mut out = Vec::new();
     if offers.negotiate {

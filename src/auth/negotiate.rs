@@ -2,7 +2,7 @@
 //! sans-IO: the per-connection state [`ConnAuth`] turns `Authorization` tokens into the
 //! next `WWW-Authenticate` value, a request for the user's NT hash, or a verdict.
 //!
-//! Token forms accepted after `Negotiate` (research brief rule 7): a bare NTLMSSP message
+//! Token forms accepted after `Negotiate` (RFC 4559 §4, RFC 4178 §4.2): a bare NTLMSSP message
 //! (requests-ntlm), a SPNEGO NegTokenInit (gss-ntlmssp, pyspnego, Windows) and a
 //! NegTokenResp. Answers use the client's form. A mechanism list without NTLMSSP
 //! (Kerberos only) is refused so that the client can fall back.

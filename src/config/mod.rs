@@ -242,7 +242,7 @@ pub enum DirectoryConfig {
     Ldap(Box<LdapConfig>),
 }
 
-/// The plain-HTTP redirect responder (brief §7.3).
+/// The plain-HTTP redirect responder ([MS-OXDISCO] §3.1.5.4).
 #[derive(Debug, Clone)]
 pub struct RedirectConfig {
     pub listen: Vec<SocketAddr>,

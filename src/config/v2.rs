@@ -9,7 +9,7 @@ use super::{ConfigError, Organization, Services, Validator};
 /// Online's AutodiscoverV2 host.
 pub const DEFAULT_TENANT_URL: &str = "https://autodiscover-s.outlook.com";
 
-/// Clients stop after about ten hops (brief §7.6); so do we.
+/// Clients stop after about ten hops (the EWS Managed API and exchangelib stop at 10); so do we.
 pub const DEFAULT_MAX_REDIRECT_COUNT: u32 = 10;
 
 /// Serde mirror of `[v2]`.

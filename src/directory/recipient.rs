@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-/// `msExchRecipientTypeDetails` (brief §8.2).
+/// `msExchRecipientTypeDetails` (Exchange's `RecipientTypeDetails` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecipientType {
     UserMailbox,
@@ -119,7 +119,7 @@ impl RecipientType {
 }
 
 /// `msExchRemoteRecipientType` flags that mean "the mailbox is in the cloud"
-/// (1 ProvisionMailbox, 4 Migrated; brief §8.2).
+/// (1 ProvisionMailbox, 4 Migrated; Exchange's `msExchRemoteRecipientType` flags).
 pub const REMOTE_MAILBOX_FLAGS: u64 = 1 | 4;
 
 /// One mail recipient as the directory describes it.
@@ -161,7 +161,7 @@ pub enum Lookup {
     LegacyDn(String),
 }
 
-/// A login name as a client typed it (brief §1.5).
+/// A login name as a client typed it (UPN, `DOMAIN\user` or sAMAccountName).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Login {
     /// `alice@contoso.com`

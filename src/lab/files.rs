@@ -106,7 +106,7 @@ pub fn onprem_config(spec: &LabSpec, ports: Ports) -> String {
 listen = ["127.0.0.1:{port}"]
 
 [tls]
-# autodiscover.{domain}: the name Outlook tries second (brief §7.1).
+# autodiscover.{domain}: the name Outlook tries second (MS-OXDISCO §3.1.5.2).
 cert = "{ad_cert}"
 key = "{ad_key}"
 
@@ -182,7 +182,8 @@ autodiscover_v1_url = "https://autodiscover.{domain}/autodiscover/autodiscover.x
     )
 }
 
-/// `tenant/autodiscoverd.toml`: the Exchange Online emulation (brief §8.4, §11.8).
+/// `tenant/autodiscoverd.toml`: the Exchange Online emulation (its hosts and
+/// answer shape: docs/protocol.md).
 pub fn tenant_config(spec: &LabSpec, ports: Ports) -> String {
     let (s_cert, s_key) = cert_entry(CERT_TENANT_AUTODISCOVER);
     let (o_cert, o_key) = cert_entry(CERT_TENANT_OUTLOOK);
@@ -193,7 +194,7 @@ pub fn tenant_config(spec: &LabSpec, ports: Ports) -> String {
         r#"# Lab: the Exchange Online side of the {org} tenant (written by `autodiscoverd lab init`).
 # {autodiscover_s} and {outlook} stand in for autodiscover-s.outlook.com and
 # outlook.office365.com; the plain-HTTP redirector stands in for the port-80 VIP behind
-# {redirect_host} (brief §8.4).
+# {redirect_host}.
 
 [server]
 # Stands in for port 443 of {autodiscover_s} and {outlook}.
@@ -267,7 +268,8 @@ path = "directory.toml"
 tenant_url = "https://{autodiscover_s}"
 autodiscover_v1_url = "https://{autodiscover_s}/autodiscover/autodiscover.xml"
 
-# The HTTP-redirect method (brief §7.3): GET http://{redirect_host}/autodiscover/autodiscover.xml
+# The HTTP-redirect method (MS-OXDISCO §3.1.5.4):
+# GET http://{redirect_host}/autodiscover/autodiscover.xml
 # gets 302 to https://{autodiscover_s}/autodiscover/autodiscover.xml.
 [redirect]
 listen = ["127.0.0.1:{http_port}"]

@@ -1,5 +1,5 @@
 //! The hybrid lab: one command writes an on-premises organisation and an emulated
-//! Exchange Online tenant (brief §8.4) with their PKI, directories and a name map, and one
+//! Exchange Online tenant with their PKI, directories and a name map, and one
 //! command runs both. [`LabSpec`] names every host and port; [`files`] renders the text
 //! files (pure), [`init`] writes them with a fresh CA, [`up`] serves both roles.
 

@@ -1,6 +1,6 @@
 //! What the probe sends and how it reads the answers (pure): POX and SOAP request bodies
-//! (through the crate's one XML writer), and parsers for POX (brief §3, §5, §6), SOAP
-//! GetUserSettings (§9) and AutodiscoverV2 JSON (§10) answers into one [`Answer`].
+//! (through the crate's one XML writer), and parsers for POX ([MS-OXDSCLI] §2.2.4), SOAP
+//! GetUserSettings ([MS-OXWSADISC]) and AutodiscoverV2 JSON answers into one [`Answer`].
 
 use std::collections::BTreeMap;
 
@@ -17,7 +17,7 @@ const WS_ADDRESSING: &str = "http://www.w3.org/2005/08/addressing";
 const GET_USER_SETTINGS_ACTION: &str =
     "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettings";
 
-/// The settings a SOAP probe asks for (brief §9.3).
+/// The settings a SOAP probe asks for (the ones real clients read).
 pub const SOAP_SETTINGS: [&str; 14] = [
     "UserDisplayName",
     "UserDN",
@@ -35,7 +35,7 @@ pub const SOAP_SETTINGS: [&str; 14] = [
     "ExternalOABUrl",
 ];
 
-/// An Outlook POX request for `email` (brief §11.1).
+/// An Outlook POX request for `email` ([MS-OXDSCLI] §4.1).
 pub fn pox_request(email: &str) -> Vec<u8> {
     let mut w = XmlWriter::new();
     w.open("Autodiscover", &[("xmlns", ns::OUTLOOK_REQUEST)]);
@@ -47,7 +47,7 @@ pub fn pox_request(email: &str) -> Vec<u8> {
     w.finish()
 }
 
-/// A SOAP GetUserSettings request for `email`, addressed to `to` (brief §11.9).
+/// A SOAP GetUserSettings request for `email`, addressed to `to` ([MS-OXWSADISC]).
 pub fn soap_request(email: &str, to: &str) -> Vec<u8> {
     let mut w = XmlWriter::new();
     w.open(

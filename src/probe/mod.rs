@@ -1,6 +1,6 @@
-//! `autodiscoverd probe <email>`: walks the Autodiscover journey as a client does (brief
-//! §7.1: root domain, `autodiscover.` prefix, HTTP-redirect method, SRV; SCP is out of
-//! scope) and records every step: DNS, TCP, TLS and the certificate checks, the
+//! `autodiscoverd probe <email>`: walks the Autodiscover journey as a client does
+//! ([MS-OXDISCO] §3.1.5: root domain, `autodiscover.` prefix, HTTP-redirect method, SRV;
+//! SCP is out of scope) and records every step: DNS, TCP, TLS and the certificate checks, the
 //! unauthenticated and authenticated requests, the answer and the redirects, ending in a
 //! verdict. This module does the I/O; [`plan`] decides what to try, [`answer`] builds and
 //! reads the documents, [`report`] renders, [`auth`] and [`target`] are pure helpers.
@@ -53,7 +53,7 @@ pub struct ProbeOptions {
     pub system_dns: bool,
     /// Limit for each network operation.
     pub timeout: Duration,
-    /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ (brief §3.4).
+    /// Send `X-MapiHttpCapability: 1` like Outlook 2013 SP1+ ([MS-OXDSCLI] §2.2.2.1).
     pub mapi_http: bool,
     /// Which authentication scheme to use.
     pub auth: auth::AuthChoice,
@@ -1081,7 +1081,7 @@ impl<'a> Prober<'a> {
                     ),
                 )
                 .detail(
-                    "learned over plain HTTP: Outlook asks the user before using it (brief §7.5)",
+                    "learned over plain HTTP: Outlook asks the user before using it (MS-OXDISCO §3.1.5.4)",
                 );
                 a.outcome = Outcome::RedirectUrl { url: next.text() };
                 None
@@ -1198,7 +1198,7 @@ impl<'a> Prober<'a> {
                 ));
             }
             s.detail(
-                "learned from DNS: Outlook asks the user before using an SRV target (brief §7.4)",
+                "learned from DNS: Outlook asks the user before using an SRV target (MS-OXDISCO §3.1.5.3)",
             );
         }
         a.outcome = Outcome::Skipped {

@@ -1,5 +1,6 @@
-//! The client's plan, pure: which URLs to try in which order (brief §7.1), which redirects
-//! to accept (§7.5) and when to give up (§7.6). No sockets, no DNS, no clock: the I/O side
+//! The client's plan, pure: which URLs to try in which order ([MS-OXDISCO] §3.1.5), which
+//! redirects to accept and when to give up (after 10 hops, like the EWS Managed API and
+//! exchangelib). No sockets, no DNS, no clock: the I/O side
 //! ([`super`]) asks this module what to do next and reports back.
 
 use serde::Serialize;
@@ -8,11 +9,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// POST `/autodiscover/autodiscover.xml` (brief §2–§5).
+    /// POST `/autodiscover/autodiscover.xml` ([MS-OXDSCLI]).
     Pox,
-    /// POST `/autodiscover/autodiscover.svc` GetUserSettings (brief §9).
+    /// POST `/autodiscover/autodiscover.svc` GetUserSettings ([MS-OXWSADISC]).
     Soap,
-    /// Anonymous GET `/autodiscover/autodiscover.json/v1.0/<email>` (brief §10).
+    /// Anonymous GET `/autodiscover/autodiscover.json/v1.0/<email>`.
     V2,
 }
 
@@ -37,8 +38,8 @@ impl Protocol {
     }
 
     /// The path probed on port 80 by the HTTP-redirect method: SOAP clients keep `.svc`
-    /// (brief §7.3); V2 clients use the POX path and keep only the host, as
-    /// GetFederationInformation does (brief §7.1).
+    /// ([MS-OXDISCO] §3.1.5.4); V2 clients use the POX path and keep only the host, as
+    /// GetFederationInformation does ([MS-OXWSADISC]).
     pub fn redirect_probe_path(self) -> &'static str {
         match self {
             Protocol::Soap => "/autodiscover/autodiscover.svc",
@@ -52,7 +53,7 @@ impl Protocol {
     }
 }
 
-/// How a candidate URL was found (brief §7.1; SCP is out of scope).
+/// How a candidate URL was found ([MS-OXDISCO] §3.1.5; SCP is out of scope).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
@@ -101,12 +102,12 @@ pub fn domain_of(email: &str) -> Option<String> {
     Some(domain)
 }
 
-/// The SRV owner name for a domain (brief §7.4).
+/// The SRV owner name for a domain ([MS-OXDISCO] §3.1.5.3).
 pub fn srv_name(domain: &str) -> String {
     format!("_autodiscover._tcp.{domain}")
 }
 
-/// The candidate list for `domain`, in the order of brief §7.1.
+/// The candidate list for `domain`, in the order of [MS-OXDISCO] §3.1.5.
 pub fn candidates(domain: &str) -> Vec<Candidate> {
     vec![
         Candidate {
@@ -179,7 +180,7 @@ pub fn endpoint(host: &str, port: u16, protocol: Protocol, email: &str) -> Https
     }
 }
 
-/// The AutodiscoverV2 path asking for the EWS URL of `email` (brief §10).
+/// The AutodiscoverV2 path asking for the EWS URL of `email`.
 pub fn v2_path(email: &str) -> String {
     format!(
         "/autodiscover/autodiscover.json/v1.0/{}?Protocol=Ews",
@@ -187,7 +188,8 @@ pub fn v2_path(email: &str) -> String {
     )
 }
 
-/// Why a redirect target was refused (brief §7.5).
+/// Why a redirect target was refused (the checks Outlook, the EWS Managed API and exchangelib
+/// make before following one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedirectProblem {
     /// Not an absolute URL.
@@ -223,7 +225,7 @@ fn path_matches(path: &str, protocol: Protocol) -> bool {
         return false;
     };
     match protocol {
-        // `/autodiscover/(<seg>/)*autodiscover.xml` (brief §0 rule 18).
+        // `/autodiscover/(<seg>/)*autodiscover.xml` (the EWS Managed API's rule).
         Protocol::Pox => rest == "autodiscover.xml" || rest.ends_with("/autodiscover.xml"),
         Protocol::Soap => rest == "autodiscover.svc" || rest.ends_with("/autodiscover.svc"),
         Protocol::V2 => rest.starts_with("autodiscover.json"),

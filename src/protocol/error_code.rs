@@ -1,6 +1,7 @@
-//! Autodiscover error codes 500–603 ([MS-OXDSCLI] §2.2.4.1.1.3.2, brief §5.1).
+//! Autodiscover error codes 500–603 ([MS-OXDSCLI] §2.2.4.1.1.3.2).
 
-/// A POX Autodiscover error; always sent in an HTTP 200 body (brief §0 rule 5).
+/// A POX Autodiscover error; always sent in an HTTP 200 body ([MS-OXDSCLI] §3.2.5: clients
+/// treat any other status as a dead endpoint).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// 500: the address cannot be found (unknown, or not a user/mailbox).

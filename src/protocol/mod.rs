@@ -10,7 +10,7 @@ pub mod xml;
 
 pub use error_code::ErrorCode;
 
-/// Namespaces of brief §1.1 (always `http://`, brief §0 rule 1).
+/// Autodiscover namespaces ([MS-OXDSCLI] §2.2.1, [MS-ASCMD] §6.2–§6.4); always `http://`.
 pub mod ns {
     pub const OUTLOOK_REQUEST: &str =
         "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006";
@@ -24,7 +24,7 @@ pub mod ns {
         "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006";
 }
 
-/// What the client told us about itself in headers (brief §1.3).
+/// What the client told us about itself in headers ([MS-OXDSCLI] §2.2.2).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientCaps {
     /// A valid `X-MapiHttpCapability` (integer ≥ 1) was sent.

@@ -1,5 +1,5 @@
 //! POX Autodiscover: the Outlook (2006a) and ActiveSync (mobilesync) request parser and
-//! response renderers (brief §2–§5, §11).
+//! response renderers ([MS-OXDSCLI] §2.2.3, §2.2.4; [MS-ASCMD] §2.2.1.1).
 
 use quick_xml::events::Event;
 use quick_xml::NsReader;
@@ -19,7 +19,7 @@ pub enum Flavour {
     MobileSync,
 }
 
-/// A parsed POX request. Values are trimmed (brief §0 rule 17).
+/// A parsed POX request. Values are trimmed (some clients wrap them across lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoxRequest {
     pub email: Option<String>,
@@ -250,7 +250,7 @@ fn true_false(value: bool) -> &'static str {
 }
 
 /// The AuthPackage to advertise: `Negotiate` only to clients that can handle it
-/// (brief §3.3).
+/// ([MS-OXDSCLI] §2.2.4.1.1.2.6).
 fn auth_package(configured: &str, caps: ClientCaps) -> &str {
     if configured == "Negotiate" && !caps.negotiate {
         "Ntlm"
@@ -260,7 +260,7 @@ fn auth_package(configured: &str, caps: ClientCaps) -> &str {
 }
 
 /// Renders `Action=settings` for the Outlook schema: EXCH + EXPR + WEB, or mapiHttp + WEB
-/// when the client sent `X-MapiHttpCapability` and MAPI/HTTP is enabled (brief §0 rule 10);
+/// when the client sent `X-MapiHttpCapability` and MAPI/HTTP is enabled ([MS-OXDSCLI] §3.2.5.1);
 /// EXHTTP for Outlook (one block) or `ExHttpInfo` (two blocks, internal first; rule 11).
 pub fn render_outlook_settings(s: &MailboxSettings, caps: ClientCaps) -> Vec<u8> {
     let mut w = XmlWriter::new();
@@ -282,7 +282,7 @@ pub fn render_outlook_settings(s: &MailboxSettings, caps: ClientCaps) -> Vec<u8>
     match (&s.mapi, caps.mapi_http) {
         (Some(mapi), true) => {
             w.open("Protocol", &[("Type", "mapiHttp"), ("Version", "1")]);
-            // Exchange Online publishes only external MAPI URLs (brief §11.8).
+            // Exchange Online publishes only external MAPI URLs.
             let internal = !s.microsoft_online;
             w.open("MailStore", &[]);
             if internal {
@@ -308,7 +308,7 @@ pub fn render_outlook_settings(s: &MailboxSettings, caps: ClientCaps) -> Vec<u8>
         write_exhttp(&mut w, s, caps, false);
         write_exhttp(&mut w, s, caps, true);
     } else if caps.outlook || (s.microsoft_online && caps.mapi_http && s.mapi.is_some()) {
-        // Exchange Online adds the external EXHTTP block to MAPI answers (brief §11.8).
+        // Exchange Online adds the external EXHTTP block to MAPI answers.
         write_exhttp(&mut w, s, caps, true);
     }
     w.close("Account");
@@ -379,7 +379,7 @@ fn write_web(w: &mut XmlWriter, s: &MailboxSettings) {
     w.open("Protocol", &[]);
     w.leaf("Type", "WEB");
     for (section, external) in [("Internal", false), ("External", true)] {
-        // Exchange Online has no internal namespace (brief §11.8).
+        // Exchange Online has no internal namespace.
         if s.microsoft_online && !external {
             continue;
         }
@@ -443,7 +443,7 @@ fn write_exhttp(w: &mut XmlWriter, s: &MailboxSettings, caps: ClientCaps, extern
     w.close("Protocol");
 }
 
-/// Renders `Action=redirectAddr` (brief §11.4): no `User` element.
+/// Renders `Action=redirectAddr` ([MS-OXDSCLI] §2.2.4.1.1.2.8, example §4.2): no `User` element.
 pub fn render_outlook_redirect_addr(target: &str) -> Vec<u8> {
     let mut w = XmlWriter::new();
     w.open("Autodiscover", &[("xmlns", ns::RESPONSE_BASE)]);
@@ -471,7 +471,7 @@ fn write_error_element(w: &mut XmlWriter, code: ErrorCode, stamp: ErrorStamp) {
     w.close("Error");
 }
 
-/// Renders an `<Error>` answer (brief §5, §11.6). Outlook errors keep `Response` in the
+/// Renders an `<Error>` answer ([MS-OXDSCLI] §2.2.4.1.1.3). Outlook errors keep `Response` in the
 /// base namespace (rule 2). For mobilesync, 600/601 use `Response/Error` and the others
 /// `Response/Action/Error/Status` = 2 ([MS-ASCMD] §4.2).
 pub fn render_error(
@@ -516,7 +516,7 @@ pub fn render_error(
     w.finish()
 }
 
-/// Renders the mobilesync `Action/Settings` answer (brief §11.5).
+/// Renders the mobilesync `Action/Settings` answer ([MS-ASCMD] §2.2.3.168.1, examples §4.2).
 pub fn render_mobilesync_settings(
     display_name: &str,
     email: &str,

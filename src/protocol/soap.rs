@@ -1,7 +1,7 @@
-//! SOAP Autodiscover ([MS-OXWSADISC], brief §9, §11.9): parses SOAP 1.1 envelopes carrying
-//! `GetUserSettingsRequestMessage` / `GetDomainSettingsRequestMessage`, picks the requested
-//! settings out of [`MailboxSettings`], and renders responses and SOAP Faults. Never looks
-//! anything up: callers decide per user and pass the answers in.
+//! SOAP Autodiscover ([MS-OXWSADISC]: GetUserSettings, GetDomainSettings): parses SOAP 1.1
+//! envelopes carrying `GetUserSettingsRequestMessage` / `GetDomainSettingsRequestMessage`,
+//! picks the requested settings out of [`MailboxSettings`], and renders responses and SOAP
+//! Faults. Never looks anything up: callers decide per user and pass the answers in.
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
@@ -15,7 +15,7 @@ use crate::settings::MailboxSettings;
 pub const SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 /// SOAP 1.2 envelope namespace (answered with a VersionMismatch fault).
 pub const SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
-/// SOAP Autodiscover messages (brief §1.1; `http://`, rule 1).
+/// SOAP Autodiscover messages ([MS-OXWSADISC]; `http://`, never `https://`).
 pub const AUTODISCOVER: &str = "http://schemas.microsoft.com/exchange/2010/Autodiscover";
 /// WS-Addressing.
 pub const WSA: &str = "http://www.w3.org/2005/08/addressing";
@@ -115,7 +115,8 @@ pub enum SoapRequest {
 pub struct GetUserSettings {
     pub mailboxes: Vec<String>,
     pub settings: Vec<String>,
-    /// `a:RequestedServerVersion` (logged only; any value is accepted, brief §9.1).
+    /// `a:RequestedServerVersion` (logged only; any value is accepted: the EWS Managed API gives up
+    /// when a server rejects its value).
     pub requested_server_version: Option<String>,
 }
 
@@ -458,9 +459,9 @@ pub struct ServerVersion {
     pub minor: u32,
     pub major_build: u32,
     pub minor_build: u32,
-    /// `h:Version` (Exchange 2016/2019 say `Exchange2015`, brief §9.2).
+    /// `h:Version` (Exchange 2016/2019 say `Exchange2015`).
     pub version: &'static str,
-    /// `EwsSupportedSchemas` (brief rule 15: no `V20xx_` tokens).
+    /// `EwsSupportedSchemas` (no `V20xx_` tokens: exchangelib sorts the list as strings).
     pub ews_supported_schemas: &'static str,
 }
 
@@ -501,7 +502,7 @@ pub enum SettingValue {
     WebClientUrls(Vec<(String, String)>),
 }
 
-/// Per-setting error codes ([MS-OXWSADISC] ErrorCode, brief §5.3).
+/// Per-setting error codes ([MS-OXWSADISC]; docs "ErrorCode (SOAP)").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SettingErrorCode {
     /// The name is not on the documented list.
@@ -527,7 +528,7 @@ pub enum UserAnswer {
         settings: Vec<(String, SettingValue)>,
         errors: Vec<(SettingErrorCode, String)>,
     },
-    /// `RedirectAddress` with `RedirectTarget` (migrated mailbox, brief rule 9).
+    /// `RedirectAddress` with `RedirectTarget` (migrated mailbox; [MS-OXWSADISC] RedirectAddress).
     RedirectAddress(String),
     /// `InvalidUser`: `Invalid user '<address>'.` (the address as requested).
     InvalidUser(String),
@@ -563,7 +564,8 @@ fn user_setting_value(name: &str, s: &MailboxSettings, sv: &ServerVersion) -> Op
         "UserDisplayName" => text(&s.display_name),
         "UserDN" => text(&s.legacy_dn),
         "UserDeploymentId" => text(&s.deployment_id.to_string()),
-        // Exchange 2013+: the "mailbox server" is <MailboxGuid>@<domain> (brief §3.3).
+        // Exchange 2013+: the "mailbox server" is <MailboxGuid>@<domain>
+        // ([MS-OXDSCLI] §2.2.4.1.1.2.6).
         "InternalMailboxServer" | "InternalRpcClientServer" => text(&s.mailbox_server),
         "InternalMailboxServerDN" => text(&s.mailbox_server_dn),
         "MailboxDN" => text(&s.mdb_dn),
@@ -607,7 +609,8 @@ fn unique(requested: &[String]) -> Vec<&str> {
     out
 }
 
-/// The `NoError` answer for a local mailbox: only the requested settings (brief rule 14),
+/// The `NoError` answer for a local mailbox: only the requested settings (exchangelib
+/// fails on a name it did not ask for),
 /// in request order; unknown names → `InvalidSetting`, valid ones we lack →
 /// `SettingIsNotAvailable`.
 pub fn user_settings(requested: &[String], s: &MailboxSettings, sv: &ServerVersion) -> UserAnswer {
@@ -774,7 +777,7 @@ fn user_response(w: &mut XmlWriter, answer: &UserAnswer) {
         }
         UserAnswer::InvalidUser(address) => {
             w.leaf("ErrorCode", "InvalidUser");
-            // Exchange's text; exchangelib's live test asserts the prefix (brief §5.3).
+            // Exchange's text; exchangelib's live test asserts the prefix.
             w.leaf("ErrorMessage", &format!("Invalid user '{address}'."));
             w.empty("RedirectTarget", &[("i:nil", "true")]);
             w.empty("UserSettingErrors", &[]);
@@ -794,7 +797,8 @@ fn user_response(w: &mut XmlWriter, answer: &UserAnswer) {
     w.close("UserResponse");
 }
 
-/// Renders `GetUserSettingsResponseMessage` (brief §11.9). With `request_error`, the
+/// Renders `GetUserSettingsResponseMessage` ([MS-OXWSADISC]; docs "GetUserSettings
+/// operation (SOAP)"). With `request_error`, the
 /// request-level ErrorCode is `InvalidRequest` and `UserResponses` is empty.
 pub fn render_user_settings(
     sv: &ServerVersion,

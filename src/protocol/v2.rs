@@ -1,17 +1,18 @@
-//! AutodiscoverV2 (brief §10, §11.10): the anonymous JSON endpoint. Parses both URL forms
+//! AutodiscoverV2: the anonymous JSON endpoint (not in Microsoft's open specifications; the
+//! shape is Exchange's observable behaviour, see docs/protocol.md). Parses both URL forms
 //! (`/autodiscover/autodiscover.json/v1.0/{email}?Protocol=..` and
 //! `/autodiscover/autodiscover.json?Email=..&Protocol=..&RedirectCount=n`), decides what to
 //! answer from what the directory said, and renders the JSON. No I/O; the caller looks up.
 
 use serde::Serialize;
 
-/// The V2 path, lower-case (matching is case-insensitive, brief rule 16).
+/// The V2 path, lower-case (matching is case-insensitive, as IIS matches paths).
 pub const PATH: &str = "/autodiscover/autodiscover.json";
 
 /// Longest address accepted (RFC 5321: 64 + 1 + 255).
 const MAX_ADDRESS: usize = 320;
 
-/// Protocols an on-premises Exchange answers for (brief §10).
+/// Protocols an on-premises Exchange answers for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum V2Protocol {
     AutodiscoverV1,
@@ -53,7 +54,7 @@ pub struct V2Request {
     /// The address, percent-decoded and trimmed.
     pub email: String,
     pub protocol: V2Protocol,
-    /// `Protocol` exactly as the client spelled it (echoed back, brief §10).
+    /// `Protocol` exactly as the client spelled it (echoed back, as Exchange does).
     pub protocol_as_sent: String,
     /// `RedirectCount`, 0 when absent.
     pub redirect_count: u32,
@@ -294,7 +295,7 @@ pub fn error(status: u16, code: &str, message: &str) -> V2Answer {
     json(status, &ErrorBody { code, message })
 }
 
-/// The 400 `InvalidProtocol` answer (mailcow and Exchange shape, brief §10).
+/// The 400 `InvalidProtocol` answer (the shape Exchange Online and mailcow send).
 pub fn invalid_protocol(value: &str, urls: &V2Urls) -> V2Answer {
     let message = format!(
         "The given protocol value '{value}' is invalid. Supported values are '{}'",

@@ -3,7 +3,8 @@
 //! format user input into markup.
 
 /// Builds an indented UTF-8 XML document that starts with the XML declaration
-/// (brief §0 rule 3: declaration first, no BOM).
+/// (declaration first, no BOM: the EWS Managed API rejects a body whose first node is
+/// anything else).
 pub struct XmlWriter {
     out: String,
     depth: usize,
@@ -59,7 +60,7 @@ impl XmlWriter {
         self.out.push_str(">\n");
     }
 
-    /// Writes `<name attrs>text</name>` on one line (brief §0 rule 12: DavMail reads
+    /// Writes `<name attrs>text</name>` on one line (DavMail reads
     /// `<EwsUrl>` line by line).
     pub fn leaf_with(&mut self, name: &'static str, attrs: &[(&'static str, &str)], text: &str) {
         self.start_tag(name, attrs, ">");

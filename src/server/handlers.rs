@@ -28,7 +28,8 @@ const POX_ALLOW: &str = "OPTIONS, GET, POST, HEAD";
 /// `Retry-After` when the domain could not be asked to verify credentials.
 pub(super) const VERIFIER_RETRY_SECS: u64 = 5;
 
-/// Routes on the HTTPS listener; path matching is case-insensitive (brief §0 rule 16).
+/// Routes on the HTTPS listener; path matching is case-insensitive (IIS semantics; Outlook
+/// sends `/Autodiscover/Autodiscover.xml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Pox,
@@ -87,7 +88,7 @@ where
         }
         Route::NotFound => (respond::not_found(), Note::outcome("not_found")),
     };
-    // Every /autodiscover/* answer says SOAP is here, errors included (brief rule 7).
+    // Every /autodiscover/* answer says SOAP is here, errors included.
     if route(&path) != Route::NotFound {
         respond::add_autodiscover_headers(&mut response);
     }
@@ -372,7 +373,7 @@ where
         );
     }
     if method == Method::GET {
-        // Exchange answers an authenticated GET with Error 600 (brief §1.2).
+        // Exchange answers an authenticated GET with Error 600.
         let body = pox::render_error(
             Flavour::Outlook,
             ErrorCode::InvalidRequest,

@@ -1,4 +1,4 @@
-//! The port-80 HTTP-redirect responder (brief §7.3): unauthenticated GET/POST of the
+//! The port-80 HTTP-redirect responder ([MS-OXDISCO] §3.1.5.4): unauthenticated GET/POST of the
 //! Autodiscover paths get `302` to https; everything else is 404. It never asks for, and
 //! never reads, credentials.
 

@@ -11,7 +11,7 @@ use http_body_util::Full;
 /// Response body type of every handler.
 pub type Body = Full<Bytes>;
 
-/// `Content-Type` of POX and SOAP answers, exactly (brief §0 rule 4).
+/// `Content-Type` of POX and SOAP answers, exactly (DavMail compares the string).
 pub const TEXT_XML: &str = "text/xml; charset=utf-8";
 
 fn response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -24,7 +24,8 @@ fn response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 /// the name is not parsed again for every response.
 const X_SOAP_ENABLED: HeaderName = HeaderName::from_static("x-soap-enabled");
 
-/// Headers every `/autodiscover/*` response carries, 401s included (brief §0 rule 7).
+/// Headers every `/autodiscover/*` response carries, 401s included: the EWS Managed API looks
+/// for `X-SOAP-Enabled` on an unauthenticated GET.
 pub fn add_autodiscover_headers(r: &mut Response<Body>) {
     let h = r.headers_mut();
     h.insert(X_SOAP_ENABLED, HeaderValue::from_static("True"));
@@ -40,7 +41,8 @@ pub fn xml(body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
-/// 401 with one `WWW-Authenticate` line per scheme, empty body, keep-alive (brief §1.4).
+/// 401 with one `WWW-Authenticate` line per scheme, empty body, keep-alive (NTLM and
+/// Negotiate authenticate the connection, not the request: MS-NTHT, RFC 4559).
 pub fn unauthorized(challenges: &[String]) -> Response<Body> {
     let mut r = response(StatusCode::UNAUTHORIZED, Bytes::new());
     for c in challenges {
@@ -77,7 +79,7 @@ pub fn request_timeout() -> Response<Body> {
 }
 
 /// 429: the client address failed to authenticate too often; `Retry-After` in seconds.
-/// Carries the `/autodiscover/*` headers like every answer there (brief §0 rule 7).
+/// Carries the `/autodiscover/*` headers like every answer there.
 pub fn too_many_requests(retry_after_secs: u64) -> Response<Body> {
     let mut r = response(StatusCode::TOO_MANY_REQUESTS, Bytes::new());
     add_retry_after(&mut r, retry_after_secs);
@@ -138,7 +140,7 @@ pub fn empty_ok() -> Response<Body> {
     r
 }
 
-/// `302 Found` with an absolute `Location` and IIS's tiny HTML body (brief §11.7).
+/// `302 Found` with an absolute `Location` and IIS's tiny HTML body ([MS-OXDISCO] §3.1.5.4).
 pub fn found(location: &str) -> Response<Body> {
     let escaped = location
         .replace('&', "&amp;")
@@ -167,7 +169,7 @@ pub fn xml_status(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     r
 }
 
-/// `Content-Type` of AutodiscoverV2 answers (brief §0 rule 19).
+/// `Content-Type` of AutodiscoverV2 answers.
 pub const APPLICATION_JSON: &str = "application/json; charset=utf-8";
 
 /// An AutodiscoverV2 JSON answer (200 with a URL, or a 4xx/5xx error object).
@@ -192,7 +194,7 @@ pub fn text(
 }
 
 /// `GET /autodiscover/healthcheck.htm`: 200 with the body `200 OK`, as Exchange answers load
-/// balancers (no authentication). Carries the `/autodiscover/*` headers (brief §0 rule 7).
+/// balancers (no authentication). Carries the `/autodiscover/*` headers.
 pub fn healthcheck() -> Response<Body> {
     let mut r = text(StatusCode::OK, "text/html", "200 OK");
     add_autodiscover_headers(&mut r);

@@ -197,7 +197,7 @@ async fn find(
     )
 }
 
-/// The SOAP answer for one user: the same per-mailbox decision as POX (brief §8.3).
+/// The SOAP answer for one user: the same per-mailbox decision as POX.
 async fn user_answer(
     mailbox: &str,
     requested: &[String],
@@ -243,7 +243,7 @@ fn v2_response(answer: V2Answer) -> Response<Body> {
     }
 }
 
-/// `GET /autodiscover/autodiscover.json…`: anonymous AutodiscoverV2 (brief §10).
+/// `GET /autodiscover/autodiscover.json…`: anonymous AutodiscoverV2.
 pub async fn v2_endpoint<B>(req: Request<B>, state: &State) -> (Response<Body>, Outcome) {
     let method = req.method().clone();
     if method == Method::OPTIONS {

@@ -337,7 +337,7 @@ async fn every_error_code_is_an_http_200_error_body() {
         let text_body = a.text();
         let (response_ns, code) = error_code(&text_body);
         assert_eq!(code, expected, "{text_body}");
-        // Outlook errors keep Response in the base namespace (brief rule 2).
+        // Outlook errors keep Response in the base namespace (exchangelib reads errors there).
         assert_eq!(
             response_ns.as_deref(),
             Some(BASE),

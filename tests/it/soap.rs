@@ -288,7 +288,8 @@ async fn several_users_are_answered_in_order_with_the_pox_decision() {
             "InvalidUser"
         ]
     );
-    // The alias resolves to the primary address (brief §3.1 AutoDiscoverSMTPAddress).
+    // The alias resolves to the primary address (AutoDiscoverSMTPAddress, [MS-OXDSCLI]
+    // §2.2.4.1.1.1).
     assert_eq!(settings_of(users[1])[0].2, "carol.jones@contoso.com");
     assert_eq!(
         text(users[3], "ErrorMessage"),
@@ -367,7 +368,7 @@ async fn unauthenticated_probes_get_401_challenges_with_soap_enabled() {
         assert!(a.body.is_empty());
         assert_ne!(a.header("connection").as_deref(), Some("close"));
     }
-    // The connection survived every 401 (keep-alive, brief §1.4).
+    // The connection survived every 401 (keep-alive: NTLM authenticates the connection, MS-NTHT).
     let a = c
         .send(
             "HEAD",
@@ -514,7 +515,7 @@ async fn every_autodiscover_response_says_soap_is_enabled() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
     for (method, path) in [
-        // The EWS Managed API's unauthenticated probe (brief rule 7).
+        // The EWS Managed API's unauthenticated probe for `X-SOAP-Enabled`.
         ("GET", "/autodiscover/autodiscover.xml"),
         ("POST", "/autodiscover/autodiscover.xml"),
         ("OPTIONS", "/autodiscover/autodiscover.svc"),

@@ -1,10 +1,11 @@
 //! Directory attributes → [`Recipient`] / [`Identity`] / NT hash. Pure: takes the values of
 //! one entry as bytes (already read off the wire) and the configured attribute names.
 //!
-//! Active Directory conventions (brief §8.2): the primary SMTP address is the `proxyAddresses`
-//! value with an upper-case `SMTP:` prefix; `msExchMailboxGuid` is 16 bytes in .NET GUID
-//! byte order (the first three fields little-endian); `userAccountControl` bit 0x2 is
-//! ACCOUNTDISABLE; `homeMDB` is set only when a mailbox database on-premises holds the mailbox.
+//! Active Directory and Exchange schema conventions: the primary SMTP address is the
+//! `proxyAddresses` value with an upper-case `SMTP:` prefix; `msExchMailboxGuid` is 16
+//! bytes in .NET GUID byte order (the first three fields little-endian);
+//! `userAccountControl` bit 0x2 is ACCOUNTDISABLE; `homeMDB` is set only when a mailbox
+//! database on-premises holds the mailbox.
 
 use uuid::Uuid;
 

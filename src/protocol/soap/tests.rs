@@ -76,7 +76,7 @@ fn child<'a>(node: Node<'a, 'a>, name: &str) -> Node<'a, 'a> {
 }
 
 #[test]
-fn the_brief_request_is_parsed_with_trimmed_values() {
+fn the_documented_request_is_parsed_with_trimmed_values() {
     let r = parse_request(BRIEF_REQUEST.as_bytes()).unwrap();
     assert_eq!(
         r,
@@ -373,7 +373,7 @@ fn every_documented_setting_is_answered_or_reported_as_not_available() {
 }
 
 #[test]
-fn redirect_invalid_user_and_server_error_answers_have_the_brief_shape() {
+fn redirect_invalid_user_and_server_error_answers_have_the_documented_shape() {
     let (_, sv) = settings();
     let answers = [
         UserAnswer::RedirectAddress("bob@contoso.mail.onmicrosoft.com".into()),
