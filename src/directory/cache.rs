@@ -16,7 +16,7 @@ use ring::hmac;
 
 use super::{
     Account, Directory, DirectoryError, Identity, Login, LoginGuard, Lookup, NtCredential,
-    Recipient, Unguarded,
+    Recipient,
 };
 
 /// A time-bounded, size-bounded map; `now` is always an argument (testable without sleeping).
@@ -167,15 +167,6 @@ impl<D: Directory> Directory for Cached<D> {
         Ok(found)
     }
 
-    async fn verify_password(
-        &self,
-        login: &Login,
-        password: &str,
-    ) -> Result<Option<Identity>, DirectoryError> {
-        self.verify_password_guarded(login, password, &Unguarded)
-            .await
-    }
-
     /// A remembered success is answered without asking the directory (and so without
     /// the guard: nothing can count against the account); otherwise the inner
     /// directory's guarded check.
@@ -276,10 +267,11 @@ mod tests {
             }
             Ok(None)
         }
-        async fn verify_password(
+        async fn verify_password_guarded(
             &self,
             login: &Login,
             password: &str,
+            _: &dyn LoginGuard,
         ) -> Result<Option<Identity>, DirectoryError> {
             self.verifies.fetch_add(1, Ordering::SeqCst);
             if self.fail {

@@ -39,26 +39,22 @@ pub trait Directory: Send + Sync {
         &self,
         login: &Login,
         password: &str,
-    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
+    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send {
+        async move {
+            self.verify_password_guarded(login, password, &Unguarded)
+                .await
+        }
+    }
 
     /// [`Directory::verify_password`] with a [`LoginGuard`] consulted between resolving the
-    /// login to its account and checking the password (which may count against the
+    /// login to its [`Account`] and checking the password (which may count against the
     /// domain's lockout counter). A refused attempt is answered like a wrong password.
-    /// Default: the account is the login as typed, with no lockout policy.
     fn verify_password_guarded(
         &self,
         login: &Login,
         password: &str,
         guard: &dyn LoginGuard,
-    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send {
-        async move {
-            let account = Account {
-                key: login.to_string().to_lowercase(),
-                lockout: None,
-            };
-            guarded(&account, guard, self.verify_password(login, password)).await
-        }
-    }
+    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
 
     /// The NT hash of an enabled account, for NTLM. `Ok(None)` when the user is unknown,
     /// disabled, or the backend holds no hash for it.
@@ -188,20 +184,6 @@ impl Directory for DirectoryBackend {
         let result = match self {
             DirectoryBackend::Embedded(d) => d.find(lookup).await,
             DirectoryBackend::Ldap(d) => Box::pin(d.find(lookup)).await,
-        };
-        timer.finish(&result);
-        result
-    }
-
-    async fn verify_password(
-        &self,
-        login: &Login,
-        password: &str,
-    ) -> Result<Option<Identity>, DirectoryError> {
-        let timer = crate::ops::metrics::DirectoryTimer::start("verify_password");
-        let result = match self {
-            DirectoryBackend::Embedded(d) => d.verify_password(login, password).await,
-            DirectoryBackend::Ldap(d) => Box::pin(d.verify_password(login, password)).await,
         };
         timer.finish(&result);
         result

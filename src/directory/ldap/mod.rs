@@ -22,7 +22,7 @@ use self::mapping::RawEntry;
 use self::pool::{describe_error, describe_result, raw_entry, tls_required, Connector, Pool};
 use super::{
     Account, Directory, DirectoryError, Identity, LockoutPolicy, Login, LoginGuard, Lookup,
-    NtCredential, Recipient, Unguarded,
+    NtCredential, Recipient,
 };
 use crate::config::{ConfigError, LdapAttributes, LdapConfig, LdapScope};
 
@@ -463,15 +463,6 @@ impl Directory for LdapDirectory {
             }
         }
         Ok(recipients.pop())
-    }
-
-    async fn verify_password(
-        &self,
-        login: &Login,
-        password: &str,
-    ) -> Result<Option<Identity>, DirectoryError> {
-        self.verify_password_guarded(login, password, &Unguarded)
-            .await
     }
 
     /// The guard sees the account's DN and its domain's lockout policy. Should the call
