@@ -113,6 +113,7 @@ async fn curl_ntlm_is_verified_by_the_domain_through_winbind() {
         element(&body, "RedirectAddr").as_deref(),
         Some("bob@contoso.mail.onmicrosoft.com")
     );
+    crate::print_latencies(&d, "NTLM through winbind (helper start on the first)");
     let (status, _) = curl_ntlm(&d, "CONTOSO\\alice", "Wrong-Pass!1", "alice@contoso.com");
     assert_eq!(status, 401);
     assert!(d.log_text().contains("bad_credentials"), "{}", d.log_text());
@@ -129,31 +130,16 @@ async fn pyspnego_and_requests_ntlm_are_verified_through_winbind() {
         return;
     };
     let d = daemon(&dc, &with_winbind);
-    let dir = tempfile::tempdir().unwrap();
-    let ca = d.pki.write_ca(dir.path());
     let run = |mode: &str, user: &str, password: &str| {
-        let out = Command::new(&python)
-            .arg(crate::repo_root().join("tests/interop/ntlm_client.py"))
-            .args([
-                "--mode",
-                mode,
-                "--host",
-                "autodiscover.contoso.com",
-                "--port",
-            ])
-            .arg(d.addr("https").port().to_string())
-            .args(["--user", user, "--password", password, "--cafile"])
-            .arg(&ca)
-            .arg("--body")
-            .arg(outlook_request("alice@contoso.com"))
-            // No Kerberos ticket here: pyspnego's Negotiate falls back to its NTLM.
-            .env("KRB5CCNAME", "FILE:/nonexistent/ccache")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        serde_json::from_str::<serde_json::Value>(stdout.trim()).unwrap_or_else(|_| {
-            panic!("{mode}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
-        })
+        // No Kerberos ticket here: pyspnego's Negotiate falls back to its NTLM.
+        let no_ticket = [("KRB5CCNAME", "FILE:/nonexistent/ccache".to_string())];
+        crate::interop_client(
+            &python,
+            &d,
+            mode,
+            &["--user", user, "--password", password],
+            &no_ticket,
+        )
     };
     // pyspnego sends a MIC and (over TLS) a channel binding; both are checked here with the
     // session key the domain returned, and pyspnego checks our final mechListMIC.
