@@ -164,6 +164,22 @@ impl Config {
                 ""
             }
         ));
+        if let Some(k) = &self.auth.kerberos {
+            out.push_str(&format!(
+                "kerberos:           {} ({}; realms {})\n",
+                k.keytab.display(),
+                k.service_principals.join(", "),
+                k.realms.join(", ")
+            ));
+        }
+        if let Some(w) = &self.auth.winbind {
+            out.push_str(&format!(
+                "ntlm checked by:    the domain, {} x {} ({} ms)\n",
+                w.helpers,
+                w.command.join(" "),
+                w.timeout.as_millis()
+            ));
+        }
         match &self.directory {
             DirectoryConfig::File { path } => {
                 out.push_str(&format!("directory:          file {}\n", path.display()))

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use ring::hmac;
 
 use super::{
-    Directory, DirectoryError, Identity, Login, LoginGuard, Lookup, NtCredential, Recipient,
-    Unguarded,
+    Account, Directory, DirectoryError, Identity, Login, LoginGuard, Lookup, NtCredential,
+    Recipient,
 };
 
 /// A time-bounded, size-bounded map; `now` is always an argument (testable without sleeping).
@@ -167,15 +167,6 @@ impl<D: Directory> Directory for Cached<D> {
         Ok(found)
     }
 
-    async fn verify_password(
-        &self,
-        login: &Login,
-        password: &str,
-    ) -> Result<Option<Identity>, DirectoryError> {
-        self.verify_password_guarded(login, password, &Unguarded)
-            .await
-    }
-
     /// A remembered success is answered without asking the directory (and so without
     /// the guard: nothing can count against the account); otherwise the inner
     /// directory's guarded check.
@@ -223,6 +214,13 @@ impl<D: Directory> Directory for Cached<D> {
     async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
         self.inner.account_identity(login).await
     }
+
+    async fn resolve_account(
+        &self,
+        login: &Login,
+    ) -> Result<(Account, Option<Identity>), DirectoryError> {
+        self.inner.resolve_account(login).await
+    }
 }
 
 #[cfg(test)]
@@ -269,10 +267,11 @@ mod tests {
             }
             Ok(None)
         }
-        async fn verify_password(
+        async fn verify_password_guarded(
             &self,
             login: &Login,
             password: &str,
+            _: &dyn LoginGuard,
         ) -> Result<Option<Identity>, DirectoryError> {
             self.verifies.fetch_add(1, Ordering::SeqCst);
             if self.fail {

@@ -206,6 +206,54 @@ impl EmbeddedDirectory {
         self.users.is_empty()
     }
 
+    /// The password check itself (the trait adds the guard).
+    async fn check_password(
+        &self,
+        login: &Login,
+        password: &str,
+    ) -> Result<Option<Identity>, DirectoryError> {
+        let user = self.user_for_login(login);
+        if password.is_empty() {
+            return Ok(None);
+        }
+        // Looked up for unknown users too (always a miss), so both paths do the same work.
+        // A hit counts only while the user still exists and is enabled.
+        let hit = self.verified.get(login, password, Instant::now());
+        if let (Some(hit), Some(u)) = (hit, user) {
+            if u.recipient.enabled {
+                return Ok(Some(hit));
+            }
+        }
+        // Copied only on a miss (a hit needs neither).
+        let (secret, identity) = match user {
+            Some(u) if u.recipient.enabled => (
+                match (&u.secret, &u.nt_hash) {
+                    (Secret::Hash(h), _) => Secret::Hash(h.clone()),
+                    (Secret::Plain(p), _) => Secret::Plain(p.clone()),
+                    (Secret::Nt(h), _) | (Secret::None, Some(h)) => Secret::Nt(*h),
+                    (Secret::None, None) => Secret::None,
+                },
+                Some(identity_of(u)),
+            ),
+            // Unknown or disabled: spend the same work on the dummy hash.
+            _ => (Secret::None, None),
+        };
+        let dummy = Arc::clone(&self.dummy_hash);
+        let owned = password.to_string();
+        let _slot = self.hashing.acquire().await.map_err(|e| {
+            DirectoryError::Unavailable(format!("password check queue closed: {e}"))
+        })?;
+        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &dummy, &owned))
+            .await
+            .map_err(|e| DirectoryError::Unavailable(format!("password check task failed: {e}")))?;
+        let verified = if ok { identity } else { None };
+        if let Some(id) = &verified {
+            self.verified
+                .insert(login, password, id.clone(), Instant::now());
+        }
+        Ok(verified)
+    }
+
     fn user_for_login(&self, login: &Login) -> Option<&User> {
         let slot = match login {
             Login::UserPrincipalName(upn) => self.by_upn.get(&upn.to_ascii_lowercase()),
@@ -506,7 +554,7 @@ impl Directory for EmbeddedDirectory {
             None => format!("unresolved:{}", login.user().to_lowercase()),
         };
         let account = super::Account { key, lockout: None };
-        super::guarded(&account, guard, self.verify_password(login, password)).await
+        super::guarded(&account, guard, self.check_password(login, password)).await
     }
 
     async fn find(&self, lookup: &Lookup) -> Result<Option<Recipient>, DirectoryError> {
@@ -517,53 +565,6 @@ impl Directory for EmbeddedDirectory {
         Ok(slot
             .and_then(|s| self.users.get(*s))
             .map(|u| u.recipient.clone()))
-    }
-
-    async fn verify_password(
-        &self,
-        login: &Login,
-        password: &str,
-    ) -> Result<Option<Identity>, DirectoryError> {
-        let user = self.user_for_login(login);
-        if password.is_empty() {
-            return Ok(None);
-        }
-        // Looked up for unknown users too (always a miss), so both paths do the same work.
-        // A hit counts only while the user still exists and is enabled.
-        let hit = self.verified.get(login, password, Instant::now());
-        if let (Some(hit), Some(u)) = (hit, user) {
-            if u.recipient.enabled {
-                return Ok(Some(hit));
-            }
-        }
-        // Copied only on a miss (a hit needs neither).
-        let (secret, identity) = match user {
-            Some(u) if u.recipient.enabled => (
-                match (&u.secret, &u.nt_hash) {
-                    (Secret::Hash(h), _) => Secret::Hash(h.clone()),
-                    (Secret::Plain(p), _) => Secret::Plain(p.clone()),
-                    (Secret::Nt(h), _) | (Secret::None, Some(h)) => Secret::Nt(*h),
-                    (Secret::None, None) => Secret::None,
-                },
-                Some(identity_of(u)),
-            ),
-            // Unknown or disabled: spend the same work on the dummy hash.
-            _ => (Secret::None, None),
-        };
-        let dummy = Arc::clone(&self.dummy_hash);
-        let owned = password.to_string();
-        let _slot = self.hashing.acquire().await.map_err(|e| {
-            DirectoryError::Unavailable(format!("password check queue closed: {e}"))
-        })?;
-        let ok = tokio::task::spawn_blocking(move || verify_secret(&secret, &dummy, &owned))
-            .await
-            .map_err(|e| DirectoryError::Unavailable(format!("password check task failed: {e}")))?;
-        let verified = if ok { identity } else { None };
-        if let Some(id) = &verified {
-            self.verified
-                .insert(login, password, id.clone(), Instant::now());
-        }
-        Ok(verified)
     }
 
     async fn nt_credential(&self, login: &Login) -> Result<Option<NtCredential>, DirectoryError> {

@@ -40,26 +40,22 @@ pub trait Directory: Send + Sync {
         &self,
         login: &Login,
         password: &str,
-    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
+    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send {
+        async move {
+            self.verify_password_guarded(login, password, &Unguarded)
+                .await
+        }
+    }
 
     /// [`Directory::verify_password`] with a [`LoginGuard`] consulted between resolving the
-    /// login to its account and checking the password (which may count against the
+    /// login to its [`Account`] and checking the password (which may count against the
     /// domain's lockout counter). A refused attempt is answered like a wrong password.
-    /// Default: the account is the login as typed, with no lockout policy.
     fn verify_password_guarded(
         &self,
         login: &Login,
         password: &str,
         guard: &dyn LoginGuard,
-    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send {
-        async move {
-            let account = Account {
-                key: login.to_string().to_lowercase(),
-                lockout: None,
-            };
-            guarded(&account, guard, self.verify_password(login, password)).await
-        }
-    }
+    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
 
     /// The NT hash of an enabled account, for NTLM. `Ok(None)` when the user is unknown,
     /// disabled, or the backend holds no hash for it.
@@ -70,6 +66,23 @@ pub trait Directory: Send + Sync {
 
     /// Whether this backend can supply NT hashes at all (NTLM is useless without them).
     fn supports_nt_hashes(&self) -> bool;
+
+    /// The account a login names (what failed logins count against, with its domain's
+    /// lockout policy) and its identity when the entry is enabled: for credentials the
+    /// domain checks itself and counts against the account (NTLM through winbind).
+    /// Default: the login as typed, no lockout policy.
+    fn resolve_account(
+        &self,
+        login: &Login,
+    ) -> impl Future<Output = Result<(Account, Option<Identity>), DirectoryError>> + Send {
+        async move {
+            let account = Account {
+                key: login.to_string().to_lowercase(),
+                lockout: None,
+            };
+            Ok((account, self.account_identity(login).await?))
+        }
+    }
 
     /// The identity of the enabled account a login names, for logins the domain has
     /// verified already (a Kerberos ticket, NTLM checked by winbind). `Ok(None)` when the
@@ -177,20 +190,6 @@ impl Directory for DirectoryBackend {
         result
     }
 
-    async fn verify_password(
-        &self,
-        login: &Login,
-        password: &str,
-    ) -> Result<Option<Identity>, DirectoryError> {
-        let timer = crate::ops::metrics::DirectoryTimer::start("verify_password");
-        let result = match self {
-            DirectoryBackend::Embedded(d) => d.verify_password(login, password).await,
-            DirectoryBackend::Ldap(d) => Box::pin(d.verify_password(login, password)).await,
-        };
-        timer.finish(&result);
-        result
-    }
-
     async fn verify_password_guarded(
         &self,
         login: &Login,
@@ -225,6 +224,19 @@ impl Directory for DirectoryBackend {
             DirectoryBackend::Embedded(d) => d.supports_nt_hashes(),
             DirectoryBackend::Ldap(d) => d.supports_nt_hashes(),
         }
+    }
+
+    async fn resolve_account(
+        &self,
+        login: &Login,
+    ) -> Result<(Account, Option<Identity>), DirectoryError> {
+        let timer = crate::ops::metrics::DirectoryTimer::start("resolve_account");
+        let result = match self {
+            DirectoryBackend::Embedded(d) => d.resolve_account(login).await,
+            DirectoryBackend::Ldap(d) => Box::pin(d.resolve_account(login)).await,
+        };
+        timer.finish(&result);
+        result
     }
 
     async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {

@@ -55,7 +55,7 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
         }
     };
     let server_id = stable_id(&config.org.exchange_org);
-    let ntlm = ntlm::NtlmService::new(&config, &directory, tls::SniResolver::from_config);
+    let ntlm = ntlm::NtlmService::new(&config, &directory, tls::SniResolver::from_config)?;
     let throttle = Arc::new(throttle::AuthThrottle::new(&config.throttle));
     let profile_signer = match &config.mail.mobileconfig.signer {
         Some(paths) => Some(endpoints::profile_sign::ProfileSigner::load(paths).map_err(|e| {

@@ -53,9 +53,24 @@ async fn the_ad_example_configuration_serves_the_lab_domain_unchanged() {
         "{said}"
     );
 
+    assert!(
+        said.contains("kerberos:") && said.contains("HTTP/autodiscover.contoso.com"),
+        "{said}"
+    );
+    assert!(said.contains("ntlm checked by:    the domain"), "{said}");
+
     let d = Daemon::start_file(dir, pki, config);
     assert_eq!(d.addr("https").port(), 8443);
     assert_alice_and_bob(&d).await;
+    // Kerberos with the lab's keytab and NTLM through the lab's winbind, as shipped.
+    crate::kerberos::assert_kerberos_login(&dc, &d).await;
+    let (status, body) = crate::ntlm::curl_ntlm(
+        &d,
+        "CONTOSO\\alice",
+        crate::dc::ALICE_PASSWORD,
+        "alice@contoso.com",
+    );
+    assert_eq!(status, 200, "{body}\n{}", d.log_text());
     let (status, _) = ask(&d, "alice", "wrong", "alice@contoso.com").await;
     assert_eq!(status, 401);
     let secret = std::fs::read_to_string(dc.svc_password_file()).unwrap();

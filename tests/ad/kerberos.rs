@@ -81,9 +81,15 @@ impl Ticket {
         }
     }
 
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("KRB5_CONFIG", self.krb5_conf.display().to_string()),
+            ("KRB5CCNAME", format!("FILE:{}", self.ccache.display())),
+        ]
+    }
+
     fn env(&self, cmd: &mut Command) {
-        cmd.env("KRB5_CONFIG", &self.krb5_conf)
-            .env("KRB5CCNAME", format!("FILE:{}", self.ccache.display()));
+        cmd.envs(self.vars());
     }
 }
 
@@ -167,17 +173,7 @@ async fn kinit_and_curl_negotiate_get_settings_and_redirect_without_a_password()
     }
     let d = daemon(&dc, &|t| with_kerberos(t, &dc.http_keytab(), &[]));
     // The 401 offers Negotiate (Basic and NTLM are off here).
-    let mut c = client(&d).await;
-    let first = c
-        .send(
-            "POST",
-            PATH,
-            &[],
-            outlook_request("alice@contoso.com").as_bytes(),
-        )
-        .await;
-    assert_eq!(first.status, 401);
-    assert_eq!(first.header_all("www-authenticate"), vec!["Negotiate"]);
+    assert_eq!(crate::offers(&d).await, vec!["Negotiate"]);
 
     let alice = Ticket::kinit(&dc, "alice", ALICE_PASSWORD);
     let r = curl_negotiate(&d, &alice, "autodiscover.contoso.com", "alice@contoso.com");
@@ -216,6 +212,10 @@ async fn kinit_and_curl_negotiate_get_settings_and_redirect_without_a_password()
         .map(|e| e["user"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(users, vec!["alice@contoso.com"]);
+    crate::print_latencies(
+        &d,
+        "Kerberos (GSS-API acceptance, first LDAP lookup included)",
+    );
 
     let bob = Ticket::kinit(&dc, "bob", BOB_PASSWORD);
     let r = curl_negotiate(&d, &bob, "autodiscover.contoso.com", "bob@contoso.com");
@@ -225,6 +225,18 @@ async fn kinit_and_curl_negotiate_get_settings_and_redirect_without_a_password()
         element(&r.body, "RedirectAddr").as_deref(),
         Some("bob@contoso.mail.onmicrosoft.com")
     );
+}
+
+/// alice logs in with a ticket from `kinit` and curl --negotiate, no password sent.
+pub(crate) async fn assert_kerberos_login(dc: &Dc, d: &Daemon) {
+    if !kerberos_build() {
+        return;
+    }
+    let alice = Ticket::kinit(dc, "alice", ALICE_PASSWORD);
+    let r = curl_negotiate(d, &alice, "autodiscover.contoso.com", "alice@contoso.com");
+    assert_eq!(r.status, 200, "{}\n{}", r.trace, d.log_text());
+    assert_eq!(element(&r.body, "Action").as_deref(), Some("settings"));
+    assert!(final_token(&r.headers).is_some(), "{}", r.headers);
 }
 
 #[tokio::test]
@@ -391,37 +403,16 @@ async fn pyspnego_with_kerberos_logs_in() {
     };
     let d = daemon(&dc, &|t| with_kerberos(t, &dc.http_keytab(), &[]));
     let alice = Ticket::kinit(&dc, "alice", ALICE_PASSWORD);
-    let dir = tempfile::tempdir().unwrap();
-    let ca = d.pki.write_ca(dir.path());
     // SPNEGO (Negotiate) and a raw Kerberos token under the Negotiate scheme; the
     // ticket cache only, no user name or password given to the client.
     for mode in ["spnego-negotiate", "spnego-kerberos"] {
-        let mut cmd = Command::new(&python);
-        alice.env(&mut cmd);
-        let out = cmd
-            .arg(crate::repo_root().join("tests/interop/ntlm_client.py"))
-            .args([
-                "--mode",
-                mode,
-                "--host",
-                "autodiscover.contoso.com",
-                "--port",
-            ])
-            .arg(d.addr("https").port().to_string())
-            .args(["--user", "", "--password", "", "--no-cbt", "--cafile"])
-            .arg(&ca)
-            .arg("--body")
-            .arg(outlook_request("alice@contoso.com"))
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-            panic!(
-                "{mode}: {stdout}\n{}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                d.log_text()
-            )
-        });
+        let v = crate::interop_client(
+            &python,
+            &d,
+            mode,
+            &["--user", "", "--password", "", "--no-cbt"],
+            &alice.vars(),
+        );
         assert_eq!(v["status"], 200, "{mode}: {v}\n{}", d.log_text());
         // pyspnego processed the final token (mutual authentication) and is complete.
         assert_eq!(v["complete"], true, "{mode}: {v}");

@@ -117,10 +117,11 @@ async fn a_correct_login_from_a_nat_address_with_failures_is_not_slowed() {
         correct.as_millis(),
         wrong.as_millis()
     );
-    // The wrong one waited the source's 2 s delay; the correct one none (the bound is
-    // generous for a loaded machine, and far below the delay).
+    // The wrong one waited the source's delay (about 2 s: 250 ms doubled for each failure
+    // past 5, the count decaying slowly); the correct one none (the bound is generous for a
+    // loaded machine, and far below the delay).
     assert!(
-        wrong >= Duration::from_millis(2000),
+        wrong >= Duration::from_millis(1500),
         "wrong login not delayed: {wrong:?}"
     );
     assert!(

@@ -157,3 +157,65 @@ pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
     eprintln!("\n*** SKIPPED: this interop test did not run: {reason}. ***\n");
     None
 }
+
+/// The `WWW-Authenticate` offers of a 401 to an unauthenticated POX request.
+pub async fn offers(d: &Daemon) -> Vec<String> {
+    let body = harness::outlook_request("alice@contoso.com");
+    let a = client(d)
+        .await
+        .send("POST", PATH, &[], body.as_bytes())
+        .await;
+    assert_eq!(a.status, 401, "{}", a.text());
+    a.header_all("www-authenticate")
+}
+
+/// Runs tests/interop/ntlm_client.py in `mode` against `d` as autodiscover.contoso.com
+/// (its `args` after the connection's, `env` added) and returns the JSON it printed.
+pub fn interop_client(
+    python: &std::path::Path,
+    d: &Daemon,
+    mode: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = d.pki.write_ca(dir.path());
+    let out = std::process::Command::new(python)
+        .arg(repo_root().join("tests/interop/ntlm_client.py"))
+        .args([
+            "--mode",
+            mode,
+            "--host",
+            "autodiscover.contoso.com",
+            "--port",
+        ])
+        .arg(d.addr("https").port().to_string())
+        .arg("--cafile")
+        .arg(&ca)
+        .arg("--body")
+        .arg(harness::outlook_request("alice@contoso.com"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run the interop client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "{mode}: {stdout}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            d.log_text()
+        )
+    })
+}
+
+/// Prints the server-side latency of each authenticated answer so far (access log), as a
+/// measurement in `--nocapture` runs.
+pub fn print_latencies(d: &Daemon, what: &str) {
+    let latencies: Vec<u64> = d
+        .access_events()
+        .iter()
+        .filter(|e| e["status"] == 200)
+        .filter_map(|e| e["latency_us"].as_u64())
+        .collect();
+    eprintln!("measured: {what}: server latency per authenticated request (us): {latencies:?}");
+}

@@ -12,7 +12,8 @@
 # Arguments before `--` go to `cargo test`, after it to the test binary.
 #
 # Needs root and Debian's samba, samba-ad-provision, samba-dsdb-modules, winbind, krb5-user
-# and ldb-tools (.ci/run installs them). Where they are missing the run is skipped with a
+# and ldb-tools, and libkrb5-dev libclang-dev pkg-config to build with the `kerberos`
+# feature (.ci/run installs them). Where they are missing the run is skipped with a
 # reason; with CI=true that is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,7 +33,8 @@ for cmd in samba samba-tool ldbsearch ldbmodify kinit ntlm_auth unshare ip; do
     skip "\`$cmd\` is missing (apt-get install samba samba-ad-provision samba-dsdb-modules winbind krb5-user ldb-tools)"
 done
 
-cargo_args=(); test_args=()
+# Kerberos is part of what these tests prove (and of config/autodiscoverd.ad-example.toml).
+cargo_args=(--features kerberos); test_args=()
 while [ $# -gt 0 ]; do
   if [ "$1" = "--" ]; then shift; test_args=("$@"); break; fi
   cargo_args+=("$1"); shift

@@ -325,11 +325,19 @@ impl Acceptor {
         policy: &Policy,
         expected_cbt: Option<&[u8; 16]>,
     ) -> NtlmStep {
+        self.conclude(|w| verify(w, nt_hash, policy, expected_cbt))
+    }
+
+    /// Ends an awaiting handshake with `verdict` (consumed whatever the outcome).
+    fn conclude(
+        &mut self,
+        verdict: impl FnOnce(&Awaiting) -> Result<Authenticated, Reject>,
+    ) -> NtlmStep {
         let state = std::mem::replace(self, Acceptor::Done);
         let Acceptor::Awaiting(awaiting) = state else {
             return NtlmStep::Rejected(Reject::OutOfSequence);
         };
-        match verify(&awaiting.0, nt_hash, policy, expected_cbt) {
+        match verdict(&awaiting.0) {
             Ok(a) => NtlmStep::Authenticated(a),
             Err(r) => NtlmStep::Rejected(r),
         }
@@ -363,14 +371,7 @@ impl Acceptor {
         policy: &Policy,
         expected_cbt: Option<&[u8; 16]>,
     ) -> NtlmStep {
-        let state = std::mem::replace(self, Acceptor::Done);
-        let Acceptor::Awaiting(awaiting) = state else {
-            return NtlmStep::Rejected(Reject::OutOfSequence);
-        };
-        match verify_by_domain(&awaiting.0, session_base_key, policy, expected_cbt) {
-            Ok(a) => NtlmStep::Authenticated(a),
-            Err(r) => NtlmStep::Rejected(r),
-        }
+        self.conclude(|w| verify_by_domain(w, session_base_key, policy, expected_cbt))
     }
 }
 

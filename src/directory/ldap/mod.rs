@@ -22,7 +22,7 @@ use self::mapping::RawEntry;
 use self::pool::{describe_error, describe_result, raw_entry, tls_required, Connector, Pool};
 use super::{
     Account, Directory, DirectoryError, Identity, LockoutPolicy, Login, LoginGuard, Lookup,
-    NtCredential, Recipient, Unguarded,
+    NtCredential, Recipient,
 };
 use crate::config::{ConfigError, LdapAttributes, LdapConfig, LdapScope};
 
@@ -470,15 +470,6 @@ impl Directory for LdapDirectory {
         Ok(recipients.pop())
     }
 
-    async fn verify_password(
-        &self,
-        login: &Login,
-        password: &str,
-    ) -> Result<Option<Identity>, DirectoryError> {
-        self.verify_password_guarded(login, password, &Unguarded)
-            .await
-    }
-
     /// The guard sees the account's DN and its domain's lockout policy. Should the call
     /// time out between admission and outcome, the attempt stays counted (the bind may
     /// have reached the domain controller).
@@ -559,6 +550,34 @@ impl Directory for LdapDirectory {
 
     fn supports_nt_hashes(&self) -> bool {
         self.cfg.attributes.nt_password.is_some()
+    }
+
+    /// Keyed as [`Directory::verify_password_guarded`] keys it, so that Basic and NTLM
+    /// failures of one account share one count.
+    async fn resolve_account(
+        &self,
+        login: &Login,
+    ) -> Result<(Account, Option<Identity>), DirectoryError> {
+        self.bounded(async {
+            match self.resolve_login(login, &self.lookup_attrs).await? {
+                Some(entry) => {
+                    let account = Account {
+                        key: entry.dn.to_lowercase(),
+                        lockout: self.lockout_policy(&entry.dn).await,
+                    };
+                    let identity = mapping::identity(&entry, &self.cfg.attributes, login);
+                    Ok((account, Some(identity)))
+                }
+                None => {
+                    let account = Account {
+                        key: format!("unresolved:{}", login.user().to_lowercase()),
+                        lockout: self.lockout_policy(&self.cfg.base_dn).await,
+                    };
+                    Ok((account, None))
+                }
+            }
+        })
+        .await
     }
 
     async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {

@@ -303,3 +303,37 @@ pub fn raw_entry(tag: StructureTag) -> Option<RawEntry> {
     }
     Some(entry)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(rc: u32, text: &str) -> LdapResult {
+        LdapResult {
+            rc,
+            matched: String::new(),
+            text: text.into(),
+            refs: Vec::new(),
+            ctrls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_server_demanding_tls_is_told_to_use_ldaps_or_starttls() {
+        for rc in [8, 13] {
+            let e = tls_required(&result(rc, "BindSimple: Transport encryption required."))
+                .expect("recognised")
+                .to_string();
+            assert!(
+                e.contains("ldaps://") && e.contains("starttls = true") && e.contains("Transport"),
+                "{e}"
+            );
+        }
+        assert!(tls_required(&result(49, "")).is_none());
+        assert!(tls_required(&result(0, "")).is_none());
+        assert_eq!(
+            describe_result(&result(8, "")),
+            "rc 8 (strongerAuthRequired)"
+        );
+    }
+}

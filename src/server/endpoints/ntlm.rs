@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::RngCore;
 use rustls::sign::CertifiedKey;
 
-use super::throttle::{AuthThrottle, Throttled};
+use super::throttle::{AccountGuard, AuthThrottle, Throttled};
 use super::winbind::WinbindPool;
 use super::ConnInfo;
 use crate::auth::negotiate::{ConnAuth, Finish, Leg, Scheme};
@@ -20,7 +20,7 @@ use crate::auth::ntlm::{self, crypto, CbtPolicy, Legacy, Policy, ServerNames};
 use crate::auth::spnego::{self, Mechanism};
 use crate::auth::Offers;
 use crate::config::{Config, TlsConfig};
-use crate::directory::{Directory, DirectoryBackend, DirectoryError, Identity, Login};
+use crate::directory::{Directory, DirectoryBackend, DirectoryError, Identity, Login, LoginGuard};
 
 /// NTLM settings and the data derived from them at start.
 pub struct NtlmService {
@@ -72,7 +72,7 @@ impl NtlmService {
         config: &Config,
         directory: &DirectoryBackend,
         load_certificates: impl FnOnce(&TlsConfig) -> Result<C, E>,
-    ) -> NtlmService
+    ) -> Result<NtlmService, crate::config::ConfigError>
     where
         C: ServedCertificates + 'static,
         E: std::fmt::Display,
@@ -130,21 +130,25 @@ impl NtlmService {
         // failure (e.g. `check-config` before the self-signed certificate exists) only
         // means bindings sent by clients cannot be matched.
         #[cfg(feature = "kerberos")]
-        let kerberos = config.auth.kerberos.as_ref().and_then(|k| {
-            for spn in k.rc4_only() {
-                tracing::warn!(spn = %spn, "the keytab holds only RC4 (arcfour-hmac) keys for this service principal: set msDS-SupportedEncryptionTypes to AES (24) on its account and export the keytab again");
-            }
-            match super::kerberos::KerberosAcceptor::new(k, directory.netbios_domain()) {
-                Ok(a) => {
-                    tracing::info!(keytab = %k.keytab.display(), spns = ?k.service_principals, realms = ?k.realms, "Kerberos (Negotiate) on");
-                    Some(a)
+        let kerberos = match &config.auth.kerberos {
+            Some(k) => {
+                for spn in k.rc4_only() {
+                    tracing::warn!(spn = %spn, "the keytab holds only RC4 (arcfour-hmac) keys for this service principal: set msDS-SupportedEncryptionTypes to AES (24) on its account and export the keytab again");
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "Kerberos is configured but cannot start; Negotiate carries NTLM only");
-                    None
-                }
+                let acceptor = super::kerberos::KerberosAcceptor::new(k, directory.netbios_domain())
+                    .map_err(|problem| {
+                        crate::config::ConfigError::invalid(
+                            &config.source,
+                            "auth.kerberos.keytab",
+                            problem,
+                            "check the keytab with `klist -ket FILE`; it must hold the service principals' keys",
+                        )
+                    })?;
+                tracing::info!(keytab = %k.keytab.display(), spns = ?k.service_principals, realms = ?k.realms, "Kerberos (Negotiate) on");
+                Some(acceptor)
             }
-        });
+            None => None,
+        };
         #[cfg(feature = "kerberos")]
         let kerberos_on = kerberos.is_some();
         #[cfg(not(feature = "kerberos"))]
@@ -160,7 +164,7 @@ impl NtlmService {
         } else {
             None
         };
-        NtlmService {
+        Ok(NtlmService {
             enabled,
             // Kerberos is what domain-joined Outlook wants: offered whenever it is on.
             advertise_negotiate: (enabled && ntlm.advertise_negotiate) || kerberos_on,
@@ -175,7 +179,7 @@ impl NtlmService {
             winbind,
             #[cfg(feature = "kerberos")]
             kerberos,
-        }
+        })
     }
 
     /// Whether tokens of this scheme are accepted at all.
@@ -272,12 +276,26 @@ impl NtlmService {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_else(|| format!("{domain}\\{user}"));
-        if let Err(t) = throttle.admit(client, &account).await {
-            let _ = lock(conn.auth()).finish(None, &self.policy, None);
-            return WindowsAuth::Throttled(t);
-        }
+        // As for Basic: the delay this address earned is waited out only by a failure, so
+        // that right answers from a busy NAT address are not slowed.
+        let delay = match throttle.admit_deferred(client, &account).await {
+            Ok(delay) => delay,
+            Err(t) => {
+                let _ = lock(conn.auth()).finish(None, &self.policy, None);
+                return WindowsAuth::Throttled(t);
+            }
+        };
         let verdict = match &self.winbind {
-            Some(pool) => self.by_domain(pool, login.as_ref(), directory, conn).await,
+            Some(pool) => {
+                let guard = throttle.guard(client);
+                let verdict = self
+                    .by_domain(pool, login.as_ref(), directory, conn, &guard)
+                    .await;
+                if let Some(retry_after) = guard.refused() {
+                    return WindowsAuth::Throttled(Throttled::Refused { retry_after });
+                }
+                verdict
+            }
             None => self.by_nt_hash(login.as_ref(), directory, conn).await,
         };
         let (finish, identity) = match verdict {
@@ -303,11 +321,13 @@ impl NtlmService {
             ) => (final_header, legacy, identity),
             (Finish::Rejected(reason), _) => {
                 throttle.failed(client, &account);
+                throttle.wait(client, delay).await;
                 tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, reason, "NTLM authentication failed");
                 return WindowsAuth::Rejected;
             }
             (Finish::Authenticated { .. }, None) => {
                 throttle.failed(client, &account);
+                throttle.wait(client, delay).await;
                 tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, "NTLM login without an enabled directory entry");
                 return WindowsAuth::Rejected;
             }
@@ -359,45 +379,52 @@ impl NtlmService {
     }
 
     /// Has the domain check the outstanding AUTHENTICATE (winbind), then the MIC and
-    /// channel binding are checked here with the session key it returned, and the user is
-    /// looked up in the directory.
+    /// channel binding are checked here with the session key it returned. The domain counts
+    /// a wrong response against the account's lockout, so the login is first resolved to
+    /// its directory account and the lockout guard consulted, as for Basic.
     async fn by_domain(
         &self,
         pool: &WinbindPool,
         login: Option<&Login>,
         directory: &DirectoryBackend,
         conn: &ConnInfo,
+        guard: &AccountGuard<'_>,
     ) -> Result<(Finish, Option<Identity>), WindowsAuth> {
-        let check = lock(conn.auth()).domain_check();
-        let session_key = match &check {
-            Some(check) => match pool.verify(check).await {
-                Ok(key) => key,
-                Err(_) => {
-                    // Logged by the pool; the handshake is over either way.
-                    let _ = lock(conn.auth()).finish_by_domain(None, &self.policy, None);
-                    return Err(WindowsAuth::VerifierDown);
-                }
-            },
-            // Legacy or anonymous messages: refused by finish_by_domain.
-            None => None,
+        let refuse = |label| {
+            let _ = lock(conn.auth()).finish_by_domain(None, &self.policy, None);
+            Ok((Finish::Rejected(label), None))
         };
+        let check = lock(conn.auth()).domain_check();
+        let (Some(check), Some(login)) = (check, login) else {
+            // Legacy or anonymous messages, or a name that cannot be a login.
+            return refuse("not_for_the_domain");
+        };
+        let (account, identity) = match directory.resolve_account(login).await {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                let _ = lock(conn.auth()).finish_by_domain(None, &self.policy, None);
+                return Err(WindowsAuth::Unavailable(e));
+            }
+        };
+        if !guard.admit(&account) {
+            return refuse("lockout_guard");
+        }
+        let session_key = match pool.verify(&check).await {
+            Ok(key) => key,
+            Err(_) => {
+                // Logged by the pool. Not settled: the domain may have counted it.
+                let _ = lock(conn.auth()).finish_by_domain(None, &self.policy, None);
+                return Err(WindowsAuth::VerifierDown);
+            }
+        };
+        guard.settle(&account, Some(session_key.is_some()));
         let expected_cbt = self.expected_channel_binding(conn);
         let finish = lock(conn.auth()).finish_by_domain(
             session_key.as_ref(),
             &self.policy,
             expected_cbt.as_ref(),
         );
-        if !matches!(finish, Finish::Authenticated { .. }) {
-            return Ok((finish, None));
-        }
-        let identity = match login {
-            Some(login) => directory.account_identity(login).await,
-            None => Ok(None),
-        };
-        match identity {
-            Ok(identity) => Ok((finish, identity)),
-            Err(e) => Err(WindowsAuth::Unavailable(e)),
-        }
+        Ok((finish, identity))
     }
 
     /// One Kerberos token through the GSS-API acceptor.
