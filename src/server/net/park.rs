@@ -4,7 +4,8 @@
 //! as long as it serves the connection, idle or not: ~16 KiB each, which is most of what
 //! 10 000 idle Outlook connections would cost. So a connection is served in *bursts*: hyper
 //! serves requests while the client is active; after [`Timing::park_after`] without a byte
-//! in either direction it is asked to stop at its next idle point (a graceful shutdown
+//! in either direction and with no request in flight (hyper would answer one with
+//! `Connection: close`) it is asked to stop at its next idle point (a graceful shutdown
 //! that leaves the socket open), hands back the stream and whatever it had read ahead, and
 //! the connection waits for the client's next bytes *parked*: only the socket, rustls's
 //! connection (tokio-rustls's stream) and the connection's own facts (its NTLM identity)
