@@ -62,9 +62,9 @@ impl Protocol {
         }
     }
 
-    /// Whether a request is a POST with credentials (POX, SOAP) or an anonymous GET.
+    /// Whether a request is a POST with credentials (POX, mobilesync, SOAP) or an anonymous GET.
     pub fn authenticated(self) -> bool {
-        matches!(self, Protocol::Pox | Protocol::Soap)
+        matches!(self, Protocol::Pox | Protocol::MobileSync | Protocol::Soap)
     }
 }
 
