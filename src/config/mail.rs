@@ -6,10 +6,40 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// How a mailbox that lives here is served to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MailboxKind {
+    /// Exchange settings (EXCH/EXPR/WEB, mapiHttp, EWS, ActiveSync).
+    Exchange,
+    /// Internet mail: IMAP and/or POP3 plus SMTP submission.
+    Internet,
+}
+
+impl MailboxKind {
+    /// From `exchange` or `internet` (case-insensitive; `imap` is accepted for internet).
+    pub fn parse(text: &str) -> Option<MailboxKind> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("exchange") {
+            Some(MailboxKind::Exchange)
+        } else if text.eq_ignore_ascii_case("internet") || text.eq_ignore_ascii_case("imap") {
+            Some(MailboxKind::Internet)
+        } else {
+            None
+        }
+    }
+
+    /// The configuration spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            MailboxKind::Exchange => "exchange",
+            MailboxKind::Internet => "internet",
+        }
+    }
+}
+
 use serde::Deserialize;
 
 use super::{is_host_name, resolve_against, ConfigError, Validator};
-use crate::directory::MailboxKind;
 
 /// Serde mirror of `[mail]`.
 #[derive(Debug, Default, Deserialize)]

@@ -122,36 +122,7 @@ impl RecipientType {
 /// (1 ProvisionMailbox, 4 Migrated; Exchange's `msExchRemoteRecipientType` flags).
 pub const REMOTE_MAILBOX_FLAGS: u64 = 1 | 4;
 
-/// How a mailbox that lives here is served to clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MailboxKind {
-    /// Exchange settings (EXCH/EXPR/WEB, mapiHttp, EWS, ActiveSync).
-    Exchange,
-    /// Internet mail: IMAP and/or POP3 plus SMTP submission.
-    Internet,
-}
-
-impl MailboxKind {
-    /// From `exchange` or `internet` (case-insensitive; `imap` is accepted for internet).
-    pub fn parse(text: &str) -> Option<MailboxKind> {
-        let text = text.trim();
-        if text.eq_ignore_ascii_case("exchange") {
-            Some(MailboxKind::Exchange)
-        } else if text.eq_ignore_ascii_case("internet") || text.eq_ignore_ascii_case("imap") {
-            Some(MailboxKind::Internet)
-        } else {
-            None
-        }
-    }
-
-    /// The configuration spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            MailboxKind::Exchange => "exchange",
-            MailboxKind::Internet => "internet",
-        }
-    }
-}
+pub use crate::config::mail::MailboxKind;
 
 /// One mail recipient as the directory describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

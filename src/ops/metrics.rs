@@ -392,25 +392,6 @@ pub struct RequestOutcome {
     pub authenticated: bool,
 }
 
-/// A bounded endpoint name for a request path (metrics label and access-log field).
-pub fn endpoint_label(path: &str) -> &'static str {
-    // The POX path first, without allocating (nearly every request).
-    if path.eq_ignore_ascii_case("/autodiscover/autodiscover.xml") {
-        return "autodiscover.xml";
-    }
-    match path.to_ascii_lowercase().as_str() {
-        "/autodiscover/autodiscover.xml" => "autodiscover.xml",
-        "/autodiscover/autodiscover.svc" => "autodiscover.svc",
-        "/autodiscover/autodiscover.svc/wssecurity" => "autodiscover.svc",
-        "/autodiscover/healthcheck.htm" => "healthcheck",
-        p if p.starts_with("/autodiscover/autodiscover.json") => "autodiscover.json",
-        p if p.starts_with("/autodiscover/") => "autodiscover.other",
-        p if crate::protocol::autoconfig::is_autoconfig_path(p) => "autoconfig",
-        p if crate::protocol::mobileconfig::is_mobileconfig_path(p) => "mobileconfig",
-        _ => "other",
-    }
-}
-
 /// Counts one request on an Autodiscover listener.
 pub fn request(endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
     METRICS.requests.inc([endpoint, outcome]);
@@ -692,27 +673,5 @@ mod tests {
         for (i, (n, line)) in names.iter().zip(&lines).enumerate() {
             assert_eq!(*line, format!("t_total{{k=\"{n}\"}} {}", i % 3 + 1));
         }
-    }
-
-    #[test]
-    fn endpoints_are_a_closed_set() {
-        assert_eq!(
-            endpoint_label("/AutoDiscover/AutoDiscover.xml"),
-            "autodiscover.xml"
-        );
-        assert_eq!(
-            endpoint_label("/autodiscover/autodiscover.svc"),
-            "autodiscover.svc"
-        );
-        assert_eq!(
-            endpoint_label("/autodiscover/autodiscover.json/v1.0/a@b?Protocol=EWS"),
-            "autodiscover.json"
-        );
-        assert_eq!(
-            endpoint_label("/autodiscover/healthcheck.htm"),
-            "healthcheck"
-        );
-        assert_eq!(endpoint_label("/autodiscover/x"), "autodiscover.other");
-        assert_eq!(endpoint_label("/../../etc/passwd"), "other");
     }
 }

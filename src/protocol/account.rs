@@ -3,6 +3,8 @@
 //! those anonymous requests carry.
 
 use crate::config::mail::InternetServers;
+use crate::config::Config;
+use crate::directory::{MailboxKind, Recipient};
 
 /// Longest address accepted (RFC 5321 §4.5.3.1: 64 + 1 + 255).
 const MAX_ADDRESS: usize = 320;
@@ -55,8 +57,15 @@ pub struct ClientAccount<'a> {
     pub kind: AccountKind<'a>,
 }
 
-/// Why an address parameter is refused.
-pub use super::autoconfig::AutoconfigReject as AddressReject;
+/// Why an address parameter, or an autoconfig request, cannot be answered (→ 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressReject {
+    /// `emailaddress` is not one plausible address (markup, controls, overlong, broken
+    /// escapes, several `@`-less parts).
+    InvalidAddress,
+    /// No address and no `autoconfig.<domain>` host name to take the domain from.
+    NoDomain,
+}
 
 /// A plausible `local@domain`: within the length limit, no whitespace, controls or
 /// characters that are markup or quoting in the documents it is written into, one `@`
@@ -95,6 +104,147 @@ pub fn query_address(query: Option<&str>, name: &str) -> Result<Option<String>, 
         };
     }
     Ok(None)
+}
+
+/// Whom a non-Autodiscover answer (autoconfig, Apple profile) describes.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountFor<'a> {
+    /// The domain's default answer: a mailbox of the domain's default kind, with the
+    /// address as the client gave it (placeholders where the format has them).
+    Domain,
+    /// A mailbox here served as Exchange.
+    Exchange(&'a Recipient),
+    /// A mailbox here served as Internet mail.
+    Internet(&'a Recipient),
+    /// A mailbox in Exchange Online.
+    Migrated(&'a Recipient),
+}
+
+/// Which client the account is for: migrated mailboxes get the tenant's IMAP/SMTP in
+/// autoconfig and its ActiveSync in Apple profiles (Mail on iOS speaks EAS to Exchange
+/// Online; OAuth2 IMAP cannot be configured by a profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountClient {
+    Autoconfig,
+    Profile,
+}
+
+/// The account to configure for an address of `domain` (lower-case). `None` when the
+/// mailbox is Internet mail and no servers are configured for its domain.
+pub fn client_account<'a>(
+    config: &'a Config,
+    domain: &'a str,
+    email: Option<&'a str>,
+    whom: AccountFor<'a>,
+    client: AccountClient,
+) -> Option<ClientAccount<'a>> {
+    let mail = &config.mail;
+    let exchange = |login: Login| {
+        let ews = &config.services.ews.external;
+        let (host, port) = host_port(ews);
+        let mut auth = Vec::new();
+        if config.auth.ntlm.enabled {
+            auth.push("NTLM");
+        }
+        if config.auth.basic {
+            auth.push("password-cleartext");
+        }
+        AccountKind::Exchange(ExchangeAccount {
+            host,
+            port,
+            ews_url: ews.clone(),
+            owa_url: config
+                .services
+                .owa
+                .as_ref()
+                .map(|o| o.urls.external.as_str()),
+            activesync_url: config
+                .services
+                .activesync
+                .as_ref()
+                .map(|e| e.external.clone()),
+            auth,
+            login,
+        })
+    };
+    let internet = |of: &str, login: Login| {
+        mail.servers_for(&crate::config::mail::domain_of(of))
+            .map(|servers| AccountKind::Internet { servers, login })
+    };
+    let (kind, email, display_name) = match whom {
+        AccountFor::Domain => {
+            let kind = match mail.kind_of_domain(domain) {
+                MailboxKind::Exchange => exchange(Login::AddressPlaceholder),
+                MailboxKind::Internet => {
+                    let servers = mail.servers_for(domain)?;
+                    let login = match servers.login {
+                        crate::config::mail::LoginForm::Address => Login::AddressPlaceholder,
+                        crate::config::mail::LoginForm::LocalPart => Login::LocalPartPlaceholder,
+                    };
+                    AccountKind::Internet { servers, login }
+                }
+            };
+            (kind, email, None)
+        }
+        AccountFor::Exchange(r) => (
+            exchange(Login::Name(r.primary_smtp.clone())),
+            Some(r.primary_smtp.as_str()),
+            Some(r.display_name.as_str()),
+        ),
+        AccountFor::Internet(r) => {
+            let servers = mail.servers_for(&crate::config::mail::domain_of(&r.primary_smtp))?;
+            let login = Login::Name(servers.login_name(&r.primary_smtp));
+            (
+                internet(&r.primary_smtp, login)?,
+                Some(r.primary_smtp.as_str()),
+                Some(r.display_name.as_str()),
+            )
+        }
+        AccountFor::Migrated(r) => {
+            let login = Login::Name(mail.tenant.login_name(&r.primary_smtp));
+            let kind = match client {
+                AccountClient::Autoconfig => AccountKind::Internet {
+                    servers: &mail.tenant,
+                    login,
+                },
+                AccountClient::Profile => AccountKind::Exchange(ExchangeAccount {
+                    host: mail.tenant_exchange_host.clone(),
+                    port: 443,
+                    ews_url: format!("https://{}/EWS/Exchange.asmx", mail.tenant_exchange_host),
+                    owa_url: None,
+                    activesync_url: Some(format!(
+                        "https://{}/Microsoft-Server-ActiveSync",
+                        mail.tenant_exchange_host
+                    )),
+                    auth: vec!["OAuth2"],
+                    login,
+                }),
+            };
+            (
+                kind,
+                Some(r.primary_smtp.as_str()),
+                Some(r.display_name.as_str()),
+            )
+        }
+    };
+    Some(ClientAccount {
+        domain,
+        provider_name: &config.org.display_name,
+        email,
+        display_name,
+        kind,
+    })
+}
+
+/// Host and port of an https URL (443 when it names none).
+fn host_port(url: &str) -> (String, u16) {
+    match url.parse::<http::Uri>() {
+        Ok(u) => (
+            u.host().unwrap_or_default().to_string(),
+            u.port_u16().unwrap_or(443),
+        ),
+        Err(_) => (String::new(), 443),
+    }
 }
 
 #[cfg(test)]

@@ -29,15 +29,7 @@ pub struct AutoconfigRequest {
     pub domain: String,
 }
 
-/// Why a request cannot be answered (→ 400).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoconfigReject {
-    /// `emailaddress` is not one plausible address (markup, controls, overlong, broken
-    /// escapes, several `@`-less parts).
-    InvalidAddress,
-    /// No address and no `autoconfig.<domain>` host name to take the domain from.
-    NoDomain,
-}
+pub use super::account::AddressReject as AutoconfigReject;
 
 /// Parses the query (`emailaddress`, case-insensitive, first wins) and, without an address,
 /// the `Host` header (`autoconfig.<domain>[:port]`).

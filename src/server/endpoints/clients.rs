@@ -2,7 +2,7 @@
 //! (`/mail/config-v1.1.xml`, `/.well-known/autoconfig/mail/config-v1.1.xml`) and Apple
 //! profiles (`/mobileconfig`). Parse → (only when the operator lets answers depend on the
 //! mailbox) look up and decide → render. The rules are in `protocol::autoconfig`,
-//! `protocol::mobileconfig`, `settings::client_account` and `decision`.
+//! `protocol::mobileconfig`, `protocol::account::client_account` and `decision`.
 //!
 //! What an anonymous answer may reveal follows the AutodiscoverV2 rule: by default
 //! (`mail.reveal_mailboxes = false`) every address of an accepted domain gets the domain's
@@ -20,8 +20,8 @@ use super::throttle::{retry_after_secs, Throttled};
 use super::State;
 use crate::decision::{decide, Decision};
 use crate::protocol::account::ClientAccount;
+use crate::protocol::account::{client_account, AccountClient, AccountFor};
 use crate::protocol::{autoconfig, mobileconfig};
-use crate::settings::{client_account, AccountClient, AccountFor};
 
 const AUTOCONFIG_ALLOW: &str = "OPTIONS, GET, HEAD";
 const MOBILECONFIG_ALLOW: &str = "OPTIONS, GET, POST, HEAD";

@@ -118,7 +118,7 @@ where
         sni: conn.sni.as_deref().unwrap_or("-"),
         method: method.as_str(),
         path: &path,
-        endpoint: crate::ops::metrics::endpoint_label(&path),
+        endpoint: endpoint_label(&path),
         user: note.user.as_deref().unwrap_or("-"),
         outcome: note.outcome,
         status: response.status().as_u16(),
@@ -386,6 +386,25 @@ async fn answer_pox(
     (body.into(), label)
 }
 
+/// A bounded endpoint name for a request path (metrics label and access-log field).
+pub fn endpoint_label(path: &str) -> &'static str {
+    // The POX path first, without allocating (nearly every request).
+    if path.eq_ignore_ascii_case("/autodiscover/autodiscover.xml") {
+        return "autodiscover.xml";
+    }
+    match path.to_ascii_lowercase().as_str() {
+        "/autodiscover/autodiscover.xml" => "autodiscover.xml",
+        "/autodiscover/autodiscover.svc" => "autodiscover.svc",
+        "/autodiscover/autodiscover.svc/wssecurity" => "autodiscover.svc",
+        "/autodiscover/healthcheck.htm" => "healthcheck",
+        p if p.starts_with("/autodiscover/autodiscover.json") => "autodiscover.json",
+        p if p.starts_with("/autodiscover/") => "autodiscover.other",
+        p if crate::protocol::autoconfig::is_autoconfig_path(p) => "autoconfig",
+        p if crate::protocol::mobileconfig::is_mobileconfig_path(p) => "mobileconfig",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,5 +433,27 @@ mod tests {
         );
         assert_eq!(route("/MobileConfig"), Route::Mobileconfig);
         assert_eq!(route("/mail/config-v1.1.xml/x"), Route::NotFound);
+    }
+
+    #[test]
+    fn endpoints_are_a_closed_set() {
+        assert_eq!(
+            endpoint_label("/AutoDiscover/AutoDiscover.xml"),
+            "autodiscover.xml"
+        );
+        assert_eq!(
+            endpoint_label("/autodiscover/autodiscover.svc"),
+            "autodiscover.svc"
+        );
+        assert_eq!(
+            endpoint_label("/autodiscover/autodiscover.json/v1.0/a@b?Protocol=EWS"),
+            "autodiscover.json"
+        );
+        assert_eq!(
+            endpoint_label("/autodiscover/healthcheck.htm"),
+            "healthcheck"
+        );
+        assert_eq!(endpoint_label("/autodiscover/x"), "autodiscover.other");
+        assert_eq!(endpoint_label("/../../etc/passwd"), "other");
     }
 }

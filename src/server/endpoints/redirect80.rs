@@ -23,7 +23,7 @@ pub async fn serve<B>(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let endpoint = crate::ops::metrics::endpoint_label(&path);
+    let endpoint = super::handlers::endpoint_label(&path);
     let (response, outcome) = if crate::protocol::autoconfig::is_autoconfig_path(&path) {
         let (r, (outcome, _)) = super::clients::autoconfig_endpoint(req, state, peer.ip()).await;
         (r, outcome)

@@ -377,7 +377,7 @@ async fn autodiscover_request(
 ) -> Response<Body> {
     let started = Instant::now();
     let ctx = proxy::resolve(&link, req.headers(), &state.config.proxy.trusted);
-    let endpoint = metrics::endpoint_label(req.uri().path());
+    let endpoint = crate::server::endpoints::handlers::endpoint_label(req.uri().path());
     if endpoint == "healthcheck" && matches!(*req.method(), Method::GET | Method::HEAD) {
         metrics::request(endpoint, "ok", started.elapsed());
         tracing::debug!(target: "access", client = %ctx.client, endpoint, status = 200, "health check");
