@@ -147,7 +147,7 @@ pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
         return Some(python);
     }
     let reason = format!(
-        "{} cannot import {} (pip install -r tests/interop/requirements.txt; python-gssapi needs libkrb5-dev)",
+        "{} cannot import {} (pip install -r tests/interop/requirements.txt; python-gssapi and krb5 need libkrb5-dev)",
         python.display(),
         modules.join(", ")
     );
