@@ -177,13 +177,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let method = req.method().clone();
-    if method == Method::OPTIONS {
-        return (respond::options(POX_ALLOW), Note::outcome("options"));
-    }
-    if !matches!(method, Method::GET | Method::POST | Method::HEAD) {
-        let mut r = respond::method_not_allowed(POX_ALLOW);
-        respond::add_autodiscover_headers(&mut r);
-        return (r, Note::outcome("method_not_allowed"));
+    let allowed = [Method::GET, Method::POST, Method::HEAD];
+    if let Some((r, outcome)) = respond::method_gate(&method, &allowed, POX_ALLOW) {
+        return (r, Note::outcome(outcome));
     }
     let (parts, body) = req.into_parts();
     // Read the body even when the answer will be 401: an unread body makes hyper close the
