@@ -20,7 +20,8 @@ impl Prober<'_> {
         host: &str,
         tcp: TcpStream,
     ) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
-        let (config, observed) = match tls::client_config() {
+        let roots = self.roots.as_ref().ok().map(|(roots, _)| roots);
+        let (config, observed) = match tls::client_config(roots) {
             Ok(c) => c,
             Err(e) => {
                 a.step(
@@ -40,28 +41,42 @@ impl Prober<'_> {
             return None;
         };
         let connector = TlsConnector::from(config);
-        let stream =
-            match tokio::time::timeout(self.options.timeout, connector.connect(name, tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    a.step(
-                        StepKind::TlsHandshake,
-                        Status::Fail,
-                        format!("TLS handshake with {host} failed: {e}"),
-                    )
-                    .detail("nothing that speaks TLS answered there (or it refused us)");
-                    return None;
-                }
-                Err(_) => {
-                    a.step(
-                        StepKind::TlsHandshake,
-                        Status::Fail,
-                        format!("TLS handshake with {host} timed out"),
-                    );
-                    return None;
-                }
-            };
+        // `None` when rustls refused the certificate: the checks below then say why.
+        let mut refusal = None;
+        let stream = match tokio::time::timeout(self.options.timeout, connector.connect(name, tcp))
+            .await
         {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) if !observed.chain().is_empty() => {
+                let why = tls::is_certificate_refusal(&e).unwrap_or_else(|| e.to_string());
+                a.step(
+                    StepKind::TlsHandshake,
+                    Status::Info,
+                    format!("TLS handshake with SNI {host} stopped at the server's certificate"),
+                )
+                .detail(format!("rustls: {why}"));
+                refusal = Some(why);
+                None
+            }
+            Ok(Err(e)) => {
+                a.step(
+                    StepKind::TlsHandshake,
+                    Status::Fail,
+                    format!("TLS handshake with {host} failed: {e}"),
+                )
+                .detail("nothing that speaks TLS answered there (or it refused us)");
+                return None;
+            }
+            Err(_) => {
+                a.step(
+                    StepKind::TlsHandshake,
+                    Status::Fail,
+                    format!("TLS handshake with {host} timed out"),
+                );
+                return None;
+            }
+        };
+        if let Some(stream) = &stream {
             let conn = stream.get_ref().1;
             let version = conn
                 .protocol_version()
@@ -228,10 +243,21 @@ impl Prober<'_> {
                 "no client certificate requested",
             );
         }
+        if trusted && stream.is_none() {
+            // rustls refused what the checks above accept (a revoked certificate, an
+            // algorithm it does not support): its word stands.
+            trusted = false;
+            a.step(
+                StepKind::CertificateChain,
+                Status::Fail,
+                "rustls refused the certificate although name, chain and dates pass",
+            )
+            .detail(format!("rustls: {}", refusal.unwrap_or_default()));
+        }
         if !trusted {
             a.fail("certificate not trusted; credentials not sent");
             return None;
         }
-        Some(stream)
+        stream
     }
 }

@@ -1,8 +1,10 @@
-//! The probe's TLS side: a client configuration that completes the handshake whatever the
-//! certificate (handshake signatures are still verified) so that name, chain and dates can
-//! be checked and reported one by one afterwards; credentials are sent only when all three
-//! pass. Also records whether the server asked for a client certificate, and reads
-//! certificate details with x509-parser.
+//! The probe's TLS side. rustls decides, with its WebPKI verifier and the probe's trust
+//! anchors, whether the server's certificate is trusted; a certificate it refuses ends the
+//! handshake, so no credentials can ever travel over an untrusted connection. The probe only
+//! watches: it keeps the chain the server presented (also when rustls refuses it) so that
+//! name, chain and dates can be reported one by one, as an administrator needs them, and
+//! notes whether the server asked for a client certificate. Certificate details are read
+//! with x509-parser.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,8 +43,11 @@ impl Observed {
     }
 }
 
+/// Keeps what the server presented and hands every decision to rustls's WebPKI verifier.
 #[derive(Debug)]
 struct Recorder {
+    /// `None` when the probe has no trust anchors: every certificate is then refused.
+    verifier: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<CryptoProvider>,
     observed: Arc<Observed>,
 }
@@ -52,9 +57,9 @@ impl ServerCertVerifier for Recorder {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let mut chain = vec![end_entity.clone().into_owned()];
         chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
@@ -62,8 +67,14 @@ impl ServerCertVerifier for Recorder {
             Ok(mut c) => *c = chain,
             Err(poisoned) => *poisoned.into_inner() = chain,
         }
-        // Checked one by one after the handshake (see `check`); nothing is sent before.
-        Ok(ServerCertVerified::assertion())
+        match &self.verifier {
+            Some(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
     }
 
     fn verify_tls12_signature(
@@ -123,13 +134,27 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A client configuration for one connection and the facts it will record.
-pub fn client_config() -> Result<(Arc<rustls::ClientConfig>, Arc<Observed>), rustls::Error> {
+/// A client configuration for one connection and the facts it will record. Certificates
+/// are verified against `roots`; without trust anchors every certificate is refused.
+pub fn client_config(
+    roots: Option<&Arc<RootCertStore>>,
+) -> Result<(Arc<rustls::ClientConfig>, Arc<Observed>), rustls::Error> {
     let observed = Arc::new(Observed::default());
+    let verifier = match roots {
+        Some(roots) if !roots.is_empty() => Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::clone(roots), provider())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?,
+        ),
+        _ => None,
+    };
     let recorder = Arc::new(Recorder {
+        verifier,
         provider: provider(),
         observed: Arc::clone(&observed),
     });
+    // The custom verifier is rustls's hook for watching the chain; the decision inside it
+    // is WebPkiServerVerifier's, unchanged (see `Recorder::verify_server_cert`).
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -137,6 +162,16 @@ pub fn client_config() -> Result<(Arc<rustls::ClientConfig>, Arc<Observed>), rus
         .with_client_cert_resolver(recorder);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(config), observed))
+}
+
+/// Whether a handshake error is rustls refusing the server's certificate (as opposed to no
+/// TLS at all, a refused protocol version or a broken connection).
+pub fn is_certificate_refusal(e: &std::io::Error) -> Option<String> {
+    let inner = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    match inner {
+        rustls::Error::InvalidCertificate(_) => Some(inner.to_string()),
+        _ => None,
+    }
 }
 
 /// Trust anchors: the `--ca-file` (replacing the system store, like curl's `--cacert`) or

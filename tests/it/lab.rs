@@ -519,6 +519,28 @@ async fn expired_certificate_is_named_as_the_failing_step() {
     assert!(has(attempt, "certificate_name", "pass"));
     assert!(has(attempt, "certificate_chain", "pass"));
     assert!(!kinds(attempt).iter().any(|(k, _)| k == "authentication"));
+    // rustls itself refused the certificate in the handshake; the probe only watched.
+    let handshake = attempt["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "tls_handshake")
+        .expect("a handshake step");
+    assert!(
+        handshake["title"]
+            .as_str()
+            .unwrap()
+            .contains("stopped at the server's certificate"),
+        "{handshake:#}"
+    );
+    assert!(
+        handshake["details"][0]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("expired"),
+        "{handshake:#}"
+    );
     lab.running.stop().await;
 }
 
