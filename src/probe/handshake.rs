@@ -43,39 +43,41 @@ impl Prober<'_> {
         let connector = TlsConnector::from(config);
         // `None` when rustls refused the certificate: the checks below then say why.
         let mut refusal = None;
-        let stream = match tokio::time::timeout(self.options.timeout, connector.connect(name, tcp))
-            .await
-        {
-            Ok(Ok(stream)) => Some(stream),
-            Ok(Err(e)) if !observed.chain().is_empty() => {
-                let why = tls::is_certificate_refusal(&e).unwrap_or_else(|| e.to_string());
-                a.step(
-                    StepKind::TlsHandshake,
-                    Status::Info,
-                    format!("TLS handshake with SNI {host} stopped at the server's certificate"),
-                )
-                .detail(format!("rustls: {why}"));
-                refusal = Some(why);
-                None
-            }
-            Ok(Err(e)) => {
-                a.step(
-                    StepKind::TlsHandshake,
-                    Status::Fail,
-                    format!("TLS handshake with {host} failed: {e}"),
-                )
-                .detail("nothing that speaks TLS answered there (or it refused us)");
-                return None;
-            }
-            Err(_) => {
-                a.step(
-                    StepKind::TlsHandshake,
-                    Status::Fail,
-                    format!("TLS handshake with {host} timed out"),
-                );
-                return None;
-            }
-        };
+        let stream =
+            match tokio::time::timeout(self.options.timeout, connector.connect(name, tcp)).await {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(e)) => match tls::certificate_refusal(&e) {
+                    Some(why) => {
+                        a.step(
+                            StepKind::TlsHandshake,
+                            Status::Info,
+                            format!(
+                                "TLS handshake with SNI {host} stopped at the server's certificate"
+                            ),
+                        )
+                        .detail(format!("rustls: {why}"));
+                        refusal = Some(why);
+                        None
+                    }
+                    None => {
+                        a.step(
+                            StepKind::TlsHandshake,
+                            Status::Fail,
+                            format!("TLS handshake with {host} failed: {e}"),
+                        )
+                        .detail("nothing that speaks TLS answered there (or it refused us)");
+                        return None;
+                    }
+                },
+                Err(_) => {
+                    a.step(
+                        StepKind::TlsHandshake,
+                        Status::Fail,
+                        format!("TLS handshake with {host} timed out"),
+                    );
+                    return None;
+                }
+            };
         if let Some(stream) = &stream {
             let conn = stream.get_ref().1;
             let version = conn

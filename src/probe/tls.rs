@@ -164,9 +164,9 @@ pub fn client_config(
     Ok((Arc::new(config), observed))
 }
 
-/// Whether a handshake error is rustls refusing the server's certificate (as opposed to no
-/// TLS at all, a refused protocol version or a broken connection).
-pub fn is_certificate_refusal(e: &std::io::Error) -> Option<String> {
+/// rustls's reason when a handshake error is its refusal of the server's certificate (as
+/// opposed to no TLS at all, a refused protocol version or a broken connection).
+pub fn certificate_refusal(e: &std::io::Error) -> Option<String> {
     let inner = e.get_ref()?.downcast_ref::<rustls::Error>()?;
     match inner {
         rustls::Error::InvalidCertificate(_) => Some(inner.to_string()),
@@ -392,4 +392,51 @@ pub fn matching_name<'n>(dns_names: &'n [String], host: &str) -> Option<(&'n str
                 .is_some_and(|rest| rest.eq_ignore_ascii_case(parent))
         })
         .map(|n| (n.as_str(), true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_certificate_counts_as_a_certificate_refusal() {
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        );
+        let reason = certificate_refusal(&refused).expect("a certificate refusal");
+        assert!(reason.to_ascii_lowercase().contains("expired"), "{reason}");
+        let other_tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion),
+        );
+        assert_eq!(certificate_refusal(&other_tls), None);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(certificate_refusal(&reset), None);
+    }
+
+    #[test]
+    fn without_trust_anchors_every_certificate_is_refused() {
+        let (_, observed) = client_config(None).expect("a client configuration");
+        assert!(observed.chain().is_empty());
+        let recorder = Recorder {
+            verifier: None,
+            provider: provider(),
+            observed: Arc::clone(&observed),
+        };
+        let leaf = CertificateDer::from(vec![0x30, 0x00]);
+        let name = ServerName::try_from("autodiscover.contoso.com").unwrap();
+        let verdict = recorder.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now());
+        assert!(matches!(
+            verdict,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        ));
+        assert_eq!(
+            observed.chain(),
+            vec![leaf],
+            "the chain is recorded all the same"
+        );
+    }
 }
