@@ -37,7 +37,7 @@ fn curl_ntlm_from(
     let ca = d.pki.write_ca(dir.path());
     let port = d.addr("https").port();
     let out = Command::new("curl")
-        .args(["-sS", "--ntlm", "-u"])
+        .args(["-sS", "--max-time", "60", "--ntlm", "-u"])
         .arg(format!("{user}:{password}"))
         .arg("--cacert")
         .arg(&ca)
@@ -190,6 +190,57 @@ async fn a_killed_helper_is_replaced_and_other_logins_go_on() {
     );
     let after = helper_pids(&d);
     assert!(!after.is_empty() && after.iter().all(|p| !before.contains(p)));
+}
+
+#[tokio::test]
+#[ignore = "needs a Samba AD DC in a private namespace: bash tests/ad/run.sh"]
+async fn a_hanging_helper_fails_one_login_with_503_in_time_and_is_replaced() {
+    let Some(dc) = Dc::shared().await else { return };
+    let d = daemon(&dc, &|t| {
+        with_winbind(t);
+        set(t, &["auth", "winbind", "helpers"], 1.into());
+        set(t, &["auth", "winbind", "timeout_ms"], 1500.into());
+    });
+    let (status, _) = curl_ntlm(&d, "CONTOSO\\alice", ALICE_PASSWORD, "alice@contoso.com");
+    assert_eq!(status, 200, "{}", d.log_text());
+    let hung = helper_pids(&d);
+    assert_eq!(hung.len(), 1, "{hung:?}");
+    // The real ntlm_auth, frozen: it reads nothing and answers nothing.
+    let pid = rustix::process::Pid::from_raw(hung[0]).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let started = std::time::Instant::now();
+    let (status, _) = curl_ntlm(&d, "CONTOSO\\alice", ALICE_PASSWORD, "alice@contoso.com");
+    let waited = started.elapsed();
+    assert_eq!(status, 503, "{}", d.log_text());
+    assert!(
+        waited < std::time::Duration::from_millis(1500 + 3000),
+        "answered after {waited:?} with a 1.5 s helper timeout"
+    );
+    assert!(
+        d.wait_event(std::time::Duration::from_secs(5), |e| e["message"]
+            == "winbind NTLM helper failed")
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    // The frozen helper is not trusted again: it is killed, and the next login gets a new
+    // one and the domain's answer.
+    let (status, _) = curl_ntlm(&d, "CONTOSO\\alice", ALICE_PASSWORD, "alice@contoso.com");
+    assert_eq!(status, 200, "{}", d.log_text());
+    let after = helper_pids(&d);
+    assert!(!after.is_empty() && !after.contains(&hung[0]), "{after:?}");
+    // Killed and reaped (SIGKILL ends a stopped process too).
+    let gone = (0..50).any(|_| {
+        let alive = std::path::Path::new(&format!("/proc/{}", hung[0])).exists();
+        if alive {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        !alive
+    });
+    if !gone {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+    }
+    assert!(gone, "the frozen helper {} is still there", hung[0]);
 }
 
 #[tokio::test]
