@@ -7,7 +7,9 @@ use crate::config::Config;
 use crate::directory::{Recipient, RecipientType};
 use crate::settings::mailbox_settings;
 
-const BRIEF_REQUEST: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+/// A GetUserSettings request (MS-OXWSADISC) with WS-Addressing headers, a padded mailbox
+/// and a setting this server does not know (ExternalUMUrl).
+const GET_USER_SETTINGS_REQUEST: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"
             xmlns:a="http://schemas.microsoft.com/exchange/2010/Autodiscover"
             xmlns:wsa="http://www.w3.org/2005/08/addressing">
@@ -78,7 +80,7 @@ fn child<'a>(node: Node<'a, 'a>, name: &str) -> Node<'a, 'a> {
 
 #[test]
 fn the_documented_request_is_parsed_with_trimmed_values() {
-    let r = parse_request(BRIEF_REQUEST.as_bytes()).unwrap();
+    let r = parse_request(GET_USER_SETTINGS_REQUEST.as_bytes()).unwrap();
     assert_eq!(
         r,
         SoapRequest::GetUserSettings(GetUserSettings {
@@ -492,7 +494,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::super::parse_request;
-    use super::BRIEF_REQUEST;
+    use super::GET_USER_SETTINGS_REQUEST;
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
@@ -507,7 +509,7 @@ mod properties {
             edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16),
             cut in any::<prop::sample::Index>(),
         ) {
-            let mut data = BRIEF_REQUEST.as_bytes().to_vec();
+            let mut data = GET_USER_SETTINGS_REQUEST.as_bytes().to_vec();
             for (at, byte) in edits {
                 let i = at.index(data.len());
                 data[i] = byte;
