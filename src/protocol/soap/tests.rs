@@ -8,7 +8,7 @@ use crate::directory::{Recipient, RecipientType};
 use crate::settings::mailbox_settings;
 
 /// A GetUserSettings request (MS-OXWSADISC) with WS-Addressing headers, a padded mailbox
-/// and a setting this server does not know (ExternalUMUrl).
+/// and a setting this server has no value for (ExternalUMUrl: a UserSettingError).
 const GET_USER_SETTINGS_REQUEST: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"
             xmlns:a="http://schemas.microsoft.com/exchange/2010/Autodiscover"
