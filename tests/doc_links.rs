@@ -1,6 +1,8 @@
 //! Every relative link in README.md, ARCHITECTURE.md and docs/*.md resolves: the file (or
 //! directory) exists, and an `#anchor` into a Markdown file names one of its headings
-//! (GitHub's slugs). Links with a scheme (`https:`, `mailto:`) are not fetched.
+//! (GitHub's slugs). Links with a scheme (`https:`, `mailto:`) are not fetched. Paths of the
+//! repository named in code spans (`src/…/x.rs`, `tests/…`, `config/…`) exist, so that moved
+//! files do not leave the documentation pointing at nothing.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -206,6 +208,89 @@ fn every_relative_link_in_the_documentation_resolves() {
         problems.is_empty(),
         "broken links:\n{}",
         problems.join("\n")
+    );
+}
+
+/// The top-level folders whose files the documentation names by path.
+const NAMED_FOLDERS: [&str; 7] = [
+    "src/", "tests/", "config/", "deploy/", "benches/", "docs/", ".ci/",
+];
+
+/// Paths the documentation names that are not this repository's files.
+const ELSEWHERE: [&str; 2] = [
+    // Created at run time by the AD lab script (ignored by git).
+    "config/ad-lab/",
+    // HAProxy's source, cited for its connection handling.
+    "src/http_ana.c",
+];
+
+/// Repository paths named in the text (in code spans or not) that do not exist. A path is a
+/// run of path characters starting with one of [`NAMED_FOLDERS`] and ending in a file
+/// extension; globs and placeholders (`*`, `<`, `…`) are not paths.
+fn missing_paths(markdown: &str) -> Vec<String> {
+    let root = repo();
+    let is_path_char = |c: char| c.is_ascii_alphanumeric() || "_-./".contains(c);
+    let mut missing = Vec::new();
+    for line in markdown.lines() {
+        let mut rest = line;
+        while let Some(start) = NAMED_FOLDERS
+            .iter()
+            .filter_map(|folder| rest.find(folder))
+            .min()
+        {
+            let preceded_by_path = rest[..start].chars().next_back().is_some_and(is_path_char);
+            let tail = &rest[start..];
+            let end = tail.find(|c: char| !is_path_char(c)).unwrap_or(tail.len());
+            let candidate = tail[..end].trim_end_matches('.');
+            let next = tail[end..].chars().next();
+            rest = &tail[end.max(1)..];
+            let has_extension = candidate
+                .rsplit('/')
+                .next()
+                .is_some_and(|name| name.contains('.') && !name.ends_with('.'));
+            let elsewhere = ELSEWHERE.iter().any(|p| candidate.starts_with(p));
+            if preceded_by_path
+                || elsewhere
+                || !has_extension
+                || matches!(next, Some('*' | '<' | '…'))
+            {
+                continue;
+            }
+            if !root.join(candidate).exists() && !missing.contains(&candidate.to_string()) {
+                missing.push(candidate.to_string());
+            }
+        }
+    }
+    missing
+}
+
+#[test]
+fn every_repository_path_the_documentation_names_exists() {
+    let mut problems = Vec::new();
+    for file in documents()
+        .into_iter()
+        .chain([repo().join("deploy/README.md")])
+    {
+        let markdown = fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        for path in missing_paths(&markdown) {
+            problems.push(format!("{}: {path}", file.display()));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "paths named in the documentation that do not exist:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_path_checker_finds_a_moved_file() {
+    let text = "The glue is in `src/server/winbind.rs` and `src/server/endpoints/winbind.rs`; \
+        see tests/ad/run.sh, `config/*.toml`, `src/<module>.rs` and target/src/x.rs.";
+    assert_eq!(
+        missing_paths(text),
+        vec!["src/server/winbind.rs".to_string()]
     );
 }
 
