@@ -97,6 +97,8 @@ pub struct OrganizationSection {
     pub tenant_routing_domain: Option<String>,
     #[serde(default)]
     pub microsoft_online: bool,
+    #[serde(default)]
+    pub emulate_service_endpoints: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -140,6 +140,11 @@ impl Config {
                 "on-premises"
             }
         ));
+        if self.org.emulate_service_endpoints {
+            out.push_str(
+                "service front door: emulated (EWS, OAB, MAPI/HTTP, ActiveSync answer 401 before a login, 501 after)\n",
+            );
+        }
         out.push_str(&format!(
             "ews (external):     {}\n",
             self.services.ews.external

@@ -21,6 +21,9 @@ pub struct Organization {
     pub tenant_routing_domain: Option<String>,
     /// True when this process plays the Exchange Online side.
     pub microsoft_online: bool,
+    /// Labs and test tenants: the EWS, OAB, MAPI/HTTP and ActiveSync paths answer like an
+    /// Exchange front end before a login (a 401 with the server's schemes).
+    pub emulate_service_endpoints: bool,
 }
 
 /// An Exchange build number such as 15.2.1258.12.
@@ -150,6 +153,7 @@ impl Validator<'_> {
             accepted_domains: accepted,
             tenant_routing_domain: tenant,
             microsoft_online: raw.microsoft_online,
+            emulate_service_endpoints: raw.emulate_service_endpoints,
         })
     }
 

@@ -147,6 +147,9 @@ deployment_id = "{deployment}"
 accepted_domains = ["{domain}"]
 tenant_routing_domain = "{routing}"
 microsoft_online = false
+# The EWS, OAB, MAPI/HTTP and ActiveSync URLs of the settings answer like an Exchange
+# front end before a login (401 and the schemes), so `probe --check-urls` can reach them.
+emulate_service_endpoints = true
 
 [auth]
 basic = true
@@ -256,6 +259,8 @@ accepted_domains = ["{domain}", "{routing}", "{initial}"]
 tenant_routing_domain = "{routing}"
 # Answer as Exchange Online: MicrosoftOnline=True, EXO-shaped protocol blocks.
 microsoft_online = true
+# Service URLs answer like Exchange Online's front end before a login.
+emulate_service_endpoints = true
 
 # Exchange Online accepts Basic with the UPN only (no NTLM, no DOMAIN\\user): the
 # tenant directory carries no sAMAccountName.

@@ -24,12 +24,22 @@ impl Lab {
 
     /// A lab whose certificates were issued as if `issued` were now.
     async fn start_at(breakage: Option<Breakage>, issued: SystemTime) -> Lab {
+        Lab::start_edited(breakage, issued, |_| {}).await
+    }
+
+    /// A lab whose files `edit` changes between `lab init` and `lab up`.
+    async fn start_edited(
+        breakage: Option<Breakage>,
+        issued: SystemTime,
+        edit: impl FnOnce(&Path),
+    ) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let spec = LabSpec {
             breakage,
             ..LabSpec::default()
         };
         init(dir.path(), &spec, issued, false).unwrap();
+        edit(dir.path());
         let running = RunningLab::start(dir.path(), Binding::Ephemeral)
             .await
             .unwrap();
@@ -1394,18 +1404,16 @@ async fn dns_mode_resolves_cnames_and_srv_from_the_labs_own_zones() {
 /// the probe says so for each (the journey itself still succeeds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_urls_tries_every_service_url_and_names_those_that_do_not_answer() {
+    let args = [
+        "--check-urls",
+        "--password",
+        "alice-lab-pw",
+        "alice@contoso.lab",
+    ];
+    // The lab's servers answer the service URLs like an Exchange front end: every one
+    // asks for credentials, so every check passes.
     let lab = Lab::start(None).await;
-    let (code, report) = lab
-        .probe_json(
-            &[
-                "--check-urls",
-                "--password",
-                "alice-lab-pw",
-                "alice@contoso.lab",
-            ],
-            &[],
-        )
-        .await;
+    let (code, report) = lab.probe_json(&args, &[]).await;
     assert_eq!(code, 0, "{report:#}");
     let checks = report["service_checks"].as_array().expect("service checks");
     let urls: Vec<&str> = checks.iter().map(|c| c["url"].as_str().unwrap()).collect();
@@ -1428,6 +1436,46 @@ async fn check_urls_tries_every_service_url_and_names_those_that_do_not_answer()
         );
         assert!(has(c, "certificate_name", "pass"), "{c:#}");
         assert!(has(c, "certificate_chain", "pass"), "{c:#}");
+        assert_eq!(c["outcome"]["result"], "service_answers", "{c:#}");
+        let last = c["steps"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["status"], "pass", "{c:#}");
+        let title = last["title"].as_str().unwrap();
+        assert!(
+            title.contains("HTTP 401: the service asks for credentials (")
+                && title.contains("Basic"),
+            "{last:#}"
+        );
+    }
+    assert_eq!(report["verdict"]["success"], true);
+    assert!(
+        report["verdict"]["advice"].as_array().is_none_or(|a| a
+            .iter()
+            .all(|a| !a.as_str().unwrap().contains("does not work"))),
+        "{report:#}"
+    );
+    lab.running.stop().await;
+
+    // Switched off on the on-premises side, the same URLs find nothing published there:
+    // each check fails and the advice names each URL.
+    let lab = Lab::start_edited(None, SystemTime::now(), |dir| {
+        let config = dir.join("onprem/autodiscoverd.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains("emulate_service_endpoints = true"));
+        std::fs::write(
+            &config,
+            text.replace(
+                "emulate_service_endpoints = true",
+                "emulate_service_endpoints = false",
+            ),
+        )
+        .unwrap();
+    })
+    .await;
+    let (code, report) = lab.probe_json(&args, &[]).await;
+    assert_eq!(code, 0, "{report:#}");
+    let checks = report["service_checks"].as_array().expect("service checks");
+    assert!(!checks.is_empty());
+    for c in checks {
         let last = c["steps"].as_array().unwrap().last().unwrap();
         assert_eq!(last["status"], "fail", "{c:#}");
         assert!(
@@ -1453,17 +1501,7 @@ async fn check_urls_tries_every_service_url_and_names_those_that_do_not_answer()
     );
     assert_eq!(report["verdict"]["success"], true);
 
-    let (_, text) = lab
-        .probe(
-            &[
-                "--check-urls",
-                "--password",
-                "alice-lab-pw",
-                "alice@contoso.lab",
-            ],
-            &[],
-        )
-        .await;
+    let (_, text) = lab.probe(&args, &[]).await;
     assert!(
         text.contains("service URL check for alice@contoso.lab"),
         "{text}"

@@ -651,6 +651,69 @@ async fn other_paths_are_404_and_options_lists_methods() {
     );
 }
 
+/// `organization.emulate_service_endpoints`: the service paths answer like an Exchange
+/// front end (401 with the server's schemes; 501 once authenticated); off by default (404).
+#[tokio::test]
+async fn service_front_doors_are_emulated_only_when_configured() {
+    let paths = [
+        "/EWS/Exchange.asmx",
+        "/OAB/0d4e7f31-2c2a-4b9f-a6a1-3f1c3b1f8a42/oab.xml",
+        "/mapi/emsmdb/?MailboxId=alice@contoso.com",
+        "/Microsoft-Server-ActiveSync",
+    ];
+    let plain = TestServer::start().await;
+    let mut c = plain.client().await;
+    for path in paths {
+        assert_eq!(c.send("GET", path, &[], b"").await.status, 404, "{path}");
+    }
+
+    let server = TestServer::start_with(&|t| {
+        set(
+            t,
+            &["organization", "emulate_service_endpoints"],
+            true.into(),
+        )
+    })
+    .await;
+    let mut c = server.client().await;
+    for path in paths {
+        let a = c.send("GET", path, &[], b"").await;
+        assert_eq!(a.status, 401, "{path}");
+        let offers = a.header_all("www-authenticate");
+        assert!(
+            offers.iter().any(|o| o.starts_with("Basic")),
+            "{path}: {offers:?}"
+        );
+        assert!(
+            offers.iter().any(|o| o == "NTLM" || o == "Negotiate"),
+            "{path}: {offers:?}"
+        );
+    }
+    let auth = crate::harness::client::basic("alice@contoso.com", "alice-pw");
+    let a = c
+        .send(
+            "POST",
+            "/EWS/Exchange.asmx",
+            &[("Authorization", auth.as_str())],
+            b"<x/>",
+        )
+        .await;
+    assert_eq!(a.status, 501, "{}", a.text());
+    assert!(a.text().contains("front door only"), "{}", a.text());
+    let wrong = crate::harness::client::basic("alice@contoso.com", "wrong");
+    let a = c
+        .send(
+            "GET",
+            "/EWS/Exchange.asmx",
+            &[("Authorization", wrong.as_str())],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, 401);
+    // Other paths stay unpublished.
+    assert_eq!(c.send("GET", "/owa/", &[], b"").await.status, 404);
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

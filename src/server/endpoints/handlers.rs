@@ -100,7 +100,14 @@ where
             respond::add_autodiscover_headers(&mut r);
             (r, Note::outcome("not_found"))
         }
-        Route::NotFound => (respond::not_found(), Note::outcome("not_found")),
+        Route::NotFound => match emulated_service(&state, &path) {
+            Some(service) => {
+                let (r, (outcome, user)) =
+                    super::front_door::front_door_endpoint(req, &state, &conn, service).await;
+                (r, Note { outcome, user })
+            }
+            None => (respond::not_found(), Note::outcome("not_found")),
+        },
     };
     // Every /autodiscover/* answer says SOAP is here, errors included.
     if !matches!(
@@ -131,6 +138,14 @@ where
             authenticated: note.user.is_some(),
         });
     response
+}
+
+/// The Exchange service whose front door this path is, when the configuration emulates them.
+fn emulated_service(state: &State, path: &str) -> Option<&'static str> {
+    if !state.config.org.emulate_service_endpoints {
+        return None;
+    }
+    super::front_door::service_of(&path.to_ascii_lowercase())
 }
 
 /// What the access log records about a request (never secrets).

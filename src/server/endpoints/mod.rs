@@ -10,6 +10,7 @@ pub mod answers;
 pub mod auth;
 pub mod body;
 pub mod clients;
+pub mod front_door;
 pub mod handlers;
 pub mod health;
 #[cfg(feature = "kerberos")]
