@@ -15,6 +15,8 @@ use super::respond::{self, Body};
 use super::{ConnInfo, State};
 use crate::auth;
 
+type Response = http::Response<Body>;
+
 /// The service a (lower-case) request path belongs to, when it is one the settings name.
 pub fn service_of(path: &str) -> Option<&'static str> {
     let under = |prefix: &str| {
@@ -94,8 +96,6 @@ where
         }
     }
 }
-
-type Response = http::Response<Body>;
 
 #[cfg(test)]
 mod tests {
