@@ -403,7 +403,7 @@ async fn pyspnego_with_kerberos_logs_in() {
     if !kerberos_build() {
         return;
     }
-    let Some(python) = crate::python_with(&["spnego", "gssapi", "krb5"]) else {
+    let Some(python) = crate::harness::python::python_with(&["spnego", "gssapi", "krb5"]) else {
         return;
     };
     let d = daemon(&dc, &|t| with_kerberos(t, &dc.http_keytab(), &[]));

@@ -133,31 +133,6 @@ pub fn element(body: &str, name: &str) -> Option<String> {
         .map(|n| n.text().unwrap_or("").to_string())
 }
 
-/// A Python with these modules importable (`AUTODISCOVERD_PYTHON`, as .ci/run sets it, or
-/// python3). Missing: a failure with CI=true, otherwise a skip with the reason.
-pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
-    let python = std::env::var_os("AUTODISCOVERD_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", &format!("import {}", modules.join(", "))])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    let reason = format!(
-        "{} cannot import {} (pip install -r tests/interop/requirements.txt; python-gssapi and krb5 need libkrb5-dev)",
-        python.display(),
-        modules.join(", ")
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{reason}");
-    }
-    eprintln!("\n*** SKIPPED: this interop test did not run: {reason}. ***\n");
-    None
-}
-
 /// The `WWW-Authenticate` offers of a 401 to an unauthenticated POX request.
 pub async fn offers(d: &Daemon) -> Vec<String> {
     let body = harness::outlook_request("alice@contoso.com");

@@ -132,7 +132,7 @@ async fn curl_ntlm_is_verified_by_the_domain_through_winbind() {
 #[ignore = "needs a Samba AD DC in a private namespace: bash tests/ad/run.sh"]
 async fn pyspnego_and_requests_ntlm_are_verified_through_winbind() {
     let Some(dc) = Dc::shared().await else { return };
-    let Some(python) = crate::python_with(&["spnego", "requests_ntlm"]) else {
+    let Some(python) = crate::harness::python::python_with(&["spnego", "requests_ntlm"]) else {
         return;
     };
     let d = daemon(&dc, &with_winbind);

@@ -8,6 +8,7 @@ use std::process::Command;
 use roxmltree::{Document, Node};
 
 use crate::harness::daemon::{scrape, Daemon};
+use crate::harness::python::{python_with, run_script};
 use crate::harness::{mobilesync_request, outlook_request, set, Answer, TestServer, TlsClient};
 
 const POX: &str = "/autodiscover/autodiscover.xml";
@@ -781,42 +782,23 @@ async fn myl(
     map: serde_json::Value,
     extra: Vec<String>,
 ) -> Vec<serde_json::Value> {
-    let python = crate::soap::python_with("myldiscovery").expect("checked by the caller");
+    let python = python_with(&["myldiscovery"]).expect("checked by the caller");
     let ca = server.pki.write_ca(server.dir.path());
-    let script = crate::harness::repo_root().join("tests/interop/myl_discovery.py");
-    let tmp = server.path("python-tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg("--ca")
-            .arg(ca)
-            .args(["--map", &map.to_string()])
-            .args(extra)
-            // exchangelib's persistent autodiscover cache: a private one per run.
-            .env("TMPDIR", tmp)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "exit {:?}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!("myl-discovery saw:\n{stdout}");
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--ca".into(),
+        ca.into(),
+        "--map".into(),
+        map.to_string().into(),
+    ];
+    args.extend(extra.into_iter().map(Into::into));
+    let out = run_script(python, "myl_discovery.py", args, &server.path("python-tmp")).await;
+    eprintln!("myl-discovery saw:\n{}", out.stdout);
+    out.json_lines()
 }
 
 #[tokio::test]
 async fn myl_discovery_finds_imap_and_smtp_through_autoconfig_and_autodiscover() {
-    if crate::soap::python_with("myldiscovery").is_none() {
+    if python_with(&["myldiscovery"]).is_none() {
         return;
     }
     // The domain's kind is Internet mail here, so the domain answer myl reads (it sends no

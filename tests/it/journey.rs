@@ -5,7 +5,8 @@
 //! with NTLM (exchangelib prefers it when the 401 offers it) as the same identity on
 //! both sides.
 
-use std::process::Command;
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use autodiscoverd::lab::init::{init, paths};
@@ -13,12 +14,11 @@ use autodiscoverd::lab::up::{Binding, RunningLab};
 use autodiscoverd::lab::LabSpec;
 use serde_json::{json, Value};
 
-use crate::harness::repo_root;
-use crate::soap::python_with_exchangelib;
+use crate::harness::python::{python_with, run_script};
 
 /// Runs exchangelib's discovery for each `email:password` against a fresh lab and
 /// returns one record per case.
-async fn discover_through_the_lab(python: String, cases: &[&str]) -> Vec<Value> {
+async fn discover_through_the_lab(python: PathBuf, cases: &[&str]) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let spec = LabSpec::default();
     init(dir.path(), &spec, SystemTime::now(), false).unwrap();
@@ -37,43 +37,22 @@ async fn discover_through_the_lab(python: String, cases: &[&str]) -> Vec<Value> 
         .collect();
     let map = Value::Object(map).to_string();
     let ca = dir.path().join(paths::CA_CERT);
-    let script = repo_root().join("tests/interop/exchangelib_discovery.py");
-    // exchangelib keeps a persistent autodiscover cache in the temp directory: give it a
-    // private one so every run really discovers.
-    let tmp = dir.path().join("python-tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let cases: Vec<String> = cases.iter().map(|c| c.to_string()).collect();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg("--ca")
-            .arg(ca)
-            .arg("--map")
-            .arg(map)
-            .args(cases)
-            .env("TMPDIR", tmp)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let mut args: Vec<OsString> = vec!["--ca".into(), ca.into(), "--map".into(), map.into()];
+    args.extend(cases.iter().map(Into::into));
+    let out = run_script(
+        python,
+        "exchangelib_discovery.py",
+        args,
+        &dir.path().join("python-tmp"),
+    )
+    .await;
     lab.stop().await;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
-        output.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
-    assert!(
-        !stdout.contains("-lab-pw") && !stderr.contains("-lab-pw"),
+        !out.stdout.contains("-lab-pw") && !out.stderr.contains("-lab-pw"),
         "a password leaked into the driver's output"
     );
-    eprintln!("exchangelib saw:\n{stdout}");
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
+    eprintln!("exchangelib saw:\n{}", out.stdout);
+    out.json_lines()
 }
 
 /// The HTTP exchanges exchangelib made, as compact lines:
@@ -145,7 +124,7 @@ fn ntlm_exchange(url: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchangelib_completes_the_hybrid_journey_to_exchange_online_for_the_migrated_user() {
-    let Some(python) = python_with_exchangelib() else {
+    let Some(python) = python_with(&["exchangelib"]) else {
         return;
     };
     let records = discover_through_the_lab(python, &["bob@contoso.lab:bob-lab-pw"]).await;
@@ -261,7 +240,7 @@ async fn exchangelib_completes_the_hybrid_journey_to_exchange_online_for_the_mig
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchangelib_reaches_the_on_premises_ews_url_for_the_on_premises_user_through_the_lab() {
-    let Some(python) = python_with_exchangelib() else {
+    let Some(python) = python_with(&["exchangelib"]) else {
         return;
     };
     let records = discover_through_the_lab(python, &["alice@contoso.lab:alice-lab-pw"]).await;

@@ -2,13 +2,13 @@
 //! and the crate's own test initiator for what real clients cannot be made to send
 //! (replays, malformed tokens).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use autodiscoverd::auth::ntlm::client::{self, ClientOptions};
 use autodiscoverd::auth::spnego;
 use base64::Engine;
 
+use crate::harness::python::{python_with, run_script};
 use crate::harness::{outlook_request, set, Answer, TestServer, TlsClient};
 
 const PATH: &str = "/autodiscover/autodiscover.xml";
@@ -30,17 +30,6 @@ fn curl_available() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("NTLM"))
-}
-
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("AUTODISCOVERD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let ok = Command::new(&python)
-        .args(["-c", "import requests_ntlm, spnego, requests"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(python)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -174,38 +163,23 @@ async fn run_python_with(
     password: &str,
     extra: &[&str],
 ) -> Option<serde_json::Value> {
-    let python = match python() {
-        Some(p) => p,
-        None => {
-            missing("python with requests-ntlm and pyspnego (tests/interop/requirements.txt)");
-            return None;
-        }
-    };
+    let python = python_with(&["requests_ntlm", "spnego", "requests"])?;
     let ca = server.pki.write_ca(server.dir.path());
-    let script = crate::harness::repo_root().join("tests/interop/ntlm_client.py");
     let port = server.https.port().to_string();
-    let (mode, user, password) = (mode.to_string(), user.to_string(), password.to_string());
-    let body = outlook_request("alice@contoso.com");
-    let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .args(["--mode", &mode, "--host", HOST, "--port", &port])
-            .args(["--user", &user, "--password", &password, "--body", &body])
-            .arg("--cafile")
-            .arg(ca)
-            .args(&extra)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(serde_json::from_slice(&out.stdout).unwrap())
+    let mut args: Vec<std::ffi::OsString> = ["--mode", mode, "--host", HOST, "--port", &port]
+        .into_iter()
+        .chain(["--user", user, "--password", password])
+        .map(Into::into)
+        .collect();
+    args.extend([
+        "--body".into(),
+        outlook_request("alice@contoso.com").into(),
+        "--cafile".into(),
+        ca.into(),
+    ]);
+    args.extend(extra.iter().map(Into::into));
+    let out = run_script(python, "ntlm_client.py", args, &server.path("python-tmp")).await;
+    Some(serde_json::from_str(&out.stdout).unwrap())
 }
 
 #[tokio::test]

@@ -1,12 +1,11 @@
 //! SOAP Autodiscover (`/autodiscover/autodiscover.svc`) over real TLS, and exchangelib's own
 //! discovery against it.
 
-use std::process::Command;
-
 use roxmltree::{Document, Node};
 
 use crate::harness::client::basic;
-use crate::harness::{repo_root, set, TestServer};
+use crate::harness::python::{python_with, run_script};
+use crate::harness::{set, TestServer};
 
 const SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const ANS: &str = "http://schemas.microsoft.com/exchange/2010/Autodiscover";
@@ -544,71 +543,30 @@ async fn every_autodiscover_response_says_soap_is_enabled() {
     assert_eq!(a.header("x-soap-enabled"), None);
 }
 
-/// The Python interpreter for interop scripts: `AUTODISCOVERD_PYTHON` (the CI venv) or
-/// `python3`. `None` (after a loud message) when exchangelib is missing outside CI; in CI
-/// a missing module fails the test (a skip must never count as a pass there).
-pub(crate) fn python_with_exchangelib() -> Option<String> {
-    python_with("exchangelib")
-}
-
-/// Like [`python_with_exchangelib`] for any module of tests/interop/requirements.txt.
-pub(crate) fn python_with(module: &str) -> Option<String> {
-    let python = std::env::var("AUTODISCOVERD_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python)
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
-        return Some(python);
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !ci,
-        "CI=true but `{python}` cannot import {module}; .ci/run installs tests/interop/requirements.txt into target/interop-venv"
-    );
-    eprintln!(
-        "SKIPPED {module} interop: `{python}` cannot import {module} (run `bash .ci/run`, or set AUTODISCOVERD_PYTHON to a venv with tests/interop/requirements.txt)"
-    );
-    None
-}
-
 #[tokio::test]
 async fn exchangelib_discovers_a_local_mailbox_and_receives_the_hybrid_redirect() {
-    let Some(python) = python_with_exchangelib() else {
+    let Some(python) = python_with(&["exchangelib"]) else {
         return;
     };
     let server = TestServer::start().await;
     let ca = server.pki.write_ca(server.dir.path());
-    let script = repo_root().join("tests/interop/exchangelib_discovery.py");
     let port = server.https.port().to_string();
-    let tmp = server.path("python-tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .args(["--port", &port, "--ca"])
-            .arg(ca)
-            .args(["alice@contoso.com:alice-pw", "bob@contoso.com:bob-pw"])
-            // exchangelib keeps a persistent autodiscover cache in the temp directory:
-            // give it a private one so every run really discovers.
-            .env("TMPDIR", tmp)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
-    let records: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let out = run_script(
+        python,
+        "exchangelib_discovery.py",
+        vec![
+            "--port".into(),
+            port.into(),
+            "--ca".into(),
+            ca.into(),
+            "alice@contoso.com:alice-pw".into(),
+            "bob@contoso.com:bob-pw".into(),
+        ],
+        &server.path("python-tmp"),
+    )
+    .await;
+    let stdout = &out.stdout;
+    let records = out.json_lines();
     assert_eq!(records.len(), 2, "{stdout}");
     eprintln!("exchangelib saw:\n{stdout}");
 

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod daemon;
 pub mod pki;
+pub mod python;
 pub mod slapd;
 
 use std::net::SocketAddr;
