@@ -13,10 +13,10 @@ use crate::auth::{self, Presented};
 use crate::directory::{Directory, DirectoryError, Identity};
 
 /// `Retry-After` when the domain could not be asked to verify credentials.
-pub(super) const VERIFIER_RETRY_SECS: u64 = 5;
+const VERIFIER_RETRY_SECS: u64 = 5;
 
 /// What the authentication of one request decided.
-pub(super) enum AuthResult {
+enum AuthResult {
     Authenticated(Identity),
     Challenge,
     /// 401 with this `WWW-Authenticate` value (an NTLM/Negotiate handshake continues).
@@ -28,13 +28,55 @@ pub(super) enum AuthResult {
     VerifierDown,
 }
 
-/// Authenticates one request (Basic, NTLM or Negotiate, or the identity an NTLM connection
-/// already carries); every attempt that is checked passes the failed-login throttle first.
-pub(super) async fn authenticate(
+/// What an endpoint does with a request once authentication has had its say.
+pub(super) enum Admission {
+    /// Go on as this identity.
+    Admitted(Identity),
+    /// Answer this, with this outcome label: the challenge, the next NTLM/Negotiate leg, a
+    /// throttled attempt, or 503 when the domain could not be asked.
+    Answered(Response<Body>, &'static str),
+    /// The directory could not be asked; each endpoint says so in its own format.
+    DirectoryDown,
+}
+
+/// Authenticates one request and turns every outcome but success and a directory outage
+/// into the answer all endpoints give it.
+pub(super) async fn admit(
     parts: &http::request::Parts,
     state: &State,
     conn: &ConnInfo,
-) -> AuthResult {
+) -> Admission {
+    let headers = &parts.headers;
+    match authenticate(parts, state, conn).await {
+        AuthResult::Authenticated(identity) => Admission::Admitted(identity),
+        AuthResult::Throttled(t) => {
+            Admission::Answered(throttled_response(t, state, headers, conn), t.label())
+        }
+        AuthResult::Challenge => {
+            let challenges = auth::challenges(
+                &realm(state, headers, conn),
+                state.ntlm.offers(state.config.auth.basic),
+            );
+            Admission::Answered(respond::unauthorized(&challenges), "unauthorized")
+        }
+        AuthResult::Continue(header) => {
+            Admission::Answered(respond::unauthorized(&[header]), "ntlm_challenge")
+        }
+        AuthResult::VerifierDown => Admission::Answered(
+            respond::service_unavailable(VERIFIER_RETRY_SECS),
+            "auth_verifier_down",
+        ),
+        AuthResult::Unavailable(e) => {
+            // The backend logs outages once per state change; per request is debug.
+            tracing::debug!(error = %e, "directory unavailable during authentication");
+            Admission::DirectoryDown
+        }
+    }
+}
+
+/// Authenticates one request (Basic, NTLM or Negotiate, or the identity an NTLM connection
+/// already carries); every attempt that is checked passes the failed-login throttle first.
+async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnInfo) -> AuthResult {
     let headers = &parts.headers;
     // The resolved client (after trusted proxies), which is what the throttle counts.
     let client = parts
@@ -107,7 +149,7 @@ pub(super) async fn authenticate(
 }
 
 /// The realm of the Basic challenge: the configured one, else the host the client asked for.
-pub(super) fn realm(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> String {
+fn realm(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> String {
     if let Some(realm) = &state.config.auth.realm {
         return realm.clone();
     }
@@ -122,7 +164,7 @@ pub(super) fn realm(state: &State, headers: &HeaderMap, conn: &ConnInfo) -> Stri
 
 /// The answer to a throttled attempt: 429, or the endpoint's usual 401 challenge set, both
 /// with `Retry-After` and the `/autodiscover/*` headers.
-pub(super) fn throttled_response(
+fn throttled_response(
     throttled: Throttled,
     state: &State,
     headers: &HeaderMap,

@@ -9,13 +9,14 @@
 use bytes::Bytes;
 use http::{Request, StatusCode};
 
-use super::auth::{authenticate, realm, throttled_response, AuthResult, VERIFIER_RETRY_SECS};
+use super::auth::{admit, Admission};
 use super::body::read_request_body;
 use super::respond::{self, Body};
 use super::{ConnInfo, State};
-use crate::auth;
-
 type Response = http::Response<Body>;
+
+/// `Retry-After` of the 503 when the directory could not be asked.
+const DIRECTORY_RETRY_SECS: u64 = 5;
 
 /// The service a (lower-case) request path belongs to, when it is one the settings name.
 pub fn service_of(path: &str) -> Option<&'static str> {
@@ -53,8 +54,8 @@ where
     if let Err(r) = read_request_body(body, &parts.headers, state).await {
         return (r, ("body_rejected", None));
     }
-    match authenticate(&parts, state, conn).await {
-        AuthResult::Authenticated(identity) => {
+    match admit(&parts, state, conn).await {
+        Admission::Admitted(identity) => {
             let text = format!(
                 "autodiscoverd emulates the {service} front door only (organization.emulate_service_endpoints): \
                  {} is authenticated, and there is no {service} behind it.\n",
@@ -69,31 +70,11 @@ where
                 ("service_emulated", Some(identity.user_principal_name)),
             )
         }
-        AuthResult::Challenge => {
-            let challenges = auth::challenges(
-                &realm(state, &parts.headers, conn),
-                state.ntlm.offers(state.config.auth.basic),
-            );
-            (respond::unauthorized(&challenges), ("unauthorized", None))
-        }
-        AuthResult::Continue(header) => {
-            (respond::unauthorized(&[header]), ("ntlm_challenge", None))
-        }
-        AuthResult::Throttled(t) => (
-            throttled_response(t, state, &parts.headers, conn),
-            (t.label(), None),
+        Admission::Answered(r, outcome) => (r, (outcome, None)),
+        Admission::DirectoryDown => (
+            respond::service_unavailable(DIRECTORY_RETRY_SECS),
+            ("directory_unavailable", None),
         ),
-        AuthResult::VerifierDown => (
-            respond::service_unavailable(VERIFIER_RETRY_SECS),
-            ("auth_verifier_down", None),
-        ),
-        AuthResult::Unavailable(e) => {
-            tracing::debug!(error = %e, "directory unavailable during authentication");
-            (
-                respond::service_unavailable(VERIFIER_RETRY_SECS),
-                ("directory_unavailable", None),
-            )
-        }
     }
 }
 

@@ -9,11 +9,10 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response};
 
 use super::answers::{self, AnswerKey};
-use super::auth::{authenticate, realm, throttled_response, AuthResult, VERIFIER_RETRY_SECS};
+use super::auth::{admit, Admission};
 use super::body::read_request_body;
 use super::respond::{self, Body};
 use super::{client_of, ConnInfo, State};
-use crate::auth;
 use crate::config::LookupPolicy;
 use crate::decision::{decide, Decision};
 use crate::directory::{Directory, Identity, Lookup};
@@ -203,39 +202,10 @@ where
         Ok(b) => b,
         Err(r) => return (r, Note::outcome("body_rejected")),
     };
-    let identity = match authenticate(&parts, state, conn).await {
-        AuthResult::Authenticated(identity) => identity,
-        AuthResult::Throttled(t) => {
-            return (
-                throttled_response(t, state, &parts.headers, conn),
-                Note::outcome(t.label()),
-            );
-        }
-        AuthResult::Challenge => {
-            let challenges = auth::challenges(
-                &realm(state, &parts.headers, conn),
-                state.ntlm.offers(state.config.auth.basic),
-            );
-            return (
-                respond::unauthorized(&challenges),
-                Note::outcome("unauthorized"),
-            );
-        }
-        AuthResult::Continue(header) => {
-            return (
-                respond::unauthorized(&[header]),
-                Note::outcome("ntlm_challenge"),
-            );
-        }
-        AuthResult::VerifierDown => {
-            return (
-                respond::service_unavailable(VERIFIER_RETRY_SECS),
-                Note::outcome("auth_verifier_down"),
-            );
-        }
-        AuthResult::Unavailable(e) => {
-            // The backend logs outages once per state change; per request is debug.
-            tracing::debug!(error = %e, "directory unavailable during authentication");
+    let identity = match admit(&parts, state, conn).await {
+        Admission::Admitted(identity) => identity,
+        Admission::Answered(r, outcome) => return (r, Note::outcome(outcome)),
+        Admission::DirectoryDown => {
             let body = pox::render_error(
                 Flavour::Outlook,
                 ErrorCode::ServerError,

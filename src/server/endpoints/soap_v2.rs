@@ -7,11 +7,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 
 use super::answers;
-use super::auth::{authenticate, realm, throttled_response, AuthResult, VERIFIER_RETRY_SECS};
+use super::auth::{admit, Admission};
 use super::body::read_request_body;
 use super::respond::{self, Body};
 use super::{ConnInfo, State};
-use crate::auth;
 use crate::config::LookupPolicy;
 use crate::decision::{decide, Decision};
 use crate::directory::{Directory, Identity, Lookup, Recipient};
@@ -66,29 +65,10 @@ where
         Ok(b) => b,
         Err(r) => return (r, ("body_rejected", None)),
     };
-    let identity = match authenticate(&parts, state, conn).await {
-        AuthResult::Authenticated(identity) => identity,
-        AuthResult::Throttled(t) => {
-            let r = throttled_response(t, state, &parts.headers, conn);
-            return (r, (t.label(), None));
-        }
-        AuthResult::Challenge => {
-            let realm = realm(state, &parts.headers, conn);
-            let challenges = auth::challenges(&realm, state.ntlm.offers(state.config.auth.basic));
-            return (respond::unauthorized(&challenges), ("unauthorized", None));
-        }
-        AuthResult::Continue(header) => {
-            return (respond::unauthorized(&[header]), ("ntlm_challenge", None));
-        }
-        AuthResult::VerifierDown => {
-            let r = respond::service_unavailable(VERIFIER_RETRY_SECS);
-            return (r, ("auth_verifier_down", None));
-        }
-        AuthResult::Unavailable(e) => {
-            // The backend logs outages once per state change; per request is debug.
-            tracing::debug!(error = %e, "directory unavailable during authentication");
-            return fault(Fault::SERVER, "internal_server_error", None);
-        }
+    let identity = match admit(&parts, state, conn).await {
+        Admission::Admitted(identity) => identity,
+        Admission::Answered(r, outcome) => return (r, (outcome, None)),
+        Admission::DirectoryDown => return fault(Fault::SERVER, "internal_server_error", None),
     };
     let user = Some(identity.user_principal_name.clone());
     if method == Method::HEAD {
