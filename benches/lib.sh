@@ -2,24 +2,26 @@
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# Installs a Debian package when its command is missing.
-install_missing() { # command package
+# The Debian packages a benchmark drives are installed by .ci/run (its package table is the one
+# place that installs what the project's checks need); here they are only required.
+require_command() { # command package
   if command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; then return 0; fi
-  log "installing $2"
-  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  local apt=(apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$2")
-  $sudo "${apt[@]}" >/dev/null 2>&1 || { $sudo apt-get update -qq && $sudo "${apt[@]}"; }
+  log "\`$1\` is missing: run \`bash .ci/run\` once, or apt-get install $2"
+  exit 1
 }
 
 # Builds the server and bench_client (release or debug) and sets server_bin, client_bin and
 # an empty work directory <target>/<name>.
 build_and_prepare() { # profile name
+  # BENCH_FEATURES (e.g. kerberos, as .ci/run sets it) reuses a build made with those features
+  # instead of compiling the crate once more without them.
+  local features=()
+  if [ -n "${BENCH_FEATURES:-}" ]; then features=(--features "$BENCH_FEATURES"); fi
   if [ "$1" = release ]; then
     log "building (release)"
-    cargo build --release --locked --bin autodiscoverd --example bench_client
+    cargo build --release --locked "${features[@]}" --bin autodiscoverd --example bench_client
   else
-    cargo build --locked --bin autodiscoverd --example bench_client
+    cargo build --locked "${features[@]}" --bin autodiscoverd --example bench_client
   fi
   local target_dir=${CARGO_TARGET_DIR:-$root/target}
   server_bin=$target_dir/$1/autodiscoverd

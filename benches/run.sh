@@ -37,8 +37,8 @@ fi
 # shellcheck source=benches/lib.sh
 source "$root/benches/lib.sh"
 
-install_missing wrk wrk
-install_missing nginx nginx
+require_command wrk wrk
+require_command nginx nginx
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 build_and_prepare "$profile" bench

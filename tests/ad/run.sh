@@ -11,8 +11,8 @@
 #   bash tests/ad/run.sh --release -- --nocapture
 # Arguments before `--` go to `cargo test`, after it to the test binary.
 #
-# Needs root and Debian's samba, samba-ad-provision, samba-dsdb-modules, winbind, krb5-user
-# and ldb-tools, and libkrb5-dev libclang-dev pkg-config to build with the `kerberos`
+# Needs root and Debian's samba, samba-ad-provision, samba-dsdb-modules, samba-vfs-modules,
+# winbind, krb5-user and ldb-tools, and libkrb5-dev libclang-dev pkg-config to build with the `kerberos`
 # feature (.ci/run installs them). Where they are missing the run is skipped with a
 # reason; with CI=true that is a failure.
 set -euo pipefail
@@ -30,7 +30,13 @@ skip() {
 [ "$(id -u)" -eq 0 ] || skip "they need root (a Samba AD DC in private namespaces)"
 for cmd in samba samba-tool ldbsearch ldbmodify kinit ntlm_auth unshare ip; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] ||
-    skip "\`$cmd\` is missing (apt-get install samba samba-ad-provision samba-dsdb-modules winbind krb5-user ldb-tools)"
+    skip "\`$cmd\` is missing (bash .ci/run installs it: samba samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools)"
+done
+# Packages samba only recommends have no command to look for; without samba-vfs-modules the
+# DC's provisioning fails on acl_xattr.so.
+for pkg in samba-ad-provision samba-dsdb-modules samba-vfs-modules; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+    skip "Debian's $pkg is not installed (bash .ci/run installs it)"
 done
 
 # Kerberos is part of what these tests prove (and of config/autodiscoverd.ad-example.toml).
