@@ -38,7 +38,7 @@ pub use services::{
     is_host_name, parse_exchange_version, Endpoint, ExchangeVersion, MapiHttp, Organization,
     OutlookAnywhere, Owa, RedirectConfig, Services,
 };
-pub use throttle::{LockoutSettings, ThrottleConfig, ThrottleSettings};
+pub use throttle::{LockoutSettings, SharedStore, StoreSecret, ThrottleConfig, ThrottleSettings};
 pub use tls::{CertPaths, TlsConfig};
 pub use v2::V2Config;
 

@@ -1,11 +1,13 @@
 //! The `[throttle]` table: failed-authentication throttling (see [`crate::auth::throttle`]).
 //! Every key is optional; an absent table means "on, with the defaults".
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Validator};
+use super::cidr::Cidr;
+use super::{resolve_against, ConfigError, Validator};
 pub use crate::auth::throttle::ThrottleConfig;
 
 /// Serde mirror of `[throttle]`.
@@ -23,6 +25,24 @@ pub struct ThrottleSection {
     pub max_entries: Option<usize>,
     pub lockout_margin: Option<u32>,
     pub lockout_threshold: Option<u32>,
+    pub familiar_days: Option<u32>,
+    pub ipv6_prefix: Option<u8>,
+    pub trusted_sources: Option<Vec<String>>,
+    pub shared: Option<SharedSection>,
+}
+
+/// Serde mirror of `[throttle.shared]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSection {
+    pub url: Option<String>,
+    pub ca_file: Option<String>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub secret_file: Option<String>,
+    pub instances: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub key_prefix: Option<String>,
 }
 
 /// Validated throttle settings.
@@ -32,7 +52,52 @@ pub struct ThrottleSettings {
     pub enabled: bool,
     pub limits: ThrottleConfig,
     pub lockout: LockoutSettings,
+    /// How long an address stays familiar to an account after a successful login from it
+    /// (it keeps the reserve of the account's lockout budget); zero: never.
+    pub familiar: Duration,
+    /// IPv6 sources are counted by this many leading bits (a host holds a whole /64).
+    pub ipv6_prefix: u8,
+    /// Sources never blocked or delayed as a whole (a partner's known egress); their
+    /// failures still count against each account and its lockout budget.
+    pub trusted_sources: Vec<Cidr>,
+    /// The store the counts live in when several instances serve one domain.
+    pub shared: Option<SharedStore>,
 }
+
+/// `[throttle.shared]`: every counter of the throttle and the lockout guard in Valkey or
+/// Redis, so that instances sharing it act as one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedStore {
+    /// `redis://host:port/db` or `rediss://host:port/db` (TLS); no credentials in it.
+    pub url: String,
+    /// Trust anchors for `rediss://` (PEM); the system's when absent.
+    pub ca_file: Option<PathBuf>,
+    /// ACL user (Redis 6+ `AUTH user password`).
+    pub username: Option<String>,
+    pub password: Option<super::BindPassword>,
+    /// The key of the wrong-password digests, the same on every instance.
+    pub secret: StoreSecret,
+    /// Instances serving the domain: while the store is unreachable each one counts locally
+    /// with this share of an account's lockout budget.
+    pub instances: u32,
+    /// How long one round trip to the store may take before it counts as down.
+    pub timeout: Duration,
+    /// Prepended to every key (several deployments on one store).
+    pub key_prefix: String,
+}
+
+/// The shared secret of the wrong-password digests. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for StoreSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreSecret(<redacted>)")
+    }
+}
+
+/// Familiar locations are remembered this long unless configured.
+pub const DEFAULT_FAMILIAR_DAYS: u32 = 14;
 
 /// How this server stays below the directory's account lockout threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +125,10 @@ impl Default for ThrottleSettings {
             enabled: true,
             limits: ThrottleConfig::default(),
             lockout: LockoutSettings::default(),
+            familiar: Duration::from_secs(u64::from(DEFAULT_FAMILIAR_DAYS) * 86_400),
+            ipv6_prefix: 64,
+            trusted_sources: Vec::new(),
+            shared: None,
         }
     }
 }
@@ -153,7 +222,38 @@ impl Validator<'_> {
                 "keep a few failures for the account's owner, e.g. 2 (the default)",
             ));
         }
+        let familiar_days = raw.familiar_days.unwrap_or(DEFAULT_FAMILIAR_DAYS);
+        if familiar_days > 365 {
+            return Err(self.invalid(
+                "throttle.familiar_days",
+                format!("{familiar_days} days"),
+                "remember familiar locations for days or weeks, e.g. 14 (the default); 0 turns them off",
+            ));
+        }
+        let ipv6_prefix = raw.ipv6_prefix.unwrap_or(64);
+        if !(32..=128).contains(&ipv6_prefix) {
+            return Err(self.invalid(
+                "throttle.ipv6_prefix",
+                format!("/{ipv6_prefix} is outside /32../128"),
+                "count IPv6 sources per /64 (the default): one host can use every address of its /64",
+            ));
+        }
+        let mut trusted_sources = Vec::new();
+        for (i, text) in raw.trusted_sources.unwrap_or_default().iter().enumerate() {
+            trusted_sources.push(Cidr::parse(text).ok_or_else(|| {
+                self.invalid(
+                    &format!("throttle.trusted_sources[{i}]"),
+                    format!("`{text}` is not an IP address or CIDR network"),
+                    "write networks as \"203.0.113.0/24\", \"192.0.2.7\" or \"2001:db8::/48\"",
+                )
+            })?);
+        }
+        let shared = raw.shared.map(|s| self.shared_store(s)).transpose()?;
         Ok(ThrottleSettings {
+            familiar: Duration::from_secs(u64::from(familiar_days) * 86_400),
+            ipv6_prefix,
+            trusted_sources,
+            shared,
             enabled: raw.enabled.unwrap_or(true),
             lockout: LockoutSettings {
                 margin: lockout_margin,
@@ -169,6 +269,140 @@ impl Validator<'_> {
                 account_max_delay,
                 max_entries,
             },
+        })
+    }
+}
+
+impl Validator<'_> {
+    fn shared_store(&self, raw: SharedSection) -> Result<SharedStore, ConfigError> {
+        let Some(url) = raw.url.filter(|u| !u.trim().is_empty()) else {
+            return Err(self.invalid(
+                "throttle.shared.url",
+                "missing",
+                "give the store as url = \"redis://10.0.0.20:6379/0\" (or rediss:// for TLS)",
+            ));
+        };
+        let parsed = url::Url::parse(&url).map_err(|e| {
+            self.invalid(
+                "throttle.shared.url",
+                format!("`{url}` is not a URL: {e}"),
+                "write it as redis://HOST:PORT/DB or rediss://HOST:PORT/DB",
+            )
+        })?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") || parsed.host_str().is_none() {
+            return Err(self.invalid(
+                "throttle.shared.url",
+                format!("`{url}` is not a redis:// or rediss:// URL with a host"),
+                "write it as redis://HOST:PORT/DB or rediss://HOST:PORT/DB (Valkey or Redis)",
+            ));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(self.invalid(
+                "throttle.shared.url",
+                "the URL carries credentials",
+                "keep secrets out of the configuration: use throttle.shared.username and password_file",
+            ));
+        }
+        let ca_file = raw
+            .ca_file
+            .map(|p| resolve_against(self.file, Path::new(&p)));
+        if ca_file.is_some() && parsed.scheme() != "rediss" {
+            return Err(self.invalid(
+                "throttle.shared.ca_file",
+                "set for a plain redis:// URL",
+                "use rediss:// to talk TLS to the store, or remove ca_file",
+            ));
+        }
+        if let Some(path) = &ca_file {
+            if !path.is_file() {
+                return Err(self.invalid(
+                    "throttle.shared.ca_file",
+                    format!("`{}` does not exist", path.display()),
+                    "give the PEM file of the CA that issued the store's certificate",
+                ));
+            }
+        }
+        let read = |key: &str, path: &str, what: &str| -> Result<String, ConfigError> {
+            let path = resolve_against(self.file, Path::new(path));
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                self.invalid(
+                    key,
+                    format!("cannot read `{}`: {e}", path.display()),
+                    format!("create it with {what} on one line, readable by the service user only"),
+                )
+            })?;
+            let value = text.trim_end_matches(['\r', '\n']).to_string();
+            if value.is_empty() {
+                return Err(self.invalid(
+                    key,
+                    format!("`{}` is empty", path.display()),
+                    format!("write {what} into it"),
+                ));
+            }
+            Ok(value)
+        };
+        let password = raw
+            .password_file
+            .as_deref()
+            .map(|p| {
+                read(
+                    "throttle.shared.password_file",
+                    p,
+                    "the store user's password",
+                )
+                .map(super::BindPassword::new)
+            })
+            .transpose()?;
+        let Some(secret_file) = raw.secret_file else {
+            return Err(self.invalid(
+                "throttle.shared.secret_file",
+                "missing",
+                "create one secret for all instances (e.g. `openssl rand -hex 32 > /etc/autodiscoverd/throttle-secret`) and name it in secret_file",
+            ));
+        };
+        let secret = read(
+            "throttle.shared.secret_file",
+            &secret_file,
+            "a random secret shared by the instances (openssl rand -hex 32)",
+        )?;
+        if secret.len() < 16 {
+            return Err(self.invalid(
+                "throttle.shared.secret_file",
+                format!("{} characters", secret.len()),
+                "use at least 16 random characters (openssl rand -hex 32)",
+            ));
+        }
+        let Some(instances) = raw.instances else {
+            return Err(self.invalid(
+                "throttle.shared.instances",
+                "missing",
+                "say how many instances share the store (e.g. instances = 3): while it is down each counts locally with that share of the lockout budget",
+            ));
+        };
+        if !(1..=64).contains(&instances) {
+            return Err(self.invalid(
+                "throttle.shared.instances",
+                format!("{instances}"),
+                "give the number of instances serving the domain, 1 to 64",
+            ));
+        }
+        let timeout_ms = raw.timeout_ms.unwrap_or(250);
+        if !(10..=5_000).contains(&timeout_ms) {
+            return Err(self.invalid(
+                "throttle.shared.timeout_ms",
+                format!("{timeout_ms} ms"),
+                "a store on the local network answers in a millisecond; keep 10..=5000 (default 250)",
+            ));
+        }
+        Ok(SharedStore {
+            url,
+            ca_file,
+            username: raw.username.filter(|u| !u.is_empty()),
+            password,
+            secret: StoreSecret(secret.into_bytes()),
+            instances,
+            timeout: Duration::from_millis(timeout_ms),
+            key_prefix: raw.key_prefix.unwrap_or_else(|| "autodiscoverd:".into()),
         })
     }
 }
@@ -280,6 +514,7 @@ mod tests {
                     margin: 1,
                     threshold: Some(4),
                 },
+                ..ThrottleSettings::default()
             }
         );
     }

@@ -553,7 +553,11 @@ impl Directory for EmbeddedDirectory {
             Some(u) => format!("user:{}", u.recipient.primary_smtp.to_ascii_lowercase()),
             None => format!("unresolved:{}", login.user().to_lowercase()),
         };
-        let account = super::Account { key, lockout: None };
+        let account = super::Account {
+            key,
+            lockout: None,
+            bad_passwords: None,
+        };
         super::guarded(&account, guard, self.check_password(login, password)).await
     }
 

@@ -7,8 +7,10 @@ pub mod ldap;
 pub mod recipient;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
+pub use crate::auth::throttle::DomainCount;
 pub use crate::auth::{Identity, Login};
 pub use cache::Cached;
 pub use embedded::EmbeddedDirectory;
@@ -79,6 +81,7 @@ pub trait Directory: Send + Sync {
             let account = Account {
                 key: login.to_string().to_lowercase(),
                 lockout: None,
+                bad_passwords: None,
             };
             Ok((account, self.account_identity(login).await?))
         }
@@ -101,6 +104,10 @@ pub struct Account {
     pub key: String,
     /// The lockout policy of the account's domain, when the directory told it.
     pub lockout: Option<LockoutPolicy>,
+    /// The domain's own count of the account's recent bad passwords, read just before a
+    /// password check that reaches the domain (Active Directory's `badPwdCount` at the PDC
+    /// emulator), when the directory can tell it.
+    pub bad_passwords: Option<DomainCount>,
 }
 
 /// A domain's account lockout policy (`lockoutThreshold` and `lockOutObservationWindow` of
@@ -111,25 +118,34 @@ pub struct LockoutPolicy {
     pub threshold: u32,
     /// How long after the last bad password the domain forgets the count.
     pub observation_window: Duration,
+    /// How long a locked account stays locked (`lockoutDuration`); `None`: until an
+    /// administrator unlocks it, or not told.
+    pub lockout_duration: Option<Duration>,
 }
+
+/// What a [`LoginGuard`] returns: its counts may live in a store shared by several
+/// servers, so asking it is a round trip.
+pub type GuardFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Asked by a backend before it checks a password of a resolved account.
 pub trait LoginGuard: Send + Sync {
     /// false: do not check the password (the answer is "wrong password").
-    fn admit(&self, account: &Account) -> bool;
+    fn admit<'a>(&'a self, account: &'a Account) -> GuardFuture<'a, bool>;
     /// The outcome of an admitted check: right, wrong, or `None` (not checked: the
     /// directory failed).
-    fn settle(&self, account: &Account, outcome: Option<bool>);
+    fn settle<'a>(&'a self, account: &'a Account, outcome: Option<bool>) -> GuardFuture<'a, ()>;
 }
 
 /// A guard that admits everything (callers without a throttle).
 pub struct Unguarded;
 
 impl LoginGuard for Unguarded {
-    fn admit(&self, _: &Account) -> bool {
-        true
+    fn admit<'a>(&'a self, _: &'a Account) -> GuardFuture<'a, bool> {
+        Box::pin(std::future::ready(true))
     }
-    fn settle(&self, _: &Account, _: Option<bool>) {}
+    fn settle<'a>(&'a self, _: &'a Account, _: Option<bool>) -> GuardFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Runs a password check of `account` under `guard`.
@@ -138,11 +154,13 @@ pub async fn guarded(
     guard: &dyn LoginGuard,
     check: impl Future<Output = Result<Option<Identity>, DirectoryError>>,
 ) -> Result<Option<Identity>, DirectoryError> {
-    if !guard.admit(account) {
+    if !guard.admit(account).await {
         return Ok(None);
     }
     let result = check.await;
-    guard.settle(account, result.as_ref().ok().map(Option::is_some));
+    guard
+        .settle(account, result.as_ref().ok().map(Option::is_some))
+        .await;
     result
 }
 

@@ -314,6 +314,8 @@ struct Metrics {
     proxy_rejected: Counter<1>,
     reloads: Counter<1>,
     throttled: Counter<1>,
+    throttle_store_up: Gauge<0>,
+    throttle_store_errors: Counter<1>,
     started: SystemTime,
 }
 
@@ -376,8 +378,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     ),
     throttled: Counter::new(
         "autodiscoverd_auth_throttled_total",
-        "Authentication attempts slowed or refused by the failed-login throttle, by action (delayed, too_many_requests, refused).",
+        "Authentication attempts slowed or refused by the failed-login throttle, by action (delayed, too_many_requests, refused, lockout, repeated_wrong_password).",
         ["action"],
+    ),
+    throttle_store_up: Gauge::new(
+        "autodiscoverd_throttle_store_up",
+        "1 while the shared throttle store ([throttle.shared]) answers, 0 while failed logins are counted locally; absent without a store.",
+        [],
+    ),
+    throttle_store_errors: Counter::new(
+        "autodiscoverd_throttle_store_errors_total",
+        "Calls to the shared throttle store that failed or timed out, by operation.",
+        ["op"],
     ),
     started: SystemTime::now(),
 }
@@ -471,6 +483,21 @@ pub fn throttled(action: &'static str) {
 }
 
 /// Keeps `autodiscoverd_active_connections` up while alive.
+/// The shared throttle store answers (`true`) or not: the gauge shows the last state.
+pub fn throttle_store_up(up: bool) {
+    static STATE: AtomicI64 = AtomicI64::new(0);
+    let new = i64::from(up);
+    let old = STATE.swap(new, Ordering::Relaxed);
+    if new != old {
+        METRICS.throttle_store_up.add([], new - old);
+    }
+}
+
+/// A call to the shared throttle store failed.
+pub fn throttle_store_error(op: &'static str) {
+    METRICS.throttle_store_errors.inc([op]);
+}
+
 pub struct ConnectionGuard(&'static str);
 
 /// Counts an accepted connection; the gauge goes down when the guard is dropped.
@@ -525,6 +552,8 @@ pub fn render() -> String {
     m.proxy_rejected.render(&mut out, "counter");
     m.reloads.render(&mut out, "counter");
     m.throttled.render(&mut out, "counter");
+    m.throttle_store_up.render(&mut out, "gauge");
+    m.throttle_store_errors.render(&mut out, "counter");
     out
 }
 

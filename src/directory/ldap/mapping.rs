@@ -7,6 +7,8 @@
 //! `userAccountControl` bit 0x2 is ACCOUNTDISABLE; `homeMDB` is set only when a mailbox
 //! database on-premises holds the mailbox.
 
+use std::time::Duration;
+
 use uuid::Uuid;
 
 use crate::config::{normalise_dn, LdapAttributes, MailboxKindRule};
@@ -314,17 +316,75 @@ pub fn domain_naming_context(dn: &str) -> Option<String> {
     (!tail.is_empty()).then(|| tail.join(","))
 }
 
-/// A domain object's lockout policy: `lockoutThreshold` and `lockOutObservationWindow`
-/// (a negative count of 100 ns intervals; MS-ADA2).
+/// A domain object's lockout policy: `lockoutThreshold`, `lockOutObservationWindow` and
+/// `lockoutDuration` (negative counts of 100 ns intervals; MS-ADA2; the most negative value
+/// means "until an administrator unlocks it").
 pub fn lockout_policy(domain: &RawEntry) -> Option<crate::directory::LockoutPolicy> {
     let threshold = u32::try_from(number(domain, "lockoutThreshold")?).ok()?;
-    let window_100ns = number(domain, "lockOutObservationWindow")
-        .unwrap_or(0)
-        .unsigned_abs();
+    let interval = |name: &str| {
+        number(domain, name)
+            .filter(|v| *v != i64::MIN)
+            .map(|v| Duration::from_nanos(v.unsigned_abs().saturating_mul(100)))
+    };
     Some(crate::directory::LockoutPolicy {
         threshold,
-        observation_window: std::time::Duration::from_nanos(window_100ns.saturating_mul(100)),
+        observation_window: interval("lockOutObservationWindow").unwrap_or(Duration::ZERO),
+        lockout_duration: interval("lockoutDuration").filter(|d| !d.is_zero()),
     })
+}
+
+/// The attributes of a user entry that hold the domain's own count of its bad passwords.
+pub const BAD_PASSWORD_ATTRIBUTES: [&str; 3] = ["badPwdCount", "badPasswordTime", "lockoutTime"];
+
+/// The domain's own count of `user`'s recent bad passwords at `now` (a FILETIME: 100 ns
+/// intervals since 1601): `badPwdCount` while the last bad password (`badPasswordTime`)
+/// is inside the observation window, zero after it (the domain resets the count at the
+/// next failure); a locked account (`lockoutTime` within `lockoutDuration`) counts as
+/// full. `None` when the entry does not show `badPwdCount` (no right to read it).
+pub fn bad_passwords(
+    user: &RawEntry,
+    policy: &crate::directory::LockoutPolicy,
+    now: i64,
+) -> Option<crate::directory::DomainCount> {
+    let count = u32::try_from(number(user, "badPwdCount")?.max(0)).unwrap_or(u32::MAX);
+    let since = |at: i64| Duration::from_nanos(now.saturating_sub(at).max(0).unsigned_abs() * 100);
+    let locked_at = number(user, "lockoutTime").unwrap_or(0);
+    if locked_at > 0 {
+        let left = match policy.lockout_duration {
+            Some(duration) => duration.saturating_sub(since(locked_at)),
+            None => policy.observation_window.max(Duration::from_secs(60)),
+        };
+        if !left.is_zero() {
+            return Some(crate::directory::DomainCount {
+                bad_passwords: u32::MAX,
+                retry_after_ms: left.as_millis() as u64,
+            });
+        }
+    }
+    let last = number(user, "badPasswordTime").unwrap_or(0);
+    let left = policy.observation_window.saturating_sub(since(last));
+    Some(crate::directory::DomainCount {
+        bad_passwords: if last > 0 && !left.is_zero() {
+            count
+        } else {
+            0
+        },
+        retry_after_ms: left.as_millis() as u64,
+    })
+}
+
+/// The entry's parent: `CN=DC1,CN=Servers,…` for `CN=NTDS Settings,CN=DC1,CN=Servers,…`
+/// (the server object of the domain controller a role owner names).
+pub fn parent_dn(dn: &str) -> Option<&str> {
+    let mut escaped = false;
+    for (i, c) in dn.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ',' if !escaped => return dn.get(i + 1..).map(str::trim).filter(|p| !p.is_empty()),
+            _ => escaped = false,
+        }
+    }
+    None
 }
 
 /// How an entry matches a `name@domain` login: by its `userPrincipalName`, or by its
@@ -684,5 +744,80 @@ mod tests {
             None
         );
         assert_eq!(nt_hash(&RawEntry::new("cn=x"), "sambaNTPassword"), None);
+    }
+
+    /// 100 ns intervals per second.
+    const SECOND: i64 = 10_000_000;
+
+    fn domain_policy() -> crate::directory::LockoutPolicy {
+        lockout_policy(
+            &RawEntry::new("DC=contoso,DC=com")
+                .with("lockoutThreshold", &["5"])
+                .with("lockOutObservationWindow", &["-18000000000"])
+                .with("lockoutDuration", &["-18000000000"]),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_lockout_policy_reads_window_and_duration() {
+        let p = domain_policy();
+        assert_eq!(p.threshold, 5);
+        assert_eq!(p.observation_window, Duration::from_secs(1800));
+        assert_eq!(p.lockout_duration, Some(Duration::from_secs(1800)));
+        let forever = lockout_policy(
+            &RawEntry::new("DC=contoso,DC=com")
+                .with("lockoutThreshold", &["5"])
+                .with("lockoutDuration", &["-9223372036854775808"]),
+        )
+        .unwrap();
+        assert_eq!(forever.lockout_duration, None);
+        assert_eq!(forever.observation_window, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_domains_count_holds_inside_the_window_only() {
+        let p = domain_policy();
+        let now = 133_000_000_000_000_000i64;
+        let user = |count: &str, last: i64, locked: i64| {
+            RawEntry::new("CN=Lou,CN=Users,DC=contoso,DC=com")
+                .with("badPwdCount", &[count])
+                .with("badPasswordTime", &[&last.to_string()])
+                .with("lockoutTime", &[&locked.to_string()])
+        };
+        // Three bad passwords ten minutes ago: they count for 20 more minutes.
+        let c = bad_passwords(&user("3", now - 600 * SECOND, 0), &p, now).unwrap();
+        assert_eq!(c.bad_passwords, 3);
+        assert_eq!(c.retry_after_ms, 1_200_000);
+        // The window has passed: the domain resets the count at the next failure.
+        let c = bad_passwords(&user("3", now - 1800 * SECOND, 0), &p, now).unwrap();
+        assert_eq!(c.bad_passwords, 0);
+        // Locked five minutes ago for 30 minutes: full, for 25 more minutes.
+        let c = bad_passwords(&user("5", now - 300 * SECOND, now - 300 * SECOND), &p, now).unwrap();
+        assert_eq!(c.bad_passwords, u32::MAX);
+        assert_eq!(c.retry_after_ms, 1_500_000);
+        // A lockout that has run out is only a count again.
+        let c = bad_passwords(
+            &user("5", now - 3600 * SECOND, now - 3600 * SECOND),
+            &p,
+            now,
+        )
+        .unwrap();
+        assert_eq!(c.bad_passwords, 0);
+        // No right to read badPwdCount: not known, rather than zero.
+        assert_eq!(
+            bad_passwords(&RawEntry::new("CN=Lou,CN=Users,DC=contoso,DC=com"), &p, now),
+            None
+        );
+    }
+
+    #[test]
+    fn the_role_owners_server_is_its_parent() {
+        assert_eq!(
+            parent_dn("CN=NTDS Settings,CN=DC1,CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration,DC=contoso,DC=com"),
+            Some("CN=DC1,CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration,DC=contoso,DC=com")
+        );
+        assert_eq!(parent_dn("CN=a\\,b,DC=x"), Some("DC=x"));
+        assert_eq!(parent_dn("DC=com"), None);
     }
 }

@@ -11,18 +11,18 @@ mod pool;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ldap3::{Scope, SearchOptions, SearchResult};
 
 use self::mapping::RawEntry;
 use self::pool::{describe_error, describe_result, raw_entry, tls_required, Connector, Pool};
 use super::{
-    Account, Directory, DirectoryError, Identity, LockoutPolicy, Login, LoginGuard, Lookup,
-    NtCredential, Recipient,
+    Account, Directory, DirectoryError, DomainCount, Identity, LockoutPolicy, Login, LoginGuard,
+    Lookup, NtCredential, Recipient,
 };
 use crate::config::{ConfigError, LdapAttributes, LdapConfig, LdapScope};
 
@@ -43,6 +43,35 @@ pub struct LdapDirectory {
     /// Lockout policy per domain (its naming context, lower-case), read when first needed
     /// and again after [`POLICY_TTL`].
     policies: Mutex<HashMap<String, (Instant, Option<LockoutPolicy>)>>,
+    /// The PDC emulator per domain (its naming context, lower-case): the link to it, or
+    /// `None` when it is one of the configured servers or cannot be named; read again after
+    /// [`POLICY_TTL`].
+    pdcs: Mutex<HashMap<String, PdcEntry>>,
+    config_file: PathBuf,
+}
+
+/// Connections to a domain's PDC emulator, which holds the domain's authoritative count of
+/// bad passwords (other DCs forward failed logons to it; `badPwdCount` is not replicated).
+struct PdcLink {
+    host: String,
+    connector: Connector,
+    pool: Pool,
+    /// After a failure the configured servers are asked instead until then.
+    resting_until: Mutex<Option<Instant>>,
+}
+
+/// When the PDC emulator was looked up, and the link to it.
+type PdcEntry = (Instant, Option<Arc<PdcLink>>);
+
+/// How long an unreachable PDC emulator is left alone.
+const PDC_REST: Duration = Duration::from_secs(60);
+
+/// Now as a Windows FILETIME (100 ns intervals since 1601-01-01), as AD stores times.
+fn filetime_now() -> i64 {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(unix.as_nanos() / 100).unwrap_or(i64::MAX) + 116_444_736_000_000_000
 }
 
 /// How long a domain's lockout policy is used before it is read again.
@@ -70,6 +99,8 @@ impl LdapDirectory {
             lookup_attrs,
             nt_attrs,
             policies: Mutex::new(HashMap::new()),
+            pdcs: Mutex::new(HashMap::new()),
+            config_file: config_file.to_path_buf(),
             cfg,
         })
     }
@@ -190,10 +221,24 @@ impl LdapDirectory {
         filter: &str,
         attrs: &[String],
     ) -> Result<Vec<RawEntry>, DirectoryError> {
+        self.search_on(&self.service, &self.connector, base, scope, filter, attrs)
+            .await
+    }
+
+    /// [`LdapDirectory::search_at`] on the connections of `pool`.
+    async fn search_on(
+        &self,
+        pool: &Pool,
+        connector: &Connector,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[String],
+    ) -> Result<Vec<RawEntry>, DirectoryError> {
         let ms = self.cfg.timeout.as_millis() as u64;
         let time_limit = i32::try_from(self.cfg.timeout.as_secs().max(1)).unwrap_or(i32::MAX);
         for attempt in 0..2 {
-            let mut conn = self.service.get(&self.connector).await?;
+            let mut conn = pool.get(connector).await?;
             let result = conn
                 .ldap
                 .with_search_options(SearchOptions::new().sizelimit(2).timelimit(time_limit))
@@ -202,7 +247,7 @@ impl LdapDirectory {
             let retry = conn.reused && attempt == 0;
             match result {
                 Ok(SearchResult(entries, res)) if res.rc == 0 || res.rc == 4 => {
-                    self.service.put(conn);
+                    pool.put(conn);
                     return Ok(entries
                         .into_iter()
                         .filter_map(|e| {
@@ -226,7 +271,7 @@ impl LdapDirectory {
                         .collect());
                 }
                 Ok(SearchResult(_, res)) if res.rc == 32 => {
-                    self.service.put(conn);
+                    pool.put(conn);
                     return Err(DirectoryError::Unavailable(format!(
                         "the search base `{}` does not exist ({}); check directory.ldap.base_dn",
                         base,
@@ -234,7 +279,7 @@ impl LdapDirectory {
                     )));
                 }
                 Ok(SearchResult(_, res)) if res.rc == 10 => {
-                    self.service.put(conn);
+                    pool.put(conn);
                     return Err(DirectoryError::Unavailable(format!(
                         "the directory server referred the search for `{base}` elsewhere ({}): \
                          it does not hold that naming context; point directory.ldap.urls at a \
@@ -308,7 +353,12 @@ impl LdapDirectory {
                 return *policy;
             }
         }
-        let attrs = ["lockoutThreshold", "lockOutObservationWindow"].map(String::from);
+        let attrs = [
+            "lockoutThreshold",
+            "lockOutObservationWindow",
+            "lockoutDuration",
+        ]
+        .map(String::from);
         let policy = match self
             .search_at(&domain, Scope::Base, "(objectClass=*)", &attrs)
             .await
@@ -326,6 +376,116 @@ impl LdapDirectory {
             }
         }
         policy
+    }
+
+    /// The link to the PDC emulator of the domain `dn` lives in, unless it is one of the
+    /// configured servers (they are asked then) or the domain does not name it: the domain
+    /// object's `fSMORoleOwner` is the `NTDS Settings` object of the role owner, whose parent,
+    /// the server object, has its `dNSHostName` (MS-ADTS, FSMO roles).
+    async fn pdc(&self, dn: &str) -> Option<Arc<PdcLink>> {
+        let domain = mapping::domain_naming_context(dn)?;
+        let key = domain.to_ascii_lowercase();
+        if let Some((at, link)) = self.pdcs.lock().ok()?.get(&key) {
+            if at.elapsed() < POLICY_TTL {
+                return link.clone();
+            }
+        }
+        let link = self.find_pdc(&domain).await;
+        if let Ok(mut map) = self.pdcs.lock() {
+            map.insert(key, (Instant::now(), link.clone()));
+        }
+        link
+    }
+
+    async fn find_pdc(&self, domain: &str) -> Option<Arc<PdcLink>> {
+        let any = "(objectClass=*)";
+        let owner = self
+            .search_at(domain, Scope::Base, any, &["fSMORoleOwner".to_string()])
+            .await
+            .ok()?
+            .first()?
+            .text("fSMORoleOwner")?
+            .to_string();
+        let server = mapping::parent_dn(&owner)?.to_string();
+        let host = self
+            .search_at(&server, Scope::Base, any, &["dNSHostName".to_string()])
+            .await
+            .ok()?
+            .first()?
+            .text("dNSHostName")?
+            .to_ascii_lowercase();
+        let first = self.cfg.urls.first()?;
+        let url = url::Url::parse(&first.url).ok()?;
+        let configured = self.cfg.urls.iter().any(|u| {
+            url::Url::parse(&u.url)
+                .ok()
+                .and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case(&host)))
+                .unwrap_or(false)
+        });
+        if configured {
+            return None;
+        }
+        // The PDC emulator is reached as the first configured server is: same scheme, port,
+        // TLS settings and service account.
+        let mut cfg = self.cfg.clone();
+        cfg.urls = vec![crate::config::LdapUrl {
+            url: format!("{}://{host}:{}", url.scheme(), url.port_or_known_default()?),
+            ldaps: first.ldaps,
+            loopback: false,
+        }];
+        let connector = Connector::new(&cfg, &self.config_file).ok()?;
+        tracing::info!(%domain, pdc = %host, "bad-password counts are read at the domain's PDC emulator");
+        Some(Arc::new(PdcLink {
+            host,
+            connector,
+            pool: Pool::new(
+                2,
+                Some((self.cfg.bind_dn.clone(), self.cfg.bind_password.clone())),
+            ),
+            resting_until: Mutex::new(None),
+        }))
+    }
+
+    /// The domain's own count of the account `dn`'s recent bad passwords, read at the PDC
+    /// emulator (the configured servers when it cannot be reached), just before a password
+    /// check that reaches the domain. `None` without a lockout policy, or when it cannot be
+    /// read: the ledger alone guards then.
+    async fn bad_passwords(&self, dn: &str, policy: Option<LockoutPolicy>) -> Option<DomainCount> {
+        let policy = policy.filter(|p| p.threshold > 0)?;
+        let attrs = mapping::BAD_PASSWORD_ATTRIBUTES.map(String::from);
+        let any = "(objectClass=*)";
+        let mut entries = None;
+        if let Some(link) = self.pdc(dn).await {
+            let resting = link
+                .resting_until
+                .lock()
+                .ok()
+                .and_then(|r| *r)
+                .is_some_and(|until| Instant::now() < until);
+            if !resting {
+                match self
+                    .search_on(&link.pool, &link.connector, dn, Scope::Base, any, &attrs)
+                    .await
+                {
+                    Ok(found) => entries = Some(found),
+                    Err(e) => {
+                        tracing::warn!(pdc = %link.host, error = %e, "the PDC emulator cannot be asked for bad-password counts; asking the configured servers for a minute");
+                        if let Ok(mut r) = link.resting_until.lock() {
+                            *r = Some(Instant::now() + PDC_REST);
+                        }
+                    }
+                }
+            }
+        }
+        let entries = match entries {
+            Some(found) => found,
+            None => self.search_at(dn, Scope::Base, any, &attrs).await.ok()?,
+        };
+        let count = mapping::bad_passwords(entries.first()?, &policy, filetime_now());
+        if count.is_none() {
+            tracing::debug!(account = %dn, "badPwdCount is not readable by the service account");
+        }
+        count
     }
 
     /// The one enabled entry a login names (domain checked for `DOMAIN\user`).
@@ -497,24 +657,29 @@ impl Directory for LdapDirectory {
                 let account = Account {
                     key: format!("unresolved:{}", login.user().to_lowercase()),
                     lockout: self.lockout_policy(&dummy).await,
+                    bad_passwords: None,
                 };
-                if !guard.admit(&account) {
+                if !guard.admit(&account).await {
                     return Ok(None);
                 }
                 let bound = self.user_bind(&dummy, password).await;
-                guard.settle(&account, bound.as_ref().ok().map(|_| false));
+                guard
+                    .settle(&account, bound.as_ref().ok().map(|_| false))
+                    .await;
                 bound?;
                 return Ok(None);
             };
+            let lockout = self.lockout_policy(&entry.dn).await;
             let account = Account {
                 key: entry.dn.to_lowercase(),
-                lockout: self.lockout_policy(&entry.dn).await,
+                lockout,
+                bad_passwords: self.bad_passwords(&entry.dn, lockout).await,
             };
-            if !guard.admit(&account) {
+            if !guard.admit(&account).await {
                 return Ok(None);
             }
             let bound = self.user_bind(&entry.dn, password).await;
-            guard.settle(&account, bound.as_ref().ok().copied());
+            guard.settle(&account, bound.as_ref().ok().copied()).await;
             if !bound? {
                 return Ok(None);
             }
@@ -561,9 +726,11 @@ impl Directory for LdapDirectory {
         self.bounded(async {
             match self.resolve_login(login, &self.lookup_attrs).await? {
                 Some(entry) => {
+                    let lockout = self.lockout_policy(&entry.dn).await;
                     let account = Account {
                         key: entry.dn.to_lowercase(),
-                        lockout: self.lockout_policy(&entry.dn).await,
+                        lockout,
+                        bad_passwords: self.bad_passwords(&entry.dn, lockout).await,
                     };
                     let identity = mapping::identity(&entry, &self.cfg.attributes, login);
                     Ok((account, Some(identity)))
@@ -572,6 +739,7 @@ impl Directory for LdapDirectory {
                     let account = Account {
                         key: format!("unresolved:{}", login.user().to_lowercase()),
                         lockout: self.lockout_policy(&self.cfg.base_dn).await,
+                        bad_passwords: None,
                     };
                     Ok((account, None))
                 }

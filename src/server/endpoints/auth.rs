@@ -11,6 +11,7 @@ use super::throttle::{retry_after_secs, Throttled};
 use super::{ClientContext, ConnInfo, State};
 use crate::auth::{self, Presented};
 use crate::directory::{Directory, DirectoryError, Identity};
+use crate::ops::metrics;
 
 /// `Retry-After` when the domain could not be asked to verify credentials.
 const VERIFIER_RETRY_SECS: u64 = 5;
@@ -94,26 +95,38 @@ async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnIn
             state.ntlm.forget(conn);
             // The login as typed; never the password.
             let account = creds.login.to_string();
-            let delay = match state.throttle.admit_deferred(client, &account).await {
-                Ok(delay) => delay,
+            let throttle = &state.throttle;
+            let admitted = match throttle
+                .admit_deferred(client, &account, Some(&creds.password))
+                .await
+            {
+                Ok(admitted) => admitted,
                 Err(t) => return AuthResult::Throttled(t),
             };
-            let guard = state.throttle.guard(client);
+            if admitted.known_wrong {
+                // The same wrong password again (a phone retrying an old one): the domain
+                // is not asked again and nothing more is counted.
+                metrics::throttled("repeated_wrong_password");
+                tracing::info!(target: "auth", %client, "authentication refused: a wrong password already given for this login");
+                throttle.wait(client, admitted.on_failure).await;
+                return AuthResult::Challenge;
+            }
+            let guard = throttle.guard(client);
             match state
                 .directory
                 .verify_password_guarded(&creds.login, &creds.password, &guard)
                 .await
             {
                 Ok(Some(identity)) => {
-                    state.throttle.succeeded(client, &account);
+                    throttle.succeeded(client, &account, Some(&admitted)).await;
                     AuthResult::Authenticated(identity)
                 }
                 Ok(None) => {
                     if let Some(retry_after) = guard.refused() {
                         return AuthResult::Throttled(Throttled::Refused { retry_after });
                     }
-                    state.throttle.failed(client, &account);
-                    state.throttle.wait(client, delay).await;
+                    throttle.failed(client, &account, Some(&admitted)).await;
+                    throttle.wait(client, admitted.on_failure).await;
                     AuthResult::Challenge
                 }
                 Err(e) => AuthResult::Unavailable(e),

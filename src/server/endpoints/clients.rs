@@ -104,7 +104,7 @@ async fn resolve<'a>(
             None => return Resolved::NotServed("not_served"),
         },
         Decision::Error(_) => {
-            state.throttle.failed(client_ip, address);
+            state.throttle.failed(client_ip, address, None).await;
             return Resolved::NotServed("not_served");
         }
     };

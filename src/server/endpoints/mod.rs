@@ -19,6 +19,7 @@ pub mod ntlm;
 pub mod profile_sign;
 pub mod redirect80;
 pub mod respond;
+pub mod shared_counts;
 pub mod soap_v2;
 pub mod throttle;
 pub mod winbind;

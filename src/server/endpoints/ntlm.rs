@@ -278,8 +278,8 @@ impl NtlmService {
             .unwrap_or_else(|| format!("{domain}\\{user}"));
         // As for Basic: the delay this address earned is waited out only by a failure, so
         // that right answers from a busy NAT address are not slowed.
-        let delay = match throttle.admit_deferred(client, &account).await {
-            Ok(delay) => delay,
+        let admitted = match throttle.admit_deferred(client, &account, None).await {
+            Ok(admitted) => admitted,
             Err(t) => {
                 let _ = lock(conn.auth()).finish(None, &self.policy, None);
                 return WindowsAuth::Throttled(t);
@@ -320,14 +320,14 @@ impl NtlmService {
                 Some(identity),
             ) => (final_header, legacy, identity),
             (Finish::Rejected(reason), _) => {
-                throttle.failed(client, &account);
-                throttle.wait(client, delay).await;
+                throttle.failed(client, &account, Some(&admitted)).await;
+                throttle.wait(client, admitted.on_failure).await;
                 tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, reason, "NTLM authentication failed");
                 return WindowsAuth::Rejected;
             }
             (Finish::Authenticated { .. }, None) => {
-                throttle.failed(client, &account);
-                throttle.wait(client, delay).await;
+                throttle.failed(client, &account, Some(&admitted)).await;
+                throttle.wait(client, admitted.on_failure).await;
                 tracing::info!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, "NTLM login without an enabled directory entry");
                 return WindowsAuth::Rejected;
             }
@@ -339,7 +339,7 @@ impl NtlmService {
             }
             auth.set_final_header(final_header);
         }
-        throttle.succeeded(client, &account);
+        throttle.succeeded(client, &account, Some(&admitted)).await;
         match legacy {
             Some(kind) => {
                 tracing::warn!(target: "auth", client = %conn.peer, scheme = scheme.name(), %user, %domain, kind = kind.label(), "LEGACY NTLM login accepted (auth.ntlm_allow_legacy)");
@@ -406,7 +406,7 @@ impl NtlmService {
                 return Err(WindowsAuth::Unavailable(e));
             }
         };
-        if !guard.admit(&account) {
+        if !guard.admit(&account).await {
             return refuse("lockout_guard");
         }
         let session_key = match pool.verify(&check).await {
@@ -417,7 +417,7 @@ impl NtlmService {
                 return Err(WindowsAuth::VerifierDown);
             }
         };
-        guard.settle(&account, Some(session_key.is_some()));
+        guard.settle(&account, Some(session_key.is_some())).await;
         let expected_cbt = self.expected_channel_binding(conn);
         let finish = lock(conn.auth()).finish_by_domain(
             session_key.as_ref(),

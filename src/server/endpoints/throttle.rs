@@ -1,16 +1,26 @@
-//! The I/O side of the failed-login throttle: one mutex-protected
-//! [`Throttle`](crate::auth::throttle::Throttle) per process (kept across reloads), the
-//! edge clock, the sleep of a progressive delay and metrics (the HTTP shape of a refusal is
-//! in [`super::auth`]).
-//! The rules are in [`crate::auth::throttle`].
+//! The I/O side of the failed-login throttle: the counts in this process (one
+//! mutex-protected [`Throttle`], lockout ledger and record of wrong passwords, kept across
+//! reloads) or in a store the instances share ([`super::shared_counts`]), the edge clock,
+//! the sleep of a progressive delay and metrics (the HTTP shape of a refusal is in
+//! [`super::auth`]). The rules are in [`crate::auth::throttle`].
+//!
+//! With `[throttle.shared]`, a store that cannot be reached is never a reason to check
+//! more: each instance counts locally with `1 / instances` of every account's lockout
+//! budget (plus the domain's own count, read before each check), says so once, and goes
+//! back to the store when it answers again.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::auth::throttle::{lockout_budget, LockoutLedger, Throttle, Verdict};
-use crate::config::{LockoutSettings, ThrottleSettings};
-use crate::directory::{Account, LoginGuard};
+use super::shared_counts::{SharedCounts, StoreError};
+use crate::auth::throttle::{
+    lockout_rule, source_key, verdict, wrong_password_digest, LedgerRule, LockoutLedger,
+    RecentWrongPasswords, Scores, Settled, Throttle, Verdict, WRONG_PASSWORDS_PER_ACCOUNT,
+};
+use crate::config::{Cidr, LockoutSettings, ThrottleSettings};
+use crate::directory::{Account, GuardFuture, LoginGuard};
 use crate::ops::metrics;
 
 /// The one clock of the throttle: milliseconds since the process started (monotonic).
@@ -18,6 +28,9 @@ pub fn now_ms() -> u64 {
     static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
     ORIGIN.elapsed().as_millis() as u64
 }
+
+/// How long a store that failed is left alone before a request tries it again.
+const STORE_RETRY_MS: u64 = 1000;
 
 /// Why an attempt was not checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,28 +51,104 @@ impl Throttled {
     }
 }
 
+/// An attempt the throttle let through, with what its outcome needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Admitted {
+    /// The delay the source's own failures earned, waited out only when the credentials
+    /// turn out wrong.
+    pub on_failure: Duration,
+    /// The same wrong password was given for this login within the window: answer 401
+    /// without asking the domain, and count nothing.
+    pub known_wrong: bool,
+    /// The keyed digest of the password (Basic), recorded if it turns out wrong.
+    digest: Option<[u8; 32]>,
+    /// A success has something to clear.
+    dirty: bool,
+}
+
+impl Admitted {
+    fn plain(on_failure: Duration) -> Admitted {
+        Admitted {
+            on_failure,
+            known_wrong: false,
+            digest: None,
+            dirty: true,
+        }
+    }
+}
+
 struct Inner {
     enabled: bool,
+    settings: ThrottleSettings,
     throttle: Throttle,
-    lockout: LockoutSettings,
     ledger: LockoutLedger,
+    wrong: RecentWrongPasswords,
+}
+
+/// The store, when configured, and whether it answers.
+struct Shared {
+    counts: SharedCounts,
+    instances: u32,
+    up: AtomicBool,
+    /// While down: when a request may try it again.
+    retry_at_ms: AtomicU64,
 }
 
 /// The process-wide throttle shared by every generation of the state.
 pub struct AuthThrottle {
     inner: Mutex<Inner>,
+    shared: Option<Shared>,
+    /// The key of the wrong-password digests: the shared secret, or a random one.
+    digest_key: ring::hmac::Key,
 }
 
 impl AuthThrottle {
-    /// A throttle with the configured thresholds.
+    /// A throttle with the configured thresholds. The store (`[throttle.shared]`) is
+    /// fixed for the life of the process; a reload that changes it says so.
     pub fn new(settings: &ThrottleSettings) -> AuthThrottle {
+        let shared = settings
+            .shared
+            .as_ref()
+            .and_then(|s| match SharedCounts::new(s) {
+                Ok(counts) => Some(Shared {
+                    counts,
+                    instances: s.instances,
+                    up: AtomicBool::new(true),
+                    retry_at_ms: AtomicU64::new(0),
+                }),
+                Err(e) => {
+                    // Only a malformed URL gets here (check-config refuses it first):
+                    // counting locally with the share of an instance is the safe side.
+                    tracing::error!(error = %e, "shared throttle store unusable; counting locally with a share of each lockout budget");
+                    None
+                }
+            });
+        if let Some(s) = &settings.shared {
+            metrics::throttle_store_up(true);
+            tracing::info!(target: "auth", url = %s.url, instances = s.instances, "failed-login counts shared through the store");
+        }
+        let digest_key = match &settings.shared {
+            Some(s) => ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &s.secret.0),
+            None => {
+                let rng = ring::rand::SystemRandom::new();
+                ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
+                    // The OS RNG does not fail on Linux; a fixed key would only make the
+                    // digests guessable offline, and they never leave this process.
+                    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"autodiscoverd")
+                })
+            }
+        };
+        let max = settings.limits.max_entries;
         AuthThrottle {
             inner: Mutex::new(Inner {
                 enabled: settings.enabled,
+                settings: settings.clone(),
                 throttle: Throttle::new(settings.limits.clone()),
-                lockout: settings.lockout,
-                ledger: LockoutLedger::new(settings.limits.max_entries),
+                ledger: LockoutLedger::new(max),
+                wrong: RecentWrongPasswords::new(max),
             }),
+            shared,
+            digest_key,
         }
     }
 
@@ -71,18 +160,88 @@ impl AuthThrottle {
     /// Applies reloaded settings; the counts survive.
     pub fn configure(&self, settings: &ThrottleSettings) {
         let mut inner = self.lock();
+        if inner.settings.shared != settings.shared {
+            tracing::warn!(
+                "throttle.shared changed: the store in use stays until the service is restarted"
+            );
+        }
         inner.enabled = settings.enabled;
-        inner.lockout = settings.lockout;
         if inner.throttle.config() != &settings.limits {
             inner.throttle.reconfigure(settings.limits.clone());
         }
+        let shared = inner.settings.shared.clone();
+        inner.settings = ThrottleSettings {
+            shared,
+            ..settings.clone()
+        };
+    }
+
+    /// The store, unless it failed within the last second.
+    fn store(&self) -> Option<&Shared> {
+        let shared = self.shared.as_ref()?;
+        if shared.up.load(Ordering::Relaxed)
+            || now_ms() >= shared.retry_at_ms.load(Ordering::Relaxed)
+        {
+            return Some(shared);
+        }
+        None
+    }
+
+    /// Notes what a store call did (logging each change of state once) and gives its value,
+    /// or `None`: count locally.
+    fn observe<T>(
+        &self,
+        shared: &Shared,
+        op: &'static str,
+        result: Result<T, StoreError>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => {
+                if !shared.up.swap(true, Ordering::Relaxed) {
+                    metrics::throttle_store_up(true);
+                    tracing::info!(target: "auth", "shared throttle store reachable again: failed logins are counted in the store");
+                }
+                Some(value)
+            }
+            Err(e) => {
+                metrics::throttle_store_error(op);
+                shared
+                    .retry_at_ms
+                    .store(now_ms() + STORE_RETRY_MS, Ordering::Relaxed);
+                if shared.up.swap(false, Ordering::Relaxed) {
+                    metrics::throttle_store_up(false);
+                    tracing::warn!(target: "auth", error = %e, instances = shared.instances, "shared throttle store unreachable: counting failed logins locally with 1/{} of each account's lockout budget until it answers", shared.instances);
+                } else {
+                    tracing::debug!(target: "auth", error = %e, op, "shared throttle store call failed");
+                }
+                None
+            }
+        }
+    }
+
+    /// The address failures of `client` are counted against, and whether it is trusted.
+    fn source(&self, client: IpAddr) -> (IpAddr, bool, ThrottleSettingsView) {
+        let inner = self.lock();
+        let trusted = inner
+            .settings
+            .trusted_sources
+            .iter()
+            .any(|c: &Cidr| c.contains(client));
+        (
+            source_key(client, inner.settings.ipv6_prefix),
+            trusted,
+            ThrottleSettingsView {
+                enabled: inner.enabled,
+                window_ms: inner.settings.limits.window.as_millis() as u64,
+            },
+        )
     }
 
     /// Asks whether `client` may try `account` (the login as typed) now, and waits out the
     /// progressive delay when there is one. `Err`: answer without checking the password.
     pub async fn admit(&self, client: IpAddr, account: &str) -> Result<(), Throttled> {
-        let on_failure = self.admit_deferred(client, account).await?;
-        self.wait(client, on_failure).await;
+        let admitted = self.admit_deferred(client, account, None).await?;
+        self.wait(client, admitted.on_failure).await;
         Ok(())
     }
 
@@ -90,23 +249,52 @@ impl AuthThrottle {
     /// returned instead of waited out: the caller waits only when the credentials turn out
     /// wrong, so that correct logins from an address others fail from (one NAT address for
     /// a whole site) are not slowed. An attacker gains nothing: every guess still waits
-    /// before its answer.
+    /// before its answer. With the `password` (Basic), a wrong password given again for
+    /// the same login within the window is recognised by its keyed digest.
     pub async fn admit_deferred(
         &self,
         client: IpAddr,
         account: &str,
-    ) -> Result<Duration, Throttled> {
-        let verdict = {
-            let inner = self.lock();
-            if !inner.enabled {
-                return Ok(Duration::ZERO);
+        password: Option<&str>,
+    ) -> Result<Admitted, Throttled> {
+        let (source, trusted, view) = self.source(client);
+        if !view.enabled {
+            return Ok(Admitted::plain(Duration::ZERO));
+        }
+        let digest = password.map(|p| wrong_password_digest(&self.digest_key, account, p));
+        let shared_reply = match self.store() {
+            Some(shared) => {
+                let reply = shared
+                    .counts
+                    .check(source, account, digest.as_ref(), view.window_ms)
+                    .await;
+                self.observe(shared, "check", reply)
             }
-            inner.throttle.check(client, account, now_ms())
+            None => None,
         };
-        match verdict {
+        let (scores, known_wrong, dirty, config) = {
+            let inner = self.lock();
+            let config = inner.throttle.config().clone();
+            match shared_reply {
+                Some(r) => (r.scores, r.known_wrong, r.dirty, config),
+                None => {
+                    let now = now_ms();
+                    let known = digest
+                        .is_some_and(|d| inner.wrong.contains(account, &d, view.window_ms, now));
+                    let scores: Scores = inner.throttle.scores(source, account, now);
+                    (scores, known, true, config)
+                }
+            }
+        };
+        match verdict(&config, scores, trusted) {
             Verdict::Proceed { delay, on_failure } => {
                 self.wait(client, delay).await;
-                Ok(on_failure)
+                Ok(Admitted {
+                    on_failure,
+                    known_wrong,
+                    digest,
+                    dirty,
+                })
             }
             Verdict::TooManyRequests { retry_after } => {
                 metrics::throttled("too_many_requests");
@@ -137,38 +325,79 @@ impl AuthThrottle {
             throttle: self,
             client,
             refused: Mutex::new(None),
+            via_store: AtomicBool::new(false),
         }
     }
 
-    /// Records a failed verification.
-    pub fn failed(&self, client: IpAddr, account: &str) {
+    /// Records a failed verification (and the wrong password's digest, when admitted with
+    /// one).
+    pub async fn failed(&self, client: IpAddr, account: &str, admitted: Option<&Admitted>) {
+        let (source, _, view) = self.source(client);
+        if !view.enabled {
+            return;
+        }
+        let digest = admitted.and_then(|a| a.digest);
+        if let Some(shared) = self.store() {
+            let result = shared
+                .counts
+                .failed(
+                    source,
+                    account,
+                    digest.as_ref(),
+                    view.window_ms,
+                    WRONG_PASSWORDS_PER_ACCOUNT,
+                )
+                .await;
+            if self.observe(shared, "failed", result).is_some() {
+                return;
+            }
+        }
         let mut inner = self.lock();
-        if inner.enabled {
-            inner.throttle.failed(client, account, now_ms());
+        let now = now_ms();
+        inner.throttle.failed(source, account, now);
+        if let Some(d) = digest {
+            inner.wrong.record(account, d, view.window_ms, now);
         }
     }
 
     /// Records a successful verification.
-    pub fn succeeded(&self, client: IpAddr, account: &str) {
-        let mut inner = self.lock();
-        if inner.enabled {
-            inner.throttle.succeeded(client, account);
+    pub async fn succeeded(&self, client: IpAddr, account: &str, admitted: Option<&Admitted>) {
+        let (source, _, view) = self.source(client);
+        if !view.enabled || admitted.is_some_and(|a| !a.dirty) {
+            return;
         }
+        if let Some(shared) = self.store() {
+            let result = shared.counts.succeeded(source, account).await;
+            if self.observe(shared, "succeeded", result).is_some() {
+                return;
+            }
+        }
+        let mut inner = self.lock();
+        inner.throttle.succeeded(source, account);
+        inner.wrong.clear(account);
     }
 
-    /// Entries held per table (sources, pairs, accounts).
+    /// Entries held per table (sources, pairs, accounts) in this process.
     pub fn tracked(&self) -> (usize, usize, usize) {
         self.lock().throttle.tracked()
     }
 }
 
-/// Keeps this server's failed password checks of each directory account below its
-/// domain's lockout threshold ([`LockoutLedger`]), for one request from `client`.
+/// What one call needs of the settings, read under the lock once.
+struct ThrottleSettingsView {
+    enabled: bool,
+    window_ms: u64,
+}
+
+/// Keeps this server's (or pool's) failed password checks of each directory account below
+/// its domain's lockout threshold ([`LockoutLedger`]), for one request from `client`.
 pub struct AccountGuard<'a> {
     throttle: &'a AuthThrottle,
     client: IpAddr,
     /// Set when the account was refused: the time until it may be tried again.
     refused: Mutex<Option<Duration>>,
+    /// The admission was counted in the store, so its outcome goes there too.
+    via_store: AtomicBool,
 }
 
 impl AccountGuard<'_> {
@@ -177,41 +406,70 @@ impl AccountGuard<'_> {
         self.refused.lock().ok().and_then(|r| *r)
     }
 
-    /// The failure budget and window for `account`, if it is under a lockout policy.
-    fn limits(inner: &Inner, account: &Account) -> Option<(u32, u64)> {
-        let threshold = inner
-            .lockout
-            .threshold
-            .or(account.lockout.map(|p| p.threshold))?;
-        let budget = lockout_budget(threshold, inner.lockout.margin)?;
+    /// The rule for `account`, if it is under a lockout policy, with the source key and
+    /// how long a success makes it familiar.
+    fn rule(&self, account: &Account) -> Option<(LedgerRule, IpAddr, u64)> {
+        let inner = self.throttle.lock();
+        if !inner.enabled {
+            return None;
+        }
+        let lockout: LockoutSettings = inner.settings.lockout;
+        let threshold = lockout.threshold.or(account.lockout.map(|p| p.threshold))?;
+        let (budget, reserve) = lockout_rule(threshold, lockout.margin)?;
         let window = account
             .lockout
             .map(|p| p.observation_window)
             .filter(|w| !w.is_zero())
             .unwrap_or(inner.throttle.config().window);
-        Some((budget, window.as_millis() as u64))
+        let rule = LedgerRule {
+            budget,
+            reserve,
+            window_ms: window.as_millis() as u64,
+            domain: account.bad_passwords,
+        };
+        Some((
+            rule,
+            source_key(self.client, inner.settings.ipv6_prefix),
+            inner.settings.familiar.as_millis() as u64,
+        ))
     }
-}
 
-impl LoginGuard for AccountGuard<'_> {
-    fn admit(&self, account: &Account) -> bool {
-        let verdict = {
-            let mut inner = self.throttle.lock();
-            if !inner.enabled {
-                return true;
+    async fn admit_account(&self, account: &Account) -> bool {
+        let Some((rule, source, _)) = self.rule(account) else {
+            return true;
+        };
+        let mut verdict = None;
+        if let Some(shared) = self.throttle.store() {
+            let result = shared.counts.admit(&account.key, source, &rule).await;
+            if let Some(v) = self.throttle.observe(shared, "admit", result) {
+                self.via_store.store(true, Ordering::Relaxed);
+                verdict = Some(v);
             }
-            let Some((budget, window_ms)) = Self::limits(&inner, account) else {
-                return true;
-            };
-            inner
-                .ledger
-                .admit(&account.key, budget, window_ms, now_ms())
+        }
+        let verdict = match verdict {
+            Some(v) => v,
+            None => {
+                let local_rule = match &self.throttle.shared {
+                    // The store is down: this instance's share of the budget.
+                    Some(shared) => LedgerRule {
+                        budget: (rule.budget / shared.instances).max(1),
+                        reserve: rule.reserve / shared.instances,
+                        ..rule
+                    },
+                    None => rule,
+                };
+                self.throttle
+                    .lock()
+                    .ledger
+                    .admit(&account.key, source, &local_rule, now_ms())
+            }
         };
         match verdict {
             Ok(()) => true,
             Err(retry_after) => {
                 metrics::throttled("lockout");
-                tracing::info!(target: "auth", client = %self.client, account = %account.key, retry_after_secs = retry_after_secs(retry_after), "authentication refused: this server's share of the account's lockout threshold is used up");
+                let domain_count = account.bad_passwords.map(|d| d.bad_passwords);
+                tracing::info!(target: "auth", client = %self.client, account = %account.key, domain_bad_passwords = domain_count, retry_after_secs = retry_after_secs(retry_after), "authentication refused: the account's lockout budget here is used up");
                 if let Ok(mut r) = self.refused.lock() {
                     *r = Some(retry_after);
                 }
@@ -220,11 +478,36 @@ impl LoginGuard for AccountGuard<'_> {
         }
     }
 
-    fn settle(&self, account: &Account, outcome: Option<bool>) {
-        let mut inner = self.throttle.lock();
-        if inner.enabled && Self::limits(&inner, account).is_some() {
-            inner.ledger.settle(&account.key, outcome);
+    async fn settle_account(&self, account: &Account, outcome: Option<bool>) {
+        let Some((_, source, familiar_ms)) = self.rule(account) else {
+            return;
+        };
+        let outcome = Settled::from_outcome(outcome);
+        if self.via_store.load(Ordering::Relaxed) {
+            if let Some(shared) = &self.throttle.shared {
+                let result = shared
+                    .counts
+                    .settle(&account.key, source, outcome, familiar_ms)
+                    .await;
+                // A lost outcome leaves the attempt counted as a failure: the safe side.
+                self.throttle.observe(shared, "settle", result);
+                return;
+            }
         }
+        self.throttle
+            .lock()
+            .ledger
+            .settle(&account.key, source, outcome, now_ms(), familiar_ms);
+    }
+}
+
+impl LoginGuard for AccountGuard<'_> {
+    fn admit<'a>(&'a self, account: &'a Account) -> GuardFuture<'a, bool> {
+        Box::pin(self.admit_account(account))
+    }
+
+    fn settle<'a>(&'a self, account: &'a Account, outcome: Option<bool>) -> GuardFuture<'a, ()> {
+        Box::pin(self.settle_account(account, outcome))
     }
 }
 
@@ -256,7 +539,7 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..100 {
             assert!(t.admit(ip, "alice").await.is_ok());
-            t.failed(ip, "alice");
+            t.failed(ip, "alice", None).await;
         }
         assert_eq!(t.tracked(), (0, 0, 0));
     }
@@ -304,7 +587,7 @@ mod tests {
         let t = AuthThrottle::new(&ThrottleSettings::default());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
-            t.failed(ip, "alice");
+            t.failed(ip, "alice", None).await;
         }
         let mut stricter = ThrottleSettings::default();
         stricter.limits.pair_block_after = 3;
