@@ -24,6 +24,7 @@ mod pox;
 mod properties;
 mod proxy;
 mod redirect;
+mod shared_throttle;
 mod soap;
 mod tls;
 mod v2;

@@ -5,6 +5,7 @@ pub mod client;
 pub mod daemon;
 pub mod pki;
 pub mod python;
+pub mod redis;
 pub mod slapd;
 
 use std::net::SocketAddr;
