@@ -23,6 +23,7 @@ mod example;
 mod kerberos;
 mod lockout;
 mod ntlm;
+mod pool;
 mod scp;
 
 use harness::daemon::Daemon;

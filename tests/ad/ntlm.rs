@@ -11,7 +11,7 @@ use crate::harness::{outlook_request, set};
 use crate::{daemon, element, Dc, PATH};
 
 /// NTLM on, checked through winbind; Basic off so that only NTLM can log in.
-fn with_winbind(table: &mut toml::Table) {
+pub(crate) fn with_winbind(table: &mut toml::Table) {
     set(table, &["auth", "basic"], false.into());
     set(table, &["auth", "ntlm"], true.into());
     set(table, &["auth", "negotiate"], true.into());
@@ -26,7 +26,7 @@ pub(crate) fn curl_ntlm(d: &Daemon, user: &str, password: &str, address: &str) -
 
 /// [`curl_ntlm`] as seen from `source` (the example trusts the loopback proxy's
 /// X-Forwarded-For).
-fn curl_ntlm_from(
+pub(crate) fn curl_ntlm_from(
     d: &Daemon,
     source: &str,
     user: &str,

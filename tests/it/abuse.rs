@@ -187,9 +187,11 @@ async fn a_distributed_attack_on_one_account_delays_the_real_user_only_up_to_the
     })
     .await;
     let mut c = server.client().await;
-    // 60 addresses, one wrong guess each: below every per-address threshold.
+    // 60 addresses, one wrong guess each: below every per-address threshold. The guesses
+    // differ: the same wrong password again counts once (throttle.rs, wrong passwords).
     for i in 0..60 {
-        let a = login_from(&mut c, &addr(i), "alice@contoso.com", "guess").await;
+        let guess = format!("guess-{i}");
+        let a = login_from(&mut c, &addr(i), "alice@contoso.com", &guess).await;
         assert_eq!(a.status, 401);
     }
     // The real user from yet another address: checked (never locked out), delayed by the

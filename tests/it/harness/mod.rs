@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod haproxy;
 pub mod pki;
 pub mod python;
 pub mod redis;
