@@ -7,32 +7,43 @@
 //! domain stop every instance from checking, with or without a store.
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use crate::harness::client::{basic, client_config};
-use crate::harness::daemon::{scrape, send_over, Daemon};
+use crate::harness::daemon::{config_table, scrape, send_over, Daemon};
 use crate::harness::haproxy::{connect_from, haproxy, start_haproxy, Haproxy};
 use crate::harness::redis::Redis;
-use crate::harness::{outlook_request, set};
-use crate::{daemon, Dc, PATH};
+use crate::harness::{outlook_request, set, TestPki};
+use crate::{use_dc, Dc, PATH};
 
 /// An instance of the pool: the lab DC, PROXY protocol from HAProxy on loopback, and the
-/// shared store when there is one.
-fn instance(dc: &Dc, redis: Option<&Redis>, tweak: &dyn Fn(&mut toml::Table)) -> Daemon {
-    daemon(dc, &|t| {
-        set(
-            t,
-            &["proxy", "proxy_protocol_https_listen"],
-            toml::Value::Array(vec!["127.0.0.1:0".into()]),
-        );
-        if let Some(redis) = redis {
-            redis.configure(t, 3);
-        }
-        tweak(t);
-    })
+/// shared store when there is one. The instances of a pool share one certificate (`pki`),
+/// as a load-balanced name does.
+fn instance(
+    dc: &Dc,
+    pki: &Arc<TestPki>,
+    redis: Option<&Redis>,
+    tweak: &dyn Fn(&mut toml::Table),
+) -> Daemon {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut t = config_table(dir.path(), pki);
+    use_dc(&mut t, dc);
+    set(
+        &mut t,
+        &["proxy", "proxy_protocol_https_listen"],
+        toml::Value::Array(vec!["127.0.0.1:0".into()]),
+    );
+    if let Some(redis) = redis {
+        redis.configure(&mut t, 3);
+    }
+    tweak(&mut t);
+    let path = dir.path().join("autodiscoverd.toml");
+    std::fs::write(&path, toml::to_string(&t).expect("toml")).expect("write");
+    Daemon::start_file(dir, Arc::clone(pki), path)
 }
 
 /// HAProxy in TCP mode in front of `pool`, round robin, checking each one's /readyz.
@@ -120,8 +131,9 @@ async fn a_pool_behind_haproxy_never_locks_an_account_whatever_the_store_does() 
     };
     const PW: &str = "Lou-Pass!123";
     let dn = dc.create_user("lou", PW);
+    let pki = Arc::new(TestPki::new());
     let pool: Vec<Daemon> = (0..3)
-        .map(|_| instance(&dc, Some(&redis), &|_| {}))
+        .map(|_| instance(&dc, &pki, Some(&redis), &|_| {}))
         .collect();
     let lb = balancer(&pool).await;
     let bad = || dc.number(&dn, "badPwdCount");
@@ -198,7 +210,8 @@ async fn failures_made_elsewhere_in_the_domain_stop_every_instance_from_checking
     const PW: &str = "Mia-Pass!123";
     let dn = dc.create_user("mia", PW);
     // No shared store at all: the domain's own count is the guard.
-    let pool: Vec<Daemon> = (0..3).map(|_| instance(&dc, None, &|_| {})).collect();
+    let pki = Arc::new(TestPki::new());
+    let pool: Vec<Daemon> = (0..3).map(|_| instance(&dc, &pki, None, &|_| {})).collect();
     let lb = balancer(&pool).await;
     // Three wrong passwords straight to the DC (a phone, a workstation): threshold 5 −
     // margin 2.
@@ -225,7 +238,7 @@ async fn failures_made_elsewhere_in_the_domain_stop_every_instance_from_checking
     assert_eq!(dc.number(&dn, "lockoutTime"), 0);
 
     // NTLM through winbind is guarded the same way.
-    let ntlm = instance(&dc, None, &crate::ntlm::with_winbind);
+    let ntlm = instance(&dc, &pki, None, &crate::ntlm::with_winbind);
     let (status, _) = crate::ntlm::curl_ntlm_from(
         &ntlm,
         "198.51.100.60",

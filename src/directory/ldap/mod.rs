@@ -58,6 +58,8 @@ struct PdcLink {
     pool: Pool,
     /// After a failure the configured servers are asked instead until then.
     resting_until: Mutex<Option<Instant>>,
+    /// The first failure is a warning, the later ones are not.
+    warned: std::sync::atomic::AtomicBool,
 }
 
 /// When the PDC emulator was looked up, and the link to it.
@@ -443,6 +445,7 @@ impl LdapDirectory {
                 Some((self.cfg.bind_dn.clone(), self.cfg.bind_password.clone())),
             ),
             resting_until: Mutex::new(None),
+            warned: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -469,7 +472,11 @@ impl LdapDirectory {
                 {
                     Ok(found) => entries = Some(found),
                     Err(e) => {
-                        tracing::warn!(pdc = %link.host, error = %e, "the PDC emulator cannot be asked for bad-password counts; asking the configured servers for a minute");
+                        if link.warned.swap(true, Ordering::Relaxed) {
+                            tracing::debug!(pdc = %link.host, error = %e, "the PDC emulator still cannot be asked");
+                        } else {
+                            tracing::warn!(pdc = %link.host, error = %e, "the PDC emulator cannot be asked for bad-password counts; asking the configured servers instead (tried again each minute)");
+                        }
                         if let Ok(mut r) = link.resting_until.lock() {
                             *r = Some(Instant::now() + PDC_REST);
                         }

@@ -226,9 +226,19 @@ impl SharedCounts {
     ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
         let ms = self.timeout.as_millis() as u64;
+        let call = async {
+            match invocation.invoke_async(&mut conn).await {
+                // A connection that broke (the store restarted) is replaced by the manager
+                // when the failure is seen: one more try uses the new one.
+                Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                    invocation.invoke_async(&mut conn).await
+                }
+                other => other,
+            }
+        };
         // The manager's own response timeout covers one attempt; this bounds the whole
         // call, reconnection included.
-        match tokio::time::timeout(self.timeout * 2, invocation.invoke_async(&mut conn)).await {
+        match tokio::time::timeout(self.timeout * 2, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(ms)),
             Ok(Err(e)) => Err(StoreError::Unreachable(e.to_string())),
