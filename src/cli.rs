@@ -144,8 +144,22 @@ fn lockout_summary(
         Some(_) if !throttle.enabled => format!(
             "threshold {threshold} ({source}{window}); NOT guarded here: [throttle] is disabled"
         ),
-        Some(budget) => format!(
-            "threshold {threshold} ({source}{window}); an account is refused here after {budget} failures (lockout_margin {margin})"
-        ),
+        Some(budget) => {
+            let reserve = autodiscoverd::auth::throttle::lockout_rule(threshold, margin)
+                .map_or(0, |(_, reserve)| reserve);
+            let pool = match &throttle.shared {
+                Some(s) => format!(
+                    "; counted in the shared store {} by {} instances ({} each while it is down)",
+                    s.url,
+                    s.instances,
+                    (budget / s.instances).max(1)
+                ),
+                None => String::new(),
+            };
+            format!(
+                "threshold {threshold} ({source}{window}); an account is refused after {budget} failures (lockout_margin {margin}), {} from its familiar addresses{pool}",
+                budget + reserve
+            )
+        }
     }
 }

@@ -61,7 +61,29 @@ fn lockout_refusals(m: &BTreeMap<String, f64>) -> f64 {
 #[tokio::test]
 async fn instances_sharing_a_store_spend_one_lockout_budget_between_them() {
     let Some(redis) = Redis::start() else { return };
-    let pool = [instance(&redis, 2, &|_| {}), instance(&redis, 2, &|_| {})];
+    // An ACL user with the rights docs/high-availability.md lists, and no others.
+    let acl = "on >Store-Pass!1 ~autodiscoverd:* +evalsha +eval +script|load +@connection +time +hget +hmget +hset +hdel +hlen +hgetall +exists +del +set +pexpire";
+    let mut args = vec!["ACL", "SETUSER", "autodiscoverd"];
+    args.extend(acl.split(' '));
+    assert_eq!(redis.cli(&args), "OK");
+    let password_file = redis.secret_file.with_file_name("store-password");
+    std::fs::write(&password_file, "Store-Pass!1\n").unwrap();
+    let with_acl = |t: &mut toml::Table| {
+        set(
+            t,
+            &["throttle", "shared", "username"],
+            "autodiscoverd".into(),
+        );
+        set(
+            t,
+            &["throttle", "shared", "password_file"],
+            password_file.display().to_string().into(),
+        );
+    };
+    let pool = [
+        instance(&redis, 2, &with_acl),
+        instance(&redis, 2, &with_acl),
+    ];
     // Three different wrong passwords in three spellings, over both instances and from
     // three addresses: the pool checks three, as one server would.
     let logins = ["alice@contoso.com", "CONTOSO\\alice", "alice"];
@@ -99,12 +121,22 @@ async fn instances_sharing_a_store_spend_one_lockout_budget_between_them() {
         200
     );
     // What the store holds: counts under the configured prefix, no password.
-    let keys = redis.cli(&["--scan", "--pattern", "autodiscoverd:*"]);
+    // Inspected as the default user: the instances' own user may not even list keys.
+    let cli = |args: &[&str]| redis.cli(args);
+    let keys = cli(&["--scan", "--pattern", "autodiscoverd:*"]);
     assert!(keys.contains("autodiscoverd:l:"), "{keys}");
     let dump: String = keys
         .lines()
-        .map(|k| redis.cli(&["--no-raw", "HGETALL", k]))
+        .map(|k| cli(&["--no-raw", "HGETALL", k]))
         .collect();
+    // Nothing fell back to local counting: the ACL user had every right it needed.
+    for d in &pool {
+        assert_eq!(
+            metrics(d).await.get("autodiscoverd_throttle_store_up"),
+            Some(&1.0)
+        );
+        assert!(!d.log_text().contains("unreachable"), "{}", d.log_text());
+    }
     assert!(
         !dump.contains("Wrong-") && !dump.contains("alice-pw"),
         "{dump}"
