@@ -207,6 +207,15 @@ impl EmbeddedDirectory {
     }
 
     /// The password check itself (the trait adds the guard).
+    /// A verification made recently with these exact credentials, while the user still
+    /// exists and is enabled. Looked up for unknown users too (always a miss), so both
+    /// paths do the same work.
+    fn cached(&self, login: &Login, password: &str) -> Option<Identity> {
+        let hit = self.verified.get(login, password, Instant::now())?;
+        let user = self.user_for_login(login)?;
+        user.recipient.enabled.then_some(hit)
+    }
+
     async fn check_password(
         &self,
         login: &Login,
@@ -216,13 +225,8 @@ impl EmbeddedDirectory {
         if password.is_empty() {
             return Ok(None);
         }
-        // Looked up for unknown users too (always a miss), so both paths do the same work.
-        // A hit counts only while the user still exists and is enabled.
-        let hit = self.verified.get(login, password, Instant::now());
-        if let (Some(hit), Some(u)) = (hit, user) {
-            if u.recipient.enabled {
-                return Ok(Some(hit));
-            }
+        if let Some(hit) = self.cached(login, password) {
+            return Ok(Some(hit));
         }
         // Copied only on a miss (a hit needs neither).
         let (secret, identity) = match user {
@@ -553,6 +557,13 @@ impl Directory for EmbeddedDirectory {
             Some(u) => format!("user:{}", u.recipient.primary_smtp.to_ascii_lowercase()),
             None => format!("unresolved:{}", login.user().to_lowercase()),
         };
+        // A verification cached for these exact credentials is answered without the guard:
+        // nothing can count against the account (as the LDAP backend's cache does).
+        if !password.is_empty() {
+            if let Some(hit) = self.cached(login, password) {
+                return Ok(Some(hit));
+            }
+        }
         let account = super::Account {
             key,
             lockout: None,

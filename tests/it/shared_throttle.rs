@@ -320,6 +320,89 @@ async fn ipv6_sources_count_per_64_and_trusted_sources_are_never_blocked_as_a_wh
     assert_eq!((status, retry.is_some()), (401, true));
 }
 
+/// Calls of scripts the store has run so far.
+fn script_calls(redis: &Redis) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    ["cmdstat_evalsha:calls=", "cmdstat_eval:calls="]
+        .iter()
+        .filter_map(|prefix| {
+            let line = stats.lines().find(|l| l.starts_with(prefix))?;
+            line.strip_prefix(prefix)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_correct_login_costs_one_round_trip_to_the_store() {
+    let Some(redis) = Redis::start() else { return };
+    let d = instance(&redis, 2, &|_| {});
+    // Each script is loaded into the store on its first use (EVALSHA, SCRIPT LOAD, EVALSHA).
+    assert_eq!(login(&d, "198.51.100.9", "carol", "Wrong?").await.0, 401);
+    assert_eq!(login(&d, "198.51.100.1", "bob", "bob-pw").await.0, 200);
+    let before = script_calls(&redis);
+    for _ in 0..10 {
+        assert_eq!(login(&d, "198.51.100.1", "bob", "bob-pw").await.0, 200);
+    }
+    assert_eq!(
+        script_calls(&redis) - before,
+        10,
+        "one check per login, nothing to clear"
+    );
+    // A failure costs the check, the ledger's admission and outcome, and the record.
+    let before = script_calls(&redis);
+    assert_eq!(login(&d, "198.51.100.1", "bob", "Wrong!").await.0, 401);
+    assert_eq!(script_calls(&redis) - before, 4);
+}
+
+#[tokio::test]
+async fn a_store_that_speaks_only_tls_is_used_with_its_ca_file() {
+    let pki = crate::harness::TestPki::new();
+    let Some(redis) = Redis::start_tls(&pki) else {
+        return;
+    };
+    assert!(redis.url().starts_with("rediss://"));
+    let d = instance(&redis, 1, &|_| {});
+    assert_eq!(
+        login(&d, "198.51.100.1", "bob", "Wrong-1").await,
+        (401, None)
+    );
+    assert_eq!(login(&d, "198.51.100.1", "bob", "bob-pw").await.0, 200);
+    assert_eq!(
+        metrics(&d).await.get("autodiscoverd_throttle_store_up"),
+        Some(&1.0),
+        "{}",
+        d.log_text()
+    );
+    // Counted in the store, over TLS.
+    let keys = redis.cli(&["--scan", "--pattern", "autodiscoverd:a:*"]);
+    assert!(keys.contains("bob"), "{keys}");
+    // A CA that did not sign the store's certificate: nothing is sent, counting is local.
+    let other = crate::harness::TestPki::new();
+    let wrong_ca = d.dir.path().join("other-ca.pem");
+    std::fs::write(&wrong_ca, other.ca_pem()).unwrap();
+    let untrusting = instance(&redis, 1, &|t| {
+        set(
+            t,
+            &["throttle", "shared", "ca_file"],
+            wrong_ca.display().to_string().into(),
+        )
+    });
+    assert_eq!(
+        login(&untrusting, "198.51.100.2", "bob", "Wrong-2").await,
+        (401, None)
+    );
+    assert_eq!(
+        metrics(&untrusting)
+            .await
+            .get("autodiscoverd_throttle_store_up"),
+        Some(&0.0)
+    );
+}
+
 /// The store's scripts and the local counts apply the same rules: one sequence of
 /// attempts, played on both, gets the same verdicts.
 #[tokio::test]

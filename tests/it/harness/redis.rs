@@ -19,6 +19,9 @@ pub struct Redis {
     dir: tempfile::TempDir,
     binary: PathBuf,
     child: Option<Child>,
+    /// TLS only (`--tls-port`): the CA that signed the server's certificate.
+    pub tls_ca: Option<PathBuf>,
+    tls_args: Vec<String>,
 }
 
 fn find(binary: &str) -> Option<PathBuf> {
@@ -31,6 +34,15 @@ fn find(binary: &str) -> Option<PathBuf> {
 impl Redis {
     /// Starts a server; `None` (test skipped) when redis-server is absent outside CI.
     pub fn start() -> Option<Redis> {
+        Redis::start_with(None)
+    }
+
+    /// A server that speaks only TLS, with a certificate for `localhost` from `pki`.
+    pub fn start_tls(pki: &super::TestPki) -> Option<Redis> {
+        Redis::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&super::TestPki>) -> Option<Redis> {
         let Some(binary) = find("redis-server") else {
             missing("redis-server (Debian: redis-server)");
             return None;
@@ -42,28 +54,56 @@ impl Redis {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
+        let (tls_ca, tls_args) = match pki {
+            Some(pki) => {
+                let (cert, key) = pki.write_leaf(dir.path(), "redis", &["localhost"]);
+                let ca = pki.write_ca(dir.path());
+                let path = |p: &Path| p.display().to_string();
+                let args = vec![
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-cert-file".into(),
+                    path(&cert),
+                    "--tls-key-file".into(),
+                    path(&key),
+                    "--tls-ca-cert-file".into(),
+                    path(&ca),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ];
+                (Some(ca), args)
+            }
+            None => (None, vec!["--port".into(), port.to_string()]),
+        };
         let mut redis = Redis {
             port,
             secret_file,
             dir,
             binary,
             child: None,
+            tls_ca,
+            tls_args,
         };
         redis.resume();
         Some(redis)
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0`, or `rediss://localhost:PORT/0` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match self.tls_ca {
+            Some(_) => format!("rediss://localhost:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// Starts the server (again) on its port and waits until it answers.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new(&self.binary)
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.tls_args)
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -93,12 +133,14 @@ impl Redis {
 
     /// Runs `redis-cli` against the server and returns its trimmed output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .args(args)
-            .output()
-            .expect("run redis-cli");
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string());
+        if let Some(ca) = &self.tls_ca {
+            cmd.args(["--tls", "--sni", "localhost", "--cacert"])
+                .arg(ca);
+        }
+        let out = cmd.args(args).output().expect("run redis-cli");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -113,6 +155,9 @@ impl Redis {
             self.secret_file.display().to_string().into(),
         );
         super::set(table, &key("instances"), instances.into());
+        if let Some(ca) = &self.tls_ca {
+            super::set(table, &key("ca_file"), ca.display().to_string().into());
+        }
     }
 }
 
