@@ -17,7 +17,7 @@ mod listeners;
 pub mod mail;
 mod services;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod throttle;
 mod tls;
 mod v2;

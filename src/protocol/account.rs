@@ -2,7 +2,9 @@
 //! told to create, independent of the format that carries it; and the address parameter
 //! those anonymous requests carry.
 
-use crate::config::mail::InternetServers;
+use crate::config::mail::{
+    AuthMethod, ExchangeSubmission, InternetServers, MailServer, Security, EXCHANGE_SUBMISSION_PORT,
+};
 use crate::config::Config;
 use crate::directory::{MailboxKind, Recipient};
 
@@ -30,6 +32,9 @@ pub struct ExchangeAccount<'a> {
     /// Autoconfig authentication names (`NTLM`, `password-cleartext`), preferred first.
     pub auth: Vec<&'static str>,
     pub login: Login,
+    /// Where the account sends mail (autoconfig's `outgoingServer`, which every document
+    /// needs).
+    pub submission: ExchangeSubmission,
 }
 
 /// What kind of account to create.
@@ -165,6 +170,7 @@ pub fn client_account<'a>(
                 .map(|e| e.external.clone()),
             auth,
             login,
+            submission: exchange_submission(config),
         })
     };
     let internet = |of: &str, login: Login| {
@@ -218,6 +224,14 @@ pub fn client_account<'a>(
                     )),
                     auth: vec!["OAuth2"],
                     login,
+                    submission: ExchangeSubmission {
+                        smtp: mail.tenant.smtp.clone().unwrap_or_else(|| MailServer {
+                            host: mail.tenant_exchange_host.clone(),
+                            port: EXCHANGE_SUBMISSION_PORT,
+                            security: Security::StartTls,
+                        }),
+                        authentication: mail.tenant.authentication.clone(),
+                    },
                 }),
             };
             (
@@ -234,6 +248,31 @@ pub fn client_account<'a>(
         display_name,
         kind,
     })
+}
+
+/// The SMTP submission server of Exchange accounts: `[mail.exchange]`, else the tenant's
+/// SMTP when this process answers as Exchange Online, else the EWS host on 587 with
+/// STARTTLS and a password: what Exchange's "Client Frontend" receive connector offers on
+/// every Exchange 2013+ mailbox server.
+pub fn exchange_submission(config: &Config) -> ExchangeSubmission {
+    if let Some(configured) = &config.mail.exchange_submission {
+        return configured.clone();
+    }
+    let tenant = &config.mail.tenant;
+    match (&tenant.smtp, config.org.microsoft_online) {
+        (Some(smtp), true) => ExchangeSubmission {
+            smtp: smtp.clone(),
+            authentication: tenant.authentication.clone(),
+        },
+        _ => ExchangeSubmission {
+            smtp: MailServer {
+                host: host_port(&config.services.ews.external).0,
+                port: EXCHANGE_SUBMISSION_PORT,
+                security: Security::StartTls,
+            },
+            authentication: vec![AuthMethod::PasswordCleartext],
+        },
+    }
 }
 
 /// Host and port of an https URL (443 when it names none).
@@ -269,6 +308,52 @@ mod tests {
         ] {
             assert!(!is_clean_address(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn exchange_accounts_send_through_the_ews_host_unless_configured() {
+        let (path, text) = crate::config::tests::example();
+        let mut config = Config::from_toml(&path, &text).unwrap();
+        // Default: Exchange's client submission port on the host clients already reach.
+        let default = exchange_submission(&config);
+        assert_eq!(
+            default.smtp,
+            MailServer {
+                host: "mail.contoso.com".into(),
+                port: 587,
+                security: Security::StartTls
+            }
+        );
+        assert_eq!(default.authentication, vec![AuthMethod::PasswordCleartext]);
+        // As Exchange Online: the tenant's SMTP (smtp.office365.com:587 STARTTLS, OAuth2).
+        config.org.microsoft_online = true;
+        let online = exchange_submission(&config);
+        assert_eq!(Some(&online.smtp), config.mail.tenant.smtp.as_ref());
+        assert_eq!(online.smtp.host, "smtp.office365.com");
+        assert_eq!(online.authentication, vec![AuthMethod::OAuth2]);
+        // Configured: wins over both.
+        let configured = ExchangeSubmission {
+            smtp: MailServer {
+                host: "relay.contoso.com".into(),
+                port: 465,
+                security: Security::Tls,
+            },
+            authentication: vec![AuthMethod::PasswordEncrypted],
+        };
+        config.mail.exchange_submission = Some(configured.clone());
+        assert_eq!(exchange_submission(&config), configured);
+        let account = client_account(
+            &config,
+            "contoso.com",
+            None,
+            AccountFor::Domain,
+            AccountClient::Autoconfig,
+        )
+        .unwrap();
+        let AccountKind::Exchange(ex) = account.kind else {
+            panic!("the example's domain is Exchange")
+        };
+        assert_eq!(ex.submission, configured);
     }
 
     #[test]

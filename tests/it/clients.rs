@@ -294,14 +294,25 @@ async fn autoconfig_gives_every_address_the_domain_answer_unless_revealing() {
     );
     assert_eq!(
         flat(autoconfig_servers(&domain)),
-        vec![row(
-            "exchange",
-            "mail.contoso.com",
-            "443",
-            "SSL",
-            "%EMAILADDRESS%",
-            "NTLM"
-        )]
+        vec![
+            row(
+                "exchange",
+                "mail.contoso.com",
+                "443",
+                "SSL",
+                "%EMAILADDRESS%",
+                "NTLM"
+            ),
+            // Exchange's client submission port on the EWS host (no [mail.exchange]).
+            row(
+                "smtp",
+                "mail.contoso.com",
+                "587",
+                "STARTTLS",
+                "%EMAILADDRESS%",
+                "password-cleartext"
+            )
+        ]
     );
     assert!(domain
         .text()
@@ -373,14 +384,24 @@ async fn revealing_autoconfig_answers_per_mailbox_through_the_decision() {
     let alice = autoconfig(&mut c, AUTOCONFIG, "alice@contoso.com").await;
     assert_eq!(
         flat(autoconfig_servers(&alice)),
-        vec![row(
-            "exchange",
-            "mail.contoso.com",
-            "443",
-            "SSL",
-            "alice@contoso.com",
-            "NTLM"
-        )]
+        vec![
+            row(
+                "exchange",
+                "mail.contoso.com",
+                "443",
+                "SSL",
+                "alice@contoso.com",
+                "NTLM"
+            ),
+            row(
+                "smtp",
+                "mail.contoso.com",
+                "587",
+                "STARTTLS",
+                "alice@contoso.com",
+                "password-cleartext"
+            )
+        ]
     );
     let ida = autoconfig(&mut c, WELL_KNOWN, "ida.imap@contoso.com").await;
     assert_eq!(

@@ -129,7 +129,8 @@ pub async fn autoconfig_endpoint<B>(
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok());
-    let request = match autoconfig::parse_request(req.uri().query(), host) {
+    let accepted = &state.config.org.accepted_domains;
+    let request = match autoconfig::parse_request(req.uri().query(), host, accepted) {
         Ok(r) => r,
         Err(_) => return (bad_request(), ("invalid_address", None)),
     };

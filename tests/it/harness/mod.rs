@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod pki;
 pub mod python;
 pub mod slapd;
+pub mod thunderbird;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,17 +61,22 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with configuration changes applied last.
     pub async fn start_with(tweak: Tweak<'_>) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pki = Arc::new(TestPki::new());
-        let (cert, key) = pki.write_leaf(
-            dir.path(),
-            "server",
+        TestServer::start_named(
             &[
                 "autodiscover.contoso.com",
                 "autoconfig.contoso.com",
                 "localhost",
             ],
-        );
+            tweak,
+        )
+        .await
+    }
+
+    /// Like [`TestServer::start_with`], with a certificate for these names.
+    pub async fn start_named(names: &[&str], tweak: Tweak<'_>) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Arc::new(TestPki::new());
+        let (cert, key) = pki.write_leaf(dir.path(), "server", names);
         let example =
             std::fs::read_to_string(repo_root().join("config/autodiscoverd.example.toml"))
                 .expect("example config");
