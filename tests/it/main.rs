@@ -25,5 +25,6 @@ mod properties;
 mod proxy;
 mod redirect;
 mod soap;
+mod thunderbird;
 mod tls;
 mod v2;
