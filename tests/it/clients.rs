@@ -24,7 +24,8 @@ const ADDRESSES: [&str; 4] = [
     "nobody@contoso.com",
 ];
 
-fn reveal(t: &mut toml::Table) {
+/// Per-mailbox answers in autoconfig, mobileconfig and V2.
+pub(crate) fn reveal(t: &mut toml::Table) {
     set(t, &["mail", "reveal_mailboxes"], true.into());
     set(t, &["v2", "reveal_unknown_users"], true.into());
 }
@@ -64,6 +65,22 @@ fn row(kind: &str, host: &str, port: &str, socket: &str, user: &str, auth: &str)
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+/// The example's Exchange account in autoconfig for `user`: EWS, and Exchange's client
+/// submission port on the EWS host (no `[mail.exchange]`).
+fn exchange_rows(user: &str) -> Vec<Vec<String>> {
+    vec![
+        row("exchange", "mail.contoso.com", "443", "SSL", user, "NTLM"),
+        row(
+            "smtp",
+            "mail.contoso.com",
+            "587",
+            "STARTTLS",
+            user,
+            "password-cleartext",
+        ),
+    ]
 }
 
 fn flat(rows: Vec<(String, String, String, String, String, String)>) -> Vec<Vec<String>> {
@@ -295,25 +312,7 @@ async fn autoconfig_gives_every_address_the_domain_answer_unless_revealing() {
     );
     assert_eq!(
         flat(autoconfig_servers(&domain)),
-        vec![
-            row(
-                "exchange",
-                "mail.contoso.com",
-                "443",
-                "SSL",
-                "%EMAILADDRESS%",
-                "NTLM"
-            ),
-            // Exchange's client submission port on the EWS host (no [mail.exchange]).
-            row(
-                "smtp",
-                "mail.contoso.com",
-                "587",
-                "STARTTLS",
-                "%EMAILADDRESS%",
-                "password-cleartext"
-            )
-        ]
+        exchange_rows("%EMAILADDRESS%")
     );
     assert!(domain
         .text()
@@ -385,24 +384,7 @@ async fn revealing_autoconfig_answers_per_mailbox_through_the_decision() {
     let alice = autoconfig(&mut c, AUTOCONFIG, "alice@contoso.com").await;
     assert_eq!(
         flat(autoconfig_servers(&alice)),
-        vec![
-            row(
-                "exchange",
-                "mail.contoso.com",
-                "443",
-                "SSL",
-                "alice@contoso.com",
-                "NTLM"
-            ),
-            row(
-                "smtp",
-                "mail.contoso.com",
-                "587",
-                "STARTTLS",
-                "alice@contoso.com",
-                "password-cleartext"
-            )
-        ]
+        exchange_rows("alice@contoso.com")
     );
     let ida = autoconfig(&mut c, WELL_KNOWN, "ida.imap@contoso.com").await;
     assert_eq!(

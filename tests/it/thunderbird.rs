@@ -7,8 +7,9 @@
 
 use serde_json::{json, Value};
 
+use crate::clients::reveal;
 use crate::harness::thunderbird::{run_thunderbird, thunderbird_modules};
-use crate::harness::{set, TestServer};
+use crate::harness::{set, TestServer, Tweak};
 
 const NAMES: [&str; 4] = [
     "autodiscover.contoso.com",
@@ -31,7 +32,7 @@ fn contoso(server: &TestServer) -> Value {
     })
 }
 
-fn ok<'a>(line: &'a Value) -> &'a Value {
+fn ok(line: &Value) -> &Value {
     assert_eq!(line["ok"], true, "{line}");
     &line["config"]
 }
@@ -67,15 +68,21 @@ fn wire(line: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Thunderbird's code against a server of the example configuration changed by `tweak`;
+/// `None` when it cannot run here (see `thunderbird_modules`).
+async fn run_against(tweak: Tweak<'_>, cases: &[Value]) -> Option<Vec<Value>> {
+    let tb = thunderbird_modules()?;
+    let server = TestServer::start_named(&NAMES, tweak).await;
+    Some(run_thunderbird(&tb, &[&server], contoso(&server), json!({}), cases).await)
+}
+
 #[tokio::test]
 async fn thunderbird_reads_the_exchange_domain_answer_for_every_address() {
-    let Some(tb) = thunderbird_modules() else {
-        return;
-    };
-    let server = TestServer::start_named(&NAMES, &|_| {}).await;
     let addresses = ["alice@contoso.com", "ida@contoso.com", "bob@contoso.com"];
     let cases: Vec<Value> = addresses.iter().map(|a| json!({ "isp": a })).collect();
-    let lines = run_thunderbird(&tb, &[&server], contoso(&server), json!({}), &cases).await;
+    let Some(lines) = run_against(&|_| {}, &cases).await else {
+        return;
+    };
     for (address, line) in addresses.iter().zip(&lines) {
         let config = ok(line);
         assert_eq!(config["subSource"], "xml-from-isp-https", "{address}");
@@ -133,91 +140,79 @@ async fn thunderbird_reads_the_exchange_domain_answer_for_every_address() {
 
 #[tokio::test]
 async fn thunderbird_reads_per_mailbox_answers_when_revealing() {
-    let Some(tb) = thunderbird_modules() else {
-        return;
-    };
-    let server = TestServer::start_named(&NAMES, &|t| {
-        set(t, &["mail", "reveal_mailboxes"], true.into())
-    })
-    .await;
     let cases = [
         json!({"isp": "alice@contoso.com"}),
         json!({"isp": "ida.imap@contoso.com"}),
         json!({"isp": "bob@contoso.com"}),
         json!({"isp": "nobody@contoso.com"}),
     ];
-    let lines = run_thunderbird(&tb, &[&server], contoso(&server), json!({}), &cases).await;
-    let alice = ok(&lines[0]);
-    assert_eq!(
-        mail_server(&alice["incoming"]),
-        row([
-            "exchange",
-            "mail.contoso.com",
-            "443",
-            "SSL",
-            "NTLM",
-            "alice@contoso.com"
-        ])
-    );
-    assert_eq!(
-        mail_server(&alice["outgoing"]),
-        row([
-            "smtp",
-            "mail.contoso.com",
-            "587",
-            "STARTTLS",
-            "passwordCleartext",
-            "alice@contoso.com"
-        ])
-    );
-    let ida = ok(&lines[1]);
-    assert_eq!(
-        mail_server(&ida["incoming"]),
-        row([
-            "imap",
-            "imap.contoso.com",
-            "993",
-            "SSL",
-            "passwordCleartext",
-            "ida@contoso.com"
-        ])
-    );
-    assert_eq!(
-        mail_server(&ida["outgoing"]),
-        row([
-            "smtp",
-            "smtp.contoso.com",
-            "587",
-            "STARTTLS",
-            "passwordCleartext",
-            "ida@contoso.com"
-        ])
-    );
-    // Migrated bob: Exchange Online's IMAP and SMTP with OAuth2, which Thunderbird accepts
-    // because its own OAuth2 provider list knows those hosts.
-    let bob = ok(&lines[2]);
-    assert_eq!(
-        mail_server(&bob["incoming"]),
-        row([
-            "imap",
-            "outlook.office365.com",
-            "993",
-            "SSL",
-            "OAuth2",
-            "bob@contoso.com"
-        ])
-    );
-    assert_eq!(
-        mail_server(&bob["outgoing"]),
-        row([
-            "smtp",
-            "smtp.office365.com",
-            "587",
-            "STARTTLS",
-            "OAuth2",
-            "bob@contoso.com"
-        ])
-    );
+    let Some(lines) = run_against(&reveal, &cases).await else {
+        return;
+    };
+    // (incoming, outgoing) as Thunderbird set them up. Migrated bob: Exchange Online's IMAP
+    // and SMTP with OAuth2, which Thunderbird accepts because its own OAuth2 provider list
+    // knows those hosts.
+    let expected = [
+        [
+            [
+                "exchange",
+                "mail.contoso.com",
+                "443",
+                "SSL",
+                "NTLM",
+                "alice@contoso.com",
+            ],
+            [
+                "smtp",
+                "mail.contoso.com",
+                "587",
+                "STARTTLS",
+                "passwordCleartext",
+                "alice@contoso.com",
+            ],
+        ],
+        [
+            [
+                "imap",
+                "imap.contoso.com",
+                "993",
+                "SSL",
+                "passwordCleartext",
+                "ida@contoso.com",
+            ],
+            [
+                "smtp",
+                "smtp.contoso.com",
+                "587",
+                "STARTTLS",
+                "passwordCleartext",
+                "ida@contoso.com",
+            ],
+        ],
+        [
+            [
+                "imap",
+                "outlook.office365.com",
+                "993",
+                "SSL",
+                "OAuth2",
+                "bob@contoso.com",
+            ],
+            [
+                "smtp",
+                "smtp.office365.com",
+                "587",
+                "STARTTLS",
+                "OAuth2",
+                "bob@contoso.com",
+            ],
+        ],
+    ];
+    for (line, [incoming, outgoing]) in lines.iter().zip(expected) {
+        let config = ok(line);
+        assert_eq!(mail_server(&config["incoming"]), row(incoming), "{line}");
+        assert_eq!(mail_server(&config["outgoing"]), row(outgoing), "{line}");
+    }
     // An unknown address: 404 on every autoconfig URL, so Thunderbird has no configuration.
     assert_eq!(lines[3]["ok"], false, "{}", lines[3]);
     let statuses: Vec<_> = wire(&lines[3]).into_iter().map(|w| w.2).collect();
@@ -326,14 +321,11 @@ async fn thunderbird_exchange_autodiscover_asks_every_way_at_once_and_follows_re
     let url2 = post("https://contoso.com/autodiscover/autodiscover.xml");
     assert_eq!(url2.len(), 1, "{}", lines[0]);
     assert_eq!(url2[0]["authorization"], "Basic alice@contoso.com");
+    // Plain HTTP without credentials (its answer may come after url1's won; the test below
+    // follows it alone).
     let url3 = post("http://autodiscover.contoso.com/autodiscover/autodiscover.xml");
     assert_eq!(url3.len(), 1, "{}", lines[0]);
     assert_eq!(url3[0]["authorization"], Value::Null);
-    assert_eq!(url3[0]["status"], 302);
-    assert_eq!(
-        url3[0]["location"],
-        "https://autodiscover.contoso.com/autodiscover/autodiscover.xml"
-    );
 
     // Bob: RedirectAddr to the tenant, followed with his original address as the login.
     let bob = ok(&lines[1]);
@@ -361,12 +353,10 @@ async fn thunderbird_exchange_autodiscover_asks_every_way_at_once_and_follows_re
 
 #[tokio::test]
 async fn thunderbirds_account_hub_takes_autoconfig_and_adds_ews_from_autodiscover() {
-    let Some(tb) = thunderbird_modules() else {
+    let cases = [json!({"find": "alice@contoso.com", "password": "alice-pw"})];
+    let Some(lines) = run_against(&|_| {}, &cases).await else {
         return;
     };
-    let server = TestServer::start_named(&NAMES, &|_| {}).await;
-    let cases = [json!({"find": "alice@contoso.com", "password": "alice-pw"})];
-    let lines = run_thunderbird(&tb, &[&server], contoso(&server), json!({}), &cases).await;
     let config = ok(&lines[0]);
     // Autoconfig wins (it comes first), with the placeholders filled in; ewsifyConfig adds
     // Thunderbird's native EWS account as an alternative.
@@ -402,13 +392,6 @@ async fn thunderbirds_account_hub_takes_autoconfig_and_adds_ews_from_autodiscove
 
 #[tokio::test]
 async fn thunderbirds_reader_accepts_what_android_nine_and_evolution_are_given() {
-    let Some(tb) = thunderbird_modules() else {
-        return;
-    };
-    let server = TestServer::start_named(&NAMES, &|t| {
-        set(t, &["mail", "reveal_mailboxes"], true.into())
-    })
-    .await;
     let cases = [
         // Thunderbird for Android / K-9: the root domain's .well-known URL, no address.
         json!({"xml": "https://contoso.com/.well-known/autoconfig/mail/config-v1.1.xml"}),
@@ -417,7 +400,9 @@ async fn thunderbirds_reader_accepts_what_android_nine_and_evolution_are_given()
         // Evolution: its placeholder address.
         json!({"xml": "https://autoconfig.contoso.com/mail/config-v1.1.xml?emailaddress=EVOLUTIONUSER%40contoso.com&emailmd5=8f1bd3c8b4d0e0e2b5d9bb1e0f1d6c9a"}),
     ];
-    let lines = run_thunderbird(&tb, &[&server], contoso(&server), json!({}), &cases).await;
+    let Some(lines) = run_against(&reveal, &cases).await else {
+        return;
+    };
     for (line, user) in lines
         .iter()
         .zip(["%EMAILADDRESS%", "alice@contoso.com", "%EMAILADDRESS%"])
@@ -427,4 +412,71 @@ async fn thunderbirds_reader_accepts_what_android_nine_and_evolution_are_given()
         assert_eq!(config["incoming"]["username"], user, "{line}");
         assert_eq!(config["outgoing"]["port"], 587, "{line}");
     }
+}
+
+#[tokio::test]
+async fn thunderbird_follows_the_port_80_redirect_and_only_then_sends_credentials() {
+    let Some(tb) = thunderbird_modules() else {
+        return;
+    };
+    // Only the plain-HTTP name answers, and its 302 points at another HTTPS host of the
+    // same domain: Thunderbird's third URL is the only way in.
+    let server = TestServer::start_named(&["autodiscover-ssl.contoso.com"], &|t| {
+        set(
+            t,
+            &["redirect", "target"],
+            "https://autodiscover-ssl.contoso.com".into(),
+        )
+    })
+    .await;
+    let map = json!({
+        "autodiscover.contoso.com:80": server.redirect.unwrap().port(),
+        "autodiscover-ssl.contoso.com:443": server.https.port(),
+    });
+    let cases = [json!({"exchange": "alice@contoso.com", "password": "alice-pw"})];
+    let lines = run_thunderbird(&tb, &[&server], map, json!({}), &cases).await;
+    let config = ok(&lines[0]);
+    assert_eq!(config["subSource"], "exchange-from-url3-guess");
+    assert_eq!(
+        config["incoming"]["exchangeURL"],
+        "https://mail.contoso.com/EWS/Exchange.asmx"
+    );
+    let target = "https://autodiscover-ssl.contoso.com/autodiscover/autodiscover.xml";
+    let requests: Vec<_> = lines[0]["wire"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap(),
+                r["url"].as_str().unwrap(),
+                r["authorization"].as_str(),
+                r.get("status").map(|s| s.to_string()),
+            )
+        })
+        .filter(|r| r.1.contains("autodiscover.xml"))
+        .collect();
+    let http = "http://autodiscover.contoso.com/autodiscover/autodiscover.xml";
+    // POST over HTTP without credentials; the 302 turned into a GET (XMLHttpRequest drops
+    // body and method), which fails; then Thunderbird repeats the POST at the HTTPS URL with
+    // Basic, because that host is in the same domain.
+    assert!(
+        requests.contains(&("POST", http, None, Some("302".into()))),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.0 == "GET" && r.1 == target && r.2.is_none()),
+        "{requests:?}"
+    );
+    assert!(
+        requests.contains(&(
+            "POST",
+            target,
+            Some("Basic alice@contoso.com"),
+            Some("200".into())
+        )),
+        "{requests:?}"
+    );
 }
