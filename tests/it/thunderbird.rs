@@ -138,6 +138,38 @@ async fn thunderbird_reads_the_exchange_domain_answer_for_every_address() {
     }
 }
 
+/// The control: the same answer without its `outgoingServer` (what autodiscoverd sent
+/// before) is refused by Thunderbird's reader with the error users saw.
+#[tokio::test]
+async fn thunderbird_refuses_an_exchange_answer_without_an_smtp_server() {
+    let Some(tb) = thunderbird_modules() else {
+        return;
+    };
+    let server = TestServer::start_named(&NAMES, &|_| {}).await;
+    let answer = server
+        .client()
+        .await
+        .send(
+            "GET",
+            "/mail/config-v1.1.xml?emailaddress=alice%40contoso.com",
+            &[],
+            b"",
+        )
+        .await
+        .text();
+    let (before, rest) = answer.split_once("<outgoingServer").unwrap();
+    let (_, after) = rest.split_once("</outgoingServer>").unwrap();
+    let without = format!("{before}{after}");
+    let cases = [json!({ "text": answer }), json!({ "text": without })];
+    let lines = run_thunderbird(&tb, &[&server], json!({}), json!({}), &cases).await;
+    assert_eq!(ok(&lines[0])["incoming"]["type"], "exchange");
+    assert_eq!(lines[1]["ok"], false, "{}", lines[1]);
+    assert_eq!(
+        lines[1]["error"]["message"],
+        "Need proper <outgoingServer> in XML file"
+    );
+}
+
 #[tokio::test]
 async fn thunderbird_reads_per_mailbox_answers_when_revealing() {
     let cases = [

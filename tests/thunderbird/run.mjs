@@ -11,6 +11,8 @@
 //   {"exchange": EMAIL, "password": PW}  ExchangeAutoDiscover's fetchConfigFromExchange
 //   {"xml": URL}                     fetchHTTP(URL), then readFromXML (one request as a
 //                                    client that asks exactly this URL)
+//   {"text": XML}                    DOMParser + JXON + readFromXML on this document, as
+//                                    Thunderbird reads a configuration file from disk
 // Each line has the case, "ok", the resulting AccountConfig ("config") or the error, and
 // the requests Thunderbird made ("wire").
 import fs from "node:fs";
@@ -145,6 +147,11 @@ async function run(c) {
     return summary(
       await fetchConfigFromExchange(domain, c.exchange, signal, null, c.password, confirm)
     );
+  }
+  if ("text" in c) {
+    const { JXON } = mod("JXON.sys.mjs");
+    const document = new DOMParser().parseFromString(c.text, "text/xml");
+    return summary(readFromXML(JXON.build(document), "text"));
   }
   if ("xml" in c) {
     return summary(readFromXML(await fetchHTTP(c.xml, { signal }), "test"));
