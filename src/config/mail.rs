@@ -120,6 +120,17 @@ pub enum Security {
     Plain,
 }
 
+impl Security {
+    /// The configuration spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::Tls => "tls",
+            Security::StartTls => "starttls",
+            Security::Plain => "plain",
+        }
+    }
+}
+
 /// The login name the mail servers expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginForm {
@@ -286,8 +297,7 @@ pub struct MailConfig {
     /// Exchange Online's EWS/ActiveSync host (Apple profiles of migrated mailboxes).
     pub tenant_exchange_host: String,
     /// `[mail.exchange]`: the SMTP server autoconfig gives Exchange accounts; `None`: the
-    /// default, the EWS host on 587 with STARTTLS (the tenant's SMTP when
-    /// `organization.microsoft_online`).
+    /// default (`Config::exchange_submission`).
     pub exchange_submission: Option<ExchangeSubmission>,
     /// Autoconfig and mobileconfig answer per mailbox (revealing kinds, existence and
     /// migration) instead of the domain's default answer for every address.
@@ -329,6 +339,40 @@ impl MailConfig {
         self.domain_servers
             .get(&domain.to_ascii_lowercase())
             .or(self.internet.as_ref())
+    }
+}
+
+impl super::Config {
+    /// The SMTP submission server of Exchange accounts: `[mail.exchange]`, else the
+    /// tenant's SMTP when this process answers as Exchange Online, else the EWS host on 587
+    /// with STARTTLS and a password: what Exchange's "Client Frontend" receive connector
+    /// offers on every Exchange 2013+ mailbox server, on a name clients already reach.
+    pub fn exchange_submission(&self) -> ExchangeSubmission {
+        if let Some(configured) = &self.mail.exchange_submission {
+            return configured.clone();
+        }
+        let tenant = &self.mail.tenant;
+        match (&tenant.smtp, self.org.microsoft_online) {
+            (Some(smtp), true) => ExchangeSubmission {
+                smtp: smtp.clone(),
+                authentication: tenant.authentication.clone(),
+            },
+            _ => ExchangeSubmission {
+                smtp: MailServer {
+                    host: self
+                        .services
+                        .ews
+                        .external
+                        .parse::<http::Uri>()
+                        .ok()
+                        .and_then(|u| u.host().map(str::to_string))
+                        .unwrap_or_default(),
+                    port: EXCHANGE_SUBMISSION_PORT,
+                    security: Security::StartTls,
+                },
+                authentication: vec![AuthMethod::PasswordCleartext],
+            },
+        }
     }
 }
 

@@ -169,6 +169,24 @@ impl Config {
                 ""
             }
         ));
+        let submission = self.exchange_submission();
+        let methods: Vec<&str> = submission
+            .authentication
+            .iter()
+            .map(|m| m.autoconfig_name())
+            .collect();
+        out.push_str(&format!(
+            "exchange smtp:      {}:{} {}, {}{}\n",
+            submission.smtp.host,
+            submission.smtp.port,
+            submission.smtp.security.name(),
+            methods.join(", "),
+            if self.mail.exchange_submission.is_some() {
+                ""
+            } else {
+                " (default; [mail.exchange] changes it)"
+            }
+        ));
         if let Some(k) = &self.auth.kerberos {
             out.push_str(&format!(
                 "kerberos:           {} ({}; realms {})\n",

@@ -3,7 +3,7 @@
 //! those anonymous requests carry.
 
 use crate::config::mail::{
-    AuthMethod, ExchangeSubmission, InternetServers, MailServer, Security, EXCHANGE_SUBMISSION_PORT,
+    ExchangeSubmission, InternetServers, MailServer, Security, EXCHANGE_SUBMISSION_PORT,
 };
 use crate::config::Config;
 use crate::directory::{MailboxKind, Recipient};
@@ -170,7 +170,7 @@ pub fn client_account<'a>(
                 .map(|e| e.external.clone()),
             auth,
             login,
-            submission: exchange_submission(config),
+            submission: config.exchange_submission(),
         })
     };
     let internet = |of: &str, login: Login| {
@@ -250,31 +250,6 @@ pub fn client_account<'a>(
     })
 }
 
-/// The SMTP submission server of Exchange accounts: `[mail.exchange]`, else the tenant's
-/// SMTP when this process answers as Exchange Online, else the EWS host on 587 with
-/// STARTTLS and a password: what Exchange's "Client Frontend" receive connector offers on
-/// every Exchange 2013+ mailbox server.
-pub fn exchange_submission(config: &Config) -> ExchangeSubmission {
-    if let Some(configured) = &config.mail.exchange_submission {
-        return configured.clone();
-    }
-    let tenant = &config.mail.tenant;
-    match (&tenant.smtp, config.org.microsoft_online) {
-        (Some(smtp), true) => ExchangeSubmission {
-            smtp: smtp.clone(),
-            authentication: tenant.authentication.clone(),
-        },
-        _ => ExchangeSubmission {
-            smtp: MailServer {
-                host: host_port(&config.services.ews.external).0,
-                port: EXCHANGE_SUBMISSION_PORT,
-                security: Security::StartTls,
-            },
-            authentication: vec![AuthMethod::PasswordCleartext],
-        },
-    }
-}
-
 /// Host and port of an https URL (443 when it names none).
 fn host_port(url: &str) -> (String, u16) {
     match url.parse::<http::Uri>() {
@@ -289,6 +264,7 @@ fn host_port(url: &str) -> (String, u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::mail::AuthMethod;
 
     #[test]
     fn clean_addresses_pass_and_markup_does_not() {
@@ -315,7 +291,7 @@ mod tests {
         let (path, text) = crate::config::tests::example();
         let mut config = Config::from_toml(&path, &text).unwrap();
         // Default: Exchange's client submission port on the host clients already reach.
-        let default = exchange_submission(&config);
+        let default = config.exchange_submission();
         assert_eq!(
             default.smtp,
             MailServer {
@@ -327,7 +303,7 @@ mod tests {
         assert_eq!(default.authentication, vec![AuthMethod::PasswordCleartext]);
         // As Exchange Online: the tenant's SMTP (smtp.office365.com:587 STARTTLS, OAuth2).
         config.org.microsoft_online = true;
-        let online = exchange_submission(&config);
+        let online = config.exchange_submission();
         assert_eq!(Some(&online.smtp), config.mail.tenant.smtp.as_ref());
         assert_eq!(online.smtp.host, "smtp.office365.com");
         assert_eq!(online.authentication, vec![AuthMethod::OAuth2]);
@@ -341,7 +317,7 @@ mod tests {
             authentication: vec![AuthMethod::PasswordEncrypted],
         };
         config.mail.exchange_submission = Some(configured.clone());
-        assert_eq!(exchange_submission(&config), configured);
+        assert_eq!(config.exchange_submission(), configured);
         let account = client_account(
             &config,
             "contoso.com",
