@@ -1,6 +1,6 @@
 //! Glue for the anonymous endpoints of non-Autodiscover clients: Thunderbird autoconfig
-//! (`/mail/config-v1.1.xml`, `/.well-known/autoconfig/mail/config-v1.1.xml`, `/v1.1/...`) and Apple
-//! profiles (`/mobileconfig`). Parse → (only when the operator lets answers depend on the
+//! (`/mail/config-v1.1.xml`, `/.well-known/autoconfig/mail/config-v1.1.xml`, `/v1.1/...`)
+//! and Apple profiles (`/mobileconfig`). Parse → (only when the operator lets answers depend on the
 //! mailbox) look up and decide → render. The rules are in `protocol::autoconfig`,
 //! `protocol::mobileconfig`, `protocol::account::client_account` and `decision`.
 //!
