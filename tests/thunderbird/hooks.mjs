@@ -4,11 +4,11 @@
 // OAuth2 prompts, port probing, timers, the add-on manager). `resource://gre/modules/X`
 // (Gecko's toolkit) always needs a stand-in.
 import { existsSync } from "node:fs";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import path from "node:path";
 
 let modules;
-const standins = path.join(path.dirname(new URL(import.meta.url).pathname), "standins");
+const standins = path.join(path.dirname(fileURLToPath(import.meta.url)), "standins");
 
 export function initialize(data) {
   modules = data.modules;
