@@ -53,7 +53,17 @@ pub struct MailSection {
     pub domains: BTreeMap<String, DomainSection>,
     pub tenant: Option<ServersSection>,
     pub tenant_exchange_host: Option<String>,
+    pub exchange: Option<ExchangeSection>,
     pub mobileconfig: Option<MobileconfigSection>,
+}
+
+/// Serde mirror of `[mail.exchange]`: the SMTP submission server autoconfig names next to
+/// an Exchange account.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSection {
+    pub smtp: Option<ServerSection>,
+    pub authentication: Option<Vec<String>>,
 }
 
 /// Serde mirror of `[mail.domains."<domain>"]`.
@@ -108,6 +118,17 @@ pub enum Security {
     StartTls,
     /// No TLS at all (labs only).
     Plain,
+}
+
+impl Security {
+    /// The configuration spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::Tls => "tls",
+            Security::StartTls => "starttls",
+            Security::Plain => "plain",
+        }
+    }
 }
 
 /// The login name the mail servers expect.
@@ -235,6 +256,20 @@ pub fn sample_servers() -> InternetServers {
     }
 }
 
+/// Where the mail clients that read autoconfig send mail from an Exchange mailbox: every
+/// autoconfig document needs an `outgoingServer` (Thunderbird refuses one without), and
+/// EWS carries no submission server of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeSubmission {
+    pub smtp: MailServer,
+    /// Preferred first; never empty.
+    pub authentication: Vec<AuthMethod>,
+}
+
+/// The port Exchange's "Client Frontend" receive connector listens on for authenticated
+/// submission (RFC 6409 §3.1), with STARTTLS.
+pub const EXCHANGE_SUBMISSION_PORT: u16 = 587;
+
 /// `.mobileconfig` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MobileconfigConfig {
@@ -261,6 +296,9 @@ pub struct MailConfig {
     pub tenant: InternetServers,
     /// Exchange Online's EWS/ActiveSync host (Apple profiles of migrated mailboxes).
     pub tenant_exchange_host: String,
+    /// `[mail.exchange]`: the SMTP server autoconfig gives Exchange accounts; `None`: the
+    /// default (`Config::exchange_submission`).
+    pub exchange_submission: Option<ExchangeSubmission>,
     /// Autoconfig and mobileconfig answer per mailbox (revealing kinds, existence and
     /// migration) instead of the domain's default answer for every address.
     pub reveal_mailboxes: bool,
@@ -276,6 +314,7 @@ impl Default for MailConfig {
             domain_servers: BTreeMap::new(),
             tenant: exchange_online_servers(),
             tenant_exchange_host: EXCHANGE_ONLINE_HOST.into(),
+            exchange_submission: None,
             reveal_mailboxes: false,
             mobileconfig: MobileconfigConfig {
                 signer: None,
@@ -300,6 +339,40 @@ impl MailConfig {
         self.domain_servers
             .get(&domain.to_ascii_lowercase())
             .or(self.internet.as_ref())
+    }
+}
+
+impl super::Config {
+    /// The SMTP submission server of Exchange accounts: `[mail.exchange]`, else the
+    /// tenant's SMTP when this process answers as Exchange Online, else the EWS host on 587
+    /// with STARTTLS and a password: what Exchange's "Client Frontend" receive connector
+    /// offers on every Exchange 2013+ mailbox server, on a name clients already reach.
+    pub fn exchange_submission(&self) -> ExchangeSubmission {
+        if let Some(configured) = &self.mail.exchange_submission {
+            return configured.clone();
+        }
+        let tenant = &self.mail.tenant;
+        match (&tenant.smtp, self.org.microsoft_online) {
+            (Some(smtp), true) => ExchangeSubmission {
+                smtp: smtp.clone(),
+                authentication: tenant.authentication.clone(),
+            },
+            _ => ExchangeSubmission {
+                smtp: MailServer {
+                    host: self
+                        .services
+                        .ews
+                        .external
+                        .parse::<http::Uri>()
+                        .ok()
+                        .and_then(|u| u.host().map(str::to_string))
+                        .unwrap_or_default(),
+                    port: EXCHANGE_SUBMISSION_PORT,
+                    security: Security::StartTls,
+                },
+                authentication: vec![AuthMethod::PasswordCleartext],
+            },
+        }
     }
 }
 
@@ -387,8 +460,13 @@ impl Validator<'_> {
             Some(h) => self.host("mail.tenant_exchange_host", h)?,
             None => EXCHANGE_ONLINE_HOST.into(),
         };
+        let exchange_submission = match &raw.exchange {
+            None => None,
+            Some(section) => Some(self.exchange_submission(section)?),
+        };
         Ok(MailConfig {
             tenant_exchange_host,
+            exchange_submission,
             default_kind,
             domain_kinds,
             internet,
@@ -425,26 +503,7 @@ impl Validator<'_> {
             None => base
                 .map(|b| b.authentication.clone())
                 .unwrap_or_else(|| vec![AuthMethod::PasswordCleartext]),
-            Some(list) => {
-                let mut out = Vec::new();
-                for m in list {
-                    out.push(AuthMethod::parse(m).ok_or_else(|| {
-                        self.invalid(
-                            &format!("{key}.authentication"),
-                            format!("unknown method `{m}`"),
-                            "use \"password-cleartext\", \"password-encrypted\" or \"OAuth2\"",
-                        )
-                    })?);
-                }
-                if out.is_empty() {
-                    return Err(self.invalid(
-                        &format!("{key}.authentication"),
-                        "an empty list",
-                        "list at least one method, e.g. [\"password-cleartext\"]",
-                    ));
-                }
-                out
-            }
+            Some(list) => self.auth_methods(&format!("{key}.authentication"), list)?,
         };
         let servers = InternetServers {
             imap: imap.or_else(|| base.and_then(|b| b.imap.clone())),
@@ -461,6 +520,52 @@ impl Validator<'_> {
             ));
         }
         Ok(servers)
+    }
+
+    /// Validates `[mail.exchange]`.
+    fn exchange_submission(
+        &self,
+        raw: &ExchangeSection,
+    ) -> Result<ExchangeSubmission, ConfigError> {
+        let smtp = self
+            .mail_server("mail.exchange.smtp", &raw.smtp, 465, EXCHANGE_SUBMISSION_PORT)?
+            .ok_or_else(|| {
+                self.invalid(
+                    "mail.exchange.smtp",
+                    "the table has no SMTP server",
+                    "set smtp = { host = \"mail.contoso.com\", port = 587, security = \"starttls\" }, or remove [mail.exchange] for that default",
+                )
+            })?;
+        let authentication = match &raw.authentication {
+            None => vec![AuthMethod::PasswordCleartext],
+            Some(list) => self.auth_methods("mail.exchange.authentication", list)?,
+        };
+        Ok(ExchangeSubmission {
+            smtp,
+            authentication,
+        })
+    }
+
+    /// A non-empty list of autoconfig authentication names.
+    fn auth_methods(&self, key: &str, list: &[String]) -> Result<Vec<AuthMethod>, ConfigError> {
+        let mut out = Vec::new();
+        for m in list {
+            out.push(AuthMethod::parse(m).ok_or_else(|| {
+                self.invalid(
+                    key,
+                    format!("unknown method `{m}`"),
+                    "use \"password-cleartext\", \"password-encrypted\" or \"OAuth2\"",
+                )
+            })?);
+        }
+        if out.is_empty() {
+            return Err(self.invalid(
+                key,
+                "an empty list",
+                "list at least one method, e.g. [\"password-cleartext\"]",
+            ));
+        }
+        Ok(out)
     }
 
     fn mail_server(
@@ -624,6 +729,32 @@ mod tests {
     }
 
     #[test]
+    fn the_exchange_submission_server_is_optional_and_validated() {
+        let c = with_mail("").unwrap();
+        assert_eq!(c.mail.exchange_submission, None);
+        let c = with_mail(
+            "[mail.exchange]\nsmtp = { host = \"SMTP.contoso.com\", security = \"starttls\" }\nauthentication = [\"password-encrypted\", \"password-cleartext\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            c.mail.exchange_submission,
+            Some(ExchangeSubmission {
+                smtp: MailServer {
+                    host: "smtp.contoso.com".into(),
+                    port: 587,
+                    security: Security::StartTls,
+                },
+                authentication: vec![AuthMethod::PasswordEncrypted, AuthMethod::PasswordCleartext],
+            })
+        );
+        // Implicit TLS defaults to 465, and the method to a password over TLS.
+        let c = with_mail("[mail.exchange]\nsmtp = { host = \"smtp.contoso.com\" }").unwrap();
+        let s = c.mail.exchange_submission.unwrap();
+        assert_eq!((s.smtp.port, s.smtp.security), (465, Security::Tls));
+        assert_eq!(s.authentication, vec![AuthMethod::PasswordCleartext]);
+    }
+
+    #[test]
     fn bad_values_name_the_key_and_the_fix() {
         for (mail, key) in [
             ("[mail]\nkind = \"imap4\"", "mail.kind"),
@@ -651,6 +782,15 @@ mod tests {
             (
                 "[mail.mobileconfig]\ncert = \"c.pem\"",
                 "mail.mobileconfig.cert",
+            ),
+            ("[mail.exchange]\nauthentication = []", "mail.exchange.smtp"),
+            (
+                "[mail.exchange]\nsmtp = { host = \"s.c\" }\nauthentication = []",
+                "mail.exchange.authentication",
+            ),
+            (
+                "[mail.exchange]\nsmtp = { host = \"s.c\", port = 0 }",
+                "mail.exchange.smtp.port",
             ),
             (
                 "[mail.mobileconfig]\nidentifier = \"com contoso\"",

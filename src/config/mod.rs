@@ -17,7 +17,7 @@ mod listeners;
 pub mod mail;
 mod services;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod throttle;
 mod tls;
 mod v2;
@@ -167,6 +167,24 @@ impl Config {
                 ", profiles signed"
             } else {
                 ""
+            }
+        ));
+        let submission = self.exchange_submission();
+        let methods: Vec<&str> = submission
+            .authentication
+            .iter()
+            .map(|m| m.autoconfig_name())
+            .collect();
+        out.push_str(&format!(
+            "exchange smtp:      {}:{} {}, {}{}\n",
+            submission.smtp.host,
+            submission.smtp.port,
+            submission.smtp.security.name(),
+            methods.join(", "),
+            if self.mail.exchange_submission.is_some() {
+                ""
+            } else {
+                " (default; [mail.exchange] changes it)"
             }
         ));
         if let Some(k) = &self.auth.kerberos {

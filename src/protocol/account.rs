@@ -2,7 +2,9 @@
 //! told to create, independent of the format that carries it; and the address parameter
 //! those anonymous requests carry.
 
-use crate::config::mail::InternetServers;
+use crate::config::mail::{
+    ExchangeSubmission, InternetServers, MailServer, Security, EXCHANGE_SUBMISSION_PORT,
+};
 use crate::config::Config;
 use crate::directory::{MailboxKind, Recipient};
 
@@ -30,6 +32,9 @@ pub struct ExchangeAccount<'a> {
     /// Autoconfig authentication names (`NTLM`, `password-cleartext`), preferred first.
     pub auth: Vec<&'static str>,
     pub login: Login,
+    /// Where the account sends mail (autoconfig's `outgoingServer`, which every document
+    /// needs).
+    pub submission: ExchangeSubmission,
 }
 
 /// What kind of account to create.
@@ -165,6 +170,7 @@ pub fn client_account<'a>(
                 .map(|e| e.external.clone()),
             auth,
             login,
+            submission: config.exchange_submission(),
         })
     };
     let internet = |of: &str, login: Login| {
@@ -218,6 +224,14 @@ pub fn client_account<'a>(
                     )),
                     auth: vec!["OAuth2"],
                     login,
+                    submission: ExchangeSubmission {
+                        smtp: mail.tenant.smtp.clone().unwrap_or_else(|| MailServer {
+                            host: mail.tenant_exchange_host.clone(),
+                            port: EXCHANGE_SUBMISSION_PORT,
+                            security: Security::StartTls,
+                        }),
+                        authentication: mail.tenant.authentication.clone(),
+                    },
                 }),
             };
             (
@@ -250,6 +264,7 @@ fn host_port(url: &str) -> (String, u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::mail::AuthMethod;
 
     #[test]
     fn clean_addresses_pass_and_markup_does_not() {
@@ -269,6 +284,52 @@ mod tests {
         ] {
             assert!(!is_clean_address(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn exchange_accounts_send_through_the_ews_host_unless_configured() {
+        let (path, text) = crate::config::tests::example();
+        let mut config = Config::from_toml(&path, &text).unwrap();
+        // Default: Exchange's client submission port on the host clients already reach.
+        let default = config.exchange_submission();
+        assert_eq!(
+            default.smtp,
+            MailServer {
+                host: "mail.contoso.com".into(),
+                port: 587,
+                security: Security::StartTls
+            }
+        );
+        assert_eq!(default.authentication, vec![AuthMethod::PasswordCleartext]);
+        // As Exchange Online: the tenant's SMTP (smtp.office365.com:587 STARTTLS, OAuth2).
+        config.org.microsoft_online = true;
+        let online = config.exchange_submission();
+        assert_eq!(Some(&online.smtp), config.mail.tenant.smtp.as_ref());
+        assert_eq!(online.smtp.host, "smtp.office365.com");
+        assert_eq!(online.authentication, vec![AuthMethod::OAuth2]);
+        // Configured: wins over both.
+        let configured = ExchangeSubmission {
+            smtp: MailServer {
+                host: "relay.contoso.com".into(),
+                port: 465,
+                security: Security::Tls,
+            },
+            authentication: vec![AuthMethod::PasswordEncrypted],
+        };
+        config.mail.exchange_submission = Some(configured.clone());
+        assert_eq!(config.exchange_submission(), configured);
+        let account = client_account(
+            &config,
+            "contoso.com",
+            None,
+            AccountFor::Domain,
+            AccountClient::Autoconfig,
+        )
+        .unwrap();
+        let AccountKind::Exchange(ex) = account.kind else {
+            panic!("the example's domain is Exchange")
+        };
+        assert_eq!(ex.submission, configured);
     }
 
     #[test]

@@ -8,10 +8,12 @@ use super::account::{AccountKind, ClientAccount, Login};
 use super::xml::XmlWriter;
 use crate::config::mail::{MailServer, Security};
 
-/// The two request paths, lower-case (matching is case-insensitive).
-pub const PATHS: [&str; 2] = [
+/// The request paths, lower-case (matching is case-insensitive): Thunderbird's two and the
+/// `/v1.1/` form some Android clients (Nine) ask.
+pub const PATHS: [&str; 3] = [
     "/mail/config-v1.1.xml",
     "/.well-known/autoconfig/mail/config-v1.1.xml",
+    "/v1.1/mail/config-v1.1.xml",
 ];
 
 /// True for an autoconfig path (any case).
@@ -19,46 +21,56 @@ pub fn is_autoconfig_path(path: &str) -> bool {
     PATHS.iter().any(|p| p.eq_ignore_ascii_case(path))
 }
 
+/// The local part Evolution sends instead of the user's (`EVOLUTIONUSER@<domain>`, with the
+/// real address only as an MD5 hash in `emailmd5`): a placeholder, not a person.
+pub const EVOLUTION_PLACEHOLDER: &str = "EVOLUTIONUSER";
+
 /// What a client asks about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AutoconfigRequest {
-    /// The address, decoded and checked; `None` when the client sent none (the answer is
-    /// then the domain's, with placeholders).
+    /// The address, decoded and checked; `None` when the client sent none or a placeholder
+    /// (the answer is then the domain's, with placeholders).
     pub email: Option<String>,
-    /// The lower-case domain asked about (of the address, else of the `autoconfig.` host).
+    /// The lower-case domain asked about (of the address, else of the `Host`).
     pub domain: String,
 }
 
 pub use super::account::AddressReject as AutoconfigReject;
 
 /// Parses the query (`emailaddress`, case-insensitive, first wins) and, without an address,
-/// the `Host` header (`autoconfig.<domain>[:port]`).
+/// the `Host` header: `autoconfig.<domain>[:port]`, or one of `accepted_domains` itself
+/// (`https://<domain>/.well-known/autoconfig/...`, which Thunderbird for Android and K-9
+/// ask without an address).
 pub fn parse_request(
     query: Option<&str>,
     host: Option<&str>,
+    accepted_domains: &[String],
 ) -> Result<AutoconfigRequest, AutoconfigReject> {
-    match super::account::query_address(query, "emailaddress")? {
-        Some(email) => Ok(AutoconfigRequest {
-            domain: crate::config::mail::domain_of(&email),
-            email: Some(email),
-        }),
-        None => {
-            let host = host.ok_or(AutoconfigReject::NoDomain)?;
-            let host = match host.rsplit_once(':') {
-                Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-                _ => host,
-            };
-            let host = host.trim_end_matches('.').to_ascii_lowercase();
-            let domain = host
-                .strip_prefix("autoconfig.")
-                .filter(|d| crate::config::is_host_name(d))
-                .ok_or(AutoconfigReject::NoDomain)?;
-            Ok(AutoconfigRequest {
-                email: None,
-                domain: domain.to_string(),
-            })
-        }
+    if let Some(email) = super::account::query_address(query, "emailaddress")? {
+        let domain = crate::config::mail::domain_of(&email);
+        let placeholder = email
+            .rsplit_once('@')
+            .is_some_and(|(local, _)| local.eq_ignore_ascii_case(EVOLUTION_PLACEHOLDER));
+        return Ok(AutoconfigRequest {
+            email: (!placeholder).then_some(email),
+            domain,
+        });
     }
+    let host = host.ok_or(AutoconfigReject::NoDomain)?;
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let domain = match host.strip_prefix("autoconfig.") {
+        Some(d) if crate::config::is_host_name(d) => d,
+        _ if accepted_domains.contains(&host) => host.as_str(),
+        _ => return Err(AutoconfigReject::NoDomain),
+    };
+    Ok(AutoconfigRequest {
+        email: None,
+        domain: domain.to_string(),
+    })
 }
 
 /// Thunderbird's `socketType`.
@@ -141,6 +153,21 @@ pub fn render(account: &ClientAccount<'_>) -> Vec<u8> {
             }
             w.leaf("useGlobalPreferredServer", "true");
             w.close("incomingServer");
+            let auth: Vec<&'static str> = ex
+                .submission
+                .authentication
+                .iter()
+                .map(|m| m.autoconfig_name())
+                .collect();
+            let user = username(&ex.login);
+            write_server(
+                &mut w,
+                "outgoingServer",
+                "smtp",
+                &ex.submission.smtp,
+                &user,
+                &auth,
+            );
         }
     }
     w.close("emailProvider");
@@ -152,6 +179,7 @@ pub fn render(account: &ClientAccount<'_>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::config::mail::sample_servers as servers;
+    use crate::config::mail::{AuthMethod, ExchangeSubmission};
     use crate::protocol::account::ExchangeAccount;
 
     fn doc(bytes: &[u8]) -> String {
@@ -160,24 +188,36 @@ mod tests {
 
     #[test]
     fn the_address_comes_from_the_query_and_the_domain_from_it_or_the_host() {
-        let r = parse_request(Some("emailaddress=Frank%40Fabrikam.com"), None).unwrap();
+        let accepted = ["contoso.com".to_string()];
+        let parse = |q, h| parse_request(q, h, &accepted);
+        let r = parse(Some("emailaddress=Frank%40Fabrikam.com"), None).unwrap();
         assert_eq!(r.email.as_deref(), Some("Frank@Fabrikam.com"));
         assert_eq!(r.domain, "fabrikam.com");
-        let r = parse_request(
+        let r = parse(
             Some("EmailAddress=a%2Bb@contoso.com&emailaddress=x@y.z"),
             None,
         )
         .unwrap();
         assert_eq!(r.email.as_deref(), Some("a+b@contoso.com"));
-        let r = parse_request(None, Some("AUTOCONFIG.contoso.com:443")).unwrap();
+        let r = parse(None, Some("AUTOCONFIG.contoso.com:443")).unwrap();
         assert_eq!((r.email, r.domain.as_str()), (None, "contoso.com"));
-        assert_eq!(
-            parse_request(None, Some("mail.contoso.com")),
-            Err(AutoconfigReject::NoDomain)
-        );
+        // An accepted domain as the host names itself (the .well-known URL); any other
+        // host without an address names nothing.
+        let r = parse(None, Some("Contoso.com.:443")).unwrap();
+        assert_eq!((r.email, r.domain.as_str()), (None, "contoso.com"));
+        for host in ["mail.contoso.com", "fabrikam.com", "127.0.0.1"] {
+            assert_eq!(parse(None, Some(host)), Err(AutoconfigReject::NoDomain));
+        }
         // An empty value is no address: the host names the domain.
-        let r = parse_request(Some("emailaddress="), Some("autoconfig.contoso.com")).unwrap();
+        let r = parse(Some("emailaddress="), Some("autoconfig.contoso.com")).unwrap();
         assert_eq!((r.email, r.domain.as_str()), (None, "contoso.com"));
+        // Evolution's placeholder is no address either; its domain is the one asked about.
+        let r = parse(
+            Some("emailaddress=EVOLUTIONUSER%40Fabrikam.com&emailmd5=0123"),
+            None,
+        )
+        .unwrap();
+        assert_eq!((r.email, r.domain.as_str()), (None, "fabrikam.com"));
     }
 
     #[test]
@@ -191,14 +231,14 @@ mod tests {
             "emailaddress=a@b@",
         ] {
             assert_eq!(
-                parse_request(Some(q), Some("autoconfig.contoso.com")),
+                parse_request(Some(q), Some("autoconfig.contoso.com"), &[]),
                 Err(AutoconfigReject::InvalidAddress),
                 "{q}"
             );
         }
         let long = format!("emailaddress={}@contoso.com", "a".repeat(400));
         assert_eq!(
-            parse_request(Some(&long), None),
+            parse_request(Some(&long), None, &[]),
             Err(AutoconfigReject::InvalidAddress)
         );
     }
@@ -263,6 +303,14 @@ mod tests {
                 activesync_url: None,
                 auth: vec!["NTLM", "password-cleartext"],
                 login: Login::Name("alice@contoso.com".into()),
+                submission: ExchangeSubmission {
+                    smtp: MailServer {
+                        host: "mail.contoso.com".into(),
+                        port: 587,
+                        security: Security::StartTls,
+                    },
+                    authentication: vec![AuthMethod::PasswordCleartext],
+                },
             }),
         };
         let text = doc(&render(&account));
@@ -270,7 +318,34 @@ mod tests {
         assert!(text.contains("<ewsURL>https://mail.contoso.com/EWS/Exchange.asmx</ewsURL>"));
         assert!(text.contains("<owaURL>https://mail.contoso.com/owa/</owaURL>"));
         assert!(text.contains("<authentication>NTLM</authentication>"));
-        assert!(!text.contains("outgoingServer"));
-        roxmltree::Document::parse(&text).unwrap();
+        // Every document names a submission server: Thunderbird refuses one without.
+        let d = roxmltree::Document::parse(&text).unwrap();
+        let out = d
+            .descendants()
+            .find(|n| n.has_tag_name("outgoingServer"))
+            .unwrap();
+        assert_eq!(out.attribute("type"), Some("smtp"));
+        let field = |name: &str| {
+            out.children()
+                .find(|c| c.has_tag_name(name))
+                .and_then(|c| c.text())
+                .unwrap()
+        };
+        assert_eq!(
+            [
+                field("hostname"),
+                field("port"),
+                field("socketType"),
+                field("username"),
+                field("authentication")
+            ],
+            [
+                "mail.contoso.com",
+                "587",
+                "STARTTLS",
+                "alice@contoso.com",
+                "password-cleartext"
+            ]
+        );
     }
 }

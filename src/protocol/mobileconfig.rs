@@ -271,6 +271,14 @@ mod tests {
             activesync_url: Some("https://mail.contoso.com/Microsoft-Server-ActiveSync".into()),
             auth: vec!["password-cleartext"],
             login: Login::Name("alice@contoso.com".into()),
+            submission: crate::config::mail::ExchangeSubmission {
+                smtp: crate::config::mail::MailServer {
+                    host: "mail.contoso.com".into(),
+                    port: 587,
+                    security: Security::StartTls,
+                },
+                authentication: vec![AuthMethod::PasswordCleartext],
+            },
         };
         let account = |ex: ExchangeAccount<'static>| ClientAccount {
             domain: "contoso.com",

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use roxmltree::{Document, Node};
 
+use crate::harness::client::basic;
 use crate::harness::daemon::{scrape, Daemon};
 use crate::harness::python::{python_with, run_script};
 use crate::harness::{mobilesync_request, outlook_request, set, Answer, TestServer, TlsClient};
@@ -23,7 +24,8 @@ const ADDRESSES: [&str; 4] = [
     "nobody@contoso.com",
 ];
 
-fn reveal(t: &mut toml::Table) {
+/// Per-mailbox answers in autoconfig, mobileconfig and V2.
+pub(crate) fn reveal(t: &mut toml::Table) {
     set(t, &["mail", "reveal_mailboxes"], true.into());
     set(t, &["v2", "reveal_unknown_users"], true.into());
 }
@@ -63,6 +65,22 @@ fn row(kind: &str, host: &str, port: &str, socket: &str, user: &str, auth: &str)
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+/// The example's Exchange account in autoconfig for `user`: EWS, and Exchange's client
+/// submission port on the EWS host (no `[mail.exchange]`).
+fn exchange_rows(user: &str) -> Vec<Vec<String>> {
+    vec![
+        row("exchange", "mail.contoso.com", "443", "SSL", user, "NTLM"),
+        row(
+            "smtp",
+            "mail.contoso.com",
+            "587",
+            "STARTTLS",
+            user,
+            "password-cleartext",
+        ),
+    ]
 }
 
 fn flat(rows: Vec<(String, String, String, String, String, String)>) -> Vec<Vec<String>> {
@@ -294,14 +312,7 @@ async fn autoconfig_gives_every_address_the_domain_answer_unless_revealing() {
     );
     assert_eq!(
         flat(autoconfig_servers(&domain)),
-        vec![row(
-            "exchange",
-            "mail.contoso.com",
-            "443",
-            "SSL",
-            "%EMAILADDRESS%",
-            "NTLM"
-        )]
+        exchange_rows("%EMAILADDRESS%")
     );
     assert!(domain
         .text()
@@ -373,14 +384,7 @@ async fn revealing_autoconfig_answers_per_mailbox_through_the_decision() {
     let alice = autoconfig(&mut c, AUTOCONFIG, "alice@contoso.com").await;
     assert_eq!(
         flat(autoconfig_servers(&alice)),
-        vec![row(
-            "exchange",
-            "mail.contoso.com",
-            "443",
-            "SSL",
-            "alice@contoso.com",
-            "NTLM"
-        )]
+        exchange_rows("alice@contoso.com")
     );
     let ida = autoconfig(&mut c, WELL_KNOWN, "ida.imap@contoso.com").await;
     assert_eq!(
@@ -906,4 +910,170 @@ async fn an_ldap_directory_marks_internet_mail_mailboxes_for_every_format() {
     slapd.restart();
     let back = autoconfig(&mut c, AUTOCONFIG, "ida@contoso.com").await;
     assert_eq!(back.status, 200, "{}", back.text());
+}
+
+/// What real clients send, exactly: Thunderbird for Android and K-9 (the root domain's
+/// .well-known URL without an address), Nine (`/v1.1/`), Evolution (a placeholder address,
+/// which must not count as a failed lookup), Outlook (`text/xml; charset=utf-8` and Basic
+/// up front).
+#[tokio::test]
+async fn the_requests_real_clients_send_get_the_answers_they_expect() {
+    let server = TestServer::start_named(
+        &[
+            "autodiscover.contoso.com",
+            "autoconfig.contoso.com",
+            "contoso.com",
+            "autoconfig.fabrikam.com",
+            "fabrikam.com",
+        ],
+        &|t| {
+            reveal(t);
+            set(t, &["throttle", "source_delay_after"], 3.into());
+            set(t, &["throttle", "source_block_after"], 5.into());
+            set(t, &["throttle", "max_delay_ms"], 50.into());
+        },
+    )
+    .await;
+    let connect = |host: &'static str| TlsClient::connect(server.https, host, &server.pki);
+    let mut autoconfig_host = connect("autoconfig.contoso.com").await;
+    let domain = autoconfig_host.send("GET", AUTOCONFIG, &[], b"").await;
+    assert_eq!(domain.status, 200, "{}", domain.text());
+    assert!(domain.text().contains("%EMAILADDRESS%"));
+
+    // Thunderbird for Android, K-9: GET https://contoso.com/.well-known/..., no address.
+    let mut root = connect("contoso.com").await;
+    let android = root.send("GET", WELL_KNOWN, &[], b"").await;
+    assert_eq!(
+        (android.status.as_u16(), &android.body),
+        (200, &domain.body)
+    );
+    // ... and over plain HTTP on the port-80 listener.
+    let plain = plain_get(server.redirect.unwrap(), WELL_KNOWN, "contoso.com").await;
+    assert_eq!((plain.status.as_u16(), &plain.body), (200, &domain.body));
+    // A host that is no accepted domain names nothing (400); an autoconfig. host of a
+    // domain that is not ours is not served (404).
+    let other = connect("fabrikam.com")
+        .await
+        .send("GET", WELL_KNOWN, &[], b"")
+        .await;
+    assert_eq!(other.status, 400, "{}", other.text());
+    let other = connect("autoconfig.fabrikam.com")
+        .await
+        .send("GET", AUTOCONFIG, &[], b"")
+        .await;
+    assert_eq!(other.status, 404, "{}", other.text());
+
+    // Nine: /v1.1/mail/config-v1.1.xml is the same answer as /mail/config-v1.1.xml.
+    for address in ["alice@contoso.com", "ida@contoso.com"] {
+        let nine = autoconfig(&mut autoconfig_host, "/v1.1/mail/config-v1.1.xml", address).await;
+        let thunderbird = autoconfig(&mut autoconfig_host, AUTOCONFIG, address).await;
+        assert_eq!(nine.status, 200, "{address}");
+        assert_eq!(nine.body, thunderbird.body, "{address}");
+    }
+
+    // Evolution: emailaddress=EVOLUTIONUSER@<domain>&emailmd5=<hash>. The domain answer,
+    // every time: more requests than the throttle allows failures, and the next unknown
+    // address is still a plain 404, not a 429.
+    for _ in 0..8 {
+        let evolution = autoconfig_host
+            .send(
+                "GET",
+                &format!(
+                    "{AUTOCONFIG}?emailaddress=EVOLUTIONUSER%40contoso.com&emailmd5=5d41402abc4b2a76b9719d911017c592"
+                ),
+                &[],
+                b"",
+            )
+            .await;
+        assert_eq!(
+            (evolution.status.as_u16(), &evolution.body),
+            (200, &domain.body)
+        );
+    }
+    let nobody = autoconfig(&mut autoconfig_host, AUTOCONFIG, "nobody@contoso.com").await;
+    assert_eq!(nobody.status, 404);
+
+    // Outlook and Thunderbird's Exchange Autodiscover: exactly these header values.
+    let mut c = server.client().await;
+    let pox = c
+        .send(
+            "POST",
+            POX,
+            &[
+                ("Content-Type", "text/xml; charset=utf-8"),
+                ("Authorization", &basic("alice@contoso.com", "alice-pw")),
+            ],
+            outlook_request("alice@contoso.com").as_bytes(),
+        )
+        .await;
+    assert_eq!(pox.status, 200, "{}", pox.text());
+    assert!(pox.text().contains("<Type>EXCH</Type>"), "{}", pox.text());
+}
+
+/// The rules iOS and macOS enforce when a profile is installed: every PayloadUUID distinct
+/// within the profile and the same on every download (so a second install replaces the
+/// first), integers where Apple documents integers, and no password key anywhere.
+#[tokio::test]
+async fn apple_profiles_keep_the_rules_ios_enforces() {
+    let server = TestServer::start_with(&reveal).await;
+    let mut c = server.client().await;
+    let mut seen = std::collections::BTreeSet::new();
+    for address in ["alice@contoso.com", "ida@contoso.com", "bob@contoso.com"] {
+        let first = plistlib(&profile(&mut c, address).await.body);
+        let again = plistlib(&profile(&mut c, address).await.body);
+        let uuids = payload_uuids(&first);
+        assert_eq!(uuids.len(), 2, "{address}: {first}");
+        assert_ne!(uuids[0], uuids[1], "{address}");
+        assert_eq!(
+            uuids,
+            payload_uuids(&again),
+            "{address}: stable across fetches"
+        );
+        for uuid in &uuids {
+            assert!(uuid::Uuid::parse_str(uuid).is_ok(), "{uuid}");
+            assert!(seen.insert(uuid.clone()), "{address}: {uuid} reused");
+        }
+        assert_eq!(first["PayloadVersion"], 1);
+        assert_eq!(first["PayloadType"], "Configuration");
+        let payload = &first["PayloadContent"][0];
+        assert_eq!(payload["PayloadVersion"], 1, "{address}");
+        for key in [
+            "IncomingMailServerPortNumber",
+            "OutgoingMailServerPortNumber",
+        ] {
+            if let Some(port) = payload.get(key) {
+                assert!(port.is_u64(), "{address}: {key} is {port}");
+            }
+        }
+        assert_no_password(&first, address);
+    }
+}
+
+fn payload_uuids(profile: &serde_json::Value) -> Vec<String> {
+    let mut out = vec![profile["PayloadUUID"].as_str().unwrap().to_string()];
+    for payload in profile["PayloadContent"].as_array().unwrap() {
+        out.push(payload["PayloadUUID"].as_str().unwrap().to_string());
+    }
+    out
+}
+
+/// No `Password`, `IncomingPassword`, `OutgoingPassword` ... at any depth.
+fn assert_no_password(value: &serde_json::Value, address: &str) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                assert!(
+                    !key.contains("Password") || key == "OutgoingPasswordSameAsIncomingPassword",
+                    "{address}: {key}"
+                );
+                assert_no_password(inner, address);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for inner in items {
+                assert_no_password(inner, address);
+            }
+        }
+        _ => {}
+    }
 }

@@ -26,5 +26,6 @@ mod proxy;
 mod redirect;
 mod shared_throttle;
 mod soap;
+mod thunderbird;
 mod tls;
 mod v2;

@@ -1,6 +1,6 @@
 //! Glue for the anonymous endpoints of non-Autodiscover clients: Thunderbird autoconfig
-//! (`/mail/config-v1.1.xml`, `/.well-known/autoconfig/mail/config-v1.1.xml`) and Apple
-//! profiles (`/mobileconfig`). Parse → (only when the operator lets answers depend on the
+//! (`/mail/config-v1.1.xml`, `/.well-known/autoconfig/mail/config-v1.1.xml`, `/v1.1/...`)
+//! and Apple profiles (`/mobileconfig`). Parse → (only when the operator lets answers depend on the
 //! mailbox) look up and decide → render. The rules are in `protocol::autoconfig`,
 //! `protocol::mobileconfig`, `protocol::account::client_account` and `decision`.
 //!
@@ -129,7 +129,8 @@ pub async fn autoconfig_endpoint<B>(
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok());
-    let request = match autoconfig::parse_request(req.uri().query(), host) {
+    let accepted = &state.config.org.accepted_domains;
+    let request = match autoconfig::parse_request(req.uri().query(), host, accepted) {
         Ok(r) => r,
         Err(_) => return (bad_request(), ("invalid_address", None)),
     };

@@ -32,7 +32,7 @@ pub enum Route {
     Soap,
     /// `autodiscover.json` (AutodiscoverV2).
     V2,
-    /// Thunderbird autoconfig (`/mail/config-v1.1.xml`).
+    /// Mozilla autoconfig (`/mail/config-v1.1.xml`, its `.well-known` and `/v1.1/` forms).
     Autoconfig,
     /// Apple configuration profiles (`/mobileconfig`).
     Mobileconfig,
@@ -412,8 +412,11 @@ mod tests {
             route("/.well-known/autoconfig/mail/config-v1.1.xml"),
             Route::Autoconfig
         );
+        // Nine's form.
+        assert_eq!(route("/V1.1/mail/config-v1.1.xml"), Route::Autoconfig);
         assert_eq!(route("/MobileConfig"), Route::Mobileconfig);
         assert_eq!(route("/mail/config-v1.1.xml/x"), Route::NotFound);
+        assert_eq!(route("/v1.0/mail/config-v1.1.xml"), Route::NotFound);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod pki;
 pub mod python;
 pub mod redis;
 pub mod slapd;
+pub mod thunderbird;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,17 +63,27 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with configuration changes applied last.
     pub async fn start_with(tweak: Tweak<'_>) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pki = Arc::new(TestPki::new());
-        let (cert, key) = pki.write_leaf(
-            dir.path(),
-            "server",
+        TestServer::start_named(
             &[
                 "autodiscover.contoso.com",
                 "autoconfig.contoso.com",
                 "localhost",
             ],
-        );
+            tweak,
+        )
+        .await
+    }
+
+    /// Like [`TestServer::start_with`], with a certificate for these names.
+    pub async fn start_named(names: &[&str], tweak: Tweak<'_>) -> TestServer {
+        TestServer::start_named_by(Arc::new(TestPki::new()), names, tweak).await
+    }
+
+    /// Like [`TestServer::start_named`], with a certificate from this CA (servers that
+    /// one client must trust alike).
+    pub async fn start_named_by(pki: Arc<TestPki>, names: &[&str], tweak: Tweak<'_>) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = pki.write_leaf(dir.path(), "server", names);
         let example =
             std::fs::read_to_string(repo_root().join("config/autodiscoverd.example.toml"))
                 .expect("example config");
