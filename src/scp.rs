@@ -70,7 +70,7 @@ pub struct Session {
     /// The configuration naming context (`CN=Configuration,<forest>`).
     pub config_nc: String,
     default_nc: String,
-    /// The bound account as `DOMAIN\name` (from "Who am I?", RFC 4532) or its DN.
+    /// The bound account as "Who am I?" (RFC 4532) names it (`DOMAIN\name`), or as given.
     pub account: String,
 }
 
@@ -106,14 +106,17 @@ impl Session {
                 describe_result(&bound)
             )));
         }
-        let root = read_entry(&mut ldap, "", &["configurationNamingContext", "defaultNamingContext"])
-            .await?
-            .ok_or_else(|| ScpError::Directory("the RootDSE is not readable".into()))?;
+        let root = read_entry(
+            &mut ldap,
+            "",
+            &["configurationNamingContext", "defaultNamingContext"],
+        )
+        .await?
+        .ok_or_else(|| ScpError::Directory("the RootDSE is not readable".into()))?;
         let first = |name: &str| scp::values_of(&root, name).first().cloned();
         let config_nc = first("configurationNamingContext").ok_or_else(|| {
             ScpError::Directory(
-                "the RootDSE names no configurationNamingContext: is this Active Directory?"
-                    .into(),
+                "the RootDSE names no configurationNamingContext: is this Active Directory?".into(),
             )
         })?;
         let default_nc = first("defaultNamingContext").unwrap_or_default();
@@ -151,7 +154,8 @@ impl Session {
             .into_iter()
             .map(SearchEntry::construct)
             .filter_map(|e| {
-                let bindings = scp::values_of(&attributes(&e), "serviceBindingInformation").to_vec();
+                let bindings =
+                    scp::values_of(&attributes(&e), "serviceBindingInformation").to_vec();
                 let keywords = scp::values_of(&attributes(&e), "keywords").to_vec();
                 Scp::from_entry(&e.dn, &bindings, &keywords)
             })
@@ -181,18 +185,20 @@ impl Session {
             }
             Existing::Absent => {
                 let container = scp::container_dn(&self.config_nc);
-                let container_created =
-                    if read_entry(&mut self.ldap, &container, &["description"]).await?.is_none() {
-                        let res = self
-                            .ldap
-                            .add(&container, to_add(&scp::container_attributes()))
-                            .await
-                            .map_err(|e| failed(&format!("adding {container}"), e))?;
-                        self.check(res, "creating", &container, false).await?;
-                        true
-                    } else {
-                        false
-                    };
+                let container_created = if read_entry(&mut self.ldap, &container, &["description"])
+                    .await?
+                    .is_none()
+                {
+                    let res = self
+                        .ldap
+                        .add(&container, to_add(&scp::container_attributes()))
+                        .await
+                        .map_err(|e| failed(&format!("adding {container}"), e))?;
+                    self.check(res, "creating", &container, false).await?;
+                    true
+                } else {
+                    false
+                };
                 let added = self.ldap.add(&dn, to_add(&wanted)).await;
                 let outcome = match added {
                     Ok(res) => self.check(res, "creating", &dn, !container_created).await,
@@ -280,7 +286,7 @@ impl Session {
         match res.rc {
             0 => Ok(()),
             INSUFFICIENT_ACCESS_RIGHTS => {
-                let sid = self.account_sid().await;
+                let (sid, name) = self.account_identity().await;
                 Err(ScpError::Rights {
                     action,
                     dn: dn.to_string(),
@@ -288,7 +294,7 @@ impl Session {
                         &self.config_nc,
                         container_exists,
                         sid.as_deref(),
-                        &self.account,
+                        &name,
                     ),
                 })
             }
@@ -299,22 +305,57 @@ impl Session {
         }
     }
 
-    /// The bound account's SID, for `samba-tool dsacl set` (best effort).
-    async fn account_sid(&mut self) -> Option<String> {
-        let name = self.account.rsplit('\\').next()?.to_string();
-        if self.default_nc.is_empty() || name.contains('=') {
-            return None;
-        }
-        let filter = format!("(sAMAccountName={})", filter_value(&name));
-        let (found, _) = self
+    /// The bound account's SID (for `samba-tool dsacl set`) and a name `dsacls` takes
+    /// (`DOMAIN\name` or the UPN), found from what it bound as (best effort).
+    async fn account_identity(&mut self) -> (Option<String>, String) {
+        let who = self.account.clone();
+        let (base, scope, filter) = if let Some((_, name)) = who.split_once('\\') {
+            (
+                self.default_nc.clone(),
+                Scope::Subtree,
+                format!("(sAMAccountName={})", filter_value(name)),
+            )
+        } else if who.contains('=') {
+            (who.clone(), Scope::Base, "(objectClass=*)".to_string())
+        } else {
+            (
+                self.default_nc.clone(),
+                Scope::Subtree,
+                format!("(userPrincipalName={})", filter_value(&who)),
+            )
+        };
+        let found = self
             .ldap
-            .search(&self.default_nc, Scope::Subtree, &filter, vec!["objectSid"])
+            .search(
+                &base,
+                scope,
+                &filter,
+                vec!["objectSid", "userPrincipalName"],
+            )
             .await
-            .and_then(|r| r.success())
-            .ok()?;
-        let entry = SearchEntry::construct(found.into_iter().next()?);
-        let sid = entry.bin_attrs.get("objectSid")?.first()?;
-        scp::sid_string(sid)
+            .and_then(|r| r.success());
+        let Some(entry) = found
+            .ok()
+            .and_then(|(found, _)| found.into_iter().next())
+            .map(SearchEntry::construct)
+        else {
+            return (None, who);
+        };
+        let sid = entry
+            .bin_attrs
+            .get("objectSid")
+            .and_then(|v| v.first())
+            .and_then(|sid| scp::sid_string(sid));
+        let name = if who.contains('=') {
+            entry
+                .attrs
+                .get("userPrincipalName")
+                .and_then(|v| v.first().cloned())
+                .unwrap_or(who)
+        } else {
+            who
+        };
+        (sid, name)
     }
 
     /// Ends the session.

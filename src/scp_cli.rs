@@ -136,9 +136,9 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
         } => {
             let url = match url {
                 Some(u) => u,
-                None => scp::default_url(config.org.accepted_domains.first().ok_or_else(
-                    || anyhow::anyhow!("no --url and no accepted domain to build one from"),
-                )?),
+                None => scp::default_url(config.org.accepted_domains.first().ok_or_else(|| {
+                    anyhow::anyhow!("no --url and no accepted domain to build one from")
+                })?),
             };
             let publication = Publication {
                 name: name.get(),
@@ -155,7 +155,10 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
                     container_created,
                 } => {
                     if container_created {
-                        println!("created container {}", scp::container_dn(&dn_parent_nc(&dn)));
+                        println!(
+                            "created container {}",
+                            scp::container_dn(&dn_parent_nc(&dn))
+                        );
                     }
                     println!("created {dn}");
                     println!("  serviceBindingInformation: {}", publication.url);
@@ -184,7 +187,10 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
                 println!("nothing to remove: no {}", removed.dn);
             }
             if removed.container_deleted {
-                println!("removed the empty container {}", scp::container_dn(&dn_parent_nc(&removed.dn)));
+                println!(
+                    "removed the empty container {}",
+                    scp::container_dn(&dn_parent_nc(&removed.dn))
+                );
             }
             if let Some(why) = removed.container_kept {
                 println!("kept the container: {why}");
@@ -210,7 +216,11 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
             let found = found?;
             let timeout = Duration::from_secs(timeout.max(1));
             let mut answers: HashMap<String, Option<String>> = HashMap::new();
-            for url in found.iter().filter(|s| s.kind == ScpKind::Url).filter_map(|s| s.url()) {
+            for url in found
+                .iter()
+                .filter(|s| s.kind == ScpKind::Url)
+                .filter_map(|s| s.url())
+            {
                 if !answers.contains_key(url) {
                     let verdict = autodiscoverd::scp::dead(url, &overrides, timeout).await;
                     answers.insert(url.to_string(), verdict);
@@ -288,7 +298,9 @@ fn render_show(config_nc: &str, site: Option<&str>, reviewed: &[scp::Reviewed]) 
             out.push_str(&match f {
                 Finding::NoUrl => "    STALE: no URL (clients skip it)\n".to_string(),
                 Finding::Unreachable(why) => format!("    STALE: does not answer ({why})\n"),
-                Finding::OutranksOurs => "    OUTRANKS OURS: clients in this site try it first\n".to_string(),
+                Finding::OutranksOurs => {
+                    "    OUTRANKS OURS: clients in this site try it first\n".to_string()
+                }
             });
         }
         for fix in scp::fixes(r, our_url.as_deref(), site) {

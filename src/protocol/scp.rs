@@ -79,7 +79,9 @@ fn keyword_value<'a>(keyword: &'a str, name: &str) -> Option<&'a str> {
 
 /// True when `keywords` hold `wanted` (keywords compare case-insensitively in AD).
 pub fn has_keyword(keywords: &[String], wanted: &str) -> bool {
-    keywords.iter().any(|k| k.trim().eq_ignore_ascii_case(wanted))
+    keywords
+        .iter()
+        .any(|k| k.trim().eq_ignore_ascii_case(wanted))
 }
 
 impl Scp {

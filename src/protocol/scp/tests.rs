@@ -103,7 +103,11 @@ fn pointers_for_the_users_domain_win_unscoped_ones_are_fallbacks() {
     let scps = vec![
         url_scp("CN=url", "https://ex/a", &[]),
         pointer_scp("CN=any", "LDAP://dc.any.com", &[]),
-        pointer_scp("CN=other", "LDAP://dc.fabrikam.com", &["Domain=fabrikam.com"]),
+        pointer_scp(
+            "CN=other",
+            "LDAP://dc.fabrikam.com",
+            &["Domain=fabrikam.com"],
+        ),
         pointer_scp(
             "CN=mine",
             "ldap://DC2.contoso.com:3268/DC=contoso,DC=com",
@@ -149,10 +153,7 @@ fn ldap_targets_parse() {
 #[test]
 fn the_walk_stops_at_loops_and_after_ten_hops() {
     let mut walk = PointerWalk::new("DC1");
-    assert_eq!(
-        walk.follow("dc1"),
-        Err(WalkStop::Visited("dc1".into()))
-    );
+    assert_eq!(walk.follow("dc1"), Err(WalkStop::Visited("dc1".into())));
     for i in 0..MAX_POINTER_HOPS {
         assert_eq!(walk.follow(&format!("dc-{i}")), Ok(()));
     }
@@ -214,7 +215,10 @@ fn a_new_url_or_site_changes_only_those_values() {
         changes(&wanted, &old),
         [
             Change::Replace("serviceDNSName", strings(&["b.contoso.com"])),
-            Change::Replace("serviceBindingInformation", strings(&["https://b.contoso.com/x"])),
+            Change::Replace(
+                "serviceBindingInformation",
+                strings(&["https://b.contoso.com/x"])
+            ),
             Change::Delete("keywords", strings(&["Site=Paris"])),
             Change::Add("keywords", strings(&["Site=Berlin"])),
         ]
@@ -292,7 +296,10 @@ fn the_review_flags_stale_and_outranking_scps_in_client_order() {
         url_scp("CN=EX03", "https://ex03.contoso.com/a", &["Site=Berlin"]),
         pointer_scp("CN=ptr", "LDAP://dc.fabrikam.com", &[]),
     ];
-    let dead = |url: &str| url.contains("ex01").then(|| "connection refused".to_string());
+    let dead = |url: &str| {
+        url.contains("ex01")
+            .then(|| "connection refused".to_string())
+    };
     let reviewed = review(&scps, Some("Paris"), &dead);
     let order: Vec<(&str, &[Finding])> = reviewed
         .iter()
@@ -314,10 +321,20 @@ fn the_review_flags_stale_and_outranking_scps_in_client_order() {
             ("CN=EX03", &[][..]),
         ]
     );
-    let fix = fixes(&reviewed[1], Some("https://autodiscover.contoso.com/a"), Some("Paris"));
-    assert!(fix[0].contains("Remove-ADObject -Identity \"CN=EX01\""), "{fix:?}");
+    let fix = fixes(
+        &reviewed[1],
+        Some("https://autodiscover.contoso.com/a"),
+        Some("Paris"),
+    );
+    assert!(
+        fix[0].contains("Remove-ADObject -Identity \"CN=EX01\""),
+        "{fix:?}"
+    );
     assert!(fix[0].contains("ldbdel"), "{fix:?}");
     assert!(fix[1].contains("-AutoDiscoverServiceInternalUri https://autodiscover.contoso.com/a"));
     assert!(fixes(&reviewed[3], None, None).is_empty(), "ours is fine");
-    assert!(fixes(&reviewed[4], None, None).is_empty(), "ranked after ours");
+    assert!(
+        fixes(&reviewed[4], None, None).is_empty(),
+        "ranked after ours"
+    );
 }
