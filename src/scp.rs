@@ -20,6 +20,8 @@ use crate::protocol::scp::{self, Change, Existing, Publication, Scp};
 
 /// LDAP result insufficientAccessRights (RFC 4511 §4.1.9).
 const INSUFFICIENT_ACCESS_RIGHTS: u32 = 50;
+/// The end of a rights error when nothing changed.
+const NOTHING_WRITTEN: &str = "Nothing was written.";
 /// LDAP result noSuchObject.
 const NO_SUCH_OBJECT: u32 = 32;
 
@@ -30,11 +32,13 @@ pub enum ScpError {
     #[error("{0}")]
     Directory(String),
     /// The account may not write there: what to delegate.
-    #[error("insufficientAccessRights (LDAP result 50) while {action} {dn}.\n{advice}\nNothing was written.")]
+    #[error("insufficientAccessRights (LDAP result 50) while {action} {dn}.\n{advice}\n{written}")]
     Rights {
         action: &'static str,
         dn: String,
         advice: String,
+        /// "Nothing was written.", or what stayed behind.
+        written: String,
     },
     /// Someone else's object sits where ours would.
     #[error("{0} exists and was not published by autodiscoverd (it has no `{owner}` keyword): it is left alone; choose another --name", owner = scp::OWNER_KEYWORD)]
@@ -205,11 +209,31 @@ impl Session {
                     Err(e) => Err(failed(&format!("adding {dn}"), e)),
                 };
                 if let Err(e) = outcome {
-                    if container_created {
-                        // Leave nothing half-written: the container was only for this SCP.
-                        let _ = self.ldap.delete(&container).await;
+                    if !container_created {
+                        return Err(e);
                     }
-                    return Err(e);
+                    // Leave nothing half-written: the container was only for this SCP.
+                    let undone = match self.ldap.delete(&container).await {
+                        Ok(res) if res.rc == 0 => None,
+                        Ok(res) => Some(describe_result(&res)),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    return Err(match (e, undone) {
+                        (e, None) => e,
+                        (ScpError::Rights { action, dn, advice, .. }, Some(why)) => {
+                            ScpError::Rights {
+                                action,
+                                dn,
+                                advice,
+                                written: format!(
+                                    "The empty container {container} created for it could not be deleted again ({why}): an administrator deletes it, or publishes once the rights are granted."
+                                ),
+                            }
+                        }
+                        (e, Some(why)) => ScpError::Directory(format!(
+                            "{e}; the empty container {container} created for it could not be deleted again ({why})"
+                        )),
+                    });
                 }
                 Ok(Published::Created {
                     dn,
@@ -296,6 +320,7 @@ impl Session {
                         sid.as_deref(),
                         &name,
                     ),
+                    written: NOTHING_WRITTEN.into(),
                 })
             }
             _ => Err(ScpError::Directory(format!(

@@ -483,6 +483,16 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
     assert!(outlook_search("CONTOSO\\alice", ALICE_PASSWORD).is_empty());
 }
 
+/// The account SID a rights error names.
+fn sid_in(message: &str) -> String {
+    let start = message
+        .find(";;;S-1-5-21-")
+        .unwrap_or_else(|| panic!("no SID in: {message}"))
+        + 3;
+    let end = message[start..].find(')').unwrap() + start;
+    message[start..end].to_string()
+}
+
 /// The `samba-tool dsacl set --objectdn='X' --sddl='Y'` command a rights error names, as
 /// arguments after `samba-tool`.
 fn dsacl_command(message: &str) -> Vec<String> {
@@ -554,6 +564,40 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
     assert!(stderr.contains("Nothing was written."), "{stderr}");
     assert!(!exists(&dc, CONTAINER_DN));
 
+    // An account allowed to create containers under CN=Services but nothing inside them
+    // creates ours, is refused the SCP, and deletes the container again: nothing stays.
+    dc.samba_tool(&["user", "create", "scpwriter", "Scp-Writer!123"]);
+    let writer_pw = password_file(d.dir.path(), "writer-pw", "Scp-Writer!123");
+    let writer = [
+        "--bind-dn",
+        "scpwriter@contoso.com",
+        "--password-file",
+        writer_pw.to_str().unwrap(),
+    ];
+    let (_, _, refused) = run(args(
+        &writer,
+        &["publish", "--name", "alice1", "--url", url],
+    ));
+    let sid = sid_in(&refused);
+    let services = format!("CN=Services,{CONFIG_NC}");
+    // Create and delete children of class container (bf967a8b-…: its schemaIDGUID).
+    let sddl = format!("--sddl=(OA;;CCDC;bf967a8b-0de6-11d0-a285-00aa003049e2;;{sid})");
+    dc.samba_tool(&["dsacl", "set", &format!("--objectdn={services}"), &sddl]);
+    let (code, stdout, stderr) = run(args(
+        &writer,
+        &["publish", "--name", "alice1", "--url", url],
+    ));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("while creating {}", scp_dn("alice1"))),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Nothing was written."), "{stderr}");
+    assert!(
+        !exists(&dc, CONTAINER_DN),
+        "the container was deleted again"
+    );
+
     // With the container there (an administrator published), alice still may not add hers.
     let (code, out, err) = run(args(&admin, &["publish", "--name", "base", "--url", url]));
     assert_eq!(code, 0, "{out}{err}");
@@ -602,7 +646,10 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
     // samba-tool command its message names is the delegation that lets it publish.
     let (code, _, stderr) = run(args(&[], &["publish", "--name", "svc1", "--url", url]));
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("/G \"svc-autodiscover@contoso.com:GA\""), "{stderr}");
+    assert!(
+        stderr.contains("/G \"svc-autodiscover@contoso.com:GA\""),
+        "{stderr}"
+    );
     let command = dsacl_command(&stderr);
     assert_eq!(command[..2], ["dsacl", "set"], "{command:?}");
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
