@@ -232,7 +232,7 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
     // A plain user's search with Outlook's filter finds exactly our URL.
     assert_eq!(
         outlook_search("CONTOSO\\alice", ALICE_PASSWORD),
-        [client.url.clone()]
+        [client.url.as_str()]
     );
 
     // The probe, as alice's domain-joined Outlook, walks from it to her settings.
