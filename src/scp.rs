@@ -15,7 +15,7 @@ use ldap3::{Ldap, LdapResult, Mod, Scope, SearchEntry};
 
 use crate::config::LdapConfig;
 use crate::directory::ldap::escape::filter_value;
-use crate::directory::ldap::{describe_result, Connector};
+use crate::directory::ldap::{describe_result, tls_required, Connector};
 use crate::protocol::scp::{self, Change, Existing, Publication, Scp};
 
 /// LDAP result insufficientAccessRights (RFC 4511 §4.1.9).
@@ -104,6 +104,9 @@ impl Session {
             .simple_bind(bind_dn, password)
             .await
             .map_err(|e| failed(&format!("bind as {bind_dn}"), e))?;
+        if let Some(e) = tls_required(&bound) {
+            return Err(ScpError::Directory(format!("bind as {bind_dn}: {e}")));
+        }
         if bound.rc != 0 {
             return Err(ScpError::Directory(format!(
                 "bind as {bind_dn} refused: {}",

@@ -41,6 +41,13 @@ pub enum ScpCommand {
         /// The client's AD site (the first one given orders the list).
         #[arg(long = "site", value_name = "NAME")]
         sites: Vec<String>,
+        /// Which of the SCPs autodiscoverd published counts as ours (default: all of them).
+        #[arg(long, value_name = "CN")]
+        name: Option<String>,
+        /// Our Autodiscover URL, for the fixes that point other SCPs at it (default: the
+        /// URL of our SCP).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
         /// Connect to HOST:PORT at ADDRESS when checking URLs (curl's --resolve syntax).
         #[arg(long, value_name = "HOST:PORT:ADDRESS")]
         resolve: Vec<String>,
@@ -200,6 +207,8 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
         ScpCommand::Show {
             account,
             sites,
+            name,
+            url,
             resolve,
             timeout,
         } => {
@@ -213,7 +222,14 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
             let found = session.all().await;
             let config_nc = session.config_nc.clone();
             session.close().await;
-            let found = found?;
+            let mut found = found?;
+            if let Some(name) = &name {
+                // Only that one of ours counts as ours.
+                let dn = scp::scp_dn(name, &config_nc);
+                for s in &mut found {
+                    s.owned &= s.dn.eq_ignore_ascii_case(&dn);
+                }
+            }
             let timeout = Duration::from_secs(timeout.max(1));
             let mut answers: HashMap<String, Option<String>> = HashMap::new();
             for url in found
@@ -229,7 +245,10 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
             let site = sites.first().map(String::as_str);
             let dead = |url: &str| answers.get(url).cloned().flatten();
             let reviewed = scp::review(&found, site, &dead);
-            print!("{}", render_show(&config_nc, site, &reviewed));
+            print!(
+                "{}",
+                render_show(&config_nc, site, url.as_deref(), &reviewed)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -260,7 +279,12 @@ fn describe(change: &Change) -> String {
 }
 
 /// The `show` listing.
-fn render_show(config_nc: &str, site: Option<&str>, reviewed: &[scp::Reviewed]) -> String {
+fn render_show(
+    config_nc: &str,
+    site: Option<&str>,
+    url: Option<&str>,
+    reviewed: &[scp::Reviewed],
+) -> String {
     let mut out = format!(
         "Autodiscover SCPs in {config_nc}, in the order a client {} tries them:\n",
         site.map(|s| format!("in site {s}"))
@@ -269,11 +293,14 @@ fn render_show(config_nc: &str, site: Option<&str>, reviewed: &[scp::Reviewed]) 
     if reviewed.is_empty() {
         out.push_str("  none: domain-joined Outlook goes straight to DNS\n");
     }
-    let our_url = reviewed
-        .iter()
-        .find(|r| r.scp.owned)
-        .and_then(|r| r.scp.url())
-        .map(str::to_string);
+    let our_url = url.map(str::to_string).or_else(|| {
+        reviewed
+            .iter()
+            .find(|r| r.scp.owned)
+            .and_then(|r| r.scp.url())
+            .map(str::to_string)
+    });
+    let ours_listed = reviewed.iter().any(|r| r.scp.owned);
     for (i, r) in reviewed.iter().enumerate() {
         let s = &r.scp;
         let what = match (s.kind, r.rank) {
@@ -307,7 +334,7 @@ fn render_show(config_nc: &str, site: Option<&str>, reviewed: &[scp::Reviewed]) 
             out.push_str(&format!("    fix: {fix}\n"));
         }
     }
-    if our_url.is_none() {
+    if !ours_listed {
         out.push_str("no SCP published by autodiscoverd: `autodiscoverd scp publish` adds one\n");
     }
     out

@@ -339,6 +339,8 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
         "show",
         "--site",
         SITE,
+        "--name",
+        "mail1",
         "--resolve",
         &client.resolve,
     ]));
@@ -481,6 +483,13 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
     );
     assert!(!out.contains("container"), "{out}");
     assert!(outlook_search("CONTOSO\\alice", ALICE_PASSWORD).is_empty());
+    // With the service account of [directory.ldap]: every user may read SCPs.
+    let out = scp_ok(&config, &["show"]);
+    assert!(
+        out.contains("  none: domain-joined Outlook goes straight to DNS"),
+        "{out}"
+    );
+    assert!(out.contains("no SCP published by autodiscoverd"), "{out}");
 }
 
 /// The account SID a rights error names.
