@@ -44,13 +44,6 @@ fn scp(config: &Path, args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
-/// `scp` that must succeed: its stdout.
-fn scp_ok(config: &Path, args: &[&str]) -> String {
-    let (code, stdout, stderr) = scp(config, args);
-    assert_eq!(code, 0, "scp {args:?}: {stdout}{stderr}");
-    stdout
-}
-
 /// A password file in `dir`.
 fn password_file(dir: &Path, name: &str, password: &str) -> PathBuf {
     let path = dir.join(name);
@@ -174,34 +167,63 @@ fn titles(attempt: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The daemon against the DC (its configuration is what `scp` reads) after [`reset`].
+struct Scene {
+    d: crate::Daemon,
+    config: PathBuf,
+}
+
+impl Scene {
+    fn new(dc: &Dc) -> Scene {
+        reset(dc);
+        let d = daemon(dc, &|_| {});
+        let config = d.dir.path().join("autodiscoverd.toml");
+        Scene { d, config }
+    }
+
+    /// `--bind-dn BIND --password-file FILE` with `password` in FILE.
+    fn account(&self, bind: &str, password: &str) -> Vec<String> {
+        let file = password_file(self.d.dir.path(), &format!("{bind}.pw"), password);
+        vec![
+            "--bind-dn".into(),
+            bind.into(),
+            "--password-file".into(),
+            file.display().to_string(),
+        ]
+    }
+
+    /// `scp ARGS ACCOUNT`: (exit code, stdout, stderr).
+    fn run(&self, account: &[String], args: &[&str]) -> (i32, String, String) {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(account.iter().map(String::as_str));
+        scp(&self.config, &all)
+    }
+
+    /// [`Scene::run`] that must succeed: its stdout.
+    fn ok(&self, account: &[String], args: &[&str]) -> String {
+        let (code, stdout, stderr) = self.run(account, args);
+        assert_eq!(code, 0, "scp {args:?}: {stdout}{stderr}");
+        stdout
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs a Samba AD DC in a private namespace: bash tests/ad/run.sh"]
 async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings() {
     let Some(dc) = Dc::exclusive().await else {
         return;
     };
-    reset(&dc);
-    let d = daemon(&dc, &|_| {});
-    let config = d.dir.path().join("autodiscoverd.toml");
-    let client = Client::new(&dc, &d);
-    let admin_pw = password_file(d.dir.path(), "admin-pw", ADMIN_PASSWORD);
-    let admin = [
-        "--bind-dn",
-        ADMIN_DN,
-        "--password-file",
-        admin_pw.to_str().unwrap(),
-    ];
-    let with = |more: &[&str]| -> Vec<String> {
-        more.iter().chain(&admin).map(|s| s.to_string()).collect()
-    };
-    let run = |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        scp_ok(&config, &args)
-    };
+    let scene = Scene::new(&dc);
+    let d = &scene.d;
+    let client = Client::new(&dc, d);
+    let admin = scene.account(ADMIN_DN, ADMIN_PASSWORD);
     let dn = scp_dn("mail1");
 
     // Publish as Administrator: our container and the SCP, as Exchange writes it.
-    let out = run(with(&["publish", "--name", "mail1", "--url", &client.url]));
+    let out = scene.ok(
+        &admin,
+        &["publish", "--name", "mail1", "--url", &client.url],
+    );
     assert!(
         out.contains(&format!("created container {CONTAINER_DN}")),
         "{out}"
@@ -267,7 +289,10 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
     // Publishing again changes nothing: not one write (uSNChanged stays).
     let usn = dc.number(&dn, "uSNChanged");
     let guid = dc.attribute(&dn, "objectGUID");
-    let out = run(with(&["publish", "--name", "mail1", "--url", &client.url]));
+    let out = scene.ok(
+        &admin,
+        &["publish", "--name", "mail1", "--url", &client.url],
+    );
     assert!(out.contains(&format!("unchanged {dn}")), "{out}");
     assert_eq!(dc.number(&dn, "uSNChanged"), usn);
 
@@ -276,9 +301,12 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
         "/autodiscover/autodiscover.xml",
         "/Autodiscover/Autodiscover.xml",
     );
-    let out = run(with(&[
-        "publish", "--name", "mail1", "--url", &other_url, "--site", SITE, "--site", "Paris",
-    ]));
+    let out = scene.ok(
+        &admin,
+        &[
+            "publish", "--name", "mail1", "--url", &other_url, "--site", SITE, "--site", "Paris",
+        ],
+    );
     assert!(out.contains(&format!("updated {dn}")), "{out}");
     assert!(
         out.contains("keywords: added Site=Default-First-Site-Name, Site=Paris"),
@@ -294,7 +322,7 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
         dc.attribute(&dn, "serviceBindingInformation"),
         [other_url.as_str()]
     );
-    let out = run(with(&[
+    let with_site = [
         "publish",
         "--name",
         "mail1",
@@ -302,24 +330,20 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
         &client.url,
         "--site",
         SITE,
-    ]));
+    ];
+    let out = scene.ok(&admin, &with_site);
     assert!(out.contains("serviceBindingInformation: now"), "{out}");
     assert!(out.contains("keywords: removed Site=Paris"), "{out}");
     assert!(!out.contains("added"), "{out}");
     let usn = dc.number(&dn, "uSNChanged");
-    let out = run(with(&[
-        "publish",
-        "--name",
-        "mail1",
-        "--url",
-        &client.url,
-        "--site",
-        SITE,
-    ]));
+    let out = scene.ok(&admin, &with_site);
     assert!(out.contains("unchanged"), "{out}");
     assert_eq!(dc.number(&dn, "uSNChanged"), usn);
     // Back to no site: an SCP for every site.
-    let out = run(with(&["publish", "--name", "mail1", "--url", &client.url]));
+    let out = scene.ok(
+        &admin,
+        &["publish", "--name", "mail1", "--url", &client.url],
+    );
     assert!(
         out.contains("keywords: removed Site=Default-First-Site-Name"),
         "{out}"
@@ -335,15 +359,18 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
          dn: CN=EX02-Autodiscover,CN=Services,{CONFIG_NC}\nchangetype: add\n\
          objectClass: serviceConnectionPoint\nkeywords: 77378F46-2C66-4aa9-A6A6-3E7A48B19596\n"
     ));
-    let out = run(with(&[
-        "show",
-        "--site",
-        SITE,
-        "--name",
-        "mail1",
-        "--resolve",
-        &client.resolve,
-    ]));
+    let out = scene.ok(
+        &admin,
+        &[
+            "show",
+            "--site",
+            SITE,
+            "--name",
+            "mail1",
+            "--resolve",
+            &client.resolve,
+        ],
+    );
     let ex01 = out.find(EX01_DN).expect("EX01 listed");
     let ours = out.find(&dn).expect("ours listed");
     let ex02 = out.find("CN=EX02-Autodiscover").expect("EX02 listed");
@@ -429,13 +456,10 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
         "{report:#}"
     );
     assert_eq!(report["obtained"]["url"], client.url.as_str());
-    let out = run(with(&[
-        "show",
-        "--site",
-        SITE,
-        "--resolve",
-        &client.resolve,
-    ]));
+    let out = scene.ok(
+        &admin,
+        &["show", "--site", SITE, "--resolve", &client.resolve],
+    );
     assert!(
         out.contains(" 1. LDAP://localhost\n    pointer for contoso.com"),
         "{out}"
@@ -448,16 +472,14 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
          keywords: 77378F46-2C66-4aa9-A6A6-3E7A48B19596\n"
     ));
     for verb in ["publish", "remove"] {
-        let args = with(&[verb, "--name", "foreign"]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, _, stderr) = scp(&config, &args);
+        let (code, _, stderr) = scene.run(&admin, &[verb, "--name", "foreign"]);
         assert_eq!(code, 1, "{stderr}");
         assert!(
             stderr.contains("was not published by autodiscoverd"),
             "{stderr}"
         );
     }
-    let out = run(with(&["remove", "--name", "mail1"]));
+    let out = scene.ok(&admin, &["remove", "--name", "mail1"]);
     assert!(out.contains("kept the container"), "{out}");
     assert!(exists(&dc, &foreign) && exists(&dc, CONTAINER_DN));
     dc.modify(&format!("dn: {foreign}\nchangetype: delete\n"));
@@ -470,13 +492,13 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
     // Remove: ours went above (the container stayed for the foreign object); now the
     // empty container goes too; twice is a no-op.
     assert!(!exists(&dc, &dn));
-    let out = run(with(&["remove", "--name", "mail1"]));
+    let out = scene.ok(&admin, &["remove", "--name", "mail1"]);
     assert!(
         out.contains(&format!("removed the empty container {CONTAINER_DN}")),
         "{out}"
     );
     assert!(!exists(&dc, CONTAINER_DN));
-    let out = run(with(&["remove", "--name", "mail1"]));
+    let out = scene.ok(&admin, &["remove", "--name", "mail1"]);
     assert!(
         out.contains(&format!("nothing to remove: no {dn}")),
         "{out}"
@@ -484,7 +506,7 @@ async fn scp_publish_is_found_by_outlooks_search_and_walked_to_alices_settings()
     assert!(!out.contains("container"), "{out}");
     assert!(outlook_search("CONTOSO\\alice", ALICE_PASSWORD).is_empty());
     // With the service account of [directory.ldap]: every user may read SCPs.
-    let out = scp_ok(&config, &["show"]);
+    let out = scene.ok(&[], &["show"]);
     assert!(
         out.contains("  none: domain-joined Outlook goes straight to DNS"),
         "{out}"
@@ -526,35 +548,15 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
     let Some(dc) = Dc::exclusive().await else {
         return;
     };
-    reset(&dc);
-    let d = daemon(&dc, &|_| {});
-    let config = d.dir.path().join("autodiscoverd.toml");
+    let scene = Scene::new(&dc);
     let url = "https://autodiscover.contoso.com/Autodiscover/Autodiscover.xml";
-    let alice_pw = password_file(d.dir.path(), "alice-pw", ALICE_PASSWORD);
-    let alice = [
-        "--bind-dn",
-        "alice@contoso.com",
-        "--password-file",
-        alice_pw.to_str().unwrap(),
-    ];
-    let admin_pw = password_file(d.dir.path(), "admin-pw", ADMIN_PASSWORD);
-    let admin = [
-        "--bind-dn",
-        ADMIN_DN,
-        "--password-file",
-        admin_pw.to_str().unwrap(),
-    ];
-    let args = |who: &[&str], more: &[&str]| -> Vec<String> {
-        more.iter().chain(who).map(|s| s.to_string()).collect()
-    };
-    let run = |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        scp(&config, &args)
-    };
+    let alice = scene.account("alice@contoso.com", ALICE_PASSWORD);
+    let admin = scene.account(ADMIN_DN, ADMIN_PASSWORD);
+    let service: Vec<String> = Vec::new();
 
     // alice, an ordinary user, may not create the container: refused, nothing written,
     // and the message says what an administrator runs.
-    let (code, stdout, stderr) = run(args(&alice, &["publish", "--name", "alice1", "--url", url]));
+    let (code, stdout, stderr) = scene.run(&alice, &["publish", "--name", "alice1", "--url", url]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -576,26 +578,14 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
     // An account allowed to create containers under CN=Services but nothing inside them
     // creates ours, is refused the SCP, and deletes the container again: nothing stays.
     dc.samba_tool(&["user", "create", "scpwriter", "Scp-Writer!123"]);
-    let writer_pw = password_file(d.dir.path(), "writer-pw", "Scp-Writer!123");
-    let writer = [
-        "--bind-dn",
-        "scpwriter@contoso.com",
-        "--password-file",
-        writer_pw.to_str().unwrap(),
-    ];
-    let (_, _, refused) = run(args(
-        &writer,
-        &["publish", "--name", "alice1", "--url", url],
-    ));
+    let writer = scene.account("scpwriter@contoso.com", "Scp-Writer!123");
+    let (_, _, refused) = scene.run(&writer, &["publish", "--name", "alice1", "--url", url]);
     let sid = sid_in(&refused);
     let services = format!("CN=Services,{CONFIG_NC}");
     // Create and delete children of class container (bf967a8b-…: its schemaIDGUID).
     let sddl = format!("--sddl=(OA;;CCDC;bf967a8b-0de6-11d0-a285-00aa003049e2;;{sid})");
     dc.samba_tool(&["dsacl", "set", &format!("--objectdn={services}"), &sddl]);
-    let (code, stdout, stderr) = run(args(
-        &writer,
-        &["publish", "--name", "alice1", "--url", url],
-    ));
+    let (code, stdout, stderr) = scene.run(&writer, &["publish", "--name", "alice1", "--url", url]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
         stderr.contains(&format!("while creating {}", scp_dn("alice1"))),
@@ -608,10 +598,10 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
     );
 
     // With the container there (an administrator published), alice still may not add hers.
-    let (code, out, err) = run(args(&admin, &["publish", "--name", "base", "--url", url]));
+    let (code, out, err) = scene.run(&admin, &["publish", "--name", "base", "--url", url]);
     assert_eq!(code, 0, "{out}{err}");
     let usn = dc.number(CONTAINER_DN, "uSNChanged");
-    let (code, _, stderr) = run(args(&alice, &["publish", "--name", "alice1", "--url", url]));
+    let (code, _, stderr) = scene.run(&alice, &["publish", "--name", "alice1", "--url", url]);
     assert_eq!(code, 1);
     assert!(
         stderr.contains(&format!("while creating {}", scp_dn("alice1"))),
@@ -625,7 +615,7 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
         "nothing was written"
     );
     // Nor change or delete the administrator's.
-    let (code, _, stderr) = run(args(
+    let (code, _, stderr) = scene.run(
         &alice,
         &[
             "publish",
@@ -634,13 +624,13 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
             "--url",
             "https://evil.contoso.com/x",
         ],
-    ));
+    );
     assert_eq!(code, 1);
     assert!(
         stderr.contains(&format!("while modifying {}", scp_dn("base"))),
         "{stderr}"
     );
-    let (code, _, stderr) = run(args(&alice, &["remove", "--name", "base"]));
+    let (code, _, stderr) = scene.run(&alice, &["remove", "--name", "base"]);
     assert_eq!(code, 1);
     assert!(
         stderr.contains(&format!("while deleting {}", scp_dn("base"))),
@@ -653,7 +643,7 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
 
     // The service account of [directory.ldap] (no --bind-dn) is refused the same way; the
     // samba-tool command its message names is the delegation that lets it publish.
-    let (code, _, stderr) = run(args(&[], &["publish", "--name", "svc1", "--url", url]));
+    let (code, _, stderr) = scene.run(&service, &["publish", "--name", "svc1", "--url", url]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("/G \"svc-autodiscover@contoso.com:GA\""),
@@ -663,28 +653,28 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
     assert_eq!(command[..2], ["dsacl", "set"], "{command:?}");
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
     dc.samba_tool(&command);
-    let (code, out, err) = run(args(
-        &[],
+    let (code, out, err) = scene.run(
+        &service,
         &["publish", "--name", "svc1", "--url", url, "--site", SITE],
-    ));
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!("created {}", scp_dn("svc1"))),
         "{out}"
     );
-    let (code, out, _) = run(args(
-        &[],
+    let (code, out, _) = scene.run(
+        &service,
         &["publish", "--name", "svc1", "--url", url, "--site", SITE],
-    ));
+    );
     assert_eq!(code, 0);
     assert!(out.contains("unchanged"), "{out}");
-    let (code, out, err) = run(args(&[], &["publish", "--name", "svc1", "--url", url]));
+    let (code, out, err) = scene.run(&service, &["publish", "--name", "svc1", "--url", url]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("keywords: removed Site=Default-First-Site-Name"),
         "{out}"
     );
-    let (code, out, err) = run(args(&[], &["remove", "--name", "svc1"]));
+    let (code, out, err) = scene.run(&service, &["remove", "--name", "svc1"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!("removed {}", scp_dn("svc1"))),
@@ -697,10 +687,10 @@ async fn scp_publish_without_rights_writes_nothing_and_names_the_delegation_that
     assert!(!exists(&dc, &scp_dn("svc1")));
 
     // The administrator's goes last, with the container; a second remove does nothing.
-    let (code, out, _) = run(args(&admin, &["remove", "--name", "base"]));
+    let (code, out, _) = scene.run(&admin, &["remove", "--name", "base"]);
     assert_eq!(code, 0);
     assert!(out.contains("removed the empty container"), "{out}");
-    let (code, out, _) = run(args(&admin, &["remove", "--name", "base"]));
+    let (code, out, _) = scene.run(&admin, &["remove", "--name", "base"]);
     assert_eq!(code, 0);
     assert!(out.contains("nothing to remove"), "{out}");
     assert!(!exists(&dc, CONTAINER_DN));
