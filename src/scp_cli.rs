@@ -155,6 +155,7 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
             scp::wanted_attributes(&publication).map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut session = open(&account, config, ldap).await?;
             let outcome = session.publish(&publication).await;
+            let container = scp::container_dn(&session.config_nc);
             session.close().await;
             match outcome? {
                 Published::Created {
@@ -162,10 +163,7 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
                     container_created,
                 } => {
                     if container_created {
-                        println!(
-                            "created container {}",
-                            scp::container_dn(&dn_parent_nc(&dn))
-                        );
+                        println!("created container {container}");
                     }
                     println!("created {dn}");
                     println!("  serviceBindingInformation: {}", publication.url);
@@ -186,6 +184,7 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
         ScpCommand::Remove { account, name } => {
             let mut session = open(&account, config, ldap).await?;
             let outcome = session.remove(&name.get()).await;
+            let container = scp::container_dn(&session.config_nc);
             session.close().await;
             let removed = outcome?;
             if removed.deleted {
@@ -194,10 +193,7 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
                 println!("nothing to remove: no {}", removed.dn);
             }
             if removed.container_deleted {
-                println!(
-                    "removed the empty container {}",
-                    scp::container_dn(&dn_parent_nc(&removed.dn))
-                );
+                println!("removed the empty container {container}");
             }
             if let Some(why) = removed.container_kept {
                 println!("kept the container: {why}");
@@ -252,14 +248,6 @@ async fn run(command: ScpCommand, config: &Config, ldap: &LdapConfig) -> anyhow:
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The configuration naming context an SCP DN of ours sits in.
-fn dn_parent_nc(scp_dn: &str) -> String {
-    scp_dn
-        .split_once(&format!(",CN={},CN=Services,", scp::CONTAINER_CN))
-        .map(|(_, nc)| nc.to_string())
-        .unwrap_or_default()
 }
 
 fn print_sites(sites: &[String]) {
