@@ -46,6 +46,12 @@ enum Command {
     /// Walk the Autodiscover journey for an address as a client does and report every
     /// step; exit 0 only when settings were obtained.
     Probe(Box<crate::lab_cli::ProbeArgs>),
+    /// Publish, show or remove the Autodiscover service connection point (SCP) in Active
+    /// Directory that domain-joined Outlook reads before DNS (MS-OXDISCO §3.1.5.1).
+    Scp {
+        #[command(subcommand)]
+        command: crate::scp_cli::ScpCommand,
+    },
 }
 
 /// Runs the chosen subcommand.
@@ -114,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Lab { command } => crate::lab_cli::lab(command),
         Command::Probe(args) => crate::lab_cli::probe(*args),
+        Command::Scp { command } => crate::scp_cli::scp(command, &cli.config),
     }
 }
 

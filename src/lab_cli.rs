@@ -105,6 +105,10 @@ pub struct ProbeArgs {
     /// bind with --user/--password; --ca-file also anchors the DC's certificate).
     #[arg(long, value_name = "LDAP-URL")]
     pub scp: Option<String>,
+    /// With --scp: the client's Active Directory site. SCPs tagged with it are tried first,
+    /// then those without a site, then the others (MS-OXDISCO §3.1.5.1).
+    #[arg(long, value_name = "NAME", requires = "scp")]
+    pub site: Option<String>,
     /// POX: ask by this legacy DN (<LegacyDN>) instead of the address, as Outlook does
     /// once it knows the mailbox.
     #[arg(long, value_name = "DN")]
@@ -232,6 +236,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         check_urls: args.check_urls,
         legacy_dn: args.legacy_dn.clone(),
         scp: args.scp.clone(),
+        site: args.site.clone(),
         auth: AuthChoice::parse(&args.auth)
             .ok_or_else(|| anyhow::anyhow!("unknown --auth `{}`", args.auth))?,
     };

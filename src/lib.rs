@@ -24,5 +24,6 @@ pub mod lab;
 pub mod ops;
 pub mod probe;
 pub mod protocol;
+pub mod scp;
 pub mod server;
 pub mod settings;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod lab_cli;
+mod scp_cli;
 
 use std::process::ExitCode;
 

@@ -61,3 +61,26 @@ fn maintainer_scripts_stay_valid_shell_once_assembled() {
         );
     }
 }
+
+#[test]
+fn postinst_notes_the_autodiscover_scp_and_where_it_is_documented() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let postinst = std::fs::read_to_string(dir.join("deploy/debian/postinst")).unwrap();
+    for needle in [
+        "autodiscoverd scp show",
+        "autodiscoverd scp publish",
+        "/usr/share/doc/autodiscoverd/active-directory.md",
+    ] {
+        assert!(
+            postinst.contains(needle),
+            "postinst does not mention {needle}"
+        );
+    }
+    // The note points at a document the package installs, and that document has the section.
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains(
+        r#"["docs/active-directory.md", "usr/share/doc/autodiscoverd/active-directory.md", "644"]"#
+    ));
+    let doc = std::fs::read_to_string(dir.join("docs/active-directory.md")).unwrap();
+    assert!(doc.contains("\n## Domain-joined Outlook: the Autodiscover SCP\n"));
+}

@@ -58,6 +58,8 @@ pub struct ProbeOptions {
     /// Look up Autodiscover SCPs on this LDAP URL first (`--scp ldaps://dc`), as a
     /// domain-joined Outlook does.
     pub scp: Option<String>,
+    /// The client's AD site, which orders the SCP URLs (`--site`).
+    pub site: Option<String>,
     /// POX: ask by this legacy DN instead of the address (the first address only).
     pub legacy_dn: Option<String>,
     /// After settings were found, check the service URLs they name (`--check-urls`).
@@ -171,19 +173,28 @@ impl<'a> Prober<'a> {
             if let Some(ldap_url) = self.options.scp.clone() {
                 // Only for the address asked about: a redirected address is discovered by DNS.
                 if self.journey.addresses().len() == 1 {
-                    for found in self.scp_lookup(&ldap_url).await {
-                        let url = match plan::parse_https(&found) {
-                            Ok(u) if self.options.protocol == Protocol::Pox => u,
-                            Ok(u) => {
-                                plan::endpoint(&u.host, u.port, self.options.protocol, &address)
+                    let mut walk = scp::ScpWalk::new(&ldap_url);
+                    while let scp::Next::Ask(server) = walk.next() {
+                        let urls = self.scp_lookup(&mut walk, &server, &domain).await;
+                        let tried = !urls.is_empty();
+                        for found in urls {
+                            let url = match plan::parse_https(&found) {
+                                Ok(u) if self.options.protocol == Protocol::Pox => u,
+                                Ok(u) => {
+                                    plan::endpoint(&u.host, u.port, self.options.protocol, &address)
+                                }
+                                Err(_) => continue,
+                            };
+                            match self.https_chain(Method::Scp, url).await {
+                                Found::Settings(o) => return Some(*o),
+                                Found::Restart => continue 'address,
+                                Found::Stop => return None,
+                                Found::Nothing => {}
                             }
-                            Err(_) => continue,
-                        };
-                        match self.https_chain(Method::Scp, url).await {
-                            Found::Settings(o) => return Some(*o),
-                            Found::Restart => continue 'address,
-                            Found::Stop => return None,
-                            Found::Nothing => {}
+                        }
+                        if tried {
+                            // None of this directory's URLs answered: an unscoped pointer.
+                            self.fallback(&mut walk);
                         }
                     }
                 }

@@ -7,6 +7,7 @@ pub mod autoconfig;
 pub mod error_code;
 pub mod mobileconfig;
 pub mod pox;
+pub mod scp;
 pub mod soap;
 pub mod v2;
 pub mod xml;

@@ -107,6 +107,18 @@ fn run(command: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// LDIF lines with their continuations (lines that start with a space, RFC 2849) joined.
+pub fn unfold_ldif(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines() {
+        match (line.strip_prefix(' '), lines.last_mut()) {
+            (Some(rest), Some(last)) => last.push_str(rest),
+            _ => lines.push(line.to_string()),
+        }
+    }
+    lines
+}
+
 fn port_open(port: u16) -> bool {
     TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
@@ -284,7 +296,8 @@ impl Dc {
             .arg(self.sam_ldb())
             .args(["-s", "base", "-b", dn, attribute]));
         let prefix = format!("{}: ", attribute.to_ascii_lowercase());
-        out.lines()
+        unfold_ldif(&out)
+            .iter()
             .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
             .map(|l| l[prefix.len()..].to_string())
             .collect()

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ldap3::{Scope, SearchOptions, SearchResult};
 
 use self::mapping::RawEntry;
-use self::pool::{describe_error, describe_result, raw_entry, tls_required, Connector, Pool};
+use self::pool::{describe_error, raw_entry, Pool};
+/// Also used by `autodiscoverd scp` (crate::scp), which writes to the same directory.
+pub use self::pool::{describe_result, tls_required, Connector};
 use super::{
     Account, Directory, DirectoryError, DomainCount, Identity, LockoutPolicy, Login, LoginGuard,
     Lookup, NtCredential, Recipient,
