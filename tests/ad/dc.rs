@@ -19,7 +19,9 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The domain's Administrator password (set by the lab script).
 pub const ADMIN_PASSWORD: &str = "Adm1n-Pass!23";
-/// The lab users' passwords.
+/// The lab users' passwords. alice and bob are every test's: a test that sends wrong
+/// passwords does so for an account it creates, since the domain's bad-password count
+/// (which autodiscoverd reads before each check) is shared by all tests in the run.
 pub const ALICE_PASSWORD: &str = "Alice-Pass!123";
 pub const BOB_PASSWORD: &str = "Bob-Pass!123";
 /// The domain naming context.

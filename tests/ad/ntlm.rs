@@ -114,7 +114,10 @@ async fn curl_ntlm_is_verified_by_the_domain_through_winbind() {
         Some("bob@contoso.mail.onmicrosoft.com")
     );
     crate::print_latencies(&d, "NTLM through winbind (helper start on the first)");
-    let (status, _) = curl_ntlm(&d, "CONTOSO\\alice", "Wrong-Pass!1", "alice@contoso.com");
+    // A wrong password for an account of its own: the domain's bad-password count of an
+    // account is shared by every test, and alice's must stay low for the others.
+    dc.create_user("wes", "Wes-Pass!123");
+    let (status, _) = curl_ntlm(&d, "CONTOSO\\wes", "Wrong-Pass!1", "wes@contoso.com");
     assert_eq!(status, 401);
     assert!(
         d.wait_event(std::time::Duration::from_secs(5), |e| e["reason"]
@@ -149,11 +152,13 @@ async fn pyspnego_and_requests_ntlm_are_verified_through_winbind() {
     };
     // pyspnego sends a MIC and (over TLS) a channel binding; both are checked here with the
     // session key the domain returned, and pyspnego checks our final mechListMIC.
+    // Wrong passwords go to an account of its own (alice's domain count is every test's).
+    dc.create_user("pip", "Pip-Pass!123");
     for mode in ["spnego-negotiate", "spnego-ntlm", "requests-ntlm"] {
         let v = run(mode, "CONTOSO\\alice", ALICE_PASSWORD);
         assert_eq!(v["status"], 200, "{mode}: {v}\n{}", d.log_text());
         assert_eq!(v["complete"], true, "{mode}: {v}");
-        let v = run(mode, "CONTOSO\\alice", "Wrong-Pass!1");
+        let v = run(mode, "CONTOSO\\pip", &format!("Wrong-Pass-{mode}"));
         assert_eq!(v["status"], 401, "{mode}: {v}");
     }
     let v = run("spnego-negotiate", "alice@contoso.com", ALICE_PASSWORD);
