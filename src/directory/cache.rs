@@ -108,6 +108,18 @@ impl<D: Directory> Cached<D> {
         }
     }
 
+    /// A success remembered for these exact credentials, without asking anyone.
+    pub fn cached_verification(&self, login: &Login, password: &str) -> Option<Identity> {
+        if !self.enabled || password.is_empty() {
+            return None;
+        }
+        let key = self.login_key(login, password);
+        self.logins
+            .lock()
+            .ok()
+            .and_then(|mut m| m.get(&key, Instant::now()))
+    }
+
     /// The wrapped directory.
     pub fn inner(&self) -> &D {
         &self.inner
@@ -182,15 +194,10 @@ impl<D: Directory> Directory for Cached<D> {
                 .verify_password_guarded(login, password, guard)
                 .await;
         }
-        let key = self.login_key(login, password);
-        if let Some(hit) = self
-            .logins
-            .lock()
-            .ok()
-            .and_then(|mut m| m.get(&key, Instant::now()))
-        {
+        if let Some(hit) = self.cached_verification(login, password) {
             return Ok(Some(hit));
         }
+        let key = self.login_key(login, password);
         let verified = self
             .inner
             .verify_password_guarded(login, password, guard)

@@ -210,7 +210,7 @@ impl EmbeddedDirectory {
     /// A verification made recently with these exact credentials, while the user still
     /// exists and is enabled. Looked up for unknown users too (always a miss), so both
     /// paths do the same work.
-    fn cached(&self, login: &Login, password: &str) -> Option<Identity> {
+    pub fn cached(&self, login: &Login, password: &str) -> Option<Identity> {
         let hit = self.verified.get(login, password, Instant::now())?;
         let user = self.user_for_login(login)?;
         user.recipient.enabled.then_some(hit)

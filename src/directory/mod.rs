@@ -269,6 +269,18 @@ impl Directory for DirectoryBackend {
 }
 
 impl DirectoryBackend {
+    /// A successful verification remembered for these exact credentials, found without
+    /// asking the directory or any guard; `None` on a miss.
+    pub fn cached_verification(&self, login: &Login, password: &str) -> Option<Identity> {
+        if password.is_empty() {
+            return None;
+        }
+        match self {
+            DirectoryBackend::Embedded(d) => d.cached(login, password),
+            DirectoryBackend::Ldap(d) => d.cached_verification(login, password),
+        }
+    }
+
     /// The NetBIOS domain the directory knows its users by (`CONTOSO`), if it says.
     pub fn netbios_domain(&self) -> Option<String> {
         match self {

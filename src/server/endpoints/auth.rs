@@ -96,6 +96,16 @@ async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnIn
             // The login as typed; never the password.
             let account = creds.login.to_string();
             let throttle = &state.throttle;
+            // A pool's correct logins answered from the verification cache ask the store at
+            // most once a second per client and account.
+            if throttle.recently_clean(client, &account) {
+                if let Some(identity) = state
+                    .directory
+                    .cached_verification(&creds.login, &creds.password)
+                {
+                    return AuthResult::Authenticated(identity);
+                }
+            }
             let admitted = match throttle
                 .admit_deferred(client, &account, Some(&creds.password))
                 .await

@@ -32,6 +32,11 @@ pub fn now_ms() -> u64 {
 /// How long a store that failed is left alone before a request tries it again.
 const STORE_RETRY_MS: u64 = 1000;
 
+/// How long the store's word that a source and an account have no failures is used for
+/// correct logins answered from the verification cache: at most one round trip per second
+/// for a client's burst, and a block made elsewhere reaches this instance within that time.
+const CLEAN_MS: u64 = 1000;
+
 /// Why an attempt was not checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttled {
@@ -88,6 +93,9 @@ struct Inner {
 /// The store, when configured, and whether it answers.
 struct Shared {
     counts: SharedCounts,
+    /// (source, account as typed) the store found without failures, and when.
+    clean: Mutex<std::collections::HashMap<(IpAddr, String), u64>>,
+    max_clean: usize,
     instances: u32,
     up: AtomicBool,
     /// While down: when a request may try it again.
@@ -112,6 +120,8 @@ impl AuthThrottle {
             .and_then(|s| match SharedCounts::new(s) {
                 Ok(counts) => Some(Shared {
                     counts,
+                    clean: Mutex::new(std::collections::HashMap::new()),
+                    max_clean: settings.limits.max_entries,
                     instances: s.instances,
                     up: AtomicBool::new(true),
                     retry_at_ms: AtomicU64::new(0),
@@ -237,6 +247,40 @@ impl AuthThrottle {
         )
     }
 
+    /// Whether the store said within the last second that `client` and `account` (the login
+    /// as typed) have no failures: a correct login answered from the verification cache
+    /// then needs no round trip. Wrong passwords never get here (they miss that cache).
+    pub fn recently_clean(&self, client: IpAddr, account: &str) -> bool {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        let (source, _, view) = self.source(client);
+        if !view.enabled {
+            return false;
+        }
+        let key = (source, crate::auth::throttle::account_key(account));
+        let now = now_ms();
+        shared
+            .clean
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).copied())
+            .is_some_and(|at| now.saturating_sub(at) < CLEAN_MS)
+    }
+
+    fn note_clean(&self, shared: &Shared, source: IpAddr, account: &str) {
+        let now = now_ms();
+        if let Ok(mut m) = shared.clean.lock() {
+            if m.len() >= shared.max_clean {
+                m.retain(|_, at| now.saturating_sub(*at) < CLEAN_MS);
+                if m.len() >= shared.max_clean {
+                    m.clear();
+                }
+            }
+            m.insert((source, crate::auth::throttle::account_key(account)), now);
+        }
+    }
+
     /// Asks whether `client` may try `account` (the login as typed) now, and waits out the
     /// progressive delay when there is one. `Err`: answer without checking the password.
     pub async fn admit(&self, client: IpAddr, account: &str) -> Result<(), Throttled> {
@@ -268,7 +312,14 @@ impl AuthThrottle {
                     .counts
                     .check(source, account, digest.as_ref(), view.window_ms)
                     .await;
-                self.observe(shared, "check", reply)
+                let reply = self.observe(shared, "check", reply);
+                if let Some(r) = &reply {
+                    let s = r.scores;
+                    if !r.dirty && !r.known_wrong && s.source == 0.0 && s.account == 0.0 {
+                        self.note_clean(shared, source, account);
+                    }
+                }
+                reply
             }
             None => None,
         };
