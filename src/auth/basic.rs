@@ -44,6 +44,21 @@ pub fn parse_basic(token: &str) -> Option<BasicCredentials> {
     })
 }
 
+/// A keyed, non-reversible digest of a login and password (HMAC-SHA-256; the login
+/// trimmed and case-folded, length-prefixed so that login and password cannot trade
+/// characters): what the verification cache and the record of wrong passwords keep instead
+/// of the password.
+pub fn credential_digest(key: &ring::hmac::Key, login: &str, password: &str) -> [u8; 32] {
+    let login = login.trim().to_lowercase();
+    let mut ctx = ring::hmac::Context::with_key(key);
+    ctx.update(&(login.len() as u64).to_be_bytes());
+    ctx.update(login.as_bytes());
+    ctx.update(password.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.sign().as_ref());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ pub(crate) mod testing {
     }
 }
 
-pub use basic::{parse_basic, BasicCredentials};
+pub use basic::{credential_digest, parse_basic, BasicCredentials};
 pub use login::{Identity, Login};
 pub use negotiate::{ConnAuth, Scheme};
 

@@ -563,18 +563,10 @@ pub struct RecentWrongPasswords {
 /// Distinct wrong passwords remembered per account; more are a guesser, not a phone.
 pub const WRONG_PASSWORDS_PER_ACCOUNT: usize = 8;
 
-/// A keyed, non-reversible digest of a wrong password for `login` (HMAC-SHA-256 with a
-/// secret the instances share; length-prefixed so that the login and password cannot
-/// trade characters).
+/// The keyed digest a wrong password for `login` is remembered by
+/// ([`credential_digest`](super::credential_digest) with a secret the instances share).
 pub fn wrong_password_digest(key: &ring::hmac::Key, login: &str, password: &str) -> [u8; 32] {
-    let login = account_key(login);
-    let mut ctx = ring::hmac::Context::with_key(key);
-    ctx.update(&(login.len() as u64).to_be_bytes());
-    ctx.update(login.as_bytes());
-    ctx.update(password.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.sign().as_ref());
-    out
+    super::credential_digest(key, &account_key(login), password)
 }
 
 impl RecentWrongPasswords {

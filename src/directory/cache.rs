@@ -126,15 +126,7 @@ impl<D: Directory> Cached<D> {
     }
 
     fn login_key(&self, login: &Login, password: &str) -> [u8; 32] {
-        let login = login.to_string().to_lowercase();
-        let mut ctx = hmac::Context::with_key(&self.key);
-        // Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
-        ctx.update(&(login.len() as u64).to_be_bytes());
-        ctx.update(login.as_bytes());
-        ctx.update(password.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        out
+        crate::auth::credential_digest(&self.key, &login.to_string(), password)
     }
 }
 
