@@ -30,6 +30,14 @@ build_and_prepare() { # profile name
   rm -rf "$work"; mkdir -p "$work"
 }
 
+# Waits (at most 10 s) until `url` answers over HTTPS.
+wait_ready() { # url
+  for _ in $(seq 1 100); do
+    curl -sk -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Writes <work>/autodiscoverd.toml from the example configuration: the shipped directory

@@ -5,12 +5,13 @@
 # configuration (shipped example directory with argon2 hashes, self-signed certificate,
 # the 1 KiB baseline route on), then drives it over real TLS with keep-alive connections
 # from separate processes:
-#   - wrk (installed from Debian when missing): the static 1 KiB baseline, Basic POX settings,
-#     Basic POX redirectAddr, AutodiscoverV2 JSON;
+#   - wrk: the static 1 KiB baseline, Basic POX settings (with local counts, and with the
+#     failed-login counts in a redis-server the script starts), Basic POX redirectAddr,
+#     AutodiscoverV2 JSON;
 #   - target/release/examples/bench_client: full NTLM handshakes, and 10 000 idle TLS
 #     keep-alive connections (each served one authenticated POX request first, like an
 #     Outlook client) while the server's RSS is read from /proc/<pid>/status;
-#   - nginx (Debian's, OpenSSL; installed when missing) as an external baseline in the same
+#   - nginx (Debian's, OpenSSL) as an external baseline in the same
 #     run: its static 1 KiB answer over TLS with the same certificate under the same wrk
 #     load, and the same 10 000 idle TLS keep-alive connections (RSS of all its processes).
 # Prints a Markdown table (also written to target/bench/results.md) with each scenario's
@@ -72,10 +73,7 @@ cleanup() {
 }
 trap cleanup EXIT
 base=https://127.0.0.1:$port
-for _ in $(seq 1 100); do
-  curl -sk -o /dev/null "$base/autodiscover/healthcheck.htm" && break
-  sleep 0.1
-done
+wait_ready "$base/autodiscover/healthcheck.htm"
 
 # A second server, the same configuration with its failed-login counts in a redis-server
 # ([throttle.shared], as one of a pool of two), to measure what the shared store costs a
@@ -97,10 +95,7 @@ TOML
 "$server_bin" serve --config "$work/shared/autodiscoverd.toml" >"$work/shared/server.out" 2>"$work/shared/server.log" &
 shared_pid=$!
 shared_base=https://127.0.0.1:$shared_port
-for _ in $(seq 1 100); do
-  curl -sk -o /dev/null "$shared_base/autodiscover/healthcheck.htm" && break
-  sleep 0.1
-done
+wait_ready "$shared_base/autodiscover/healthcheck.htm"
 
 # nginx with the certificate the server created, answering every request with 1 KiB (the
 # same body as /benchmark/static) and keeping connections as long as ours stay.
@@ -128,10 +123,7 @@ NGINX
 "$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' 2>"$work/nginx/stderr.log" &
 nginx_pid=$!
 nginx_base=https://127.0.0.1:$nginx_port
-for _ in $(seq 1 100); do
-  curl -sk -o /dev/null "$nginx_base/benchmark/static" && break
-  sleep 0.1
-done
+wait_ready "$nginx_base/benchmark/static"
 [ "$(curl -sk "$nginx_base/benchmark/static" | wc -c)" -eq 1024 ] || { echo "nginx check failed: $(cat "$work/nginx/stderr.log" "$work/nginx/error.log" 2>/dev/null)"; exit 1; }
 
 auth="Basic $(printf '%s' 'alice@contoso.com:Alice-Demo-2026!' | base64 -w0)"

@@ -47,10 +47,7 @@ cleanup() {
   wait "$server_pid" 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-  curl -sk -o /dev/null "https://127.0.0.1:$port/autodiscover/healthcheck.htm" && break
-  sleep 0.1
-done
+wait_ready "https://127.0.0.1:$port/autodiscover/healthcheck.htm"
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status"; }
 fds() { find "/proc/$server_pid/fd" -mindepth 1 -maxdepth 1 | wc -l; }
