@@ -518,4 +518,119 @@ mod tests {
             }
         );
     }
+
+    /// The example with `[throttle.shared]` made of `lines`, and secrets in a temporary
+    /// directory (the paths are absolute).
+    fn with_shared(lines: &str) -> Result<Config, ConfigError> {
+        let (path, text) = example();
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "abc\n").unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "Store-Pass!1\n").unwrap();
+        let lines = lines
+            .replace("@SECRET@", &secret.display().to_string())
+            .replace("@SHORT@", &short.display().to_string())
+            .replace("@PASSWORD@", &password.display().to_string());
+        Config::from_toml(&path, &format!("{text}\n[throttle.shared]\n{lines}\n"))
+    }
+
+    #[test]
+    fn the_shared_store_is_read_with_its_secrets_from_files() {
+        let c = with_shared(
+            "url = \"redis://10.0.0.20:6379/0\"\nusername = \"autodiscoverd\"\npassword_file = \"@PASSWORD@\"\nsecret_file = \"@SECRET@\"\ninstances = 3\ntimeout_ms = 100\nkey_prefix = \"ad1:\"",
+        )
+        .unwrap();
+        let shared = c.throttle.shared.unwrap();
+        assert_eq!(shared.url, "redis://10.0.0.20:6379/0");
+        assert_eq!(shared.username.as_deref(), Some("autodiscoverd"));
+        assert_eq!(shared.password.unwrap().expose(), "Store-Pass!1");
+        assert_eq!(shared.secret.0, b"0123456789abcdef0123456789abcdef");
+        assert!(!format!("{:?}", shared.secret).contains("0123"));
+        assert_eq!(shared.instances, 3);
+        assert_eq!(shared.timeout, Duration::from_millis(100));
+        assert_eq!(shared.key_prefix, "ad1:");
+    }
+
+    #[test]
+    fn a_bad_shared_store_names_the_key_and_the_fix() {
+        let ok = "secret_file = \"@SECRET@\"\ninstances = 2";
+        for (lines, key) in [
+            (ok.to_string(), "throttle.shared.url"),
+            (
+                format!("url = \"http://10.0.0.20/\"\n{ok}"),
+                "throttle.shared.url",
+            ),
+            (
+                format!("url = \"redis://user:pw@10.0.0.20/0\"\n{ok}"),
+                "throttle.shared.url",
+            ),
+            (
+                format!("url = \"redis://10.0.0.20/0\"\nca_file = \"@SECRET@\"\n{ok}"),
+                "throttle.shared.ca_file",
+            ),
+            (
+                "url = \"redis://10.0.0.20/0\"\ninstances = 2".to_string(),
+                "throttle.shared.secret_file",
+            ),
+            (
+                "url = \"redis://10.0.0.20/0\"\nsecret_file = \"@SHORT@\"\ninstances = 2".into(),
+                "throttle.shared.secret_file",
+            ),
+            (
+                "url = \"redis://10.0.0.20/0\"\nsecret_file = \"@SECRET@\"".into(),
+                "throttle.shared.instances",
+            ),
+            (
+                format!("url = \"redis://10.0.0.20/0\"\n{ok}\ntimeout_ms = 0"),
+                "throttle.shared.timeout_ms",
+            ),
+        ] {
+            let err = with_shared(&lines).unwrap_err().to_string();
+            assert!(err.contains(key), "{lines}: {err}");
+            assert!(err.contains("Fix: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn sources_and_familiar_addresses_are_validated() {
+        let (path, text) = example();
+        for (from, to, key) in [
+            (
+                "ipv6_prefix = 64",
+                "ipv6_prefix = 16",
+                "throttle.ipv6_prefix",
+            ),
+            (
+                "# trusted_sources = [\"203.0.113.0/24\"]",
+                "trusted_sources = [\"203.0.113.0/33\"]",
+                "throttle.trusted_sources[0]",
+            ),
+            (
+                "familiar_days = 14",
+                "familiar_days = 4000",
+                "throttle.familiar_days",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let err = Config::from_toml(&path, &text.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let c = Config::from_toml(
+            &path,
+            &text
+                .replace("familiar_days = 14", "familiar_days = 0")
+                .replace(
+                    "# trusted_sources = [\"203.0.113.0/24\"]",
+                    "trusted_sources = [\"203.0.113.0/24\", \"2001:db8::/48\"]",
+                ),
+        )
+        .unwrap();
+        assert_eq!(c.throttle.familiar, Duration::ZERO);
+        assert_eq!(c.throttle.trusted_sources.len(), 2);
+    }
 }
