@@ -73,6 +73,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig => {
             let config = Config::load(&cli.config)?;
             let summary = config.summary();
+            let runtime =
+                tokio::runtime::Runtime::new().context("while starting the async runtime")?;
+            // The shared throttle store's client is made inside the runtime it will use.
+            let _entered = runtime.enter();
             let state = server::build_state(config)?;
             print!("{summary}");
             match &state.directory {
@@ -80,8 +84,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("directory users:    {}", d.len())
                 }
                 autodiscoverd::directory::DirectoryBackend::Ldap(d) => {
-                    let runtime = tokio::runtime::Runtime::new()
-                        .context("while starting the async runtime")?;
                     match runtime.block_on(d.inner().probe()) {
                         Ok(()) => println!("directory bind:     OK (service account)"),
                         Err(e) => {
@@ -94,6 +96,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "account lockout:    {}",
                         lockout_summary(policy, &state.config.throttle)
                     );
+                }
+            }
+            if let Some(shared) = &state.config.throttle.shared {
+                match runtime.block_on(state.throttle.probe_store()) {
+                    Some(Ok(())) => println!(
+                        "throttle store:     OK ({}; the counting scripts run)",
+                        shared.url
+                    ),
+                    Some(Err(e)) => {
+                        println!("throttle store:     FAILED: {e}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    None => {
+                        println!("throttle store:     FAILED: the client could not be set up");
+                        return Ok(ExitCode::FAILURE);
+                    }
                 }
             }
             println!("configuration OK");

@@ -498,3 +498,39 @@ async fn the_stores_scripts_follow_the_rules_of_the_local_counts() {
     // The decay is the same formula on both sides.
     assert!((decayed_score(3.0, 0, window / 3, window) - 2.0).abs() < 1e-9);
 }
+
+/// `check-config` runs the counting script once: address, credentials, TLS and ACL proven
+/// before the service starts; a store that does not answer fails the check.
+#[test]
+fn check_config_proves_the_store_or_fails() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = crate::harness::TestPki::new();
+    let mut table = crate::harness::daemon::config_table(dir.path(), &pki);
+    redis.configure(&mut table, 2);
+    let path = dir.path().join("autodiscoverd.toml");
+    std::fs::write(&path, toml::to_string(&table).unwrap()).unwrap();
+    let check = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_autodiscoverd"))
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, said) = check();
+    assert!(ok, "{said}");
+    assert!(
+        said.contains(&format!("throttle store:     OK ({}", redis.url())),
+        "{said}"
+    );
+    redis.kill();
+    let (ok, said) = check();
+    assert!(!ok, "{said}");
+    assert!(said.contains("throttle store:     FAILED"), "{said}");
+}

@@ -247,6 +247,22 @@ impl AuthThrottle {
         )
     }
 
+    /// Runs the read-only check script once against the store (for `check-config`): it
+    /// proves the address, the credentials, TLS and the ACL rights the scripts need.
+    /// `None` without a store.
+    pub async fn probe_store(&self) -> Option<Result<(), String>> {
+        let shared = self.shared.as_ref()?;
+        let probe = IpAddr::from([0, 0, 0, 0]);
+        Some(
+            shared
+                .counts
+                .check(probe, "check-config", None, 1000)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        )
+    }
+
     /// Whether the store said within the last second that `client` and `account` (the login
     /// as typed) have no failures: a correct login answered from the verification cache
     /// then needs no round trip. Wrong passwords never get here (they miss that cache).
