@@ -123,6 +123,7 @@ pub struct AuthSection {
     pub ntlm_allow_legacy: bool,
     pub kerberos: Option<super::domain_auth::KerberosSection>,
     pub winbind: Option<super::domain_auth::WinbindSection>,
+    pub bearer: Option<super::auth::BearerSection>,
 }
 
 impl Default for AuthSection {
@@ -140,6 +141,7 @@ impl Default for AuthSection {
             ntlm_allow_legacy: false,
             kerberos: None,
             winbind: None,
+            bearer: None,
         }
     }
 }

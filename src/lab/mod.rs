@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod files;
 pub mod init;
+pub mod issuer;
 pub mod up;
 
 use crate::config::is_host_name;

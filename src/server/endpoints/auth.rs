@@ -1,14 +1,16 @@
-//! The one authentication entry point of the endpoints: Basic, NTLM and Negotiate behind
-//! the failed-login throttle, the realm of the challenges, and the answer to a throttled
+//! The one authentication entry point of the endpoints: Basic, NTLM, Negotiate and
+//! Entra ID Bearer tokens (Hybrid Modern Authentication) behind the failed-login throttle, the realm of the challenges, and the answer to a throttled
 //! attempt. The rules are in [`crate::auth`]; the I/O glue in [`super::ntlm`] and
 //! [`super::throttle`].
 
 use http::{HeaderMap, Response};
 
+use super::bearer::BearerFailure;
 use super::ntlm::WindowsAuth;
 use super::respond::{self, Body};
 use super::throttle::{retry_after_secs, Throttled};
 use super::{ClientContext, ConnInfo, State};
+use crate::auth::bearer::Refusal;
 use crate::auth::{self, Presented};
 use crate::directory::{Directory, DirectoryError, Identity};
 use crate::ops::metrics;
@@ -16,10 +18,16 @@ use crate::ops::metrics;
 /// `Retry-After` when the domain could not be asked to verify credentials.
 const VERIFIER_RETRY_SECS: u64 = 5;
 
+/// What failed Bearer tokens count against in the throttle: the source, whatever the token
+/// claims (its claims are not believed before its signature is checked).
+const BEARER_ACCOUNT: &str = "bearer:token";
+
 /// What the authentication of one request decided.
 enum AuthResult {
     Authenticated(Identity),
     Challenge,
+    /// A Bearer token was refused: the challenge with `error="invalid_token"`.
+    BearerRefused(Refusal),
     /// 401 with this `WWW-Authenticate` value (an NTLM/Negotiate handshake continues).
     Continue(String),
     Unavailable(DirectoryError),
@@ -53,12 +61,14 @@ pub(super) async fn admit(
         AuthResult::Throttled(t) => {
             Admission::Answered(throttled_response(t, state, headers, conn), t.label())
         }
-        AuthResult::Challenge => {
-            let challenges = auth::challenges(
-                &realm(state, headers, conn),
-                state.ntlm.offers(state.config.auth.basic),
-            );
-            Admission::Answered(respond::unauthorized(&challenges), "unauthorized")
+        AuthResult::Challenge => Admission::Answered(
+            respond::unauthorized(&challenge_set(state, headers, conn, false)),
+            "unauthorized",
+        ),
+        AuthResult::BearerRefused(refusal) => {
+            let mut r = respond::unauthorized(&challenge_set(state, headers, conn, true));
+            respond::add_diagnostics(&mut r, &refusal.diagnostics());
+            Admission::Answered(r, "bearer_refused")
         }
         AuthResult::Continue(header) => {
             Admission::Answered(respond::unauthorized(&[header]), "ntlm_challenge")
@@ -162,6 +172,11 @@ async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnIn
                 WindowsAuth::VerifierDown => AuthResult::VerifierDown,
             }
         }
+        Presented::Bearer(token) if state.bearer.is_some() => match token {
+            // Outlook for iOS and Android's empty `Bearer`: is modern authentication on?
+            None => AuthResult::Challenge,
+            Some(token) => bearer_token(&token, parts, state, client).await,
+        },
         // IIS-style: a connection that completed NTLM stays authenticated (when persisting).
         Presented::Nothing => match state.ntlm.connection_identity(conn) {
             Some(identity) => AuthResult::Authenticated(identity),
@@ -169,6 +184,77 @@ async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnIn
         },
         _ => AuthResult::Challenge,
     }
+}
+
+/// An Entra ID access token: counted by the failed-login throttle per source when refused.
+async fn bearer_token(
+    token: &str,
+    parts: &http::request::Parts,
+    state: &State,
+    client: std::net::IpAddr,
+) -> AuthResult {
+    let Some(service) = &state.bearer else {
+        return AuthResult::Challenge;
+    };
+    let throttle = &state.throttle;
+    let admitted = match throttle.admit_deferred(client, BEARER_ACCOUNT, None).await {
+        Ok(admitted) => admitted,
+        Err(t) => return AuthResult::Throttled(t),
+    };
+    let host = request_host(&parts.headers).unwrap_or_default();
+    match service.authenticate(token, &host, &state.directory).await {
+        Ok((identity, user)) => {
+            metrics::bearer_token("accepted");
+            tracing::info!(
+                target: "auth",
+                auth = "bearer",
+                %client,
+                oid = user.object_id.as_deref().unwrap_or("-"),
+                user = %identity.user_principal_name,
+                by = if user.onprem_sid.is_some() { "onprem_sid" } else { "upn" },
+                "bearer token accepted"
+            );
+            throttle
+                .succeeded(client, BEARER_ACCOUNT, Some(&admitted))
+                .await;
+            AuthResult::Authenticated(identity)
+        }
+        Err(BearerFailure::Refused(refusal)) => {
+            metrics::bearer_token(refusal.label());
+            tracing::info!(target: "auth", auth = "bearer", %client, reason = refusal.label(), detail = %refusal.diagnostics(), "bearer token refused");
+            if refusal.counts_as_failure() {
+                throttle
+                    .failed(client, BEARER_ACCOUNT, Some(&admitted))
+                    .await;
+                throttle.wait(client, admitted.on_failure).await;
+            }
+            AuthResult::BearerRefused(refusal)
+        }
+        Err(BearerFailure::Unavailable(e)) => AuthResult::Unavailable(e),
+    }
+}
+
+/// The host name of the request (no port), lower-case.
+fn request_host(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.trim().to_ascii_lowercase())
+}
+
+/// The 401's challenges: Bearer first when `[auth.bearer]` is on (`refused`: with
+/// `error="invalid_token"`), then Negotiate, NTLM and Basic as offered.
+fn challenge_set(
+    state: &State,
+    headers: &HeaderMap,
+    conn: &ConnInfo,
+    refused: bool,
+) -> Vec<String> {
+    auth::challenges(
+        state.bearer.as_ref().map(|b| b.challenge(refused)),
+        &realm(state, headers, conn),
+        state.ntlm.offers(state.config.auth.basic),
+    )
 }
 
 /// The realm of the Basic challenge: the configured one, else the host the client asked for.
@@ -198,11 +284,7 @@ fn throttled_response(
             respond::too_many_requests(retry_after_secs(retry_after))
         }
         Throttled::Refused { retry_after } => {
-            let challenges = crate::auth::challenges(
-                &realm(state, headers, conn),
-                state.ntlm.offers(state.config.auth.basic),
-            );
-            let mut r = respond::unauthorized(&challenges);
+            let mut r = respond::unauthorized(&challenge_set(state, headers, conn, false));
             respond::add_retry_after(&mut r, retry_after_secs(retry_after));
             r
         }

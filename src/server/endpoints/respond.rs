@@ -54,6 +54,15 @@ pub fn unauthorized(challenges: &[String]) -> Response<Body> {
     r
 }
 
+/// `x-ms-diagnostics`: why a Bearer token was refused, in Exchange's
+/// `<code>;reason="...";error_category="..."` shape.
+pub fn add_diagnostics(r: &mut Response<Body>, value: &str) {
+    const X_MS_DIAGNOSTICS: HeaderName = HeaderName::from_static("x-ms-diagnostics");
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(X_MS_DIAGNOSTICS, v);
+    }
+}
+
 /// Adds one `WWW-Authenticate` line (the final Negotiate token on a 200).
 pub fn add_www_authenticate(r: &mut Response<Body>, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {

@@ -362,6 +362,8 @@ fn auth_scheme<B>(req: &Request<B>) -> Option<&'static str> {
         "ntlm"
     } else if scheme.eq_ignore_ascii_case(b"negotiate") {
         "negotiate"
+    } else if scheme.eq_ignore_ascii_case(b"bearer") {
+        "bearer"
     } else {
         "other"
     })
@@ -457,13 +459,15 @@ fn auth_result(
         return "success";
     }
     if response.status() == StatusCode::UNAUTHORIZED {
-        // "NTLM <token>" / "Negotiate <token>": a handshake leg, not a failure.
+        // "NTLM <token>" / "Negotiate <token>": a handshake leg, not a failure (Basic and
+        // Bearer challenges carry parameters, never a leg).
         let continues = response
             .headers()
             .get_all(http::header::WWW_AUTHENTICATE)
             .iter()
             .any(|v| {
-                v.as_bytes().trim_ascii().contains(&b' ') && !v.as_bytes().starts_with(b"Basic")
+                let v = v.as_bytes().trim_ascii();
+                (v.starts_with(b"NTLM ") || v.starts_with(b"Negotiate ")) && v.contains(&b' ')
             });
         return if continues { "continue" } else { "failure" };
     }
