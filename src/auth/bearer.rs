@@ -271,6 +271,23 @@ pub struct TokenUser {
     pub upn: Option<String>,
 }
 
+/// What a token's failures count against in the failed-login throttle (beside its
+/// source): the user it claims (`upn`, else `oid`), read without trusting it, so that one
+/// address shared by many users (a site's NAT) is not blocked for all of them by one user's
+/// stale token. A forger who varies the claim still meets the per-source limits.
+pub fn throttle_account(token: &str) -> String {
+    let claimed = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
+        .ok()
+        .and_then(|data| {
+            ["upn", "preferred_username", "oid"]
+                .iter()
+                .find_map(|name| data.claims.get(*name)?.as_str().map(str::to_lowercase))
+        })
+        .map(|c| printable(&c))
+        .unwrap_or_default();
+    format!("bearer:{claimed}")
+}
+
 /// The `kid` of a token whose header names RS256 (checked before any key is looked up).
 pub fn key_id(token: &str) -> Result<String, Refusal> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
@@ -600,6 +617,14 @@ pub fn metadata_url(authority: &str, tenant_id: &str) -> String {
     )
 }
 
+/// The moments [`RefreshPolicy::fetch_due`] decides on (Unix seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchTimes {
+    pub loaded_at: Option<u64>,
+    pub attempted_at: Option<u64>,
+    pub forced_at: Option<u64>,
+}
+
 /// When keys are fetched again: every `refresh_secs` (12–24 h), at once when a token names
 /// an unknown `kid`, but never sooner than `min_gap_secs` after the last attempt (a forged
 /// `kid` cannot make us hammer the issuer); keys older than `max_stale_secs` are dropped.
@@ -622,26 +647,21 @@ impl RefreshPolicy {
         max_stale_secs: 7 * 24 * 3600,
     };
 
-    /// Whether to fetch now: `loaded_at` when the current keys were fetched (None: none),
-    /// `attempted_at` the last attempt, `unknown_kid` a token named a key we lack.
-    pub fn fetch_due(
-        &self,
-        loaded_at: Option<u64>,
-        attempted_at: Option<u64>,
-        unknown_kid: bool,
-        now: u64,
-    ) -> bool {
-        let gap = if loaded_at.is_some() {
-            self.min_gap_secs
-        } else {
-            self.cold_gap_secs
-        };
-        if attempted_at.is_some_and(|t| now.saturating_sub(t) < gap) {
-            return false;
-        }
-        match loaded_at {
-            None => true,
-            Some(t) => unknown_kid || now.saturating_sub(t) >= self.refresh_secs,
+    /// Whether to fetch now. `loaded_at`: when the current keys were fetched (None: none);
+    /// `attempted_at`: the last fetch attempt; `forced_at`: the last fetch an unknown `kid`
+    /// caused; `unknown_kid`: a token names a key we lack.
+    pub fn fetch_due(&self, times: FetchTimes, unknown_kid: bool, now: u64) -> bool {
+        let since = |t: Option<u64>, gap: u64| t.is_none_or(|t| now.saturating_sub(t) >= gap);
+        match times.loaded_at {
+            // Nothing to serve with: try again soon, but not for every request.
+            None => since(times.attempted_at, self.cold_gap_secs),
+            // One forced fetch per gap, whatever kids tokens name.
+            Some(_) if unknown_kid => since(times.forced_at, self.min_gap_secs),
+            // The scheduled refresh; a failed one is retried after the gap.
+            Some(loaded) => {
+                now.saturating_sub(loaded) >= self.refresh_secs
+                    && since(times.attempted_at, self.min_gap_secs)
+            }
         }
     }
 

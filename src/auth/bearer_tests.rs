@@ -422,21 +422,27 @@ fn key_sets_keep_rsa_signing_keys_with_a_kid() {
 #[test]
 fn keys_are_fetched_again_daily_and_for_an_unknown_kid_at_most_every_five_minutes() {
     let p = RefreshPolicy::DEFAULT;
+    let t = |loaded: Option<u64>, attempted: Option<u64>, forced: Option<u64>| FetchTimes {
+        loaded_at: loaded.map(|s| NOW - s),
+        attempted_at: attempted.map(|s| NOW - s),
+        forced_at: forced.map(|s| NOW - s),
+    };
     // Nothing loaded: fetch, but an issuer that is down is retried every 10 s only.
-    assert!(p.fetch_due(None, None, false, NOW));
-    assert!(!p.fetch_due(None, Some(NOW - 5), true, NOW));
-    assert!(p.fetch_due(None, Some(NOW - 10), true, NOW));
-    // Loaded an hour ago: a known kid does not fetch, an unknown one does, once.
-    let loaded = Some(NOW - 3600);
-    assert!(!p.fetch_due(loaded, Some(NOW - 3600), false, NOW));
-    assert!(p.fetch_due(loaded, Some(NOW - 3600), true, NOW));
+    assert!(p.fetch_due(t(None, None, None), false, NOW));
+    assert!(!p.fetch_due(t(None, Some(5), None), true, NOW));
+    assert!(p.fetch_due(t(None, Some(10), None), true, NOW));
+    // Loaded a second ago: a known kid does not fetch; an unknown one does, once.
+    assert!(!p.fetch_due(t(Some(1), Some(1), None), false, NOW));
+    assert!(p.fetch_due(t(Some(1), Some(1), None), true, NOW));
     assert!(
-        !p.fetch_due(loaded, Some(NOW - 299), true, NOW),
-        "single flight: 5 min gap"
+        !p.fetch_due(t(Some(1), Some(1), Some(299)), true, NOW),
+        "5 min between forced fetches"
     );
-    assert!(p.fetch_due(loaded, Some(NOW - 300), true, NOW));
-    // A day old: fetched again; kept while the issuer is down, up to 7 days.
-    assert!(p.fetch_due(Some(NOW - 86_400), Some(NOW - 86_400), false, NOW));
+    assert!(p.fetch_due(t(Some(1), Some(1), Some(300)), true, NOW));
+    // A day old: fetched again; a failed refresh is retried after 5 minutes, and the keys
+    // are kept while the issuer is down, up to 7 days.
+    assert!(p.fetch_due(t(Some(86_400), Some(86_400), None), false, NOW));
+    assert!(!p.fetch_due(t(Some(86_400), Some(60), None), false, NOW));
     assert!(p.usable(NOW - 6 * 86_400, NOW));
     assert!(!p.usable(NOW - 7 * 86_400, NOW));
 }
@@ -457,4 +463,15 @@ fn tenant_ids_must_be_guids_and_request_audiences_drop_the_port() {
         request_audience("[2001:db8::1]:443"),
         "https://[2001:db8::1]"
     );
+}
+
+#[test]
+fn failures_count_against_the_claimed_user_without_trusting_it() {
+    let forged = FORGER.mint(&claims()).unwrap();
+    assert_eq!(throttle_account(&forged), "bearer:alice@contoso.com");
+    let no_upn = ISSUER
+        .mint(&with(without(claims(), "upn"), "oid", json!("OID-1")))
+        .unwrap();
+    assert_eq!(throttle_account(&no_upn), "bearer:oid-1");
+    assert_eq!(throttle_account("garbage"), "bearer:");
 }

@@ -196,7 +196,7 @@ impl Validator<'_> {
             let origin_only = normalized
                 .strip_prefix("https://")
                 .is_some_and(|rest| !rest.contains('/'));
-            if !is_https_url(&aud) || !origin_only {
+            if !is_https_url(&normalized) || !origin_only {
                 return Err(self.invalid(
                     "auth.bearer.audiences",
                     format!("`{aud}` is not an https origin"),

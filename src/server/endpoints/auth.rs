@@ -18,10 +18,6 @@ use crate::ops::metrics;
 /// `Retry-After` when the domain could not be asked to verify credentials.
 const VERIFIER_RETRY_SECS: u64 = 5;
 
-/// What failed Bearer tokens count against in the throttle: the source, whatever the token
-/// claims (its claims are not believed before its signature is checked).
-const BEARER_ACCOUNT: &str = "bearer:token";
-
 /// What the authentication of one request decided.
 enum AuthResult {
     Authenticated(Identity),
@@ -197,7 +193,9 @@ async fn bearer_token(
         return AuthResult::Challenge;
     };
     let throttle = &state.throttle;
-    let admitted = match throttle.admit_deferred(client, BEARER_ACCOUNT, None).await {
+    // The claimed user, unverified: a key for counting, never an identity.
+    let account = auth::bearer::throttle_account(token);
+    let admitted = match throttle.admit_deferred(client, &account, None).await {
         Ok(admitted) => admitted,
         Err(t) => return AuthResult::Throttled(t),
     };
@@ -214,18 +212,14 @@ async fn bearer_token(
                 by = if user.onprem_sid.is_some() { "onprem_sid" } else { "upn" },
                 "bearer token accepted"
             );
-            throttle
-                .succeeded(client, BEARER_ACCOUNT, Some(&admitted))
-                .await;
+            throttle.succeeded(client, &account, Some(&admitted)).await;
             AuthResult::Authenticated(identity)
         }
         Err(BearerFailure::Refused(refusal)) => {
             metrics::bearer_token(refusal.label());
             tracing::info!(target: "auth", auth = "bearer", %client, reason = refusal.label(), detail = %refusal.diagnostics(), "bearer token refused");
             if refusal.counts_as_failure() {
-                throttle
-                    .failed(client, BEARER_ACCOUNT, Some(&admitted))
-                    .await;
+                throttle.failed(client, &account, Some(&admitted)).await;
                 throttle.wait(client, admitted.on_failure).await;
             }
             AuthResult::BearerRefused(refusal)

@@ -14,7 +14,7 @@ use jsonwebtoken::DecodingKey;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::auth::bearer::{self, KeySet, RefreshPolicy, Refusal, TokenUser};
+use crate::auth::bearer::{self, FetchTimes, KeySet, RefreshPolicy, Refusal, TokenUser};
 use crate::auth::Login;
 use crate::config::BearerConfig;
 use crate::directory::{Directory, DirectoryBackend, DirectoryError, Identity};
@@ -58,7 +58,8 @@ pub struct BearerService {
     refused_challenge: String,
     source: KeySource,
     loaded: RwLock<Option<Arc<Loaded>>>,
-    last_attempt: Mutex<Option<u64>>,
+    /// The last fetch attempt and the last one an unknown `kid` caused.
+    attempts: Mutex<(Option<u64>, Option<u64>)>,
     /// Held by the one request that fetches keys; the others wait and use its result.
     flight: tokio::sync::Mutex<()>,
     policy: RefreshPolicy,
@@ -104,7 +105,7 @@ impl BearerService {
             config: config.clone(),
             source,
             loaded: RwLock::new(loaded),
-            last_attempt: Mutex::new(None),
+            attempts: Mutex::new((None, None)),
             flight: tokio::sync::Mutex::new(()),
             policy: RefreshPolicy::DEFAULT,
         })
@@ -186,12 +187,20 @@ impl BearerService {
         if after_fetch || matches!(self.source, KeySource::File) {
             return Some(key.clone());
         }
-        let attempted = self.last_attempt.lock().ok().and_then(|a| *a);
         let due = self
             .policy
-            .fetch_due(Some(loaded.at), attempted, false, now);
+            .fetch_due(self.times(Some(loaded.at)), false, now);
         // A daily refresh that fails keeps the key in use (up to the staleness bound).
         (!due).then(|| key.clone())
+    }
+
+    fn times(&self, loaded_at: Option<u64>) -> FetchTimes {
+        let (attempted_at, forced_at) = self.attempts.lock().map(|a| *a).unwrap_or_default();
+        FetchTimes {
+            loaded_at,
+            attempted_at,
+            forced_at,
+        }
     }
 
     /// Fetches the keys if the policy says so; one request at a time.
@@ -203,15 +212,15 @@ impl BearerService {
         // Decided under the flight lock: a request that waited sees the fetch it waited for.
         let loaded = self.usable_keys(now);
         let unknown = loaded.as_ref().is_none_or(|l| l.keys.get(kid).is_none());
-        let attempted = self.last_attempt.lock().ok().and_then(|a| *a);
-        if !self
-            .policy
-            .fetch_due(loaded.as_ref().map(|l| l.at), attempted, unknown, now)
-        {
+        let times = self.times(loaded.as_ref().map(|l| l.at));
+        if !self.policy.fetch_due(times, unknown, now) {
             return;
         }
-        if let Ok(mut a) = self.last_attempt.lock() {
-            *a = Some(now);
+        if let Ok(mut a) = self.attempts.lock() {
+            a.0 = Some(now);
+            if unknown && loaded.is_some() {
+                a.1 = Some(now);
+            }
         }
         match fetch_keys(metadata_url, tls).await {
             Ok(keys) => {
