@@ -3,7 +3,11 @@
 
 Driven by tests/it/hma.rs. Usage:
 
-    hma_outlook.py --ca CA.pem --port PORT EMAIL:PASSWORD [...]
+    hma_outlook.py --ca CA.pem --port PORT --issuer-port IPORT EMAIL:PASSWORD [...]
+
+The lab issuer listens on 127.0.0.1:IPORT; it is reached as login.lab.test:443 (the host of
+the challenge's authorization_uri) and as localhost:IPORT (the endpoints its discovery
+document names).
 
 For each case, against https://autodiscover.contoso.com (mapped to 127.0.0.1:PORT, see
 exchangelib_discovery.py for the simulated network):
@@ -128,8 +132,6 @@ def run_case(email, password, ca, table):
     authorization_uri = urlparse(challenge["authorization_uri"])
     tenant = challenge["trusted_issuers"].split("@", 1)[1]
     record["challenge"] = {"authorization_uri": challenge["authorization_uri"], "tenant": tenant}
-    # The issuer's host and port reach the test's issuer.
-    table[(authorization_uri.hostname, authorization_uri.port or 443)] = authorization_uri.port or 443
     authority = f"{authorization_uri.scheme}://{authorization_uri.netloc}/{tenant}"
     app = msal.PublicClientApplication(
         OUTLOOK_CLIENT_ID, authority=authority, instance_discovery=False, verify=ca
@@ -160,9 +162,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ca", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--issuer-port", type=int, required=True)
     parser.add_argument("cases", nargs="+")
     args = parser.parse_args()
-    table = {("autodiscover.contoso.com", 443): args.port}
+    table = {
+        ("autodiscover.contoso.com", 443): args.port,
+        ("login.lab.test", 443): args.issuer_port,
+        ("localhost", args.issuer_port): args.issuer_port,
+    }
     network.install_test_network(table, args.ca)
     network.install_recorder()
     for case in args.cases:

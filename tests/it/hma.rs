@@ -475,7 +475,7 @@ async fn msal_gets_a_token_the_way_outlook_does_and_exchangelib_discovers_with_i
         set(
             t,
             &["auth", "bearer", "authorization_uri"],
-            format!("{base}/common/oauth2/authorize").into(),
+            "https://login.lab.test/common/oauth2/authorize".into(),
         );
     };
     let s = TestServer::start_named_by(
@@ -492,6 +492,8 @@ async fn msal_gets_a_token_the_way_outlook_does_and_exchangelib_discovers_with_i
             ca.into_os_string(),
             "--port".into(),
             s.https.port().to_string().into(),
+            "--issuer-port".into(),
+            issuer.port.to_string().into(),
             "alice@contoso.com:alice-cloud-pw".into(),
             "carol@contoso.com:wrong-password".into(),
         ],
@@ -502,7 +504,7 @@ async fn msal_gets_a_token_the_way_outlook_does_and_exchangelib_discovers_with_i
     let alice = &lines[0];
     assert_eq!(
         alice["challenge"]["authorization_uri"],
-        format!("{}/common/oauth2/authorize", issuer.base)
+        "https://login.lab.test/common/oauth2/authorize"
     );
     assert_eq!(alice["challenge"]["tenant"], TENANT);
     assert_eq!(alice["token"]["audience"], ORIGIN, "{alice}");
