@@ -374,7 +374,7 @@ pub fn check_claims(
     now: u64,
 ) -> Result<TokenUser, Refusal> {
     let iss = string_claim(claims, "iss")?.unwrap_or_default();
-    if !rules.issuers().iter().any(|i| *i == iss) {
+    if !rules.issuers().contains(&iss) {
         return Err(Refusal::Issuer(iss));
     }
     let audiences: Vec<String> = match claims.get("aud") {

@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::{file, resolve_against, ConfigError, KerberosConfig, Validator, WinbindSettings};
 use crate::auth::bearer::{self, TokenRules};
 pub use crate::auth::ntlm::CbtPolicy;
@@ -32,32 +30,6 @@ pub struct AuthConfig {
     pub winbind: Option<WinbindSettings>,
     /// `[auth.bearer]`: Hybrid Modern Authentication, Entra ID access tokens.
     pub bearer: Option<BearerConfig>,
-}
-
-/// `[auth.bearer]` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BearerSection {
-    pub tenant_id: String,
-    pub authority: Option<String>,
-    pub ca_file: Option<String>,
-    pub audiences: Option<Vec<String>>,
-    pub authorization_uri: Option<String>,
-    #[serde(default = "default_true")]
-    pub upn_fallback: bool,
-    pub jwks_file: Option<String>,
-    #[serde(default)]
-    pub accept_exchange_online_audience: bool,
-    #[serde(default = "default_leeway")]
-    pub leeway_secs: u64,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_leeway() -> u64 {
-    bearer::MAX_LEEWAY_SECS
 }
 
 /// Hybrid Modern Authentication: which Entra ID tokens are accepted and where their keys
@@ -155,7 +127,7 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn bearer(&self, raw: BearerSection) -> Result<BearerConfig, ConfigError> {
+    pub(super) fn bearer(&self, raw: file::BearerSection) -> Result<BearerConfig, ConfigError> {
         let tenant_id = bearer::parse_tenant_id(&raw.tenant_id).ok_or_else(|| {
             self.invalid(
                 "auth.bearer.tenant_id",

@@ -168,11 +168,11 @@ async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnIn
                 WindowsAuth::VerifierDown => AuthResult::VerifierDown,
             }
         }
-        Presented::Bearer(token) if state.bearer.is_some() => match token {
-            // Outlook for iOS and Android's empty `Bearer`: is modern authentication on?
-            None => AuthResult::Challenge,
-            Some(token) => bearer_token(&token, parts, state, client).await,
-        },
+        Presented::Bearer(Some(token)) if state.bearer.is_some() => {
+            bearer_token(&token, parts, state, client).await
+        }
+        // Outlook for iOS and Android's empty `Bearer` (is modern authentication on?) falls
+        // through to the challenge with everything else.
         // IIS-style: a connection that completed NTLM stays authenticated (when persisting).
         Presented::Nothing => match state.ntlm.connection_identity(conn) {
             Some(identity) => AuthResult::Authenticated(identity),
