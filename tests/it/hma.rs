@@ -537,3 +537,98 @@ async fn msal_gets_a_token_the_way_outlook_does_and_exchangelib_discovers_with_i
         "{carol}"
     );
 }
+
+/// Runs `autodiscoverd probe --json` against `s` with these arguments.
+async fn probe(s: &TestServer, ca: &std::path::Path, args: &[&str]) -> (i32, Value) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_autodiscoverd"));
+    cmd.args([
+        "probe",
+        "--json",
+        "--no-dns",
+        "--timeout",
+        "5",
+        "--protocol",
+        "pox",
+    ])
+    .arg("--ca-file")
+    .arg(ca)
+    .arg("--connect-to")
+    .arg(format!(
+        "autodiscover.contoso.com:443:127.0.0.1:{}",
+        s.https.port()
+    ))
+    .args(args)
+    .env_remove("AUTODISCOVERD_PROBE_PASSWORD")
+    .env_remove("AUTODISCOVERD_PROBE_BEARER");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (out.status.code().unwrap_or(-1), json)
+}
+
+/// Every step title of a report, with its status.
+fn titles(report: &Value) -> Vec<(String, String)> {
+    report["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| a["steps"].as_array().unwrap().iter())
+        .map(|s| {
+            (
+                s["status"].as_str().unwrap().to_string(),
+                s["title"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_probe_checks_the_bearer_challenge_and_presents_a_token() {
+    let (s, _issuer, ca_dir) = server(&|_| {}).await;
+    let ca = ca_dir.path().join("ca.pem");
+    let token_file = ca_dir.path().join("token");
+    std::fs::write(
+        &token_file,
+        format!("{}\n", token_for("alice@contoso.com", Some(ALICE_SID))),
+    )
+    .unwrap();
+    let token_arg = token_file.display().to_string();
+    let (code, report) = probe(&s, &ca, &["--bearer", &token_arg, "alice@contoso.com"]).await;
+    let steps = titles(&report);
+    assert_eq!(code, 0, "{steps:#?}");
+    assert!(
+        steps.iter().any(|(status, title)| status == "pass"
+            && title.contains("modern authentication (HMA) offered")
+            && title.contains(TENANT)),
+        "{steps:#?}"
+    );
+    assert!(
+        steps.iter().any(
+            |(status, title)| status == "pass" && title.contains("the --bearer token (Bearer)")
+        ),
+        "{steps:#?}"
+    );
+    // The token never appears in the report.
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(!report.to_string().contains(token.trim()));
+    // A token the server refuses: the attempt fails on authentication.
+    let forger = autodiscoverd::lab::issuer::LabIssuer::generate(TENANT, "lab-key-1").unwrap();
+    std::fs::write(
+        &token_file,
+        forger
+            .mint(&forger.user_claims(ORIGIN, "alice@contoso.com", None, now(), 3600))
+            .unwrap(),
+    )
+    .unwrap();
+    let (code, report) = probe(&s, &ca, &["--bearer", &token_arg, "alice@contoso.com"]).await;
+    assert_ne!(code, 0);
+    assert!(
+        titles(&report)
+            .iter()
+            .any(|(status, title)| status == "fail" && title.contains("rejected (Bearer")),
+        "{:#?}",
+        titles(&report)
+    );
+}
