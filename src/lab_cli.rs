@@ -50,6 +50,10 @@ pub struct LabInitArgs {
     /// Overwrite the lab files in a non-empty DIR.
     #[arg(long)]
     pub force: bool,
+    /// Hybrid Modern Authentication: an Entra-like token issuer on base+5 and the
+    /// on-premises side accepting its tokens ([auth.bearer]).
+    #[arg(long)]
+    pub hma: bool,
 }
 
 /// `probe` options.
@@ -165,6 +169,7 @@ pub fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 cloud: args.cloud_domain,
                 base_port: args.base_port,
                 breakage: args.breakage.as_deref().and_then(Breakage::parse),
+                hma: args.hma,
             };
             let written = lab::init::init(&args.dir, &spec, SystemTime::now(), args.force)?;
             print!("{}", written.summary);

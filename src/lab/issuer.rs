@@ -426,3 +426,96 @@ pub async fn serve(
         });
     }
 }
+
+/// `issuer/issuer.toml` of an `--hma` lab.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuerFile {
+    tenant_id: String,
+    kid: String,
+    listen: std::net::SocketAddr,
+    signing_key: String,
+    cert: String,
+    key: String,
+    #[serde(default)]
+    resources: Vec<String>,
+    #[serde(default)]
+    account: Vec<AccountEntry>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountEntry {
+    upn: String,
+    password: String,
+    onprem_sid: Option<String>,
+}
+
+/// A lab issuer read from its file, ready to serve.
+pub struct LabIssuerConfig {
+    /// Where it listens as configured.
+    pub listen: std::net::SocketAddr,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    issuer: LabIssuer,
+    accounts: Vec<LabAccount>,
+    resources: Vec<String>,
+}
+
+impl LabIssuerConfig {
+    /// Reads `path` (relative file names are relative to its directory).
+    pub fn load(path: &std::path::Path) -> Result<LabIssuerConfig, String> {
+        use rustls::pki_types::pem::PemObject;
+        let fail =
+            |what: &str, e: &dyn std::fmt::Display| format!("{}: {what}: {e}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| fail("cannot read", &e))?;
+        let file: IssuerFile = toml::from_str(&text).map_err(|e| fail("bad TOML", &e))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let at = |name: &str| base.join(name);
+        let pem = std::fs::read_to_string(at(&file.signing_key))
+            .map_err(|e| fail(&file.signing_key, &e))?;
+        let issuer = LabIssuer::from_pem(&file.tenant_id, &file.kid, &pem)
+            .map_err(|e| fail(&file.signing_key, &e))?;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(at(&file.cert))
+            .map_err(|e| fail(&file.cert, &e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(&file.cert, &e))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(at(&file.key))
+            .map_err(|e| fail(&file.key, &e))?;
+        let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail("TLS", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| fail("TLS", &e))?;
+        Ok(LabIssuerConfig {
+            listen: file.listen,
+            tls: std::sync::Arc::new(tls),
+            issuer,
+            accounts: file
+                .account
+                .into_iter()
+                .map(|a| LabAccount {
+                    upn: a.upn,
+                    password: a.password,
+                    onprem_sid: a.onprem_sid,
+                })
+                .collect(),
+            resources: file.resources,
+        })
+    }
+
+    /// Serves on `listener` (its endpoints named after the port it is bound to) until the
+    /// task is dropped.
+    pub async fn serve(self, listener: tokio::net::TcpListener) {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let service = IssuerService::new(
+            self.issuer,
+            &format!("https://localhost:{port}"),
+            self.accounts,
+            self.resources,
+        );
+        serve(listener, self.tls, std::sync::Arc::new(service)).await;
+    }
+}
