@@ -11,8 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::DecodingKey;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
 use crate::auth::bearer::{self, FetchTimes, KeySet, RefreshPolicy, Refusal, TokenUser};
 use crate::auth::Login;
@@ -246,25 +245,8 @@ impl BearerService {
 /// A rustls client configuration trusting `ca_file` (replacing the system store) or the
 /// system store.
 fn client_tls(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("auth.bearer.ca_file {}: {e}", path.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("auth.bearer.ca_file {}: {e}", path.display()))?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!(
-                    "auth.bearer.ca_file {}: no usable CA certificate",
-                    path.display()
-                ));
-            }
-        }
-        None => {
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        }
-    }
+    let (roots, _) =
+        crate::ops::trust::load_roots(ca_file).map_err(|e| format!("auth.bearer.ca_file {e}"))?;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
