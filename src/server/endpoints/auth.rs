@@ -169,7 +169,7 @@ async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnIn
             }
         }
         Presented::Bearer(Some(token)) if state.bearer.is_some() => {
-            bearer_token(&token, parts, state, client).await
+            bearer_token(&token, parts, state, conn, client).await
         }
         // Outlook for iOS and Android's empty `Bearer` (is modern authentication on?) falls
         // through to the challenge with everything else.
@@ -187,6 +187,7 @@ async fn bearer_token(
     token: &str,
     parts: &http::request::Parts,
     state: &State,
+    conn: &ConnInfo,
     client: std::net::IpAddr,
 ) -> AuthResult {
     let Some(service) = &state.bearer else {
@@ -199,7 +200,10 @@ async fn bearer_token(
         Ok(admitted) => admitted,
         Err(t) => return AuthResult::Throttled(t),
     };
-    let host = request_host(&parts.headers).unwrap_or_default();
+    // The default audience: the host the client asked for (the TLS name without `Host`).
+    let host = request_host(&parts.headers)
+        .or_else(|| conn.sni.clone())
+        .unwrap_or_default();
     match service.authenticate(token, &host, &state.directory).await {
         Ok((identity, user)) => {
             metrics::bearer_token("accepted");
