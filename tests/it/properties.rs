@@ -2,8 +2,7 @@
 //! targets in fuzz/ (cargo-fuzz needs nightly). Every input must produce an answer, never a
 //! panic. Coverage of the parsers named by the abuse issue: POX (here), Basic and the
 //! `Authorization` header (here), Entra ID bearer tokens (here), NTLM messages, SPNEGO tokens
-//! and the NTLM/Negotiate
-//! connection state machine (here), SOAP (`src/protocol/soap/tests.rs`, module
+//! and the NTLM/Negotiate connection state machine (here), SOAP (`src/protocol/soap/tests.rs`, module
 //! `properties`) and AutodiscoverV2 path/query (`src/protocol/v2/tests.rs`, `properties`).
 
 use autodiscoverd::auth;
