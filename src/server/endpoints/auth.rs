@@ -1,6 +1,7 @@
-//! The one authentication entry point of the endpoints: Basic, NTLM, Negotiate and
-//! Entra ID Bearer tokens (Hybrid Modern Authentication) behind the failed-login throttle, the realm of the challenges, and the answer to a throttled
-//! attempt. The rules are in [`crate::auth`]; the I/O glue in [`super::ntlm`] and
+//! The one authentication entry point of the endpoints: Basic, NTLM, Negotiate and Entra
+//! ID Bearer tokens (Hybrid Modern Authentication) behind the failed-login throttle, the
+//! realm of the challenges, and the answer to a throttled attempt. The rules are in
+//! [`crate::auth`]; the I/O glue in [`super::ntlm`], [`super::bearer`] and
 //! [`super::throttle`].
 
 use http::{HeaderMap, Response};
@@ -232,7 +233,7 @@ async fn bearer_token(
     }
 }
 
-/// The host name of the request (no port), lower-case.
+/// The `Host` of the request, lower-case (the audience rule drops a port).
 fn request_host(headers: &HeaderMap) -> Option<String> {
     headers
         .get(http::header::HOST)
