@@ -112,6 +112,12 @@ async fn pox_with(
         .await
 }
 
+/// A POX request with this `Authorization` is answered 200 (the diagnostics otherwise).
+async fn assert_signed_in(c: &mut TlsClient, authorization: &str, address: &str) {
+    let a = pox_with(c, Some(authorization), address).await;
+    assert_eq!(a.status, 200, "{:?}", a.header("x-ms-diagnostics"));
+}
+
 #[tokio::test]
 async fn every_401_offers_exchanges_bearer_challenge_first() {
     let (s, _issuer, _ca) = server(&|_| {}).await;
@@ -187,30 +193,15 @@ async fn tokens_sign_in_by_onprem_sid_then_upn_and_every_refusal_says_why() {
         "Bearer {}",
         token_for("alice.old@contoso.com", Some(ALICE_SID))
     );
-    assert_eq!(
-        pox_with(&mut c, Some(&renamed), "alice@contoso.com")
-            .await
-            .status,
-        200
-    );
+    assert_signed_in(&mut c, &renamed, "alice@contoso.com").await;
     // carol: no onprem_sid (or one no account has): her upn.
     let carol = format!("Bearer {}", token_for("carol@contoso.com", None));
-    assert_eq!(
-        pox_with(&mut c, Some(&carol), "carol@contoso.com")
-            .await
-            .status,
-        200
-    );
+    assert_signed_in(&mut c, &carol, "carol@contoso.com").await;
     let unknown_sid = format!(
         "Bearer {}",
         token_for("carol@contoso.com", Some("S-1-5-21-1-2-3-99999"))
     );
-    assert_eq!(
-        pox_with(&mut c, Some(&unknown_sid), "carol@contoso.com")
-            .await
-            .status,
-        200
-    );
+    assert_signed_in(&mut c, &unknown_sid, "carol@contoso.com").await;
     // SOAP autodiscover.svc takes the same tokens.
     let body = crate::soap::get_user_settings(&["alice@contoso.com"], &["ExternalEwsUrl"]);
     let a = c
@@ -231,16 +222,12 @@ async fn tokens_sign_in_by_onprem_sid_then_upn_and_every_refusal_says_why() {
         "iss",
         json!(format!("https://login.microsoftonline.com/{TENANT}/v2.0")),
     );
-    assert_eq!(
-        pox_with(
-            &mut c,
-            Some(&format!("Bearer {}", mint(&v2))),
-            "alice@contoso.com"
-        )
-        .await
-        .status,
-        200
-    );
+    assert_signed_in(
+        &mut c,
+        &format!("Bearer {}", mint(&v2)),
+        "alice@contoso.com",
+    )
+    .await;
     let refusals: Vec<(Value, &str)> = vec![
         (
             with(alice_claims(), "aud", json!("https://mail.contoso.com")),
@@ -302,12 +289,7 @@ async fn the_upn_fallback_can_be_turned_off() {
         .unwrap()
         .starts_with("2000007;"));
     let alice = format!("Bearer {}", token_for("alice@contoso.com", Some(ALICE_SID)));
-    assert_eq!(
-        pox_with(&mut c, Some(&alice), "alice@contoso.com")
-            .await
-            .status,
-        200
-    );
+    assert_signed_in(&mut c, &alice, "alice@contoso.com").await;
 }
 
 #[tokio::test]
@@ -315,12 +297,7 @@ async fn an_unknown_kid_fetches_the_keys_once_however_many_tokens_name_it() {
     let (s, issuer, _ca) = server(&no_throttle).await;
     let mut c = s.client().await;
     let alice = format!("Bearer {}", token_for("alice@contoso.com", Some(ALICE_SID)));
-    assert_eq!(
-        pox_with(&mut c, Some(&alice), "alice@contoso.com")
-            .await
-            .status,
-        200
-    );
+    assert_signed_in(&mut c, &alice, "alice@contoso.com").await;
     assert_eq!(issuer.service.key_fetches(), 1);
     // Tokens under a key the tenant does not publish (a forger's, or one rolled out later).
     let forger = autodiscoverd::lab::issuer::LabIssuer::generate(TENANT, "rolled-key").unwrap();
@@ -355,12 +332,7 @@ async fn an_unknown_kid_fetches_the_keys_once_however_many_tokens_name_it() {
     assert_eq!(a.status, 401);
     assert_eq!(issuer.service.key_fetches(), 2);
     // The known key still works.
-    assert_eq!(
-        pox_with(&mut c, Some(&alice), "alice@contoso.com")
-            .await
-            .status,
-        200
-    );
+    assert_signed_in(&mut c, &alice, "alice@contoso.com").await;
 }
 
 #[tokio::test]
@@ -407,12 +379,7 @@ async fn refused_tokens_are_throttled_per_source_and_counted_by_outcome() {
     let before = scrape(metrics).await;
     let mut c = TlsClient::connect(d.addr("https"), "autodiscover.contoso.com", &d.pki).await;
     let carol = format!("Bearer {}", token_for("carol@contoso.com", None));
-    assert_eq!(
-        pox_with(&mut c, Some(&carol), "carol@contoso.com")
-            .await
-            .status,
-        200
-    );
+    assert_signed_in(&mut c, &carol, "carol@contoso.com").await;
     // Five expired tokens for alice from this address ...
     let expired = format!(
         "Bearer {}",
