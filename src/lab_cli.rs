@@ -50,6 +50,10 @@ pub struct LabInitArgs {
     /// Overwrite the lab files in a non-empty DIR.
     #[arg(long)]
     pub force: bool,
+    /// Hybrid Modern Authentication: an Entra-like token issuer on base+5 and the
+    /// on-premises side accepting its tokens ([auth.bearer]).
+    #[arg(long)]
+    pub hma: bool,
 }
 
 /// `probe` options.
@@ -130,10 +134,30 @@ pub struct ProbeArgs {
     /// Authentication scheme: auto (NTLM when offered, else Basic), basic or ntlm.
     #[arg(long, default_value = "auto", value_parser = ["auto", "basic", "ntlm"])]
     pub auth: String,
+    /// Present this file's Entra ID access token (first line) instead of a password
+    /// (Hybrid Modern Authentication); the report also checks the Bearer challenge.
+    /// The token may also come from AUTODISCOVERD_PROBE_BEARER.
+    #[arg(long, value_name = "FILE")]
+    pub bearer: Option<PathBuf>,
 }
 
 /// Environment variable holding the probe password.
 const PASSWORD_ENV: &str = "AUTODISCOVERD_PROBE_PASSWORD";
+/// Environment variable holding an access token for `probe` (instead of `--bearer FILE`).
+const BEARER_ENV: &str = "AUTODISCOVERD_PROBE_BEARER";
+
+/// The token of `--bearer FILE` (first line) or AUTODISCOVERD_PROBE_BEARER: never on the
+/// command line, where other users of the machine could read it.
+fn bearer(args: &ProbeArgs) -> anyhow::Result<Option<String>> {
+    if let Some(file) = &args.bearer {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("while reading the token file {}", file.display()))?;
+        return Ok(Some(
+            text.lines().next().unwrap_or_default().trim().to_string(),
+        ));
+    }
+    Ok(std::env::var(BEARER_ENV).ok().map(|t| t.trim().to_string()))
+}
 
 /// Runs a `lab` subcommand.
 pub fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
@@ -145,6 +169,7 @@ pub fn lab(command: LabCommand) -> anyhow::Result<ExitCode> {
                 cloud: args.cloud_domain,
                 base_port: args.base_port,
                 breakage: args.breakage.as_deref().and_then(Breakage::parse),
+                hma: args.hma,
             };
             let written = lab::init::init(&args.dir, &spec, SystemTime::now(), args.force)?;
             print!("{}", written.summary);
@@ -239,6 +264,7 @@ pub fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         site: args.site.clone(),
         auth: AuthChoice::parse(&args.auth)
             .ok_or_else(|| anyhow::anyhow!("unknown --auth `{}`", args.auth))?,
+        bearer: bearer(&args)?.filter(|t| !t.is_empty()),
     };
     let handout = match &args.report {
         Some(path) => Some((

@@ -1,6 +1,7 @@
 //! Sans-IO authentication: `Authorization` header parsing and the 401 challenge set.
 
 pub mod basic;
+pub mod bearer;
 pub mod der;
 pub mod kerberos;
 pub mod login;
@@ -38,6 +39,10 @@ pub enum Presented {
     Basic(Option<BasicCredentials>),
     /// An `NTLM` or `Negotiate` token (`None`: missing or not base64).
     Windows(Scheme, Option<Vec<u8>>),
+    /// A `Bearer` access token (RFC 6750 §2.1); `None`: the empty `Bearer` Outlook for
+    /// iOS and Android sends to ask whether modern authentication is on, or an oversized
+    /// or non-token value.
+    Bearer(Option<String>),
     /// A scheme this server does not accept.
     Other,
 }
@@ -55,6 +60,8 @@ pub fn presented(header: Option<&[u8]>) -> Presented {
         Presented::Windows(Scheme::Ntlm, decode_token(rest))
     } else if scheme.eq_ignore_ascii_case("Negotiate") {
         Presented::Windows(Scheme::Negotiate, decode_token(rest))
+    } else if scheme.eq_ignore_ascii_case("Bearer") {
+        Presented::Bearer(bearer_token(rest))
     } else {
         Presented::Other
     }
@@ -72,6 +79,14 @@ fn decode_token(text: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
+/// The token after `Bearer`: the b64token of RFC 6750 §2.1, bounded.
+fn bearer_token(text: &str) -> Option<String> {
+    let text = text.trim();
+    let is_b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    (!text.is_empty() && text.len() <= bearer::MAX_TOKEN_LEN && text.chars().all(is_b64token))
+        .then(|| text.to_string())
+}
+
 /// Which schemes a 401 offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offers {
@@ -81,9 +96,10 @@ pub struct Offers {
 }
 
 /// The `WWW-Authenticate` lines of a 401, one header line each, in the order
-/// Negotiate, NTLM, Basic (IIS order; RFC 7235 §4.1 allows one challenge per header line).
-pub fn challenges(realm: &str, offers: Offers) -> Vec<String> {
-    let mut out = Vec::new();
+/// Bearer (when HMA is on: the rendered [`bearer::challenge`]), Negotiate, NTLM, Basic
+/// (Exchange's order; RFC 7235 §4.1 allows one challenge per header line).
+pub fn challenges(bearer: Option<&str>, realm: &str, offers: Offers) -> Vec<String> {
+    let mut out: Vec<String> = bearer.map(str::to_string).into_iter().collect();
     if offers.negotiate {
         out.push("Negotiate".to_string());
     }
@@ -118,7 +134,7 @@ mod tests {
             basic: true,
         };
         assert_eq!(
-            challenges("autodiscover.contoso.com", basic_only),
+            challenges(None, "autodiscover.contoso.com", basic_only),
             vec!["Basic realm=\"autodiscover.contoso.com\"".to_string()]
         );
     }
@@ -131,9 +147,35 @@ mod tests {
             basic: true,
         };
         assert_eq!(
-            challenges("a.example", all),
+            challenges(None, "a.example", all),
             vec!["Negotiate", "NTLM", "Basic realm=\"a.example\""]
         );
+        let bearer = bearer::challenge("t", bearer::DEFAULT_AUTHORIZATION_URI, false);
+        let lines = challenges(Some(&bearer), "a.example", all);
+        assert_eq!(lines.first(), Some(&bearer));
+        assert_eq!(
+            lines.get(1..),
+            Some(
+                &[
+                    "Negotiate".to_string(),
+                    "NTLM".to_string(),
+                    "Basic realm=\"a.example\"".to_string()
+                ][..]
+            )
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_and_the_empty_bearer_probe_are_told_apart() {
+        assert_eq!(presented(Some(b"Bearer")), Presented::Bearer(None));
+        assert_eq!(presented(Some(b"bearer  ")), Presented::Bearer(None));
+        assert_eq!(
+            presented(Some(b"Bearer eyJ0.eyJ1.c2ln-_")),
+            Presented::Bearer(Some("eyJ0.eyJ1.c2ln-_".to_string()))
+        );
+        assert_eq!(presented(Some(b"Bearer a b")), Presented::Bearer(None));
+        let huge = format!("Bearer {}", "a".repeat(bearer::MAX_TOKEN_LEN + 1));
+        assert_eq!(presented(Some(huge.as_bytes())), Presented::Bearer(None));
     }
 
     #[test]
@@ -142,7 +184,7 @@ mod tests {
             presented(Some(b"bAsIc YTpi")),
             Presented::Basic(Some(_))
         ));
-        assert_eq!(presented(Some(b"Bearer xyz")), Presented::Other);
+        assert_eq!(presented(Some(b"Digest xyz")), Presented::Other);
         assert_eq!(
             presented(Some(b"ntlm TlRMTVNTUAAB")),
             Presented::Windows(Scheme::Ntlm, Some(b"NTLMSSP\0\x01".to_vec()))

@@ -1,6 +1,9 @@
 //! `[auth]`: Basic, NTLM and Negotiate, the realm of the challenges and the lookup policy.
 
-use super::{file, ConfigError, KerberosConfig, Validator, WinbindSettings};
+use std::path::{Path, PathBuf};
+
+use super::{file, resolve_against, ConfigError, KerberosConfig, Validator, WinbindSettings};
+use crate::auth::bearer::{self, TokenRules};
 pub use crate::auth::ntlm::CbtPolicy;
 
 /// Which addresses an authenticated user may ask about.
@@ -25,6 +28,37 @@ pub struct AuthConfig {
     pub kerberos: Option<KerberosConfig>,
     /// `[auth.winbind]`: NTLM responses checked by the domain.
     pub winbind: Option<WinbindSettings>,
+    /// `[auth.bearer]`: Hybrid Modern Authentication, Entra ID access tokens.
+    pub bearer: Option<BearerConfig>,
+}
+
+/// Hybrid Modern Authentication: which Entra ID tokens are accepted and where their keys
+/// come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerConfig {
+    /// Tenant, audiences and leeway (the pure checks).
+    pub rules: TokenRules,
+    /// Where the tenant's OpenID configuration is fetched (no trailing `/`).
+    pub authority: String,
+    /// Trust anchors for the authority; `None`: the system store.
+    pub ca_file: Option<PathBuf>,
+    /// `authorization_uri` of the challenge.
+    pub authorization_uri: String,
+    /// A token without a matching `onprem_sid` names its account by `upn`.
+    pub upn_fallback: bool,
+    /// A static JWKS used instead of fetching keys (air-gapped tests; rotate it by hand).
+    pub jwks_file: Option<PathBuf>,
+}
+
+/// An `https://host[:port][/path]` URL without query, fragment or user information.
+fn is_https_url(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("https://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    !host.is_empty()
+        && !text.contains(['?', '#', '@', ' ', '"', '\\'])
+        && !text.chars().any(|c| c.is_control() || !c.is_ascii())
 }
 
 /// NTLM and Negotiate settings (`auth.ntlm*`, `auth.negotiate`).
@@ -74,6 +108,7 @@ impl Validator<'_> {
         let ntlm = self.ntlm(&raw)?;
         let kerberos = raw.kerberos.map(|k| self.kerberos(k)).transpose()?;
         let winbind = raw.winbind.map(|w| self.winbind(w)).transpose()?;
+        let bearer = raw.bearer.map(|b| self.bearer(b)).transpose()?;
         if winbind.is_some() && !ntlm.enabled {
             return Err(self.invalid(
                 "auth.winbind",
@@ -88,7 +123,122 @@ impl Validator<'_> {
             ntlm,
             kerberos,
             winbind,
+            bearer,
         })
+    }
+
+    pub(super) fn bearer(&self, raw: file::BearerSection) -> Result<BearerConfig, ConfigError> {
+        let tenant_id = bearer::parse_tenant_id(&raw.tenant_id).ok_or_else(|| {
+            self.invalid(
+                "auth.bearer.tenant_id",
+                format!("`{}` is not a tenant id", raw.tenant_id.trim()),
+                "use the Directory (tenant) ID GUID from the Entra admin center overview, e.g. \"6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b\"",
+            )
+        })?;
+        let authority = raw
+            .authority
+            .unwrap_or_else(|| bearer::DEFAULT_AUTHORITY.to_string());
+        if !is_https_url(&authority) {
+            return Err(self.invalid(
+                "auth.bearer.authority",
+                format!("`{authority}` is not an https URL"),
+                "leave it out (https://login.microsoftonline.com), or give the https base URL of a lab issuer",
+            ));
+        }
+        let authorization_uri = raw
+            .authorization_uri
+            .unwrap_or_else(|| bearer::DEFAULT_AUTHORIZATION_URI.to_string());
+        if !is_https_url(&authorization_uri) {
+            return Err(self.invalid(
+                "auth.bearer.authorization_uri",
+                format!("`{authorization_uri}` is not an https URL"),
+                "leave it out (Exchange's https://login.windows.net/common/oauth2/authorize)",
+            ));
+        }
+        let mut audiences = Vec::new();
+        for aud in raw.audiences.unwrap_or_default() {
+            let normalized = bearer::normalize_audience(&aud);
+            if normalized == bearer::EXCHANGE_CLIENT_ID {
+                return Err(self.invalid(
+                    "auth.bearer.audiences",
+                    "the Exchange Online application id would accept tokens minted for Exchange Online",
+                    "list the on-premises origins, e.g. [\"https://autodiscover.contoso.com\"]; set accept_exchange_online_audience = true only if you mean it",
+                ));
+            }
+            let origin_only = normalized
+                .strip_prefix("https://")
+                .is_some_and(|rest| !rest.contains('/'));
+            if !is_https_url(&normalized) || !origin_only {
+                return Err(self.invalid(
+                    "auth.bearer.audiences",
+                    format!("`{aud}` is not an https origin"),
+                    "list origins without a path, as Outlook asks Entra for them, e.g. [\"https://autodiscover.contoso.com\"]",
+                ));
+            }
+            if !audiences.contains(&normalized) {
+                audiences.push(normalized);
+            }
+        }
+        if raw.leeway_secs > bearer::MAX_LEEWAY_SECS {
+            return Err(self.invalid(
+                "auth.bearer.leeway_secs",
+                format!("{} is more than 300 seconds", raw.leeway_secs),
+                "use 300 or less; fix the clock (NTP) rather than widening the leeway",
+            ));
+        }
+        let ca_file = raw
+            .ca_file
+            .map(|f| self.bearer_file("auth.bearer.ca_file", &f))
+            .transpose()?;
+        if let Some(path) = &ca_file {
+            let pem = std::fs::read_to_string(path).unwrap_or_default();
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(self.invalid(
+                    "auth.bearer.ca_file",
+                    format!("{}: no PEM certificate in the file", path.display()),
+                    "give the PEM file of the CA that issued the authority's certificate, or leave it out for the system trust store",
+                ));
+            }
+        }
+        let jwks_file = raw
+            .jwks_file
+            .map(|f| self.bearer_file("auth.bearer.jwks_file", &f))
+            .transpose()?;
+        if let Some(path) = &jwks_file {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            if let Err(e) = bearer::KeySet::from_jwks(&bytes) {
+                return Err(self.invalid(
+                    "auth.bearer.jwks_file",
+                    format!("{}: {e}", path.display()),
+                    "save the tenant's key set (the jwks_uri of its OpenID configuration) to the file, or leave it out to fetch keys",
+                ));
+            }
+        }
+        Ok(BearerConfig {
+            rules: TokenRules {
+                tenant_id,
+                audiences,
+                accept_exchange_online_audience: raw.accept_exchange_online_audience,
+                leeway_secs: raw.leeway_secs,
+            },
+            authority: authority.trim_end_matches('/').to_string(),
+            ca_file,
+            authorization_uri,
+            upn_fallback: raw.upn_fallback,
+            jwks_file,
+        })
+    }
+
+    fn bearer_file(&self, key: &str, name: &str) -> Result<PathBuf, ConfigError> {
+        let path = resolve_against(self.file, Path::new(name));
+        if !path.is_file() {
+            return Err(self.invalid(
+                key,
+                format!("{} does not exist or is not a file", path.display()),
+                "give the path of a readable file (relative paths are relative to this configuration file)",
+            ));
+        }
+        Ok(path)
     }
 
     pub(super) fn ntlm(&self, raw: &file::AuthSection) -> Result<NtlmConfig, ConfigError> {

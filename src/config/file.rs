@@ -123,6 +123,7 @@ pub struct AuthSection {
     pub ntlm_allow_legacy: bool,
     pub kerberos: Option<super::domain_auth::KerberosSection>,
     pub winbind: Option<super::domain_auth::WinbindSection>,
+    pub bearer: Option<BearerSection>,
 }
 
 impl Default for AuthSection {
@@ -140,6 +141,7 @@ impl Default for AuthSection {
             ntlm_allow_legacy: false,
             kerberos: None,
             winbind: None,
+            bearer: None,
         }
     }
 }
@@ -269,4 +271,26 @@ pub struct MetricsSection {
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     pub format: Option<String>,
+}
+
+/// `[auth.bearer]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerSection {
+    pub tenant_id: String,
+    pub authority: Option<String>,
+    pub ca_file: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub authorization_uri: Option<String>,
+    #[serde(default = "default_true")]
+    pub upn_fallback: bool,
+    pub jwks_file: Option<String>,
+    #[serde(default)]
+    pub accept_exchange_online_audience: bool,
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_leeway() -> u64 {
+    crate::auth::bearer::MAX_LEEWAY_SECS
 }

@@ -108,6 +108,7 @@ pub struct LdapAttributesSection {
     pub user_account_control: Option<String>,
     pub home_mdb: Option<String>,
     pub nt_password: Option<String>,
+    pub object_sid: Option<String>,
 }
 
 /// The service account's password. `Debug` never shows it.
@@ -166,6 +167,8 @@ pub struct LdapAttributes {
     pub mailbox_guid: String,
     pub user_account_control: String,
     pub home_mdb: String,
+    /// The binary security identifier (`objectSid`) that HMA tokens name (`onprem_sid`).
+    pub object_sid: String,
     /// Hex NT hash attribute (Samba's `sambaNTPassword`); `None`: no NTLM from LDAP.
     pub nt_password: Option<String>,
 }
@@ -185,6 +188,7 @@ impl Default for LdapAttributes {
             mailbox_guid: "msExchMailboxGuid".into(),
             user_account_control: "userAccountControl".into(),
             home_mdb: "homeMDB".into(),
+            object_sid: "objectSid".into(),
             nt_password: None,
         }
     }
@@ -573,6 +577,7 @@ fn attributes(raw: LdapAttributesSection) -> Result<LdapAttributes, (&'static st
             d.user_account_control,
         )?,
         home_mdb: pick("home_mdb", raw.home_mdb, d.home_mdb)?,
+        object_sid: pick("object_sid", raw.object_sid, d.object_sid)?,
         nt_password: match raw.nt_password {
             Some(v) if is_attribute_name(v.trim()) => Some(v.trim().to_string()),
             Some(v) => return Err(("nt_password", v)),

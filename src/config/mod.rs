@@ -25,7 +25,7 @@ mod v2;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub use auth::{AuthConfig, CbtPolicy, LookupPolicy, NtlmConfig};
+pub use auth::{AuthConfig, BearerConfig, CbtPolicy, LookupPolicy, NtlmConfig};
 pub use cidr::Cidr;
 pub use domain_auth::{KerberosConfig, WinbindSettings};
 pub use error::ConfigError;
@@ -201,6 +201,22 @@ impl Config {
                 w.helpers,
                 w.command.join(" "),
                 w.timeout.as_millis()
+            ));
+        }
+        if let Some(b) = &self.auth.bearer {
+            let audiences = if b.rules.audiences.is_empty() {
+                "https://<request host>".to_string()
+            } else {
+                b.rules.audiences.join(", ")
+            };
+            let keys = match &b.jwks_file {
+                Some(f) => format!("keys from {}", f.display()),
+                None => format!("keys from {}", b.authority),
+            };
+            out.push_str(&format!(
+                "bearer (HMA):       tenant {}, audiences {audiences}, {keys}{}\n",
+                b.rules.tenant_id,
+                if b.upn_fallback { ", upn fallback" } else { "" }
             ));
         }
         match &self.directory {

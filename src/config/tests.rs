@@ -192,3 +192,94 @@ fn ntlm_keys_are_validated_and_default_sensibly() {
     let c = Config::from_toml(&example_path(), &legacy).unwrap();
     assert!(c.auth.ntlm.allow_legacy);
 }
+
+/// The example with `[auth.bearer]` made of `body`.
+fn with_bearer(body: &str) -> Result<Config, ConfigError> {
+    let (path, text) = example();
+    let text = text.replacen(
+        "[services]\n",
+        &format!("[auth.bearer]\n{body}\n\n[services]\n"),
+        1,
+    );
+    Config::from_toml(&path, &text)
+}
+
+const TENANT: &str = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+
+#[test]
+fn bearer_defaults_to_entra_and_exchanges_authorization_uri() {
+    assert!(Config::load(&example_path()).unwrap().auth.bearer.is_none());
+    let c = with_bearer(&format!("tenant_id = \"{}\"", TENANT.to_uppercase())).unwrap();
+    let b = c.auth.bearer.unwrap();
+    assert_eq!(b.rules.tenant_id, TENANT);
+    assert_eq!(b.authority, "https://login.microsoftonline.com");
+    assert_eq!(
+        b.authorization_uri,
+        "https://login.windows.net/common/oauth2/authorize"
+    );
+    assert!(b.rules.audiences.is_empty() && b.upn_fallback && b.ca_file.is_none());
+    assert!(!b.rules.accept_exchange_online_audience);
+    assert_eq!(b.rules.leeway_secs, 300);
+    let c = with_bearer(&format!(
+        "tenant_id = \"{TENANT}\"\nauthority = \"https://login.lab.example/\"\naudiences = [\"HTTPS://Autodiscover.Contoso.com:443/\", \"https://autodiscover.contoso.com\"]\nca_file = \"directory.example.toml\"\nupn_fallback = false"
+    ));
+    // ca_file must hold a PEM certificate: the example configuration does not.
+    let err = c.unwrap_err().to_string();
+    assert!(
+        err.contains("auth.bearer.ca_file") && err.contains("PEM"),
+        "{err}"
+    );
+    let c = with_bearer(&format!(
+        "tenant_id = \"{TENANT}\"\nauthority = \"https://login.lab.example/\"\naudiences = [\"HTTPS://Autodiscover.Contoso.com:443/\", \"https://autodiscover.contoso.com\"]\nupn_fallback = false"
+    ))
+    .unwrap();
+    let b = c.auth.bearer.as_ref().unwrap();
+    assert_eq!(b.authority, "https://login.lab.example");
+    assert_eq!(b.rules.audiences, vec!["https://autodiscover.contoso.com"]);
+    assert!(!b.upn_fallback);
+    assert!(c.summary().contains("bearer (HMA):"), "{}", c.summary());
+}
+
+#[test]
+fn bad_bearer_settings_name_the_key_and_the_fix() {
+    for (body, key) in [
+        ("tenant_id = \"contoso.onmicrosoft.com\"", "auth.bearer.tenant_id"),
+        (
+            &*format!("tenant_id = \"{TENANT}\"\nauthority = \"http://login.lab.example\""),
+            "auth.bearer.authority",
+        ),
+        (
+            &*format!("tenant_id = \"{TENANT}\"\nauthorization_uri = \"login.windows.net\""),
+            "auth.bearer.authorization_uri",
+        ),
+        (
+            &*format!("tenant_id = \"{TENANT}\"\naudiences = [\"00000002-0000-0ff1-ce00-000000000000\"]"),
+            "auth.bearer.audiences",
+        ),
+        (
+            &*format!("tenant_id = \"{TENANT}\"\naudiences = [\"https://autodiscover.contoso.com/autodiscover\"]"),
+            "auth.bearer.audiences",
+        ),
+        (
+            &*format!("tenant_id = \"{TENANT}\"\naudiences = [\"autodiscover.contoso.com\"]"),
+            "auth.bearer.audiences",
+        ),
+        (
+            &*format!("tenant_id = \"{TENANT}\"\nleeway_secs = 3600"),
+            "auth.bearer.leeway_secs",
+        ),
+        (
+            &*format!("tenant_id = \"{TENANT}\"\nca_file = \"no-such.pem\""),
+            "auth.bearer.ca_file",
+        ),
+        (
+            &*format!("tenant_id = \"{TENANT}\"\njwks_file = \"autodiscoverd.example.toml\""),
+            "auth.bearer.jwks_file",
+        ),
+        (&*format!("tenant_id = \"{TENANT}\"\nissuer = \"x\""), "issuer"),
+    ] {
+        let err = with_bearer(body).unwrap_err().to_string();
+        assert!(err.contains(key), "{body}: {err}");
+        assert!(err.contains("autodiscoverd.example.toml"), "{err}");
+    }
+}

@@ -214,6 +214,10 @@ impl<D: Directory> Directory for Cached<D> {
         self.inner.account_identity(login).await
     }
 
+    async fn account_by_sid(&self, sid: &super::Sid) -> Result<Option<Identity>, DirectoryError> {
+        self.inner.account_by_sid(sid).await
+    }
+
     async fn resolve_account(
         &self,
         login: &Login,

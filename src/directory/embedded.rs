@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::{
     Directory, DirectoryError, Identity, Login, Lookup, MailboxKind, NtCredential, Recipient,
-    RecipientType,
+    RecipientType, Sid,
 };
 use crate::auth::ntlm::crypto::{self, NtHash};
 use crate::config::ConfigError;
@@ -64,6 +64,9 @@ struct UserEntry {
     enabled: bool,
     /// `exchange` or `internet`: overrides the accepted domain's default kind.
     mailbox_kind: Option<String>,
+    /// The on-premises security identifier (`S-1-5-21-…`) Entra ID tokens carry as
+    /// `onprem_sid`.
+    sid: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -90,6 +93,7 @@ struct User {
     secret: Secret,
     /// NT hash for NTLM (and Basic when there is no other secret).
     nt_hash: Option<NtHash>,
+    sid: Option<Sid>,
 }
 
 /// The in-memory index of a directory file.
@@ -99,6 +103,7 @@ pub struct EmbeddedDirectory {
     by_legacy_dn: HashMap<String, usize>,
     by_upn: HashMap<String, usize>,
     by_sam: HashMap<String, usize>,
+    by_sid: HashMap<Sid, usize>,
     netbios_domain: Option<String>,
     /// Verified against when the login is unknown, so that unknown users cost the same
     /// time as wrong passwords.
@@ -141,6 +146,7 @@ impl EmbeddedDirectory {
             by_legacy_dn: HashMap::new(),
             by_upn: HashMap::new(),
             by_sam: HashMap::new(),
+            by_sid: HashMap::new(),
             netbios_domain: file.netbios_domain.map(|d| d.to_ascii_lowercase()),
             dummy_hash: Arc::new(dummy_hash()),
             verified: verify_cache::VerifyCache::new(verify_cache::TTL, verify_cache::MAX_ENTRIES),
@@ -160,7 +166,7 @@ impl EmbeddedDirectory {
                 path,
                 format!("user[{i}].{key}"),
                 format!("`{what}` is already used by another user"),
-                "every address, UPN, sAMAccountName and legacy DN must be unique",
+                "every address, UPN, sAMAccountName, SID and legacy DN must be unique",
             )
         };
         for address in &user.recipient.addresses {
@@ -185,6 +191,11 @@ impl EmbeddedDirectory {
         if let Some(sam) = &user.sam {
             if self.by_sam.insert(sam.to_ascii_lowercase(), slot).is_some() {
                 return Err(dup("sam_account_name", sam));
+            }
+        }
+        if let Some(sid) = &user.sid {
+            if self.by_sid.insert(sid.clone(), slot).is_some() {
+                return Err(dup("sid", &sid.to_string()));
             }
         }
         self.users.push(user);
@@ -446,6 +457,16 @@ fn build_user(path: &Path, i: usize, e: UserEntry, lab: bool) -> Result<User, Co
         })?),
         None => None,
     };
+    let sid = match &e.sid {
+        Some(text) => Some(Sid::parse(text).ok_or_else(|| {
+            bad(
+                "sid",
+                format!("`{text}` is not a security identifier"),
+                "write the account's objectSid in its string form, e.g. \"S-1-5-21-3623811015-3361044348-30300820-1013\"",
+            )
+        })?),
+        None => None,
+    };
     let has_local_mailbox = recipient_type.is_local_mailbox();
     Ok(User {
         recipient: Recipient {
@@ -466,6 +487,7 @@ fn build_user(path: &Path, i: usize, e: UserEntry, lab: bool) -> Result<User, Co
         sam,
         secret,
         nt_hash,
+        sid,
     })
 }
 
@@ -610,6 +632,15 @@ impl Directory for EmbeddedDirectory {
             .filter(|u| u.recipient.enabled)
             .map(identity_of))
     }
+
+    async fn account_by_sid(&self, sid: &Sid) -> Result<Option<Identity>, DirectoryError> {
+        Ok(self
+            .by_sid
+            .get(sid)
+            .and_then(|slot| self.users.get(*slot))
+            .filter(|u| u.recipient.enabled)
+            .map(identity_of))
+    }
 }
 
 #[cfg(test)]
@@ -656,6 +687,25 @@ mod nt_hash_tests {
         assert!(block(d.nt_credential(&Login::SamAccountName("eve".into())))
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn accounts_are_found_by_sid_unless_disabled_and_sids_are_validated() {
+        let sid = "S-1-5-21-1-2-3-1104";
+        let d = dir(&(user("") + &format!("sid = \"{sid}\"\n"))).unwrap();
+        let found = block(d.account_by_sid(&Sid::parse(sid).unwrap())).unwrap();
+        assert_eq!(found.unwrap().user_principal_name, "alice@contoso.com");
+        let unknown = Sid::parse("S-1-5-21-1-2-3-1105").unwrap();
+        assert!(block(d.account_by_sid(&unknown)).unwrap().is_none());
+        let disabled = dir(&(user("") + &format!("sid = \"{sid}\"\nenabled = false\n"))).unwrap();
+        assert!(block(disabled.account_by_sid(&Sid::parse(sid).unwrap()))
+            .unwrap()
+            .is_none());
+        let bad = dir(&(user("") + "sid = \"S-1-5-banana\"\n"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(bad.contains("user[0].sid"), "{bad}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub use crate::auth::bearer::Sid;
 pub use crate::auth::throttle::DomainCount;
 pub use crate::auth::{Identity, Login};
 pub use cache::Cached;
@@ -94,6 +95,17 @@ pub trait Directory: Send + Sync {
         &self,
         login: &Login,
     ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send;
+
+    /// The identity of the enabled account whose security identifier (`objectSid`) is
+    /// `sid`: the `onprem_sid` of an Entra ID token for a synced user. `Ok(None)` when no
+    /// entry, more than one, or a disabled account has it. Default: no SIDs are known.
+    fn account_by_sid(
+        &self,
+        sid: &Sid,
+    ) -> impl Future<Output = Result<Option<Identity>, DirectoryError>> + Send {
+        let _ = sid;
+        async { Ok(None) }
+    }
 }
 
 /// A login resolved to its directory account: what failed logins are counted against,
@@ -252,6 +264,16 @@ impl Directory for DirectoryBackend {
         let result = match self {
             DirectoryBackend::Embedded(d) => d.resolve_account(login).await,
             DirectoryBackend::Ldap(d) => Box::pin(d.resolve_account(login)).await,
+        };
+        timer.finish(&result);
+        result
+    }
+
+    async fn account_by_sid(&self, sid: &Sid) -> Result<Option<Identity>, DirectoryError> {
+        let timer = crate::ops::metrics::DirectoryTimer::start("account_by_sid");
+        let result = match self {
+            DirectoryBackend::Embedded(d) => d.account_by_sid(sid).await,
+            DirectoryBackend::Ldap(d) => Box::pin(d.account_by_sid(sid)).await,
         };
         timer.finish(&result);
         result

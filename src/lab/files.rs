@@ -39,6 +39,8 @@ pub const CERT_ONPREM_ROOT: &str = "onprem-root-mismatch";
 pub const CERT_TENANT_AUTODISCOVER: &str = "tenant-autodiscover-s";
 /// `certs/<stem>.pem` of the tenant's `outlook` host.
 pub const CERT_TENANT_OUTLOOK: &str = "tenant-outlook";
+/// `certs/<stem>.pem` of the token issuer (`--hma` labs).
+pub const CERT_ISSUER: &str = "issuer";
 
 /// The certificates a lab needs, one per host.
 pub fn certificates(spec: &LabSpec) -> Vec<CertPlan> {
@@ -68,6 +70,58 @@ pub fn certificates(spec: &LabSpec) -> Vec<CertPlan> {
         ),
         plan(CERT_TENANT_OUTLOOK, vec![spec.outlook_host()]),
     ]
+    .into_iter()
+    .chain(spec.hma.then(|| {
+        plan(
+            CERT_ISSUER,
+            vec!["localhost".to_string(), spec.issuer_host()],
+        )
+    }))
+    .collect()
+}
+
+/// `[auth.bearer]` of the on-premises side of an `--hma` lab: the lab tenant, keys from the
+/// lab issuer (reached as `localhost`), trusted through the lab CA.
+pub fn onprem_bearer(spec: &LabSpec) -> String {
+    format!(
+        "\n# Hybrid Modern Authentication (lab init --hma): tokens of the lab's Entra-like issuer.\n\
+         [auth.bearer]\n\
+         tenant_id = \"{tenant}\"\n\
+         authority = \"https://localhost:{port}\"\n\
+         ca_file = \"../ca/ca.pem\"\n\
+         authorization_uri = \"https://localhost:{port}/common/oauth2/authorize\"\n",
+        tenant = spec.tenant_id(),
+        port = spec.issuer_port(),
+    )
+}
+
+/// `issuer/issuer.toml`: what `lab up` serves as the tenant's token issuer.
+pub fn issuer_config(spec: &LabSpec) -> String {
+    let mut out = format!(
+        "# Lab: the Entra-like token issuer of tenant {tenant} (written by `autodiscoverd lab init --hma`).\n\
+         # Discovery, keys and the token endpoint (password and refresh-token grants) under\n\
+         # https://localhost:{port}/{tenant}/. Lab passwords in plaintext; never reuse them.\n\
+         tenant_id = \"{tenant}\"\n\
+         kid = \"lab-signing-key\"\n\
+         listen = \"127.0.0.1:{port}\"\n\
+         signing_key = \"signing-key.pem\"\n\
+         cert = \"../certs/{CERT_ISSUER}.pem\"\n\
+         key = \"../certs/{CERT_ISSUER}.key\"\n\
+         # The on-premises origins registered as service principal names of Exchange Online.\n\
+         resources = [\"https://{autodiscover}\"]\n",
+        tenant = spec.tenant_id(),
+        port = spec.issuer_port(),
+        autodiscover = spec.onprem_autodiscover_host(),
+    );
+    for user in &USERS {
+        out.push_str(&format!(
+            "\n[[account]]\nupn = \"{}\"\npassword = \"{}\"\nonprem_sid = \"{}\"\n",
+            spec.address(user),
+            user.password,
+            spec.user_sid(user)
+        ));
+    }
+    out
 }
 
 fn org_name(spec: &LabSpec) -> String {
@@ -114,7 +168,12 @@ pub fn onprem_config(spec: &LabSpec, ports: Ports) -> String {
     let (root_cert, root_key) = cert_entry(CERT_ONPREM_ROOT);
     let mail = spec.mail_host();
     let oab = guid(spec, "oab.onprem");
-    format!(
+    let bearer = if spec.hma {
+        onprem_bearer(spec)
+    } else {
+        String::new()
+    };
+    let main = format!(
         r#"# Lab: the on-premises Exchange organisation of {domain} (written by `autodiscoverd lab init`).
 # Run with `autodiscoverd lab up <lab dir>` (both roles) or
 # `autodiscoverd serve --config <this file>` (this role only).
@@ -217,7 +276,8 @@ target = "https://autodiscover.{domain}"
         org = org_name(spec),
         deployment = guid(spec, "deployment.onprem"),
         routing = spec.routing_domain(),
-    )
+    );
+    main + &bearer
 }
 
 /// `tenant/autodiscoverd.toml`: the Exchange Online emulation.
@@ -369,6 +429,9 @@ pub fn onprem_directory(spec: &LabSpec) -> String {
             spec.address(user),
             onprem_legacy_dn(spec, user)
         ));
+        if spec.hma {
+            out.push_str(&format!("sid = \"{}\"\n", spec.user_sid(user)));
+        }
         if user.migrated && spec.broken(Breakage::MissingTargetAddress) {
             out.push_str(
                 "# BROKEN ON PURPOSE (lab init --break missing-target-address): a remote mailbox\n\
@@ -578,6 +641,11 @@ pub fn summary(spec: &LabSpec, ports: Ports, dir: &str) -> String {
         .find(|u| u.migrated)
         .map(|u| (spec.address(u), u.password))
         .unwrap_or_default();
+    let onprem = USERS
+        .iter()
+        .find(|u| !u.migrated)
+        .map(|u| (spec.address(u), u.password))
+        .unwrap_or_default();
     format!(
         "Hybrid Autodiscover lab for {domain} (tenant {routing}).\n\
          {breakage}\n\
@@ -591,7 +659,7 @@ pub fn summary(spec: &LabSpec, ports: Ports, dir: &str) -> String {
          Run both roles:   autodiscoverd lab up {dir}\n\
          Walk the journey: autodiscoverd probe --map {dir}/curl.conf --no-dns --user {user} --password {password} {user}\n\
          With lab DNS:     autodiscoverd probe --dns-server 127.0.0.1:{e} --map {dir}/dns.conf --password {password} {user}\n\
-         Files: ca/ (lab CA), certs/, onprem/ and tenant/ (config + directory), dns/ (zones), hosts, curl.conf, dns.conf\n",
+         Files: ca/ (lab CA), certs/, onprem/ and tenant/ (config + directory), dns/ (zones), hosts, curl.conf, dns.conf\n{hma}",
         domain = spec.domain,
         routing = spec.routing_domain(),
         a = ports.onprem_https,
@@ -606,6 +674,21 @@ pub fn summary(spec: &LabSpec, ports: Ports, dir: &str) -> String {
         redirect = spec.tenant_redirect_host(),
         user = migrated.0,
         password = migrated.1,
+        hma = if spec.hma {
+            format!(
+                "\nHybrid Modern Authentication (--hma): token issuer for tenant {tenant} on https://localhost:{port}\n\
+                 \x20 (issuer/: discovery, keys, token endpoint; the on-premises side accepts its tokens).\n\
+                 \x20 Token:  curl --cacert {dir}/ca/ca.pem -d grant_type=password -d username={user} -d password={password} -d scope=https://{autodiscover}/.default https://localhost:{port}/{tenant}/oauth2/v2.0/token\n\
+                 \x20 Probe:  autodiscoverd probe --map {dir}/curl.conf --no-dns --bearer TOKEN-FILE {user}\n",
+                tenant = spec.tenant_id(),
+                port = spec.issuer_port(),
+                autodiscover = spec.onprem_autodiscover_host(),
+                user = onprem.0,
+                password = onprem.1,
+            )
+        } else {
+            String::new()
+        },
     )
 }
 
@@ -619,6 +702,33 @@ mod tests {
 
     fn spec() -> LabSpec {
         LabSpec::default().validated().unwrap()
+    }
+
+    #[test]
+    fn an_hma_lab_gives_its_users_sids_and_the_issuer_their_accounts() {
+        let s = LabSpec {
+            hma: true,
+            ..LabSpec::default()
+        }
+        .validated()
+        .unwrap();
+        let d = EmbeddedDirectory::from_toml(Path::new("d.toml"), &onprem_directory(&s)).unwrap();
+        let alice = &USERS[0];
+        let sid = crate::auth::bearer::Sid::parse(&s.user_sid(alice)).unwrap();
+        let found = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(d.account_by_sid(&sid))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.user_principal_name, s.address(alice));
+        let issuer: toml::Table = toml::from_str(&issuer_config(&s)).unwrap();
+        assert_eq!(issuer["tenant_id"].as_str(), Some(s.tenant_id().as_str()));
+        assert_eq!(issuer["account"].as_array().unwrap().len(), USERS.len());
+        assert!(onprem_config(&s, s.ports()).contains("[auth.bearer]"));
+        assert!(!onprem_config(&spec(), spec().ports()).contains("[auth.bearer]"));
+        assert!(certificates(&s).iter().any(|c| c.stem == CERT_ISSUER));
+        assert!(summary(&s, s.ports(), "/lab").contains("--bearer"));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum InitError {
     },
     #[error("cannot create the certificate for {name}: {message}")]
     Certificate { name: String, message: String },
+    #[error("cannot create the token issuer's signing key: {0}")]
+    Issuer(String),
 }
 
 /// What `lab init` wrote.
@@ -59,6 +61,10 @@ pub mod paths {
     pub const DNS_MODE_CONFIG: &str = "dns.conf";
     /// Human summary.
     pub const SUMMARY: &str = "LAB.txt";
+    /// The token issuer of `--hma` labs.
+    pub const ISSUER_CONFIG: &str = "issuer/issuer.toml";
+    /// Its RSA signing key (PKCS #1, mode 0600).
+    pub const ISSUER_KEY: &str = "issuer/signing-key.pem";
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -268,6 +274,16 @@ pub fn init(
         &dns::zones_config(&spec, ports),
         false,
     )?;
+    if spec.hma {
+        let issuer = super::issuer::LabIssuer::generate(&spec.tenant_id(), "lab-signing-key")
+            .map_err(|e| InitError::Issuer(e.to_string()))?;
+        write(&dir.join(paths::ISSUER_KEY), issuer.private_key_pem(), true)?;
+        write(
+            &dir.join(paths::ISSUER_CONFIG),
+            &files::issuer_config(&spec),
+            false,
+        )?;
+    }
     let summary = files::summary(&spec, ports, &dir.display().to_string());
     write(&dir.join(paths::SUMMARY), &summary, false)?;
     Ok(Written { dir, spec, summary })

@@ -6,6 +6,7 @@
 pub mod dns;
 pub mod files;
 pub mod init;
+pub mod issuer;
 pub mod up;
 
 use crate::config::is_host_name;
@@ -178,9 +179,13 @@ pub struct LabSpec {
     pub tenant: String,
     /// Stands in for Microsoft's domains: `autodiscover-s.<cloud>`, `outlook.<cloud>`.
     pub cloud: String,
-    /// First of five consecutive loopback ports (see [`Ports`]).
+    /// First of five consecutive loopback ports (see [`Ports`]); with `hma` a sixth one,
+    /// base+5, is the token issuer's.
     pub base_port: u16,
     pub breakage: Option<Breakage>,
+    /// Hybrid Modern Authentication: an Entra-like token issuer beside the tenant, and the
+    /// on-premises side accepting its tokens (`lab init --hma`).
+    pub hma: bool,
 }
 
 impl Default for LabSpec {
@@ -191,6 +196,7 @@ impl Default for LabSpec {
             cloud: "lab".into(),
             base_port: 8443,
             breakage: None,
+            hma: false,
         }
     }
 }
@@ -229,6 +235,13 @@ impl LabSpec {
                 fix: "use one DNS label such as contoso",
             });
         }
+        if self.hma && self.base_port > u16::MAX - 5 {
+            return Err(SpecError::Invalid {
+                what: "base port",
+                value: self.base_port.to_string(),
+                fix: "use a port from 1 to 65530; an HMA lab uses it and the next five",
+            });
+        }
         if self.base_port == 0 || self.base_port > u16::MAX - 4 {
             return Err(SpecError::Invalid {
                 what: "base port",
@@ -248,6 +261,36 @@ impl LabSpec {
             tenant_https: self.base_port.saturating_add(1),
             tenant_http: self.base_port.saturating_add(2),
         }
+    }
+
+    /// The token issuer's port (`--hma` labs): base+5.
+    pub fn issuer_port(&self) -> u16 {
+        self.base_port.saturating_add(5)
+    }
+
+    /// The token issuer's host name (`login.microsoftonline.com` in real life).
+    pub fn issuer_host(&self) -> String {
+        format!("login.{}", self.cloud)
+    }
+
+    /// The lab tenant's id (a GUID derived from the tenant name, stable across inits).
+    pub fn tenant_id(&self) -> String {
+        uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_DNS,
+            format!("tenant-id.{}.{}", self.tenant, self.cloud).as_bytes(),
+        )
+        .hyphenated()
+        .to_string()
+    }
+
+    /// A user's on-premises `objectSid` (the lab domain's SID and a RID per user).
+    pub fn user_sid(&self, user: &LabUser) -> String {
+        let rid = 1100
+            + USERS
+                .iter()
+                .position(|u| u.alias == user.alias)
+                .unwrap_or(9) as u32;
+        format!("S-1-5-21-1004336348-1177238915-682003330-{rid}")
     }
 
     /// `<tenant>.mail.onmicrosoft.<cloud>`: the targetAddress domain of migrated mailboxes.

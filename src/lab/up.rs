@@ -25,6 +25,8 @@ pub enum UpError {
     Missing { path: PathBuf, dir: String },
     #[error("lab DNS: {0}")]
     Dns(#[from] super::dns::DnsError),
+    #[error("lab token issuer: {0}")]
+    Issuer(String),
     #[error("{role} role: {source}")]
     Start {
         role: &'static str,
@@ -70,6 +72,8 @@ pub struct RunningLab {
     pub tenant: Bound,
     /// Where the lab's DNS answers (UDP and TCP), for labs that have `dns/zones.toml`.
     pub dns: Option<SocketAddr>,
+    /// Where the token issuer answers (HTTPS), for `--hma` labs.
+    pub issuer: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -106,11 +110,21 @@ impl RunningLab {
             onprem: Bound::default(),
             tenant: Bound::default(),
             dns: None,
+            issuer: None,
             stop,
             tasks: JoinSet::new(),
         };
+        lab.start_issuer(dir, binding).await?;
         for role in [Role::OnPremises, Role::Tenant] {
             let mut config = load(dir, role)?;
+            if let (Some(issuer), Some(bearer)) = (lab.issuer, &mut config.auth.bearer) {
+                // Ephemeral ports: the keys and the challenge follow the bound port.
+                bearer.authority = format!("https://localhost:{}", issuer.port());
+                bearer.authorization_uri = format!(
+                    "https://localhost:{}/common/oauth2/authorize",
+                    issuer.port()
+                );
+            }
             if binding == Binding::Ephemeral {
                 let any = SocketAddr::from(([127, 0, 0, 1], 0));
                 config.server.listen = vec![any];
@@ -144,6 +158,35 @@ impl RunningLab {
             }));
         }
         Ok(lab)
+    }
+
+    /// The token issuer of an `--hma` lab (`issuer/issuer.toml`), if the lab has one.
+    async fn start_issuer(&mut self, dir: &Path, binding: Binding) -> Result<(), UpError> {
+        let path = dir.join(paths::ISSUER_CONFIG);
+        if !path.exists() {
+            return Ok(());
+        }
+        let issuer = super::issuer::LabIssuerConfig::load(&path).map_err(UpError::Issuer)?;
+        let addr = match binding {
+            Binding::AsConfigured => issuer.listen,
+            Binding::Ephemeral => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| UpError::Issuer(format!("cannot listen on {addr}: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| UpError::Issuer(e.to_string()))?;
+        tracing::info!(addr = %bound, "listening (https, lab token issuer)");
+        self.issuer = Some(bound);
+        let mut stop = self.stop.subscribe();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = issuer.serve(listener) => {}
+                _ = stop.wait_for(|stopped| *stopped) => {}
+            }
+        });
+        Ok(())
     }
 
     async fn start_role(&mut self, role: Role, config: Config) -> Result<Bound, StartError> {

@@ -314,6 +314,8 @@ struct Metrics {
     proxy_rejected: Counter<1>,
     reloads: Counter<1>,
     throttled: Counter<1>,
+    bearer_tokens: Counter<1>,
+    bearer_key_fetches: Counter<1>,
     throttle_store_up: Gauge<0>,
     throttle_store_errors: Counter<1>,
     started: SystemTime,
@@ -333,7 +335,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     ),
     auth: Counter::new(
         "autodiscoverd_auth_total",
-        "Authentication attempts by method (basic, ntlm, negotiate, other) and result.",
+        "Authentication attempts by method (basic, ntlm, negotiate, bearer, other) and result.",
         ["method", "result"],
     ),
     directory_duration: Histogram::new(
@@ -376,6 +378,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Configuration reloads (SIGHUP) by result.",
         ["result"],
     ),
+    bearer_tokens: Counter::new(
+        "autodiscoverd_bearer_tokens_total",
+        "Entra ID access tokens presented ([auth.bearer]), by outcome (accepted, or why refused: malformed, algorithm, unknown_key, keys_unavailable, signature, issuer, audience, claims, lifetime, app_only, no_user, unknown_account).",
+        ["outcome"],
+    ),
+    bearer_key_fetches: Counter::new(
+        "autodiscoverd_bearer_key_fetches_total",
+        "Fetches of the tenant's signing keys from the authority, by result (success, failure).",
+        ["result"],
+    ),
     throttled: Counter::new(
         "autodiscoverd_auth_throttled_total",
         "Authentication attempts slowed or refused by the failed-login throttle, by action (delayed, too_many_requests, refused, lockout, repeated_wrong_password).",
@@ -412,7 +424,7 @@ pub fn request(endpoint: &'static str, outcome: &'static str, elapsed: Duration)
         .observe([endpoint], elapsed.as_secs_f64());
 }
 
-/// Counts one authentication result (`method`: basic, ntlm, negotiate, other; `result`:
+/// Counts one authentication result (`method`: basic, ntlm, negotiate, bearer, other; `result`:
 /// success, failure, continue, refused_insecure, unavailable).
 pub fn auth(method: &'static str, result: &'static str) {
     METRICS.auth.inc([method, result]);
@@ -473,6 +485,18 @@ pub fn proxy_rejected(reason: &'static str) {
 pub fn reload(ok: bool) {
     METRICS
         .reloads
+        .inc([if ok { "success" } else { "failure" }]);
+}
+
+/// One Entra ID access token checked (`outcome`: accepted or a refusal label).
+pub fn bearer_token(outcome: &'static str) {
+    METRICS.bearer_tokens.inc([outcome]);
+}
+
+/// One fetch of the tenant's signing keys.
+pub fn bearer_key_fetch(ok: bool) {
+    METRICS
+        .bearer_key_fetches
         .inc([if ok { "success" } else { "failure" }]);
 }
 
@@ -552,6 +576,8 @@ pub fn render() -> String {
     m.proxy_rejected.render(&mut out, "counter");
     m.reloads.render(&mut out, "counter");
     m.throttled.render(&mut out, "counter");
+    m.bearer_tokens.render(&mut out, "counter");
+    m.bearer_key_fetches.render(&mut out, "counter");
     m.throttle_store_up.render(&mut out, "gauge");
     m.throttle_store_errors.render(&mut out, "counter");
     out

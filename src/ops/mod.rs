@@ -1,4 +1,5 @@
-//! Operations: logging setup, metrics, signals and systemd notification (the health
+//! Operations: logging setup, metrics, signals, systemd notification and the trust anchors
+//! of outgoing TLS (the health
 //! endpoints are in `server::endpoints::health`).
 
 pub mod access;
@@ -7,3 +8,4 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod signals;
+pub mod trust;

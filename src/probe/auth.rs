@@ -67,6 +67,122 @@ impl ClientAuth for Basic {
     }
 }
 
+/// An Entra ID access token (`--bearer`): one leg; a second 401 means it was refused.
+pub struct Bearer {
+    token: String,
+    sent: bool,
+}
+
+impl Bearer {
+    /// Presents `token`.
+    pub fn new(token: &str) -> Bearer {
+        Bearer {
+            token: token.trim().to_string(),
+            sent: false,
+        }
+    }
+}
+
+impl ClientAuth for Bearer {
+    fn scheme(&self) -> &'static str {
+        "Bearer"
+    }
+
+    fn next_leg(&mut self, _challenge: Option<&str>) -> Option<String> {
+        if self.sent {
+            return None;
+        }
+        self.sent = true;
+        Some(format!("Bearer {}", self.token))
+    }
+}
+
+/// The parameters of a challenge line (`Bearer a="x", b="y"`), in order.
+fn challenge_params(line: &str) -> Vec<(String, String)> {
+    let rest = line.split_once(' ').map_or("", |(_, r)| r);
+    let mut out = Vec::new();
+    let mut text = rest.trim();
+    while let Some((name, after)) = text.split_once('=') {
+        let name = name
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, remainder) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((v, r)) => (v.to_string(), r),
+                None => (quoted.to_string(), ""),
+            },
+            None => match after.split_once(',') {
+                Some((v, r)) => (v.trim().to_string(), r),
+                None => (after.trim().to_string(), ""),
+            },
+        };
+        out.push((name, value));
+        text = remainder.trim_start_matches([',', ' ']);
+    }
+    out
+}
+
+/// What a 401 says about Hybrid Modern Authentication, as the connectivity analyzer's
+/// modern-auth test reads it: `None` without a Bearer challenge; `Ok` with a summary when
+/// it has Exchange's four parameters in order (the Exchange Online application id, Entra's
+/// token service `@` a tenant, the token types, an https `authorization_uri`); `Err` with
+/// what is wrong otherwise.
+pub fn bearer_offer(www_authenticate: &[String]) -> Option<Result<String, String>> {
+    let line = www_authenticate.iter().find(|l| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case("Bearer"))
+    })?;
+    let params = challenge_params(line);
+    let names: Vec<&str> = params.iter().take(4).map(|(n, _)| n.as_str()).collect();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let expected = [
+        "client_id",
+        "trusted_issuers",
+        "token_types",
+        "authorization_uri",
+    ];
+    if names != expected {
+        return Some(Err(format!(
+            "the Bearer challenge's parameters are [{}], not client_id, trusted_issuers, token_types, authorization_uri",
+            names.join(", ")
+        )));
+    }
+    if get("client_id") != Some(crate::auth::bearer::EXCHANGE_CLIENT_ID) {
+        return Some(Err(format!(
+            "client_id is {:?}, not Exchange Online's {}",
+            get("client_id").unwrap_or_default(),
+            crate::auth::bearer::EXCHANGE_CLIENT_ID
+        )));
+    }
+    let tenant = get("trusted_issuers")
+        .and_then(|t| t.split_once('@'))
+        .filter(|(sts, _)| *sts == crate::auth::bearer::ENTRA_STS_PRINCIPAL)
+        .and_then(|(_, tenant)| crate::auth::bearer::parse_tenant_id(tenant));
+    let Some(tenant) = tenant else {
+        return Some(Err(format!(
+            "trusted_issuers {:?} is not {}@<tenant id>",
+            get("trusted_issuers").unwrap_or_default(),
+            crate::auth::bearer::ENTRA_STS_PRINCIPAL
+        )));
+    };
+    let uri = get("authorization_uri").unwrap_or_default();
+    if !uri.starts_with("https://") {
+        return Some(Err(format!(
+            "authorization_uri {uri:?} is not an https URL: clients cannot get a token"
+        )));
+    }
+    Some(Ok(format!("tenant {tenant}, authorization_uri {uri}")))
+}
+
 /// NTLMv2 (MS-NLMP), three legs on one connection: NEGOTIATE, then AUTHENTICATE built
 /// from the server's CHALLENGE. Uses the crate's NTLM initiator; the client challenge and
 /// the exported session key are inputs (randomness comes from the I/O side).
@@ -157,6 +273,7 @@ impl AuthChoice {
 pub enum Scheme {
     Basic,
     Ntlm,
+    Bearer,
 }
 
 /// Picks the scheme for `choice` among the `offered` ones (a 401 without any
@@ -294,6 +411,53 @@ mod tests {
             password: "secret-pw".into(),
         };
         assert!(!format!("{c:?}").contains("secret-pw"));
+    }
+
+    #[test]
+    fn the_bearer_offer_is_checked_like_the_connectivity_analyzer_does() {
+        let tenant = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+        let good = crate::auth::bearer::challenge(
+            tenant,
+            crate::auth::bearer::DEFAULT_AUTHORIZATION_URI,
+            false,
+        );
+        let lines = vec![good.clone(), "NTLM".to_string()];
+        assert_eq!(
+            bearer_offer(&lines),
+            Some(Ok(format!(
+                "tenant {tenant}, authorization_uri https://login.windows.net/common/oauth2/authorize"
+            )))
+        );
+        let refused = crate::auth::bearer::challenge(tenant, "https://x.example/a", true);
+        assert!(matches!(bearer_offer(&[refused]), Some(Ok(_))));
+        assert_eq!(bearer_offer(&["NTLM".to_string()]), None);
+        let no_uri = good.replace(
+            ", authorization_uri=\"https://login.windows.net/common/oauth2/authorize\"",
+            "",
+        );
+        assert!(bearer_offer(&[no_uri])
+            .unwrap()
+            .unwrap_err()
+            .contains("parameters"));
+        let plain = good.replace("https://login.windows.net", "http://login.windows.net");
+        assert!(bearer_offer(&[plain])
+            .unwrap()
+            .unwrap_err()
+            .contains("https"));
+        let other_app = good.replace("00000002-0000-0ff1", "00000003-0000-0ff1");
+        assert!(bearer_offer(&[other_app])
+            .unwrap()
+            .unwrap_err()
+            .contains("client_id"));
+        let no_tenant = good.replace(&format!("@{tenant}"), "");
+        assert!(bearer_offer(&[no_tenant])
+            .unwrap()
+            .unwrap_err()
+            .contains("trusted_issuers"));
+        assert_eq!(
+            Bearer::new(" t0k ").next_leg(None).as_deref(),
+            Some("Bearer t0k")
+        );
     }
 
     #[test]

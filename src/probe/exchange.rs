@@ -156,25 +156,75 @@ impl Prober<'_> {
                     }
                 ),
             );
-            let Some(credentials) = &self.options.credentials else {
-                a.step(
-                    StepKind::Authentication,
-                    Status::Fail,
-                    "authentication required but no credentials given (--user, --password or --password-file)",
-                );
-                a.fail("no credentials");
-                return Exchange::Failed;
-            };
-            let mut scheme: Box<dyn ClientAuth> = match auth::choose(self.options.auth, &offered) {
-                Ok(auth::Scheme::Basic) => Box::new(auth::Basic::new(credentials.clone())),
-                Ok(auth::Scheme::Ntlm) => Box::new(auth::Ntlm::new(
-                    credentials,
-                    rand::random::<[u8; 8]>(),
-                    rand::random::<[u8; 16]>(),
-                )),
-                Err(problem) => {
-                    a.step(StepKind::Authentication, Status::Fail, problem);
-                    a.fail("no common authentication scheme");
+            match auth::bearer_offer(&response.www_authenticate()) {
+                Some(Ok(summary)) => {
+                    a.step(
+                        StepKind::Authentication,
+                        Status::Pass,
+                        format!(
+                            "modern authentication (HMA) offered: Bearer challenge with {summary}"
+                        ),
+                    );
+                }
+                Some(Err(problem)) => {
+                    a.step(
+                        StepKind::Authentication,
+                        Status::Fail,
+                        format!("modern authentication: the Bearer challenge is malformed: {problem}"),
+                    )
+                    .detail("Outlook reads authorization_uri and the tenant from this challenge to get a token from Entra ID");
+                }
+                None if self.options.bearer.is_some() => {
+                    a.step(
+                        StepKind::Authentication,
+                        Status::Fail,
+                        "modern authentication (HMA) is not offered: no Bearer challenge",
+                    )
+                    .detail(
+                        "configure [auth.bearer] on the server (docs/modern-authentication.md)",
+                    );
+                    a.fail("no Bearer challenge");
+                    return Exchange::Failed;
+                }
+                None => {}
+            }
+            let (mut scheme, who): (Box<dyn ClientAuth>, String) = match (
+                &self.options.bearer,
+                &self.options.credentials,
+            ) {
+                (Some(token), _) => (
+                    Box::new(auth::Bearer::new(token)),
+                    "the --bearer token".to_string(),
+                ),
+                (None, Some(credentials)) => match auth::choose(self.options.auth, &offered) {
+                    Ok(auth::Scheme::Basic) => (
+                        Box::new(auth::Basic::new(credentials.clone())),
+                        credentials.user.clone(),
+                    ),
+                    Ok(auth::Scheme::Ntlm) => (
+                        Box::new(auth::Ntlm::new(
+                            credentials,
+                            rand::random::<[u8; 8]>(),
+                            rand::random::<[u8; 16]>(),
+                        )),
+                        credentials.user.clone(),
+                    ),
+                    other => {
+                        let problem = other
+                            .err()
+                            .unwrap_or_else(|| "a token is presented with --bearer".to_string());
+                        a.step(StepKind::Authentication, Status::Fail, problem);
+                        a.fail("no common authentication scheme");
+                        return Exchange::Failed;
+                    }
+                },
+                (None, None) => {
+                    a.step(
+                        StepKind::Authentication,
+                        Status::Fail,
+                        "authentication required but no credentials given (--user, --password, --password-file or --bearer)",
+                    );
+                    a.fail("no credentials");
                     return Exchange::Failed;
                 }
             };
@@ -185,7 +235,7 @@ impl Prober<'_> {
                     a.step(
                         StepKind::Authentication,
                         Status::Fail,
-                        format!("credentials for {} rejected ({} answered 401 after {} leg{})", credentials.user, scheme.scheme(), legs, if legs == 1 { "" } else { "s" }),
+                        format!("credentials for {} rejected ({} answered 401 after {} leg{})", who, scheme.scheme(), legs, if legs == 1 { "" } else { "s" }),
                     )
                     .detail("wrong password, unknown or disabled account, or a login name the server does not accept");
                     a.fail("authentication failed");
@@ -225,7 +275,7 @@ impl Prober<'_> {
                     Status::Pass,
                     format!(
                         "{label} as {} ({}): HTTP {}",
-                        credentials.user,
+                        who,
                         scheme.scheme(),
                         status.as_u16()
                     ),
@@ -236,7 +286,7 @@ impl Prober<'_> {
                     Status::Fail,
                     format!(
                         "{label} as {} ({}): HTTP {}",
-                        credentials.user,
+                        who,
                         scheme.scheme(),
                         status.as_u16()
                     ),

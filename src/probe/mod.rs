@@ -69,6 +69,9 @@ pub struct ProbeOptions {
     pub verbose: bool,
     /// Which authentication scheme to use.
     pub auth: auth::AuthChoice,
+    /// An Entra ID access token to present instead of credentials (`--bearer`); never
+    /// shown in reports.
+    pub bearer: Option<String>,
 }
 
 /// What one candidate produced for the journey.

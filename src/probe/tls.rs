@@ -6,7 +6,6 @@
 //! notes whether the server asked for a client certificate. Certificate details are read
 //! with x509-parser.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +15,6 @@ use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use time::OffsetDateTime;
 
 use super::report::CertificateInfo;
@@ -175,31 +173,8 @@ pub fn certificate_refusal(e: &std::io::Error) -> Option<String> {
 }
 
 /// Trust anchors: the `--ca-file` (replacing the system store, like curl's `--cacert`) or
-/// the system store. Returns the store and a description for the report.
-pub fn load_roots(ca_file: Option<&Path>) -> Result<(Arc<RootCertStore>, String), String> {
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: cannot read CA certificates ({e})", path.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("{}: bad PEM ({e})", path.display()))?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!(
-                    "{}: no usable CA certificate in the file",
-                    path.display()
-                ));
-            }
-            Ok((Arc::new(roots), format!("{} ({added} CA)", path.display())))
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            Ok((Arc::new(roots), format!("system trust store ({added} CAs)")))
-        }
-    }
-}
+/// the system store.
+pub use crate::ops::trust::load_roots;
 
 /// A certificate's details and dates (Unix seconds).
 pub struct Described {

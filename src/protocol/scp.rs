@@ -603,23 +603,7 @@ pub fn container_is_ours(attrs: &[(String, Vec<String>)]) -> bool {
 
 /// `S-1-5-21-…` from a binary `objectSid` (MS-DTYP §2.4.2.2).
 pub fn sid_string(bytes: &[u8]) -> Option<String> {
-    let (&revision, rest) = bytes.split_first()?;
-    let (&count, rest) = rest.split_first()?;
-    let authority = rest.get(..6)?;
-    let subs = rest.get(6..)?;
-    if subs.len() != usize::from(count) * 4 {
-        return None;
-    }
-    let authority = authority
-        .iter()
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-    let mut out = format!("S-{revision}-{authority}");
-    for chunk in subs.chunks_exact(4) {
-        let mut word = [0u8; 4];
-        word.copy_from_slice(chunk);
-        out.push_str(&format!("-{}", u32::from_le_bytes(word)));
-    }
-    Some(out)
+    crate::auth::bearer::Sid::from_bytes(bytes).map(|sid| sid.to_string())
 }
 
 /// The rights a delegated account needs on our container (and everything in it): list,

@@ -68,8 +68,20 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
         })?),
         None => None,
     };
+    let bearer = match &config.auth.bearer {
+        Some(b) => Some(endpoints::bearer::BearerService::new(b).map_err(|e| {
+            ConfigError::invalid(
+                &config.source,
+                "auth.bearer",
+                e,
+                "point ca_file/jwks_file at readable PEM/JSON files, or remove them",
+            )
+        })?),
+        None => None,
+    };
     Ok(State {
         profile_signer,
+        bearer,
         config,
         directory,
         server_id,

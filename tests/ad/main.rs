@@ -20,6 +20,7 @@ mod dc;
 mod basic;
 mod behaviours;
 mod example;
+mod hma;
 mod kerberos;
 mod lockout;
 mod ntlm;

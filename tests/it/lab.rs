@@ -33,11 +33,20 @@ impl Lab {
         issued: SystemTime,
         edit: impl FnOnce(&Path),
     ) -> Lab {
+        Lab::start_spec(
+            LabSpec {
+                breakage,
+                ..LabSpec::default()
+            },
+            issued,
+            edit,
+        )
+        .await
+    }
+
+    /// A lab of `spec`.
+    async fn start_spec(spec: LabSpec, issued: SystemTime, edit: impl FnOnce(&Path)) -> Lab {
         let dir = tempfile::tempdir().unwrap();
-        let spec = LabSpec {
-            breakage,
-            ..LabSpec::default()
-        };
         init(dir.path(), &spec, issued, false).unwrap();
         edit(dir.path());
         let running = RunningLab::start(dir.path(), Binding::Ephemeral)
@@ -1645,4 +1654,87 @@ async fn dns_that_does_not_answer_costs_one_wait_and_the_advice_is_the_name_map(
     let advice = report["verdict"]["advice"][0].as_str().unwrap();
     assert!(advice.contains("--map DIR/curl.conf --no-dns"), "{advice}");
     drop(udp);
+}
+
+#[tokio::test]
+async fn an_hma_lab_issues_tokens_that_the_on_premises_side_accepts() {
+    let lab = Lab::start_spec(
+        LabSpec {
+            hma: true,
+            ..LabSpec::default()
+        },
+        SystemTime::now(),
+        |_| {},
+    )
+    .await;
+    let issuer = lab.running.issuer.expect("an --hma lab runs its issuer");
+    let tenant = lab.spec.tenant_id();
+    // A token the way a client gets one: the password grant at the lab's token endpoint.
+    let token_url = format!(
+        "https://localhost:{}/{tenant}/oauth2/v2.0/token",
+        issuer.port()
+    );
+    let ca = lab.ca();
+    // curl runs beside the runtime that serves the issuer.
+    let post = |scope: &'static str| {
+        let (ca, url) = (ca.clone(), token_url.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new("curl")
+                .args(["-s", "--max-time", "20", "--cacert"])
+                .arg(ca)
+                .args([
+                    "-d",
+                    "grant_type=password",
+                    "-d",
+                    "username=alice@contoso.lab",
+                    "-d",
+                    "password=alice-lab-pw",
+                    "-d",
+                    scope,
+                    &url,
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let text = post("scope=https://autodiscover.contoso.lab/.default offline_access")
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let token = answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    // An origin that is not registered: Entra's AADSTS500011.
+    let text = post("scope=https://mail.contoso.lab/.default")
+        .await
+        .unwrap();
+    assert!(text.contains("AADSTS500011"), "{text}");
+    // The probe sees the Bearer challenge and signs in with the token.
+    let file = lab.dir.path().join("token");
+    std::fs::write(&file, token).unwrap();
+    let (code, report) = lab
+        .probe_json(
+            &["--bearer", &file.display().to_string(), "alice@contoso.lab"],
+            &[],
+        )
+        .await;
+    let titles: Vec<String> = attempts(&report)
+        .iter()
+        .flat_map(|a| a["steps"].as_array().unwrap().iter())
+        .map(|s| format!("{} {}", s["status"], s["title"]))
+        .collect();
+    assert_eq!(code, 0, "{titles:#?}");
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains("modern authentication (HMA) offered") && t.contains(&tenant)),
+        "{titles:#?}"
+    );
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.contains("the --bearer token (Bearer)")),
+        "{titles:#?}"
+    );
 }

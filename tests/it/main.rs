@@ -14,6 +14,7 @@ mod answers;
 mod cli;
 mod clients;
 mod directory_battery;
+mod hma;
 mod idle;
 mod journey;
 mod lab;

@@ -1,8 +1,8 @@
 //! Property tests over the sans-IO parsers: the stable-toolchain stand-in for the cargo-fuzz
 //! targets in fuzz/ (cargo-fuzz needs nightly). Every input must produce an answer, never a
 //! panic. Coverage of the parsers named by the abuse issue: POX (here), Basic and the
-//! `Authorization` header (here), NTLM messages, SPNEGO tokens and the NTLM/Negotiate
-//! connection state machine (here), SOAP (`src/protocol/soap/tests.rs`, module
+//! `Authorization` header (here), Entra ID bearer tokens (here), NTLM messages, SPNEGO tokens
+//! and the NTLM/Negotiate connection state machine (here), SOAP (`src/protocol/soap/tests.rs`, module
 //! `properties`) and AutodiscoverV2 path/query (`src/protocol/v2/tests.rs`, `properties`).
 
 use autodiscoverd::auth;
@@ -152,5 +152,42 @@ proptest! {
             let authenticated = matches!(finish, Finish::Authenticated { .. });
             prop_assert!(!authenticated, "a mutated token authenticated without a hash");
         }
+    }
+
+    #[test]
+    fn mutated_bearer_tokens_are_refused_never_accepted_or_panicked_on(
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+        junk in ".{0,300}",
+    ) {
+        use autodiscoverd::auth::bearer::{self, KeySet, TokenRules};
+        let issuer = crate::harness::issuer::lab_issuer();
+        let now = 1_800_000_000;
+        let good = issuer
+            .mint(&issuer.user_claims("https://autodiscover.contoso.com", "alice@contoso.com", None, now, 3600))
+            .unwrap();
+        let keys = KeySet::from_jwks(issuer.jwks().as_bytes()).unwrap();
+        let key = keys.get(issuer.kid()).unwrap();
+        let rules = TokenRules {
+            tenant_id: issuer.tenant_id().to_string(),
+            audiences: vec![],
+            accept_exchange_online_audience: false,
+            leeway_secs: 300,
+        };
+        prop_assert!(bearer::check(&good, key, &rules, "autodiscover.contoso.com", now).is_ok());
+        let mutated = mutate(good.clone().into_bytes(), edits, cut);
+        let mutated = String::from_utf8_lossy(&mutated).into_owned();
+        let _ = bearer::key_id(&mutated);
+        let _ = bearer::throttle_account(&mutated);
+        if mutated != good {
+            // A changed token may still decode to the same JWT (base64 padding bits), but then
+            // it names the same user: nothing else may pass.
+            if let Ok(user) = bearer::check(&mutated, key, &rules, "autodiscover.contoso.com", now) {
+                prop_assert_eq!(user.upn.as_deref(), Some("alice@contoso.com"));
+            }
+        }
+        let _ = bearer::key_id(&junk);
+        prop_assert!(bearer::check(&junk, key, &rules, "autodiscover.contoso.com", now).is_err());
+        let _ = auth::presented(Some(format!("Bearer {junk}").as_bytes()));
     }
 }

@@ -117,6 +117,21 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     .await;
     assert_eq!(a.status, 403);
     assert_eq!(logged_client(&d, "basic_refused_insecure"), "127.0.0.1");
+    // A bearer token is as good as a password until it expires: refused the same way.
+    let a = send_over(
+        connect(d.addr("plain")).await,
+        "POST",
+        "/autodiscover/autodiscover.xml",
+        &[
+            ("Host", "autodiscover.contoso.com"),
+            ("Authorization", "Bearer eyJ0eXAiOiJKV1QifQ.e30.c2ln"),
+        ],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 403);
+    assert_eq!(logged_client(&d, "bearer_refused_insecure"), "127.0.0.1");
 }
 
 #[tokio::test]

@@ -21,6 +21,16 @@ pub fn filter_value(value: &str) -> String {
     out
 }
 
+/// Escapes a binary assertion value (an `objectSid`) for a search filter: every byte as
+/// `\\XX` (RFC 4515 §3 allows any octet written so).
+pub fn filter_bytes(value: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value {
+        push_hex(&mut out, u32::from(*b));
+    }
+    out
+}
+
 /// Escapes an attribute value for use inside a distinguished name (RFC 4514 §2.4).
 ///
 /// `"`, `+`, `,`, `;`, `<`, `>`, `\` and `=` are backslash-escaped; a leading space or
@@ -50,6 +60,12 @@ fn push_hex(out: &mut String, byte: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_values_are_escaped_byte_by_byte() {
+        assert_eq!(filter_bytes(&[1, 5, 0, 0x2a, 0xff]), "\\01\\05\\00\\2a\\ff");
+        assert_eq!(filter_bytes(&[]), "");
+    }
 
     #[test]
     fn filter_specials_from_rfc_4515_are_hex_escaped() {

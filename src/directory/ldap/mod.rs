@@ -763,6 +763,37 @@ impl Directory for LdapDirectory {
             .await?;
         Ok(entry.map(|e| mapping::identity(&e, &self.cfg.attributes, login)))
     }
+
+    /// `(objectSid=\01\05…)`: the binary SID, every byte escaped.
+    async fn account_by_sid(&self, sid: &super::Sid) -> Result<Option<Identity>, DirectoryError> {
+        let names = &self.cfg.attributes;
+        let clause = sid_clause(names, sid);
+        let mut entries = self
+            .bounded(self.search(&clause, &self.lookup_attrs))
+            .await?;
+        if entries.len() > 1 {
+            tracing::warn!(sid = %sid, "a SID matches more than one directory entry; refused");
+            return Ok(None);
+        }
+        let Some(entry) = entries.pop() else {
+            return Ok(None);
+        };
+        if mapping::is_disabled(&entry, names) {
+            return Ok(None);
+        }
+        // The entry's own UPN or address names it; the SID is the fallback of last resort.
+        let login = Login::SamAccountName(sid.to_string());
+        Ok(Some(mapping::identity(&entry, names, &login)))
+    }
+}
+
+/// `(objectSid=\XX…)` for a SID in its binary form (MS-DTYP §2.4.2.2).
+pub fn sid_clause(a: &LdapAttributes, sid: &super::Sid) -> String {
+    format!(
+        "({}={})",
+        a.object_sid,
+        escape::filter_bytes(&sid.to_bytes())
+    )
 }
 
 /// A change in the directory's reachability worth one log line.
@@ -813,6 +844,15 @@ mod tests {
         assert_eq!(h.observe(true), None);
         let never_up = Health::default();
         assert_eq!(never_up.observe(false), Some(Transition::Down));
+    }
+
+    #[test]
+    fn sid_clauses_carry_the_binary_sid_escaped() {
+        let sid = super::super::Sid::parse("S-1-5-21-1-2-3-1104").unwrap();
+        assert_eq!(
+            sid_clause(&LdapAttributes::default(), &sid),
+            "(objectSid=\\01\\05\\00\\00\\00\\00\\00\\05\\15\\00\\00\\00\\01\\00\\00\\00\\02\\00\\00\\00\\03\\00\\00\\00\\50\\04\\00\\00)"
+        );
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! The one authentication entry point of the endpoints: Basic, NTLM and Negotiate behind
-//! the failed-login throttle, the realm of the challenges, and the answer to a throttled
-//! attempt. The rules are in [`crate::auth`]; the I/O glue in [`super::ntlm`] and
+//! The one authentication entry point of the endpoints: Basic, NTLM, Negotiate and Entra
+//! ID Bearer tokens (Hybrid Modern Authentication) behind the failed-login throttle, the
+//! realm of the challenges, and the answer to a throttled attempt. The rules are in
+//! [`crate::auth`]; the I/O glue in [`super::ntlm`], [`super::bearer`] and
 //! [`super::throttle`].
 
 use http::{HeaderMap, Response};
 
+use super::bearer::BearerFailure;
 use super::ntlm::WindowsAuth;
 use super::respond::{self, Body};
 use super::throttle::{retry_after_secs, Throttled};
 use super::{ClientContext, ConnInfo, State};
+use crate::auth::bearer::Refusal;
 use crate::auth::{self, Presented};
 use crate::directory::{Directory, DirectoryError, Identity};
 use crate::ops::metrics;
@@ -20,6 +23,8 @@ const VERIFIER_RETRY_SECS: u64 = 5;
 enum AuthResult {
     Authenticated(Identity),
     Challenge,
+    /// A Bearer token was refused: the challenge with `error="invalid_token"`.
+    BearerRefused(Refusal),
     /// 401 with this `WWW-Authenticate` value (an NTLM/Negotiate handshake continues).
     Continue(String),
     Unavailable(DirectoryError),
@@ -53,12 +58,14 @@ pub(super) async fn admit(
         AuthResult::Throttled(t) => {
             Admission::Answered(throttled_response(t, state, headers, conn), t.label())
         }
-        AuthResult::Challenge => {
-            let challenges = auth::challenges(
-                &realm(state, headers, conn),
-                state.ntlm.offers(state.config.auth.basic),
-            );
-            Admission::Answered(respond::unauthorized(&challenges), "unauthorized")
+        AuthResult::Challenge => Admission::Answered(
+            respond::unauthorized(&challenge_set(state, headers, conn, false)),
+            "unauthorized",
+        ),
+        AuthResult::BearerRefused(refusal) => {
+            let mut r = respond::unauthorized(&challenge_set(state, headers, conn, true));
+            respond::add_diagnostics(&mut r, &refusal.diagnostics());
+            Admission::Answered(r, "bearer_refused")
         }
         AuthResult::Continue(header) => {
             Admission::Answered(respond::unauthorized(&[header]), "ntlm_challenge")
@@ -162,6 +169,11 @@ async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnIn
                 WindowsAuth::VerifierDown => AuthResult::VerifierDown,
             }
         }
+        Presented::Bearer(Some(token)) if state.bearer.is_some() => {
+            bearer_token(&token, parts, state, conn, client).await
+        }
+        // Outlook for iOS and Android's empty `Bearer` (is modern authentication on?) falls
+        // through to the challenge with everything else.
         // IIS-style: a connection that completed NTLM stays authenticated (when persisting).
         Presented::Nothing => match state.ntlm.connection_identity(conn) {
             Some(identity) => AuthResult::Authenticated(identity),
@@ -169,6 +181,79 @@ async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnIn
         },
         _ => AuthResult::Challenge,
     }
+}
+
+/// An Entra ID access token: counted by the failed-login throttle per source when refused.
+async fn bearer_token(
+    token: &str,
+    parts: &http::request::Parts,
+    state: &State,
+    conn: &ConnInfo,
+    client: std::net::IpAddr,
+) -> AuthResult {
+    let Some(service) = &state.bearer else {
+        return AuthResult::Challenge;
+    };
+    let throttle = &state.throttle;
+    // The claimed user, unverified: a key for counting, never an identity.
+    let account = auth::bearer::throttle_account(token);
+    let admitted = match throttle.admit_deferred(client, &account, None).await {
+        Ok(admitted) => admitted,
+        Err(t) => return AuthResult::Throttled(t),
+    };
+    // The default audience: the host the client asked for (the TLS name without `Host`).
+    let host = request_host(&parts.headers)
+        .or_else(|| conn.sni.clone())
+        .unwrap_or_default();
+    match service.authenticate(token, &host, &state.directory).await {
+        Ok((identity, user)) => {
+            metrics::bearer_token("accepted");
+            tracing::info!(
+                target: "auth",
+                auth = "bearer",
+                %client,
+                oid = user.object_id.as_deref().unwrap_or("-"),
+                user = %identity.user_principal_name,
+                by = if user.onprem_sid.is_some() { "onprem_sid" } else { "upn" },
+                "bearer token accepted"
+            );
+            throttle.succeeded(client, &account, Some(&admitted)).await;
+            AuthResult::Authenticated(identity)
+        }
+        Err(BearerFailure::Refused(refusal)) => {
+            metrics::bearer_token(refusal.label());
+            tracing::info!(target: "auth", auth = "bearer", %client, reason = refusal.label(), detail = %refusal.diagnostics(), "bearer token refused");
+            if refusal.counts_as_failure() {
+                throttle.failed(client, &account, Some(&admitted)).await;
+                throttle.wait(client, admitted.on_failure).await;
+            }
+            AuthResult::BearerRefused(refusal)
+        }
+        Err(BearerFailure::Unavailable(e)) => AuthResult::Unavailable(e),
+    }
+}
+
+/// The `Host` of the request, lower-case (the audience rule drops a port).
+fn request_host(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.trim().to_ascii_lowercase())
+}
+
+/// The 401's challenges: Bearer first when `[auth.bearer]` is on (`refused`: with
+/// `error="invalid_token"`), then Negotiate, NTLM and Basic as offered.
+fn challenge_set(
+    state: &State,
+    headers: &HeaderMap,
+    conn: &ConnInfo,
+    refused: bool,
+) -> Vec<String> {
+    auth::challenges(
+        state.bearer.as_ref().map(|b| b.challenge(refused)),
+        &realm(state, headers, conn),
+        state.ntlm.offers(state.config.auth.basic),
+    )
 }
 
 /// The realm of the Basic challenge: the configured one, else the host the client asked for.
@@ -198,11 +283,7 @@ fn throttled_response(
             respond::too_many_requests(retry_after_secs(retry_after))
         }
         Throttled::Refused { retry_after } => {
-            let challenges = crate::auth::challenges(
-                &realm(state, headers, conn),
-                state.ntlm.offers(state.config.auth.basic),
-            );
-            let mut r = respond::unauthorized(&challenges);
+            let mut r = respond::unauthorized(&challenge_set(state, headers, conn, false));
             respond::add_retry_after(&mut r, retry_after_secs(retry_after));
             r
         }

@@ -8,6 +8,7 @@
 
 pub mod answers;
 pub mod auth;
+pub mod bearer;
 pub mod body;
 pub mod clients;
 pub mod front_door;
@@ -49,6 +50,9 @@ pub struct State {
     pub pox_bodies: answers::ParsedBodies,
     /// Signs `.mobileconfig` profiles (`[mail.mobileconfig]`); `None`: unsigned.
     pub profile_signer: Option<profile_sign::ProfileSigner>,
+    /// `[auth.bearer]`: Entra ID tokens, the tenant's signing keys (fetched again by each
+    /// generation).
+    pub bearer: Option<bearer::BearerService>,
 }
 
 /// Facts about one client connection.

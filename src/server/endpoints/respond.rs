@@ -54,6 +54,15 @@ pub fn unauthorized(challenges: &[String]) -> Response<Body> {
     r
 }
 
+/// `x-ms-diagnostics`: why a Bearer token was refused, in Exchange's
+/// `<code>;reason="...";error_category="..."` shape.
+pub fn add_diagnostics(r: &mut Response<Body>, value: &str) {
+    const X_MS_DIAGNOSTICS: HeaderName = HeaderName::from_static("x-ms-diagnostics");
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(X_MS_DIAGNOSTICS, v);
+    }
+}
+
 /// Adds one `WWW-Authenticate` line (the final Negotiate token on a 200).
 pub fn add_www_authenticate(r: &mut Response<Body>, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
@@ -201,13 +210,15 @@ pub fn healthcheck() -> Response<Body> {
     r
 }
 
-/// 403: Basic credentials arrived over a connection that was not encrypted end to end.
-pub fn insecure_basic_refused() -> Response<Body> {
-    let mut r = text(
-        StatusCode::FORBIDDEN,
-        "text/plain; charset=utf-8",
-        "Basic authentication is refused over plain HTTP; connect with https.\n",
-    );
+/// 403: Basic credentials or a bearer token (`scheme`: `basic`, `bearer`) arrived over a
+/// connection that was not encrypted end to end.
+pub fn insecure_credentials_refused(scheme: &str) -> Response<Body> {
+    let body = if scheme == "bearer" {
+        "Bearer tokens are refused over plain HTTP; connect with https.\n"
+    } else {
+        "Basic authentication is refused over plain HTTP; connect with https.\n"
+    };
+    let mut r = text(StatusCode::FORBIDDEN, "text/plain; charset=utf-8", body);
     add_autodiscover_headers(&mut r);
     r
 }

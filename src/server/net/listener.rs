@@ -362,6 +362,8 @@ fn auth_scheme<B>(req: &Request<B>) -> Option<&'static str> {
         "ntlm"
     } else if scheme.eq_ignore_ascii_case(b"negotiate") {
         "negotiate"
+    } else if scheme.eq_ignore_ascii_case(b"bearer") {
+        "bearer"
     } else {
         "other"
     })
@@ -389,12 +391,18 @@ async fn autodiscover_request(
         return respond::benchmark_static();
     }
     let scheme = auth_scheme(&req);
-    if !ctx.secure && scheme == Some("basic") {
-        // The password already crossed the network in clear; refusing it keeps clients from
-        // being trained to do that and keeps a sniffed password from working here.
-        metrics::auth("basic", "refused_insecure");
-        metrics::request(endpoint, "basic_refused_insecure", started.elapsed());
-        let response = respond::insecure_basic_refused();
+    let insecure_outcome = match scheme {
+        Some("basic") => Some("basic_refused_insecure"),
+        Some("bearer") => Some("bearer_refused_insecure"),
+        _ => None,
+    };
+    if let (false, Some(scheme), Some(outcome)) = (ctx.secure, scheme, insecure_outcome) {
+        // The password (or the bearer token, as good as one until it expires) already
+        // crossed the network in clear; refusing it keeps clients from being trained to do
+        // that and keeps a sniffed credential from working here.
+        metrics::auth(scheme, "refused_insecure");
+        metrics::request(endpoint, outcome, started.elapsed());
+        let response = respond::insecure_credentials_refused(scheme);
         tracing::info!(
             target: "access",
             client = %ctx.client,
@@ -402,7 +410,7 @@ async fn autodiscover_request(
             path = %req.uri().path(),
             endpoint,
             user = "-",
-            outcome = "basic_refused_insecure",
+            outcome,
             status = response.status().as_u16(),
             latency_us = started.elapsed().as_micros() as u64,
             "request"
@@ -429,16 +437,19 @@ async fn autodiscover_request(
     response
 }
 
-/// A 401 on an insecure hop must not invite Basic credentials.
+/// A 401 on an insecure hop must not invite Basic credentials or bearer tokens.
 fn strip_basic_challenges(response: &mut Response<Body>) {
     let headers = response.headers_mut();
     let keep: Vec<_> = headers
         .get_all(http::header::WWW_AUTHENTICATE)
         .iter()
         .filter(|v| {
-            !v.as_bytes()
-                .get(..5)
-                .is_some_and(|s| s.eq_ignore_ascii_case(b"basic"))
+            let scheme = v
+                .as_bytes()
+                .split(|b| *b == b' ')
+                .next()
+                .unwrap_or_default();
+            !scheme.eq_ignore_ascii_case(b"basic") && !scheme.eq_ignore_ascii_case(b"bearer")
         })
         .cloned()
         .collect();
@@ -457,13 +468,15 @@ fn auth_result(
         return "success";
     }
     if response.status() == StatusCode::UNAUTHORIZED {
-        // "NTLM <token>" / "Negotiate <token>": a handshake leg, not a failure.
+        // "NTLM <token>" / "Negotiate <token>": a handshake leg, not a failure (Basic and
+        // Bearer challenges carry parameters, never a leg).
         let continues = response
             .headers()
             .get_all(http::header::WWW_AUTHENTICATE)
             .iter()
             .any(|v| {
-                v.as_bytes().trim_ascii().contains(&b' ') && !v.as_bytes().starts_with(b"Basic")
+                let v = v.as_bytes().trim_ascii();
+                (v.starts_with(b"NTLM ") || v.starts_with(b"Negotiate ")) && v.contains(&b' ')
             });
         return if continues { "continue" } else { "failure" };
     }
@@ -507,8 +520,9 @@ mod tests {
     }
 
     #[test]
-    fn basic_challenges_are_removed_on_insecure_hops() {
-        let mut r = respond::unauthorized(&["NTLM".into(), "Basic realm=\"x\"".into()]);
+    fn basic_and_bearer_challenges_are_removed_on_insecure_hops() {
+        let bearer = crate::auth::bearer::challenge("t", "https://login.example/a", false);
+        let mut r = respond::unauthorized(&[bearer, "NTLM".into(), "Basic realm=\"x\"".into()]);
         strip_basic_challenges(&mut r);
         let left: Vec<_> = r.headers().get_all("www-authenticate").iter().collect();
         assert_eq!(left, ["NTLM"]);
@@ -520,5 +534,9 @@ mod tests {
         assert_eq!(auth_result(&leg, None), "continue");
         let fail = respond::unauthorized(&["NTLM".into(), "Basic realm=\"x y\"".into()]);
         assert_eq!(auth_result(&fail, None), "failure");
+        // The Bearer challenge carries parameters, never a handshake leg.
+        let bearer = crate::auth::bearer::challenge("t", "https://login.example/a", true);
+        let refused = respond::unauthorized(&[bearer, "NTLM".into()]);
+        assert_eq!(auth_result(&refused, None), "failure");
     }
 }

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod daemon;
 pub mod haproxy;
+pub mod issuer;
 pub mod pki;
 pub mod python;
 pub mod redis;
