@@ -31,6 +31,9 @@ pub struct AccessLine<'a> {
     /// The authenticated user, `-` without one.
     pub user: &'a str,
     pub outcome: &'static str,
+    /// A directory answer came from a cache entry past its TTL (the directory could not
+    /// be asked): written as `stale=true`, and only then.
+    pub stale: bool,
     pub status: u16,
     pub latency_us: u64,
 }
@@ -62,6 +65,23 @@ thread_local! {
 
 /// The line as a `tracing` event (the way it was always written; the reference format).
 fn event(line: &AccessLine<'_>) {
+    if line.stale {
+        tracing::info!(
+            target: "access",
+            client = %line.client,
+            sni = line.sni,
+            method = %line.method,
+            path = %line.path,
+            endpoint = line.endpoint,
+            user = line.user,
+            outcome = line.outcome,
+            stale = true,
+            status = line.status,
+            latency_us = line.latency_us,
+            "request"
+        );
+        return;
+    }
     tracing::info!(
         target: "access",
         client = %line.client,
@@ -97,6 +117,9 @@ pub fn format_line(out: &mut String, format: LogFormat, at: SystemTime, l: &Acce
             debug_str(out, l.user);
             out.push_str(" outcome=");
             debug_str(out, l.outcome);
+            if l.stale {
+                out.push_str(" stale=true");
+            }
             let _ = write!(out, " status={} latency_us={}", l.status, l.latency_us);
         }
         // {"timestamp":"...","level":"INFO","message":"request","client":"...",...,"target":"access"}
@@ -117,6 +140,9 @@ pub fn format_line(out: &mut String, format: LogFormat, at: SystemTime, l: &Acce
             json_str(out, l.user);
             out.push_str(",\"outcome\":");
             json_str(out, l.outcome);
+            if l.stale {
+                out.push_str(",\"stale\":true");
+            }
             let _ = write!(
                 out,
                 ",\"status\":{},\"latency_us\":{},\"target\":\"access\"}}",
@@ -140,6 +166,9 @@ pub fn format_line(out: &mut String, format: LogFormat, at: SystemTime, l: &Acce
             ] {
                 out.push_str(key);
                 super::logging::push_quoted(out, value);
+            }
+            if l.stale {
+                out.push_str(" stale=true");
             }
             let _ = write!(out, " status={} latency_us={}", l.status, l.latency_us);
         }
@@ -284,6 +313,7 @@ mod tests {
             endpoint: "autodiscover.xml",
             user,
             outcome: "settings",
+            stale: false,
             status: 200,
             latency_us: 1234,
         }
@@ -310,6 +340,10 @@ mod tests {
                 outcome: "not_found",
                 endpoint: "other",
                 ..sample("-", "/x", "-")
+            },
+            AccessLine {
+                stale: true,
+                ..sample("alice@contoso.com", "/autodiscover/autodiscover.xml", "-")
             },
         ];
         for format in [LogFormat::Text, LogFormat::Json, LogFormat::Logfmt] {

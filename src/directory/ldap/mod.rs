@@ -27,6 +27,7 @@ use super::{
     Lookup, NtCredential, Recipient,
 };
 use crate::config::{ConfigError, LdapAttributes, LdapConfig, LdapScope};
+use crate::ops::metrics;
 
 /// Longest address or login sent to the directory (RFC 5321 paths are at most 256).
 const MAX_VALUE_LEN: usize = 512;
@@ -143,6 +144,11 @@ impl LdapDirectory {
         call: impl Future<Output = Result<T, DirectoryError>>,
     ) -> Result<T, DirectoryError> {
         let ms = self.cfg.timeout.as_millis() as u64;
+        if self.connector.all_down() {
+            // The circuit is open: answer at once; the connector's probe closes it.
+            metrics::ldap_fast_failure();
+            return Err(DirectoryError::Unavailable(pool::unreachable_message()));
+        }
         let result = match tokio::time::timeout(self.cfg.timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(DirectoryError::Timeout(ms)),
@@ -159,6 +165,25 @@ impl LdapDirectory {
             _ => {}
         }
         result
+    }
+
+    /// Waits for the answer to one operation on a connection to `slot`'s server, at most
+    /// `connect_timeout_ms`: a server that leaves it unanswered longer is abandoned for the
+    /// next configured one (and its pooled connections with it). `None`: no answer.
+    async fn answered<T>(
+        &self,
+        connector: &Connector,
+        slot: pool::Slot,
+        operation: impl Future<Output = T>,
+    ) -> Option<T> {
+        let limit = connector.answer_timeout();
+        match tokio::time::timeout(limit, operation).await {
+            Ok(answer) => Some(answer),
+            Err(_) => {
+                connector.abandon(slot, &DirectoryError::Timeout(limit.as_millis() as u64));
+                None
+            }
+        }
     }
 
     /// Searches with the service account; at most two entries are asked for (one is the
@@ -243,11 +268,18 @@ impl LdapDirectory {
         let time_limit = i32::try_from(self.cfg.timeout.as_secs().max(1)).unwrap_or(i32::MAX);
         for attempt in 0..2 {
             let mut conn = pool.get(connector).await?;
-            let result = conn
+            metrics::ldap_operation("search");
+            let search = conn
                 .ldap
                 .with_search_options(SearchOptions::new().sizelimit(2).timelimit(time_limit))
-                .search(base, scope, filter, attrs)
-                .await;
+                .search(base, scope, filter, attrs);
+            let Some(result) = self.answered(connector, conn.slot, search).await else {
+                // Not answering: the next attempt goes to the next server, if one answers.
+                if attempt == 0 {
+                    continue;
+                }
+                return Err(DirectoryError::Timeout(ms));
+            };
             let retry = conn.reused && attempt == 0;
             match result {
                 Ok(SearchResult(entries, res)) if res.rc == 0 || res.rc == 4 => {
@@ -319,7 +351,14 @@ impl LdapDirectory {
         for attempt in 0..2 {
             let mut conn = self.binds.get(&self.connector).await?;
             let retry = conn.reused && attempt == 0;
-            match conn.ldap.simple_bind(dn, password).await {
+            metrics::ldap_operation("user_bind");
+            let bind = conn.ldap.simple_bind(dn, password);
+            // A bind the server did not answer may still have reached it (the lockout guard
+            // keeps it counted); it is not sent again.
+            let Some(result) = self.answered(&self.connector, conn.slot, bind).await else {
+                return Err(DirectoryError::Timeout(ms));
+            };
+            match result {
                 Ok(res) => {
                     if let Some(e) = tls_required(&res) {
                         return Err(e);

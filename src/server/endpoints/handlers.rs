@@ -74,7 +74,8 @@ where
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let client = client_of(&req, &conn);
-    let (mut response, note) = match route(&path) {
+    let ((mut response, note), stale) = crate::directory::noting_stale(async {
+        match route(&path) {
         Route::Pox => pox_endpoint(req, &state, &conn).await,
         Route::Soap => {
             let (r, (outcome, user)) = super::soap_v2::soap_endpoint(req, &state, &conn).await;
@@ -107,7 +108,9 @@ where
             }
             None => (respond::not_found(), Note::outcome("not_found")),
         },
-    };
+        }
+    })
+    .await;
     // Every /autodiscover/* answer says SOAP is here, errors included.
     if !matches!(
         route(&path),
@@ -127,6 +130,7 @@ where
         endpoint: endpoint_label(&path),
         user: note.user.as_deref().unwrap_or("-"),
         outcome: note.outcome,
+        stale,
         status: response.status().as_u16(),
         latency_us: started.elapsed().as_micros() as u64,
     });
