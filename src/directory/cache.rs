@@ -242,7 +242,11 @@ impl<D: Directory + 'static> Cached<D> {
     /// entries, once it has just answered (one refresh at a time).
     fn refresh_after_success(&self) {
         let core = &self.core;
-        let pending = core.stale_lookups.lock().map(|m| !m.is_empty()).unwrap_or(false);
+        let pending = core
+            .stale_lookups
+            .lock()
+            .map(|m| !m.is_empty())
+            .unwrap_or(false);
         if !pending || core.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -277,7 +281,10 @@ impl<D: Directory + 'static> Cached<D> {
                     }
                 }
             }
-            tracing::info!(refreshed, "directory answers again: lookups served stale were refreshed");
+            tracing::info!(
+                refreshed,
+                "directory answers again: lookups served stale were refreshed"
+            );
             core.refreshing.store(false, Ordering::Release);
         });
     }
@@ -468,7 +475,8 @@ impl<D: Directory + 'static> Directory for Cached<D> {
                     if let Some(hit) = self.cached_verification(login, password) {
                         return Ok(Some(hit));
                     }
-                    let (served, admitted) = core.check_password(&key, login, password, guard).await;
+                    let (served, admitted) =
+                        core.check_password(&key, login, password, guard).await;
                     if admitted {
                         lead.finish(served.clone());
                     }
@@ -684,7 +692,10 @@ mod tests {
         let guard = Budget::new(3);
         let burst = (0..15).map(|_| c.verify_password_guarded(&login, "right", &guard));
         let answers = join_all(burst).await;
-        assert!(answers.iter().all(|a| a == &Ok(Some(alice()))), "{answers:?}");
+        assert!(
+            answers.iter().all(|a| a == &Ok(Some(alice()))),
+            "{answers:?}"
+        );
         assert_eq!(c.inner().verifies.load(Ordering::SeqCst), 1);
         assert_eq!(guard.admitted.load(Ordering::SeqCst), 1);
         // The same wrong password at once: one check, the others told it was shared.
@@ -882,11 +893,16 @@ mod tests {
         let b = Cached::new(counting(false), Duration::from_secs(60), 10);
         let login = Login::SamAccountName("alice".into());
         let ka = a.core.login_key(&login, "right");
-        assert_ne!(ka, b.core.login_key(&login, "right"), "per-process random key");
+        assert_ne!(
+            ka,
+            b.core.login_key(&login, "right"),
+            "per-process random key"
+        );
         assert_ne!(ka, a.core.login_key(&login, "Right"));
         assert_eq!(
             ka,
-            a.core.login_key(&Login::SamAccountName("ALICE".into()), "right")
+            a.core
+                .login_key(&Login::SamAccountName("ALICE".into()), "right")
         );
         assert!(!ka.windows(5).any(|w| w == b"right"));
     }

@@ -51,7 +51,12 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
         DirectoryConfig::Ldap(ldap) => {
             let (ttl, max) = (ldap.cache_ttl, ldap.cache_max_entries);
             let directory = LdapDirectory::new((**ldap).clone(), &config.source)?;
-            DirectoryBackend::Ldap(Cached::with_staleness(directory, ttl, ldap.serve_stale, max))
+            DirectoryBackend::Ldap(Cached::with_staleness(
+                directory,
+                ttl,
+                ldap.serve_stale,
+                max,
+            ))
         }
     };
     let server_id = stable_id(&config.org.exchange_org);

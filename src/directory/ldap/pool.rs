@@ -252,7 +252,12 @@ impl Connector {
                 if connector.probe_round().await {
                     connector.inner.probing.store(false, Ordering::Release);
                     // A server found unreachable while the probe was ending restarts it.
-                    if connector.inner.reach.iter().any(|r| r.down.load(Ordering::Acquire)) {
+                    if connector
+                        .inner
+                        .reach
+                        .iter()
+                        .any(|r| r.down.load(Ordering::Acquire))
+                    {
                         connector.probe_in_background();
                     }
                     return;
@@ -299,7 +304,10 @@ impl Connector {
             let _ = ldap.unbind().await;
             found
         };
-        matches!(tokio::time::timeout(deadline, attempt).await, Ok(Some(true)))
+        matches!(
+            tokio::time::timeout(deadline, attempt).await,
+            Ok(Some(true))
+        )
     }
 }
 
@@ -409,16 +417,15 @@ impl Pool {
         let (mut ldap, slot) = connector.connect_tracked().await?;
         if let Some((dn, password)) = &self.service {
             let answer = connector.answer_timeout();
-            let res = match tokio::time::timeout(answer, ldap.simple_bind(dn, password.expose()))
-                .await
-            {
-                Ok(res) => res.map_err(|e| describe_error("service bind", e, 0))?,
-                Err(_) => {
-                    let e = DirectoryError::Timeout(answer.as_millis() as u64);
-                    connector.abandon(slot, &e);
-                    return Err(e);
-                }
-            };
+            let res =
+                match tokio::time::timeout(answer, ldap.simple_bind(dn, password.expose())).await {
+                    Ok(res) => res.map_err(|e| describe_error("service bind", e, 0))?,
+                    Err(_) => {
+                        let e = DirectoryError::Timeout(answer.as_millis() as u64);
+                        connector.abandon(slot, &e);
+                        return Err(e);
+                    }
+                };
             if let Some(e) = tls_required(&res) {
                 return Err(e);
             }
