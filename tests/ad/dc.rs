@@ -334,6 +334,45 @@ impl Dc {
         }
     }
 
+    /// Every samba process of this namespace (the DC and its workers: their executable
+    /// is samba, whatever name they give themselves).
+    fn samba_processes() -> Vec<rustix::process::Pid> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else {
+                continue;
+            };
+            if exe.file_name().is_some_and(|n| n == "samba") {
+                pids.extend(rustix::process::Pid::from_raw(pid));
+            }
+        }
+        pids
+    }
+
+    /// Hangs the DC: SIGSTOP to every samba process. Its ports still accept TCP connections
+    /// (the kernel does that), nothing answers on them.
+    pub fn pause(&self) {
+        let pids = Self::samba_processes();
+        assert!(!pids.is_empty(), "no samba process to stop");
+        for pid in pids {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+        }
+    }
+
+    /// Resumes a DC [`Dc::pause`] hung: SIGCONT to every samba process.
+    pub fn resume(&self) {
+        for pid in Self::samba_processes() {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+        }
+    }
+
     /// Starts the DC again on the same database and waits for LDAPS and the KDC.
     pub fn start(&self) {
         let log = std::fs::OpenOptions::new()
@@ -369,6 +408,8 @@ impl Dc {
     /// Restarts a DC a test left stopped (after a failed assertion), so later tests run.
     fn ensure_up(&self) {
         let _starting = self.starting.lock().unwrap();
+        // A test that failed while the DC was paused leaves it paused.
+        self.resume();
         if !self.is_up() {
             self.start();
         }

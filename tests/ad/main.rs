@@ -23,6 +23,7 @@ mod example;
 mod kerberos;
 mod lockout;
 mod ntlm;
+mod outage;
 mod pool;
 mod scp;
 
