@@ -265,6 +265,49 @@ impl Dc {
         dn
     }
 
+    /// Creates `count` mailbox users `PREFIXnnnn` (as [`Dc::create_user`] shapes them) with
+    /// one LDIF over LDAP as the Administrator (sealed SASL, so the password may be set):
+    /// seconds for a thousand, where samba-tool takes one each. Returns their names.
+    pub fn create_users(&self, prefix: &str, count: usize, password: &str) -> Vec<String> {
+        use base64::Engine as _;
+        let quoted: Vec<u8> = format!("\"{password}\"")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let unicode_pwd = base64::engine::general_purpose::STANDARD.encode(quoted);
+        let mut ldif = String::new();
+        let mut names = Vec::new();
+        for i in 0..count {
+            let name = format!("{prefix}{i:04}");
+            ldif.push_str(&format!(
+                "dn: CN={name},CN=Users,{BASE_DN}\nobjectClass: user\nsAMAccountName: {name}\n\
+                 userPrincipalName: {name}@contoso.com\nmail: {name}@contoso.com\n\
+                 proxyAddresses: SMTP:{name}@contoso.com\nmsExchRecipientTypeDetails: 1\n\
+                 homeMDB: {MAILBOX_DATABASE}\n\
+                 legacyExchangeDN: /o=Contoso/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn={name}\n\
+                 unicodePwd:: {unicode_pwd}\nuserAccountControl: 512\n\n"
+            ));
+            names.push(name);
+        }
+        let file = tempfile::NamedTempFile::new().expect("ldif file");
+        std::fs::write(file.path(), ldif).expect("write ldif");
+        run(Command::new("ldbadd")
+            .args(["-H", "ldap://127.0.0.1", "-U"])
+            .arg(format!("CONTOSO\\Administrator%{ADMIN_PASSWORD}"))
+            .arg(file.path()));
+        names
+    }
+
+    /// Every samba process of the DC on CPU `cpus` (`taskset` list syntax), so that a
+    /// benchmark gives the DC a core of its own.
+    pub fn pin(&self, cpus: &str) {
+        for pid in Self::samba_processes() {
+            run(Command::new("taskset")
+                .args(["-a", "-p", "-c", cpus])
+                .arg(pid.as_raw_nonzero().get().to_string()));
+        }
+    }
+
     /// Applies an LDIF change over LDAP as the domain Administrator (SASL, signed).
     pub fn modify(&self, ldif: &str) {
         let file = tempfile::NamedTempFile::new().expect("ldif file");

@@ -19,6 +19,7 @@ mod dc;
 
 mod basic;
 mod behaviours;
+mod bench;
 mod example;
 mod kerberos;
 mod lockout;
