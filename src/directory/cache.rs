@@ -140,18 +140,26 @@ impl<T> Served<T> {
     }
 }
 
-/// The caching decorator. A TTL of zero turns it into a pass-through.
+/// The caching decorator. A TTL of zero turns the cache off (identical calls in progress
+/// are still made once).
 pub struct Cached<D> {
     core: Arc<Core<D>>,
 }
 
 struct Core<D> {
     inner: D,
-    enabled: bool,
+    /// Answers are remembered (a TTL above zero and a random key).
+    caching: bool,
+    /// Identical calls in progress are made once (a random key: even with the cache off).
+    sharing: bool,
     key: hmac::Key,
     max_entries: usize,
     recipients: Mutex<TtlMap<String, Option<Recipient>>>,
     logins: Mutex<TtlMap<[u8; 32], Identity>>,
+    /// The last identity found for each login the domain verified itself (Kerberos),
+    /// used only while the directory cannot be asked.
+    identities: Mutex<TtlMap<String, Identity>>,
+    serve_stale: Duration,
     finds: Flights<String, Served<Option<Recipient>>>,
     checks: Flights<[u8; 32], Served<Option<Identity>>>,
     /// Lookups answered from stale entries, asked again once the directory answers.
@@ -199,19 +207,27 @@ impl<D: Directory + 'static> Cached<D> {
     ) -> Cached<D> {
         let rng = ring::rand::SystemRandom::new();
         // Falls back to a fixed key only if the OS RNG fails (it does not on Linux);
-        // the cache is then disabled rather than keyed predictably.
-        let (key, enabled) = match hmac::Key::generate(hmac::HMAC_SHA256, &rng) {
-            Ok(k) => (k, !ttl.is_zero()),
+        // the cache and the sharing of checks are then disabled rather than keyed
+        // predictably.
+        let (key, sharing) = match hmac::Key::generate(hmac::HMAC_SHA256, &rng) {
+            Ok(k) => (k, true),
             Err(_) => (hmac::Key::new(hmac::HMAC_SHA256, &[0u8; 32]), false),
         };
         Cached {
             core: Arc::new(Core {
                 inner,
-                enabled,
+                caching: sharing && !ttl.is_zero(),
+                sharing,
                 key,
                 max_entries,
                 recipients: Mutex::new(TtlMap::with_staleness(ttl, serve_stale, max_entries)),
                 logins: Mutex::new(TtlMap::with_staleness(ttl, serve_stale, max_entries)),
+                identities: Mutex::new(TtlMap::with_staleness(
+                    Duration::ZERO,
+                    serve_stale,
+                    max_entries,
+                )),
+                serve_stale,
                 finds: Flights::new(),
                 checks: Flights::new(),
                 stale_lookups: Mutex::new(HashMap::new()),
@@ -223,7 +239,7 @@ impl<D: Directory + 'static> Cached<D> {
     /// A success remembered for these exact credentials, without asking anyone.
     pub fn cached_verification(&self, login: &Login, password: &str) -> Option<Identity> {
         let core = &self.core;
-        if !core.enabled || password.is_empty() {
+        if !core.caching || password.is_empty() {
             return None;
         }
         let key = core.login_key(login, password);
@@ -308,8 +324,10 @@ impl<D: Directory> Core<D> {
     async fn fetch_lookup(&self, key: &str, lookup: &Lookup) -> Served<Option<Recipient>> {
         match self.inner.find(lookup).await {
             Ok(found) => {
-                if let Ok(mut m) = self.recipients.lock() {
-                    m.insert(key.to_string(), found.clone(), Instant::now());
+                if self.caching {
+                    if let Ok(mut m) = self.recipients.lock() {
+                        m.insert(key.to_string(), found.clone(), Instant::now());
+                    }
                 }
                 Served::fresh(Ok(found))
             }
@@ -358,7 +376,7 @@ impl<D: Directory> Core<D> {
         let admitted = recording.admitted.load(Ordering::Relaxed);
         match result {
             Ok(verified) => {
-                if let Some(identity) = &verified {
+                if let Some(identity) = verified.as_ref().filter(|_| self.caching) {
                     if let Ok(mut m) = self.logins.lock() {
                         m.insert(*key, identity.clone(), Instant::now());
                     }
@@ -407,7 +425,7 @@ fn lookup_key(lookup: &Lookup) -> String {
 impl<D: Directory + 'static> Directory for Cached<D> {
     async fn find(&self, lookup: &Lookup) -> Result<Option<Recipient>, DirectoryError> {
         let core = &self.core;
-        if !core.enabled || is_reserved_probe(lookup) {
+        if is_reserved_probe(lookup) {
             let result = core.inner.find(lookup).await;
             if result.is_ok() {
                 self.refresh_after_success();
@@ -416,6 +434,9 @@ impl<D: Directory + 'static> Directory for Cached<D> {
         }
         let key = lookup_key(lookup);
         let fresh = |key: &String| {
+            if !core.caching {
+                return None;
+            }
             core.recipients
                 .lock()
                 .ok()
@@ -459,7 +480,7 @@ impl<D: Directory + 'static> Directory for Cached<D> {
         guard: &dyn LoginGuard,
     ) -> Result<Option<Identity>, DirectoryError> {
         let core = &self.core;
-        if !core.enabled || password.is_empty() {
+        if !core.sharing || password.is_empty() {
             return core
                 .inner
                 .verify_password_guarded(login, password, guard)
@@ -506,8 +527,37 @@ impl<D: Directory + 'static> Directory for Cached<D> {
         self.core.inner.supports_nt_hashes()
     }
 
+    /// Always asked (the domain verified the login, the directory says whether the account
+    /// is enabled now); while the directory cannot be asked, the identity it last gave for
+    /// the login within `serve_stale` answers.
     async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
-        self.core.inner.account_identity(login).await
+        let core = &self.core;
+        let key = login.to_string().to_lowercase();
+        match core.inner.account_identity(login).await {
+            Ok(found) => {
+                if let Some(identity) = found.as_ref().filter(|_| !core.serve_stale.is_zero()) {
+                    if let Ok(mut m) = core.identities.lock() {
+                        m.insert(key, identity.clone(), Instant::now());
+                    }
+                }
+                Ok(found)
+            }
+            Err(e) => {
+                let stale = core
+                    .identities
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.get_stale(&key, Instant::now()));
+                match stale {
+                    Some(identity) => Served {
+                        result: Ok(Some(identity)),
+                        stale: true,
+                    }
+                    .deliver("account_identity"),
+                    None => Err(e),
+                }
+            }
+        }
     }
 
     async fn resolve_account(
@@ -602,8 +652,11 @@ mod tests {
         fn supports_nt_hashes(&self) -> bool {
             false
         }
-        async fn account_identity(&self, _: &Login) -> Result<Option<Identity>, DirectoryError> {
-            Ok(None)
+        async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(DirectoryError::Unavailable("down".into()));
+            }
+            Ok((login.to_string() == "alice@contoso.com").then(alice))
         }
     }
 
@@ -716,6 +769,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_the_cache_off_identical_checks_in_progress_are_still_made_once() {
+        let c = Cached::new(
+            Counting {
+                delay: Duration::from_millis(50),
+                ..counting(false)
+            },
+            Duration::ZERO,
+            100,
+        );
+        let login = Login::SamAccountName("alice".into());
+        let guard = Budget::new(3);
+        let burst = (0..15).map(|_| c.verify_password_guarded(&login, "right", &guard));
+        let answers = join_all(burst).await;
+        assert!(answers.iter().all(|a| a == &Ok(Some(alice()))), "{answers:?}");
+        assert_eq!(c.inner().verifies.load(Ordering::SeqCst), 1);
+        // Nothing is remembered once they are done.
+        assert!(c.verify_password(&login, "right").await.is_ok());
+        assert_eq!(c.inner().verifies.load(Ordering::SeqCst), 2);
+        assert!(c.cached_verification(&login, "right").is_none());
+    }
+
+    #[tokio::test]
     async fn a_refused_leader_does_not_answer_for_the_others() {
         let c = Cached::new(
             Counting {
@@ -800,6 +875,28 @@ mod tests {
         tokio::time::sleep(ttl * 2).await;
         strict.inner().fail.store(true, Ordering::SeqCst);
         assert!(strict.verify_password(&login, "right").await.is_err());
+    }
+
+    /// Counting's account_identity: alice while up.
+    #[tokio::test]
+    async fn identities_of_logins_the_domain_verified_are_served_stale_only_in_an_outage() {
+        let c = Cached::with_staleness(
+            counting(false),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            100,
+        );
+        let alice = Login::UserPrincipalName("alice@contoso.com".into());
+        assert_eq!(c.account_identity(&alice).await, Ok(Some(self::alice())));
+        c.inner().fail.store(true, Ordering::SeqCst);
+        let (answer, stale) = crate::directory::noting_stale(c.account_identity(&alice)).await;
+        assert_eq!((answer, stale), (Ok(Some(self::alice())), true));
+        let bob = Login::UserPrincipalName("bob@contoso.com".into());
+        assert!(c.account_identity(&bob).await.is_err());
+        let strict = Cached::new(counting(false), Duration::from_secs(60), 100);
+        strict.account_identity(&alice).await.unwrap();
+        strict.inner().fail.store(true, Ordering::SeqCst);
+        assert!(strict.account_identity(&alice).await.is_err());
     }
 
     #[test]
