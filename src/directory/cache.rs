@@ -652,7 +652,10 @@ mod tests {
         fn supports_nt_hashes(&self) -> bool {
             false
         }
-        async fn account_identity(&self, login: &Login) -> Result<Option<Identity>, DirectoryError> {
+        async fn account_identity(
+            &self,
+            login: &Login,
+        ) -> Result<Option<Identity>, DirectoryError> {
             if self.fail.load(Ordering::SeqCst) {
                 return Err(DirectoryError::Unavailable("down".into()));
             }
@@ -782,7 +785,10 @@ mod tests {
         let guard = Budget::new(3);
         let burst = (0..15).map(|_| c.verify_password_guarded(&login, "right", &guard));
         let answers = join_all(burst).await;
-        assert!(answers.iter().all(|a| a == &Ok(Some(alice()))), "{answers:?}");
+        assert!(
+            answers.iter().all(|a| a == &Ok(Some(alice()))),
+            "{answers:?}"
+        );
         assert_eq!(c.inner().verifies.load(Ordering::SeqCst), 1);
         // Nothing is remembered once they are done.
         assert!(c.verify_password(&login, "right").await.is_ok());

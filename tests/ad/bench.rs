@@ -106,6 +106,46 @@ async fn ldaps(dc: &Dc) -> ldap3::Ldap {
     ldap
 }
 
+/// The plain client for `length`: per login, a search for the user as the service account
+/// and a bind as the user, each worker on two LDAPS connections of its own.
+async fn plain_client(dc: &'static Dc, names: Arc<Vec<String>>, length: Duration) -> Rate {
+    let service_password = std::fs::read_to_string(dc.svc_password_file()).unwrap();
+    drive(
+        length,
+        move || {
+            let service_password = service_password.trim().to_string();
+            async move {
+                let mut search = ldaps(dc).await;
+                search
+                    .simple_bind(dc::SERVICE_DN, &service_password)
+                    .await
+                    .unwrap()
+                    .success()
+                    .unwrap();
+                (search, ldaps(dc).await)
+            }
+        },
+        move |(search, bind), i| {
+            let name = names[i % names.len()].clone();
+            Box::pin(async move {
+                let filter = format!(
+                    "(&(objectCategory=person)(|(userPrincipalName={name}@contoso.com)(sAMAccountName={name})))"
+                );
+                let (entries, _) = search
+                    .search(dc::BASE_DN, Scope::Subtree, &filter, ["mail"])
+                    .await
+                    .unwrap()
+                    .success()
+                    .unwrap();
+                assert_eq!(entries.len(), 1, "{name}");
+                let dn = ldap3::SearchEntry::construct(entries.into_iter().next().unwrap()).dn;
+                bind.simple_bind(&dn, PASSWORD).await.unwrap().success().unwrap();
+            })
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Samba AD DC in a private namespace: bash benches/dc.sh"]
 async fn benchmark_cold_logins_as_a_ratio_to_a_plain_ldap_client() {
@@ -131,47 +171,22 @@ async fn benchmark_cold_logins_as_a_ratio_to_a_plain_ldap_client() {
             .output();
     }
 
-    // The plain client: per login, a search for the user as the service account and a
-    // bind as the user, each worker on two connections of its own.
-    let service_password = std::fs::read_to_string(dc.svc_password_file()).unwrap();
-    let plain = {
-        let dc_for_setup: &'static Dc = dc.dc;
-        let names = names.clone();
-        drive(
-            length,
-            move || {
-                let service_password = service_password.trim().to_string();
-                async move {
-                    let mut search = ldaps(dc_for_setup).await;
-                    search
-                        .simple_bind(dc::SERVICE_DN, &service_password)
-                        .await
-                        .unwrap()
-                        .success()
-                        .unwrap();
-                    (search, ldaps(dc_for_setup).await)
-                }
-            },
-            move |(search, bind), i| {
-                let name = names[i % names.len()].clone();
-                Box::pin(async move {
-                    let filter = format!(
-                        "(&(objectCategory=person)(|(userPrincipalName={name}@contoso.com)(sAMAccountName={name})))"
-                    );
-                    let (entries, _) = search
-                        .search(dc::BASE_DN, Scope::Subtree, &filter, ["mail"])
-                        .await
-                        .unwrap()
-                        .success()
-                        .unwrap();
-                    assert_eq!(entries.len(), 1, "{name}");
-                    let dn = ldap3::SearchEntry::construct(entries.into_iter().next().unwrap()).dn;
-                    bind.simple_bind(&dn, PASSWORD).await.unwrap().success().unwrap();
-                })
-            },
-        )
-        .await
-    };
+    // The plain client before and after the server (A/B/A: the DC's own drift and the
+    // machine's other load show up as the difference of the two), after a warm-up until
+    // two one-second runs agree within 5 % (a DC that has just created a thousand accounts
+    // is busy for a while).
+    let mut last = 0.0;
+    for _ in 0..if real { 30 } else { 1 } {
+        let rate = plain_client(dc.dc, names.clone(), Duration::from_secs(1))
+            .await
+            .per_second;
+        let settled = (rate - last).abs() < rate * 0.05;
+        last = rate;
+        if settled {
+            break;
+        }
+    }
+    let plain_before = plain_client(dc.dc, names.clone(), length).await;
 
     // autodiscoverd, started fresh, cache off: every login is cold.
     let d = daemon(&dc, &|t| {
@@ -210,30 +225,37 @@ async fn benchmark_cold_logins_as_a_ratio_to_a_plain_ldap_client() {
         )
         .await
     };
+    let plain_after = plain_client(dc.dc, names.clone(), length).await;
     if pinned {
         let all = format!("0-{}", cpus - 1);
         dc.pin(&all);
     }
-    let ratio = server.per_second / plain.per_second;
-    let first = server.first_second as f64 / plain.first_second.max(1) as f64;
+    // Against the better of the two plain runs: the ratio errs on our side of nothing.
+    let plain = plain_before.per_second.max(plain_after.per_second);
+    let plain_first = plain_before.first_second.max(plain_after.first_second) as f64;
+    let ratio = server.per_second / plain;
+    let first = server.first_second as f64 / plain_first.max(1.0);
+    let placement = if pinned {
+        " (DC on CPU 1, the rest on CPU 0)"
+    } else {
+        " (one CPU: not pinned)"
+    };
+    let smoke = if real {
+        ""
+    } else {
+        " (smoke run: figures meaningless)"
+    };
     eprintln!(
-        "measured: cold logins against the DC{}: plain LDAP client (search + bind) {:.0}/s, \
-         autodiscoverd {:.0}/s: ratio {ratio:.2}; first second {} vs {}: ratio {first:.2}{}",
-        if pinned {
-            " (DC on CPU 1, the rest on CPU 0)"
-        } else {
-            " (one CPU: not pinned)"
-        },
-        plain.per_second,
+        "measured: cold logins against the DC{placement}: plain LDAP client (search + bind) \
+         {:.0}/s before and {:.0}/s after, autodiscoverd {:.0}/s: ratio {ratio:.2}; first \
+         second {} and {} vs {}: ratio {first:.2}{smoke}",
+        plain_before.per_second,
+        plain_after.per_second,
         server.per_second,
-        plain.first_second,
+        plain_before.first_second,
+        plain_after.first_second,
         server.first_second,
-        if real {
-            ""
-        } else {
-            " (smoke run: figures meaningless)"
-        }
     );
     assert_eq!(failures.load(Ordering::Relaxed), 0, "{}", d.log_text());
-    assert!(server.per_second > 0.0 && plain.per_second > 0.0);
+    assert!(server.per_second > 0.0 && plain > 0.0);
 }
