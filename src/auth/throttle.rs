@@ -567,7 +567,12 @@ pub const WRONG_PASSWORDS_PER_ACCOUNT: usize = 8;
 /// secret the instances share; length-prefixed so that the login and password cannot
 /// trade characters).
 pub fn wrong_password_digest(key: &ring::hmac::Key, login: &str, password: &str) -> [u8; 32] {
-    let login = account_key(login);
+    credentials_digest(key, &account_key(login), password)
+}
+
+/// HMAC-SHA-256 of a login and a password under `key`, the login length-prefixed so that
+/// ("ab", "c") and ("a", "bc") differ: what remembers credentials without keeping them.
+pub fn credentials_digest(key: &ring::hmac::Key, login: &str, password: &str) -> [u8; 32] {
     let mut ctx = ring::hmac::Context::with_key(key);
     ctx.update(&(login.len() as u64).to_be_bytes());
     ctx.update(login.as_bytes());

@@ -309,14 +309,7 @@ impl<D: Directory + 'static> Cached<D> {
 impl<D: Directory> Core<D> {
     fn login_key(&self, login: &Login, password: &str) -> [u8; 32] {
         let login = login.to_string().to_lowercase();
-        let mut ctx = hmac::Context::with_key(&self.key);
-        // Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
-        ctx.update(&(login.len() as u64).to_be_bytes());
-        ctx.update(login.as_bytes());
-        ctx.update(password.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.sign().as_ref());
-        out
+        crate::auth::throttle::credentials_digest(&self.key, &login, password)
     }
 
     /// Asks the directory for `lookup` and remembers the answer; when it cannot be asked,
@@ -663,29 +656,16 @@ mod tests {
         }
     }
 
-    /// Polls every future to its end, concurrently on this task.
-    async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-        use std::task::Poll;
-        let mut futures: Vec<_> = futures.map(Box::pin).collect();
-        let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-        std::future::poll_fn(|cx| {
-            let mut pending = false;
-            for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
-                if o.is_none() {
-                    match f.as_mut().poll(cx) {
-                        Poll::Ready(v) => *o = Some(v),
-                        Poll::Pending => pending = true,
-                    }
-                }
-            }
-            if pending {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
-        .await;
-        out.into_iter().flatten().collect()
+    /// A directory whose every call takes 50 ms, behind a cache of `ttl`.
+    fn slow(ttl: Duration) -> Cached<Counting> {
+        Cached::new(
+            Counting {
+                delay: Duration::from_millis(50),
+                ..counting(false)
+            },
+            ttl,
+            100,
+        )
     }
 
     fn counting(fail: bool) -> Counting {
@@ -735,19 +715,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_of_identical_logins_costs_one_check_and_one_admission() {
-        let c = Cached::new(
-            Counting {
-                delay: Duration::from_millis(50),
-                ..counting(false)
-            },
-            Duration::from_secs(60),
-            100,
-        );
+        let c = slow(Duration::from_secs(60));
         let login = Login::SamAccountName("alice".into());
         // A budget of 3 checks in progress, as the lockout ledger gives (5 - margin 2).
         let guard = Budget::new(3);
         let burst = (0..15).map(|_| c.verify_password_guarded(&login, "right", &guard));
-        let answers = join_all(burst).await;
+        let answers = futures_util::future::join_all(burst).await;
         assert!(
             answers.iter().all(|a| a == &Ok(Some(alice()))),
             "{answers:?}"
@@ -757,7 +730,7 @@ mod tests {
         // The same wrong password at once: one check, the others told it was shared.
         let wrong = Budget::new(3);
         let burst = (0..5).map(|_| c.verify_password_guarded(&login, "wrong", &wrong));
-        let answers = join_all(burst).await;
+        let answers = futures_util::future::join_all(burst).await;
         assert!(answers.iter().all(|a| a == &Ok(None)), "{answers:?}");
         assert_eq!(wrong.admitted.load(Ordering::SeqCst), 1);
         assert!(wrong.shared.load(Ordering::SeqCst));
@@ -767,24 +740,17 @@ mod tests {
         let burst = passwords
             .iter()
             .map(|p| c.verify_password_guarded(&login, p, &different));
-        join_all(burst).await;
+        futures_util::future::join_all(burst).await;
         assert_eq!(different.admitted.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
     async fn with_the_cache_off_identical_checks_in_progress_are_still_made_once() {
-        let c = Cached::new(
-            Counting {
-                delay: Duration::from_millis(50),
-                ..counting(false)
-            },
-            Duration::ZERO,
-            100,
-        );
+        let c = slow(Duration::ZERO);
         let login = Login::SamAccountName("alice".into());
         let guard = Budget::new(3);
         let burst = (0..15).map(|_| c.verify_password_guarded(&login, "right", &guard));
-        let answers = join_all(burst).await;
+        let answers = futures_util::future::join_all(burst).await;
         assert!(
             answers.iter().all(|a| a == &Ok(Some(alice()))),
             "{answers:?}"
@@ -798,14 +764,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_leader_does_not_answer_for_the_others() {
-        let c = Cached::new(
-            Counting {
-                delay: Duration::from_millis(20),
-                ..counting(false)
-            },
-            Duration::from_secs(60),
-            100,
-        );
+        let c = slow(Duration::from_secs(60));
         let login = Login::SamAccountName("alice".into());
         let refused = Budget::new(0);
         let admitted = Budget::new(1);
@@ -820,17 +779,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_of_misses_on_one_mailbox_costs_one_search() {
-        let c = Cached::new(
-            Counting {
-                delay: Duration::from_millis(50),
-                ..counting(false)
-            },
-            Duration::from_secs(60),
-            100,
-        );
+        let c = slow(Duration::from_secs(60));
         let lookup = Lookup::Address("alice@contoso.com".into());
         let burst = (0..15).map(|_| c.find(&lookup));
-        let answers = join_all(burst).await;
+        let answers = futures_util::future::join_all(burst).await;
         assert!(answers.iter().all(|a| a == &Ok(None)));
         assert_eq!(c.inner().finds.load(Ordering::SeqCst), 1);
         assert!(c.core.finds.is_empty());

@@ -65,23 +65,6 @@ thread_local! {
 
 /// The line as a `tracing` event (the way it was always written; the reference format).
 fn event(line: &AccessLine<'_>) {
-    if line.stale {
-        tracing::info!(
-            target: "access",
-            client = %line.client,
-            sni = line.sni,
-            method = %line.method,
-            path = %line.path,
-            endpoint = line.endpoint,
-            user = line.user,
-            outcome = line.outcome,
-            stale = true,
-            status = line.status,
-            latency_us = line.latency_us,
-            "request"
-        );
-        return;
-    }
     tracing::info!(
         target: "access",
         client = %line.client,
@@ -91,6 +74,8 @@ fn event(line: &AccessLine<'_>) {
         endpoint = line.endpoint,
         user = line.user,
         outcome = line.outcome,
+        // `None` is not recorded: the field appears only when set.
+        stale = line.stale.then_some(true),
         status = line.status,
         latency_us = line.latency_us,
         "request"

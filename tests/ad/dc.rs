@@ -289,13 +289,19 @@ impl Dc {
             ));
             names.push(name);
         }
+        self.ldif_as_administrator("ldbadd", &ldif);
+        names
+    }
+
+    /// Runs `tool` (ldbadd, ldbmodify) on an LDIF over LDAP as the domain Administrator
+    /// (SASL, signed and sealed).
+    fn ldif_as_administrator(&self, tool: &str, ldif: &str) {
         let file = tempfile::NamedTempFile::new().expect("ldif file");
         std::fs::write(file.path(), ldif).expect("write ldif");
-        run(Command::new("ldbadd")
+        run(Command::new(tool)
             .args(["-H", "ldap://127.0.0.1", "-U"])
             .arg(format!("CONTOSO\\Administrator%{ADMIN_PASSWORD}"))
             .arg(file.path()));
-        names
     }
 
     /// Every samba process of the DC on CPU `cpus` (`taskset` list syntax), so that a
@@ -310,12 +316,7 @@ impl Dc {
 
     /// Applies an LDIF change over LDAP as the domain Administrator (SASL, signed).
     pub fn modify(&self, ldif: &str) {
-        let file = tempfile::NamedTempFile::new().expect("ldif file");
-        std::fs::write(file.path(), ldif).expect("write ldif");
-        run(Command::new("ldbmodify")
-            .args(["-H", "ldap://127.0.0.1", "-U"])
-            .arg(format!("CONTOSO\\Administrator%{ADMIN_PASSWORD}"))
-            .arg(file.path()));
+        self.ldif_as_administrator("ldbmodify", ldif);
     }
 
     /// Whether `user` (`DOMAIN\\name`) can log on at the DC itself with `password`

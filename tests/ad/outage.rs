@@ -11,31 +11,6 @@ use crate::harness::daemon::{scrape, Daemon};
 use crate::harness::{outlook_request, set};
 use crate::{ask, client, daemon, element, Dc, PATH};
 
-/// Polls every future to its end, concurrently on this task.
-async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    use std::task::Poll;
-    let mut futures: Vec<_> = futures.map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *o = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
-}
-
 /// A metric's value (0 when the series is absent).
 async fn metric(d: &Daemon, series: &str) -> f64 {
     scrape(d.addr("metrics"))
@@ -109,6 +84,14 @@ fn outage_daemon(dc: &Dc) -> Daemon {
     })
 }
 
+/// alice gets her settings, and her cache entries expire (TTL 1 s) a moment before the
+/// outage that follows.
+async fn alice_seen_then_expired(d: &Daemon) {
+    let (got, _) = timed(d, "alice@contoso.com", ALICE_PASSWORD, "alice@contoso.com").await;
+    assert_eq!(got, Got::Settings, "{}", d.log_text());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
 /// Load during an outage of `length`: alice and bob at once, over and over. Checks that
 /// alice always gets her settings and bob always Error 603 (or, once he was seen before
 /// the outage, his redirect), and that after the first unanswered operation (one connect
@@ -171,7 +154,7 @@ async fn fifteen_correct_logins_at_cache_expiry_cost_one_bind_and_all_get_200() 
     let burst = clients
         .iter_mut()
         .map(|c| c.post_basic(PATH, "burst@contoso.com", PW, &[], &body));
-    let answers = join_all(burst).await;
+    let answers = futures_util::future::join_all(burst).await;
     for a in &answers {
         assert_eq!(a.status, 200, "{}\n{}", a.text(), d.log_text());
         assert_eq!(
@@ -208,10 +191,7 @@ async fn a_hung_dc_serves_known_users_stale_fails_others_fast_and_recovers_withi
         return;
     };
     let d = outage_daemon(&dc);
-    let (got, _) = timed(&d, "alice@contoso.com", ALICE_PASSWORD, "alice@contoso.com").await;
-    assert_eq!(got, Got::Settings, "{}", d.log_text());
-    // alice's entries expired a second before the DC hangs.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    alice_seen_then_expired(&d).await;
     dc.pause();
     let answers = load_during_outage(
         &d,
@@ -246,9 +226,7 @@ async fn a_killed_dc_serves_known_users_stale_fails_others_fast_and_recovers_wit
         return;
     };
     let d = outage_daemon(&dc);
-    let (got, _) = timed(&d, "alice@contoso.com", ALICE_PASSWORD, "alice@contoso.com").await;
-    assert_eq!(got, Got::Settings, "{}", d.log_text());
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    alice_seen_then_expired(&d).await;
     dc.stop();
     load_during_outage(
         &d,
@@ -289,9 +267,7 @@ async fn ten_outages_leave_memory_and_descriptors_flat() {
     let d = outage_daemon(&dc);
     let mut seen = Vec::new();
     for round in 0..10 {
-        let (got, _) = timed(&d, "alice@contoso.com", ALICE_PASSWORD, "alice@contoso.com").await;
-        assert_eq!(got, Got::Settings, "round {round}");
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        alice_seen_then_expired(&d).await;
         dc.pause();
         // bob was never seen before the first outage; from the second on, he was (served
         // stale like alice).
