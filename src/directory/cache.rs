@@ -713,13 +713,12 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_burst_of_identical_logins_costs_one_check_and_one_admission() {
-        let c = slow(Duration::from_secs(60));
-        let login = Login::SamAccountName("alice".into());
-        // A budget of 3 checks in progress, as the lockout ledger gives (5 - margin 2).
+    /// 15 correct logins of alice at once through `c`: all accepted after one check that
+    /// took one slot of a budget of 3 checks in progress (5 - margin 2, as the lockout
+    /// ledger gives).
+    async fn fifteen_correct_logins_at_once(c: &Cached<Counting>, login: &Login) {
         let guard = Budget::new(3);
-        let burst = (0..15).map(|_| c.verify_password_guarded(&login, "right", &guard));
+        let burst = (0..15).map(|_| c.verify_password_guarded(login, "right", &guard));
         let answers = futures_util::future::join_all(burst).await;
         assert!(
             answers.iter().all(|a| a == &Ok(Some(alice()))),
@@ -727,6 +726,13 @@ mod tests {
         );
         assert_eq!(c.inner().verifies.load(Ordering::SeqCst), 1);
         assert_eq!(guard.admitted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_identical_logins_costs_one_check_and_one_admission() {
+        let c = slow(Duration::from_secs(60));
+        let login = Login::SamAccountName("alice".into());
+        fifteen_correct_logins_at_once(&c, &login).await;
         // The same wrong password at once: one check, the others told it was shared.
         let wrong = Budget::new(3);
         let burst = (0..5).map(|_| c.verify_password_guarded(&login, "wrong", &wrong));
@@ -748,14 +754,7 @@ mod tests {
     async fn with_the_cache_off_identical_checks_in_progress_are_still_made_once() {
         let c = slow(Duration::ZERO);
         let login = Login::SamAccountName("alice".into());
-        let guard = Budget::new(3);
-        let burst = (0..15).map(|_| c.verify_password_guarded(&login, "right", &guard));
-        let answers = futures_util::future::join_all(burst).await;
-        assert!(
-            answers.iter().all(|a| a == &Ok(Some(alice()))),
-            "{answers:?}"
-        );
-        assert_eq!(c.inner().verifies.load(Ordering::SeqCst), 1);
+        fifteen_correct_logins_at_once(&c, &login).await;
         // Nothing is remembered once they are done.
         assert!(c.verify_password(&login, "right").await.is_ok());
         assert_eq!(c.inner().verifies.load(Ordering::SeqCst), 2);

@@ -507,10 +507,16 @@ pub fn ldap_operation(op: &'static str) {
 /// Every configured LDAP server is known unreachable (`true`) or one answers again.
 pub fn ldap_unreachable(down: bool) {
     static STATE: AtomicI64 = AtomicI64::new(0);
-    let new = i64::from(down);
-    let old = STATE.swap(new, Ordering::Relaxed);
+    set_flag(&STATE, &METRICS.ldap_unreachable, down);
+}
+
+/// Sets a 0/1 gauge whose last value `state` holds (moved only on a change, so that
+/// concurrent callers cannot leave it at 2 or -1).
+fn set_flag(state: &AtomicI64, gauge: &Gauge<0>, on: bool) {
+    let new = i64::from(on);
+    let old = state.swap(new, Ordering::Relaxed);
     if new != old {
-        METRICS.ldap_unreachable.add([], new - old);
+        gauge.add([], new - old);
     }
 }
 
@@ -546,11 +552,7 @@ pub fn throttled(action: &'static str) {
 /// The shared throttle store answers (`true`) or not: the gauge shows the last state.
 pub fn throttle_store_up(up: bool) {
     static STATE: AtomicI64 = AtomicI64::new(0);
-    let new = i64::from(up);
-    let old = STATE.swap(new, Ordering::Relaxed);
-    if new != old {
-        METRICS.throttle_store_up.add([], new - old);
-    }
+    set_flag(&STATE, &METRICS.throttle_store_up, up);
 }
 
 /// A call to the shared throttle store failed.
