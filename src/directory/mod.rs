@@ -307,6 +307,13 @@ impl DirectoryBackend {
         }
     }
 
+    /// Opens the directory's connections before the first requests need them.
+    pub async fn warm(&self) {
+        if let DirectoryBackend::Ldap(d) = self {
+            d.inner().warm().await;
+        }
+    }
+
     /// The NetBIOS domain the directory knows its users by (`CONTOSO`), if it says.
     pub fn netbios_domain(&self) -> Option<String> {
         match self {

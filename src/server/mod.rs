@@ -285,6 +285,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(listeners = %bound, "listening");
     listener::warn_about_proxy_settings(&config);
     let state = Arc::new(build_state(config)?);
+    let warming = Arc::clone(&state);
+    tokio::spawn(async move { warming.directory.warm().await });
     let live = Live::new(state, tls);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(run_live(listeners, Arc::clone(&live), async {

@@ -123,6 +123,21 @@ impl LdapDirectory {
             .map(str::to_ascii_uppercase)
     }
 
+    /// Opens both pools' connections at once, before the first requests need them (a fresh
+    /// process would otherwise open them one by one during its first logins). Whatever
+    /// fails is left to the requests (and to the connector's probe).
+    pub async fn warm(&self) {
+        for pool in [&self.service, &self.binds] {
+            let opening = (0..self.cfg.pool_size)
+                .map(|_| tokio::time::timeout(self.cfg.timeout, pool.get(&self.connector)));
+            for conn in futures_util::future::join_all(opening).await {
+                if let Ok(Ok(conn)) = conn {
+                    pool.put(conn);
+                }
+            }
+        }
+    }
+
     /// Connects and binds as the service account once (for `check-config`).
     pub async fn probe(&self) -> Result<(), DirectoryError> {
         self.bounded(async {
