@@ -205,6 +205,10 @@ async fn kinit_and_curl_negotiate_get_settings_and_redirect_without_a_password()
             || answer.windows(2).any(|w| w == [0x6f, 0x82]),
         "an AP-REP ([APPLICATION 15]) inside"
     );
+    // The access line is written by the log thread a moment after the answer.
+    d.wait_event(Duration::from_secs(5), |e| {
+        e["target"] == "access" && e["status"] == 200
+    });
     let users: Vec<String> = d
         .access_events()
         .iter()

@@ -42,6 +42,10 @@ pub struct LdapDirectory {
     binds: Pool,
     health: Health,
     lookup_attrs: Vec<String>,
+    /// `lookup_attrs` and the domain's bad-password attributes: what a login is resolved
+    /// with, so that the count is read in the same search when the configured servers are
+    /// the ones to ask for it.
+    login_attrs: Vec<String>,
     nt_attrs: Vec<String>,
     /// Lockout policy per domain (its naming context, lower-case), read when first needed
     /// and again after [`POLICY_TTL`].
@@ -89,6 +93,8 @@ impl LdapDirectory {
         let connector = Connector::new(&cfg, config_file)?;
         let mut lookup_attrs = cfg.attributes.all();
         lookup_attrs.extend(cfg.mailbox_kind.attributes());
+        let mut login_attrs = lookup_attrs.clone();
+        login_attrs.extend(mapping::BAD_PASSWORD_ATTRIBUTES.map(String::from));
         let mut nt_attrs = lookup_attrs.clone();
         if let Some(nt) = &cfg.attributes.nt_password {
             nt_attrs.push(nt.clone());
@@ -102,6 +108,7 @@ impl LdapDirectory {
             connector,
             health: Health::default(),
             lookup_attrs,
+            login_attrs,
             nt_attrs,
             policies: Mutex::new(HashMap::new()),
             pdcs: Mutex::new(HashMap::new()),
@@ -505,11 +512,17 @@ impl LdapDirectory {
         }))
     }
 
-    /// The domain's own count of the account `dn`'s recent bad passwords, read at the PDC
-    /// emulator (the configured servers when it cannot be reached), just before a password
-    /// check that reaches the domain. `None` without a lockout policy, or when it cannot be
-    /// read: the ledger alone guards then.
-    async fn bad_passwords(&self, dn: &str, policy: Option<LockoutPolicy>) -> Option<DomainCount> {
+    /// The domain's own count of the account `entry`'s recent bad passwords, read at the PDC
+    /// emulator just before a password check that reaches the domain; when the PDC emulator
+    /// is one of the configured servers, or cannot be reached, the values `entry` was just
+    /// read with from them. `None` without a lockout policy, or when it cannot be read: the
+    /// ledger alone guards then.
+    async fn bad_passwords(
+        &self,
+        entry: &RawEntry,
+        policy: Option<LockoutPolicy>,
+    ) -> Option<DomainCount> {
+        let dn = entry.dn.as_str();
         let policy = policy.filter(|p| p.threshold > 0)?;
         let attrs = mapping::BAD_PASSWORD_ATTRIBUTES.map(String::from);
         let any = "(objectClass=*)";
@@ -540,11 +553,10 @@ impl LdapDirectory {
                 }
             }
         }
-        let entries = match entries {
-            Some(found) => found,
-            None => self.search_at(dn, Scope::Base, any, &attrs).await.ok()?,
+        let count = match &entries {
+            Some(found) => mapping::bad_passwords(found.first()?, &policy, filetime_now()),
+            None => mapping::bad_passwords(entry, &policy, filetime_now()),
         };
-        let count = mapping::bad_passwords(entries.first()?, &policy, filetime_now());
         if count.is_none() {
             tracing::debug!(account = %dn, "badPwdCount is not readable by the service account");
         }
@@ -707,7 +719,7 @@ impl Directory for LdapDirectory {
             return Ok(None);
         }
         self.bounded(async {
-            let Some(entry) = self.resolve_login(login, &self.lookup_attrs).await? else {
+            let Some(entry) = self.resolve_login(login, &self.login_attrs).await? else {
                 // Unknown or disabled: spend the same bind round trip on a DN that cannot
                 // exist, so that response timing does not tell which logins are real, and
                 // let the guard count it as it counts a real account (keyed by the name
@@ -736,7 +748,7 @@ impl Directory for LdapDirectory {
             let account = Account {
                 key: entry.dn.to_lowercase(),
                 lockout,
-                bad_passwords: self.bad_passwords(&entry.dn, lockout).await,
+                bad_passwords: self.bad_passwords(&entry, lockout).await,
             };
             if !guard.admit(&account).await {
                 return Ok(None);
@@ -787,13 +799,13 @@ impl Directory for LdapDirectory {
         login: &Login,
     ) -> Result<(Account, Option<Identity>), DirectoryError> {
         self.bounded(async {
-            match self.resolve_login(login, &self.lookup_attrs).await? {
+            match self.resolve_login(login, &self.login_attrs).await? {
                 Some(entry) => {
                     let lockout = self.lockout_policy(&entry.dn).await;
                     let account = Account {
                         key: entry.dn.to_lowercase(),
                         lockout,
-                        bad_passwords: self.bad_passwords(&entry.dn, lockout).await,
+                        bad_passwords: self.bad_passwords(&entry, lockout).await,
                     };
                     let identity = mapping::identity(&entry, &self.cfg.attributes, login);
                     Ok((account, Some(identity)))
