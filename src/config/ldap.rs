@@ -30,9 +30,15 @@ pub struct LdapDirectorySection {
     pub timeout_ms: Option<u64>,
     pub cache_ttl_secs: Option<u64>,
     pub cache_max_entries: Option<usize>,
+    pub serve_stale_secs: Option<u64>,
     pub attributes: Option<LdapAttributesSection>,
     pub mailbox_kind: Option<MailboxKindSection>,
 }
+
+/// `directory.ldap.serve_stale_secs` when not set: four hours, a night's patching.
+pub const DEFAULT_SERVE_STALE_SECS: u64 = 4 * 3600;
+/// The longest staleness allowed: a week.
+const MAX_SERVE_STALE_SECS: u64 = 7 * 24 * 3600;
 
 /// Serde mirror of `[directory.ldap.mailbox_kind]`.
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +250,9 @@ pub struct LdapConfig {
     /// 0 disables the cache.
     pub cache_ttl: Duration,
     pub cache_max_entries: usize,
+    /// How long past its TTL a cached lookup or verified login still answers while the
+    /// directory cannot be asked; 0: never.
+    pub serve_stale: Duration,
     pub attributes: LdapAttributes,
     /// Per-mailbox kind (`[directory.ldap.mailbox_kind]`); empty: every mailbox has its
     /// domain's kind.
@@ -443,6 +452,17 @@ pub fn validate(file: &Path, raw: LdapDirectorySection) -> Result<LdapConfig, Co
             "use at most 3600: a disabled account or changed password must stop working soon",
         ));
     }
+    let serve_stale_secs = raw.serve_stale_secs.unwrap_or(DEFAULT_SERVE_STALE_SECS);
+    if serve_stale_secs > MAX_SERVE_STALE_SECS {
+        return Err(bad(
+            "serve_stale_secs",
+            format!("{serve_stale_secs} seconds"),
+            "use at most 604800 (a week; default 14400, 0 turns it off): an account disabled during an outage keeps its answer that long",
+        ));
+    }
+    if serve_stale_secs > 0 && cache_ttl_secs == 0 {
+        tracing::debug!("directory.ldap.serve_stale_secs has no effect with cache_ttl_secs = 0");
+    }
     let attributes = attributes(raw.attributes.unwrap_or_default()).map_err(|(key, value)| {
         bad(
             &format!("attributes.{key}"),
@@ -468,6 +488,7 @@ pub fn validate(file: &Path, raw: LdapDirectorySection) -> Result<LdapConfig, Co
         timeout: Duration::from_millis(timeout_ms),
         cache_ttl: Duration::from_secs(cache_ttl_secs),
         cache_max_entries,
+        serve_stale: Duration::from_secs(serve_stale_secs),
         attributes,
     })
 }

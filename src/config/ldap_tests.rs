@@ -42,6 +42,7 @@ fn the_ldap_example_parses_to_the_expected_values() {
     assert_eq!(l.netbios_domain.as_deref(), Some("contoso"));
     assert_eq!(l.timeout, Duration::from_millis(5000));
     assert_eq!(l.cache_ttl, Duration::from_secs(60));
+    assert_eq!(l.serve_stale, Duration::from_secs(4 * 3600));
     assert_eq!(l.attributes.nt_password.as_deref(), Some("sambaNTPassword"));
     assert_eq!(l.attributes.mailbox_guid, "msExchMailboxGuid");
     // The password is in memory, never in Debug output (logs, panics).
@@ -136,7 +137,7 @@ fn the_commented_ldap_table_of_the_main_example_is_valid_as_documented() {
 #[test]
 fn invalid_ldap_values_name_the_key_and_the_fix() {
     let text = ldap_example();
-    let cases: [(&str, &str, &str); 12] = [
+    let cases: [(&str, &str, &str); 13] = [
         (
             "urls = [\"ldap://127.0.0.1:3389\"]",
             "urls = [\"ldap://dc01.corp.contoso.com\"]",
@@ -196,6 +197,11 @@ fn invalid_ldap_values_name_the_key_and_the_fix() {
             "bind_dn = \"cn=svc-autodiscover,ou=Service,dc=contoso,dc=com\"",
             "bind_dn = \" \"",
             "directory.ldap.bind_dn",
+        ),
+        (
+            "serve_stale_secs = 14400",
+            "serve_stale_secs = 604801",
+            "directory.ldap.serve_stale_secs",
         ),
     ];
     for (from, to, key) in cases {

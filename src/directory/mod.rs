@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod embedded;
+pub mod flight;
 pub mod ldap;
 pub mod recipient;
 
@@ -146,6 +147,9 @@ pub trait LoginGuard: Send + Sync {
     /// The outcome of an admitted check: right, wrong, or `None` (not checked: the
     /// directory failed).
     fn settle<'a>(&'a self, account: &'a Account, outcome: Option<bool>) -> GuardFuture<'a, ()>;
+    /// This request's password was not checked: an identical check in progress for another
+    /// request found it wrong, and that one was admitted and settled (nothing more to count).
+    fn shared_outcome(&self) {}
 }
 
 /// A guard that admits everything (callers without a throttle).
@@ -174,6 +178,28 @@ pub async fn guarded(
         .settle(account, result.as_ref().ok().map(Option::is_some))
         .await;
     result
+}
+
+tokio::task_local! {
+    /// Set when a directory answer of this request came from a stale cache entry.
+    static SERVED_STALE: std::cell::Cell<bool>;
+}
+
+/// Runs `request` and tells whether any directory answer it got came from a cache entry
+/// past its TTL because the directory could not be asked (for the access log).
+pub async fn noting_stale<F: Future>(request: F) -> (F::Output, bool) {
+    SERVED_STALE
+        .scope(std::cell::Cell::new(false), async {
+            let output = request.await;
+            let stale = SERVED_STALE.try_with(std::cell::Cell::get).unwrap_or(false);
+            (output, stale)
+        })
+        .await
+}
+
+/// Notes a stale answer for the request being served (nothing outside [`noting_stale`]).
+fn note_stale() {
+    let _ = SERVED_STALE.try_with(|stale| stale.set(true));
 }
 
 /// What NTLM needs to verify a user: the NT hash (MD4 of the UTF-16LE password) and the
@@ -300,6 +326,13 @@ impl DirectoryBackend {
         match self {
             DirectoryBackend::Embedded(d) => d.cached(login, password),
             DirectoryBackend::Ldap(d) => d.cached_verification(login, password),
+        }
+    }
+
+    /// Opens the directory's connections before the first requests need them.
+    pub async fn warm(&self) {
+        if let DirectoryBackend::Ldap(d) = self {
+            d.inner().warm().await;
         }
     }
 

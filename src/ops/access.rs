@@ -31,6 +31,9 @@ pub struct AccessLine<'a> {
     /// The authenticated user, `-` without one.
     pub user: &'a str,
     pub outcome: &'static str,
+    /// A directory answer came from a cache entry past its TTL (the directory could not
+    /// be asked): written as `stale=true`, and only then.
+    pub stale: bool,
     pub status: u16,
     pub latency_us: u64,
 }
@@ -71,6 +74,8 @@ fn event(line: &AccessLine<'_>) {
         endpoint = line.endpoint,
         user = line.user,
         outcome = line.outcome,
+        // `None` is not recorded: the field appears only when set.
+        stale = line.stale.then_some(true),
         status = line.status,
         latency_us = line.latency_us,
         "request"
@@ -97,6 +102,9 @@ pub fn format_line(out: &mut String, format: LogFormat, at: SystemTime, l: &Acce
             debug_str(out, l.user);
             out.push_str(" outcome=");
             debug_str(out, l.outcome);
+            if l.stale {
+                out.push_str(" stale=true");
+            }
             let _ = write!(out, " status={} latency_us={}", l.status, l.latency_us);
         }
         // {"timestamp":"...","level":"INFO","message":"request","client":"...",...,"target":"access"}
@@ -117,6 +125,9 @@ pub fn format_line(out: &mut String, format: LogFormat, at: SystemTime, l: &Acce
             json_str(out, l.user);
             out.push_str(",\"outcome\":");
             json_str(out, l.outcome);
+            if l.stale {
+                out.push_str(",\"stale\":true");
+            }
             let _ = write!(
                 out,
                 ",\"status\":{},\"latency_us\":{},\"target\":\"access\"}}",
@@ -140,6 +151,9 @@ pub fn format_line(out: &mut String, format: LogFormat, at: SystemTime, l: &Acce
             ] {
                 out.push_str(key);
                 super::logging::push_quoted(out, value);
+            }
+            if l.stale {
+                out.push_str(" stale=true");
             }
             let _ = write!(out, " status={} latency_us={}", l.status, l.latency_us);
         }
@@ -284,6 +298,7 @@ mod tests {
             endpoint: "autodiscover.xml",
             user,
             outcome: "settings",
+            stale: false,
             status: 200,
             latency_us: 1234,
         }
@@ -310,6 +325,10 @@ mod tests {
                 outcome: "not_found",
                 endpoint: "other",
                 ..sample("-", "/x", "-")
+            },
+            AccessLine {
+                stale: true,
+                ..sample("alice@contoso.com", "/autodiscover/autodiscover.xml", "-")
             },
         ];
         for format in [LogFormat::Text, LogFormat::Json, LogFormat::Logfmt] {

@@ -308,6 +308,11 @@ struct Metrics {
     directory_duration: Histogram<1>,
     directory_errors: Counter<1>,
     cache: Counter<1>,
+    directory_shared: Counter<1>,
+    directory_stale: Counter<1>,
+    ldap_operations: Counter<1>,
+    ldap_unreachable: Gauge<0>,
+    ldap_fast_failures: Counter<0>,
     connections: Counter<1>,
     active_connections: Gauge<1>,
     tls_failures: Counter<1>,
@@ -352,6 +357,31 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "autodiscoverd_directory_cache_total",
         "Directory cache lookups by result (hit, miss); hit ratio = hit / (hit + miss).",
         ["result"],
+    ),
+    directory_shared: Counter::new(
+        "autodiscoverd_directory_shared_total",
+        "Directory calls not made because an identical one was in progress (its answer was shared), by operation (find, verify_password).",
+        ["op"],
+    ),
+    directory_stale: Counter::new(
+        "autodiscoverd_directory_stale_total",
+        "Answers given from a cache entry past its TTL (within directory.ldap.serve_stale_secs) because the directory could not be asked, by operation.",
+        ["op"],
+    ),
+    ldap_operations: Counter::new(
+        "autodiscoverd_ldap_operations_total",
+        "LDAP operations sent to the directory servers, by kind (search, user_bind, connect).",
+        ["op"],
+    ),
+    ldap_unreachable: Gauge::new(
+        "autodiscoverd_ldap_unreachable",
+        "1 while every configured LDAP server is known unreachable (calls fail at once; a background probe watches for the first to answer), else 0.",
+        [],
+    ),
+    ldap_fast_failures: Counter::new(
+        "autodiscoverd_ldap_fast_failures_total",
+        "Directory calls answered as unavailable at once because every configured LDAP server was known unreachable.",
+        [],
     ),
     connections: Counter::new(
         "autodiscoverd_connections_total",
@@ -471,6 +501,42 @@ pub fn cache_miss() {
     METRICS.cache.inc(["miss"]);
 }
 
+/// A directory call was not made: an identical one in progress answered it too.
+pub fn directory_shared(op: &'static str) {
+    METRICS.directory_shared.inc([op]);
+}
+
+/// A directory answer came from a stale cache entry.
+pub fn directory_stale(op: &'static str) {
+    METRICS.directory_stale.inc([op]);
+}
+
+/// One LDAP operation was sent (`op`: search, user_bind, connect).
+pub fn ldap_operation(op: &'static str) {
+    METRICS.ldap_operations.inc([op]);
+}
+
+/// Every configured LDAP server is known unreachable (`true`) or one answers again.
+pub fn ldap_unreachable(down: bool) {
+    static STATE: AtomicI64 = AtomicI64::new(0);
+    set_flag(&STATE, &METRICS.ldap_unreachable, down);
+}
+
+/// Sets a 0/1 gauge whose last value `state` holds (moved only on a change, so that
+/// concurrent callers cannot leave it at 2 or -1).
+fn set_flag(state: &AtomicI64, gauge: &Gauge<0>, on: bool) {
+    let new = i64::from(on);
+    let old = state.swap(new, Ordering::Relaxed);
+    if new != old {
+        gauge.add([], new - old);
+    }
+}
+
+/// A directory call failed at once: every server was known unreachable.
+pub fn ldap_fast_failure() {
+    METRICS.ldap_fast_failures.inc([]);
+}
+
 /// A TLS handshake failed (`reason`: error, timeout).
 pub fn tls_handshake_failure(reason: &'static str) {
     METRICS.tls_failures.inc([reason]);
@@ -510,11 +576,7 @@ pub fn throttled(action: &'static str) {
 /// The shared throttle store answers (`true`) or not: the gauge shows the last state.
 pub fn throttle_store_up(up: bool) {
     static STATE: AtomicI64 = AtomicI64::new(0);
-    let new = i64::from(up);
-    let old = STATE.swap(new, Ordering::Relaxed);
-    if new != old {
-        METRICS.throttle_store_up.add([], new - old);
-    }
+    set_flag(&STATE, &METRICS.throttle_store_up, up);
 }
 
 /// A call to the shared throttle store failed.
@@ -570,6 +632,11 @@ pub fn render() -> String {
     m.directory_duration.render(&mut out);
     m.directory_errors.render(&mut out, "counter");
     m.cache.render(&mut out, "counter");
+    m.directory_shared.render(&mut out, "counter");
+    m.directory_stale.render(&mut out, "counter");
+    m.ldap_operations.render(&mut out, "counter");
+    m.ldap_unreachable.render(&mut out, "gauge");
+    m.ldap_fast_failures.render(&mut out, "counter");
     m.connections.render(&mut out, "counter");
     m.active_connections.render(&mut out, "gauge");
     m.tls_failures.render(&mut out, "counter");

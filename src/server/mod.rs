@@ -51,7 +51,12 @@ pub fn build_state(config: Config) -> Result<State, StartError> {
         DirectoryConfig::Ldap(ldap) => {
             let (ttl, max) = (ldap.cache_ttl, ldap.cache_max_entries);
             let directory = LdapDirectory::new((**ldap).clone(), &config.source)?;
-            DirectoryBackend::Ldap(Cached::new(directory, ttl, max))
+            DirectoryBackend::Ldap(Cached::with_staleness(
+                directory,
+                ttl,
+                ldap.serve_stale,
+                max,
+            ))
         }
     };
     let server_id = stable_id(&config.org.exchange_org);
@@ -292,6 +297,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(listeners = %bound, "listening");
     listener::warn_about_proxy_settings(&config);
     let state = Arc::new(build_state(config)?);
+    let warming = Arc::clone(&state);
+    tokio::spawn(async move { warming.directory.warm().await });
     let live = Live::new(state, tls);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(run_live(listeners, Arc::clone(&live), async {

@@ -265,14 +265,58 @@ impl Dc {
         dn
     }
 
-    /// Applies an LDIF change over LDAP as the domain Administrator (SASL, signed).
-    pub fn modify(&self, ldif: &str) {
+    /// Creates `count` mailbox users `PREFIXnnnn` (as [`Dc::create_user`] shapes them) with
+    /// one LDIF over LDAP as the Administrator (sealed SASL, so the password may be set):
+    /// seconds for a thousand, where samba-tool takes one each. Returns their names.
+    pub fn create_users(&self, prefix: &str, count: usize, password: &str) -> Vec<String> {
+        use base64::Engine as _;
+        let quoted: Vec<u8> = format!("\"{password}\"")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let unicode_pwd = base64::engine::general_purpose::STANDARD.encode(quoted);
+        let mut ldif = String::new();
+        let mut names = Vec::new();
+        for i in 0..count {
+            let name = format!("{prefix}{i:04}");
+            ldif.push_str(&format!(
+                "dn: CN={name},CN=Users,{BASE_DN}\nobjectClass: user\nsAMAccountName: {name}\n\
+                 userPrincipalName: {name}@contoso.com\nmail: {name}@contoso.com\n\
+                 proxyAddresses: SMTP:{name}@contoso.com\nmsExchRecipientTypeDetails: 1\n\
+                 homeMDB: {MAILBOX_DATABASE}\n\
+                 legacyExchangeDN: /o=Contoso/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn={name}\n\
+                 unicodePwd:: {unicode_pwd}\nuserAccountControl: 512\n\n"
+            ));
+            names.push(name);
+        }
+        self.ldif_as_administrator("ldbadd", &ldif);
+        names
+    }
+
+    /// Runs `tool` (ldbadd, ldbmodify) on an LDIF over LDAP as the domain Administrator
+    /// (SASL, signed and sealed).
+    fn ldif_as_administrator(&self, tool: &str, ldif: &str) {
         let file = tempfile::NamedTempFile::new().expect("ldif file");
         std::fs::write(file.path(), ldif).expect("write ldif");
-        run(Command::new("ldbmodify")
+        run(Command::new(tool)
             .args(["-H", "ldap://127.0.0.1", "-U"])
             .arg(format!("CONTOSO\\Administrator%{ADMIN_PASSWORD}"))
             .arg(file.path()));
+    }
+
+    /// Every samba process of the DC on CPU `cpus` (`taskset` list syntax), so that a
+    /// benchmark gives the DC a core of its own.
+    pub fn pin(&self, cpus: &str) {
+        for pid in Self::samba_processes() {
+            run(Command::new("taskset")
+                .args(["-a", "-p", "-c", cpus])
+                .arg(pid.as_raw_nonzero().get().to_string()));
+        }
+    }
+
+    /// Applies an LDIF change over LDAP as the domain Administrator (SASL, signed).
+    pub fn modify(&self, ldif: &str) {
+        self.ldif_as_administrator("ldbmodify", ldif);
     }
 
     /// Whether `user` (`DOMAIN\\name`) can log on at the DC itself with `password`
@@ -334,6 +378,45 @@ impl Dc {
         }
     }
 
+    /// Every samba process of this namespace (the DC and its workers: their executable
+    /// is samba, whatever name they give themselves).
+    fn samba_processes() -> Vec<rustix::process::Pid> {
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else {
+                continue;
+            };
+            if exe.file_name().is_some_and(|n| n == "samba") {
+                pids.extend(rustix::process::Pid::from_raw(pid));
+            }
+        }
+        pids
+    }
+
+    /// Hangs the DC: SIGSTOP to every samba process. Its ports still accept TCP connections
+    /// (the kernel does that), nothing answers on them.
+    pub fn pause(&self) {
+        let pids = Self::samba_processes();
+        assert!(!pids.is_empty(), "no samba process to stop");
+        for pid in pids {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+        }
+    }
+
+    /// Resumes a DC [`Dc::pause`] hung: SIGCONT to every samba process.
+    pub fn resume(&self) {
+        for pid in Self::samba_processes() {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+        }
+    }
+
     /// Starts the DC again on the same database and waits for LDAPS and the KDC.
     pub fn start(&self) {
         let log = std::fs::OpenOptions::new()
@@ -369,6 +452,8 @@ impl Dc {
     /// Restarts a DC a test left stopped (after a failed assertion), so later tests run.
     fn ensure_up(&self) {
         let _starting = self.starting.lock().unwrap();
+        // A test that failed while the DC was paused leaves it paused.
+        self.resume();
         if !self.is_up() {
             self.start();
         }

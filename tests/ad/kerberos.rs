@@ -205,6 +205,10 @@ async fn kinit_and_curl_negotiate_get_settings_and_redirect_without_a_password()
             || answer.windows(2).any(|w| w == [0x6f, 0x82]),
         "an AP-REP ([APPLICATION 15]) inside"
     );
+    // The access line is written by the log thread a moment after the answer.
+    d.wait_event(Duration::from_secs(5), |e| {
+        e["target"] == "access" && e["status"] == 200
+    });
     let users: Vec<String> = d
         .access_events()
         .iter()
@@ -426,4 +430,43 @@ async fn pyspnego_with_kerberos_logs_in() {
             Some("settings")
         );
     }
+}
+
+#[tokio::test]
+#[ignore = "needs a Samba AD DC in a private namespace: bash tests/ad/run.sh"]
+async fn a_kerberos_user_keeps_their_settings_while_the_dc_hangs() {
+    let Some(dc) = Dc::exclusive().await else {
+        return;
+    };
+    if !kerberos_build() {
+        return;
+    }
+    let d = daemon(&dc, &|t| {
+        with_kerberos(t, &dc.http_keytab(), &[]);
+        set(t, &["directory", "ldap", "cache_ttl_secs"], 1.into());
+        set(t, &["directory", "ldap", "connect_timeout_ms"], 1000.into());
+        set(t, &["directory", "ldap", "timeout_ms"], 2000.into());
+    });
+    let ticket = Ticket::kinit(&dc, "alice@CONTOSO.COM", ALICE_PASSWORD);
+    // The first request puts the service ticket in the cache: the KDC is not needed again.
+    let first = curl_negotiate(&d, &ticket, "autodiscover.contoso.com", "alice@contoso.com");
+    assert_eq!(first.status, 200, "{}", first.trace);
+    assert_eq!(element(&first.body, "Action").as_deref(), Some("settings"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    dc.pause();
+    let during = curl_negotiate(&d, &ticket, "autodiscover.contoso.com", "alice@contoso.com");
+    dc.resume();
+    assert_eq!(during.status, 200, "{}\n{}", during.trace, d.log_text());
+    assert_eq!(
+        element(&during.body, "Action").as_deref(),
+        Some("settings"),
+        "{}",
+        during.body
+    );
+    let stale = d
+        .access_events()
+        .iter()
+        .filter(|e| e["stale"] == true && e["status"] == 200)
+        .count();
+    assert_eq!(stale, 1, "{}", d.log_text());
 }

@@ -19,11 +19,13 @@ mod dc;
 
 mod basic;
 mod behaviours;
+mod bench;
 mod example;
 mod hma;
 mod kerberos;
 mod lockout;
 mod ntlm;
+mod outage;
 mod pool;
 mod scp;
 

@@ -284,6 +284,19 @@ async fn directory_outage_answers_603_within_the_timeout_and_recovers_after_rest
     }
 
     slapd.restart();
+    // The background probe (every 250 ms) sees it back: well within a second.
+    let back = Instant::now();
+    loop {
+        let (_, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+        if !body.contains("<ErrorCode>603") {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(1),
+            "not back after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for _ in 0..2 {
         let (status, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
         assert_eq!(status, 200);
@@ -323,7 +336,7 @@ async fn silent_listener() -> (u16, tokio::task::JoinHandle<()>) {
 }
 
 #[tokio::test]
-async fn unresponsive_directory_answers_603_when_the_timeout_expires() {
+async fn an_unresponsive_directory_costs_one_connect_timeout_then_answers_603_at_once() {
     let Some(slapd) = Slapd::start() else { return };
     let (port, task) = silent_listener().await;
     let server = server(&slapd, 0, &|t| {
@@ -341,9 +354,205 @@ async fn unresponsive_directory_answers_603_when_the_timeout_expires() {
     let took = started.elapsed();
     assert_eq!(status, 200);
     assert_eq!(error_code(&body), "603");
-    assert!(took >= Duration::from_millis(700), "took {took:?}");
-    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    // The service bind went unanswered for connect_timeout_ms: the only URL is abandoned.
+    assert!(took >= Duration::from_millis(350), "took {took:?}");
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+    // Every URL is known unreachable: the next answers do not wait (the circuit is open).
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (status, body) = ask(&server, "bob", "bob-pw", "bob@contoso.com").await;
+        assert_eq!((status, error_code(&body)), (200, "603".to_string()));
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+    }
     task.abort();
+}
+
+/// Copies `from` to `to`, holding what it read while `frozen`.
+async fn pipe(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// True for a POX Error 603 answer (any other answer has no ErrorCode 603).
+fn is_603(body: &str) -> bool {
+    body.contains("<ErrorCode>603</ErrorCode>")
+}
+
+/// A TCP relay to `target` that can be frozen: it then passes nothing on in either direction
+/// (a directory server that hangs with connections open, as a stopped process does).
+struct FreezableRelay {
+    port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FreezableRelay {
+    async fn start(target: std::net::SocketAddr) -> FreezableRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = frozen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(pipe(ri, wo, flag.clone()));
+                tokio::spawn(pipe(ro, wi, flag.clone()));
+            }
+        });
+        FreezableRelay { port, frozen, task }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen
+            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_hangs_mid_pool_is_abandoned_for_the_next_url_within_one_connect_timeout() {
+    let Some(slapd) = Slapd::start() else { return };
+    let direct = slapd.url();
+    let target: std::net::SocketAddr = direct
+        .trim_start_matches("ldap://")
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .unwrap();
+    let relay = FreezableRelay::start(target).await;
+    let server = server(&slapd, 0, &|t| {
+        set(
+            t,
+            &["directory", "ldap", "urls"],
+            toml::Value::Array(vec![
+                format!("ldap://127.0.0.1:{}", relay.port).into(),
+                direct.clone().into(),
+            ]),
+        );
+        set(t, &["directory", "ldap", "timeout_ms"], 3000.into());
+        set(t, &["directory", "ldap", "connect_timeout_ms"], 500.into());
+    })
+    .await;
+    // Pooled connections to the first URL, then it hangs with them open.
+    for _ in 0..3 {
+        let (status, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(!is_603(&body), "{body}");
+    }
+    relay.freeze(true);
+    let started = Instant::now();
+    let (status, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(!is_603(&body), "{body}");
+    // One unanswered operation (500 ms) and the rest on the second URL.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    // The hung server's other pooled connections are not tried again.
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (status, body) = ask(&server, "bob", "bob-pw", "bob@contoso.com").await;
+        assert_eq!(status, 200);
+        assert!(!is_603(&body), "{body}");
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    relay.freeze(false);
+    relay.task.abort();
+}
+
+#[tokio::test]
+async fn during_an_outage_cached_users_are_served_stale_and_never_with_another_password() {
+    let Some(mut slapd) = Slapd::start() else {
+        return;
+    };
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = server(&slapd, 1, &|t| {
+        set(t, &["directory", "ldap", "serve_stale_secs"], 3600.into());
+    })
+    .await;
+    let (status, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+    assert_eq!((status, is_603(&body)), (200, false), "{body}");
+    // Past the TTL, then the directory goes away.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    slapd.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, body) = ask(&server, "alice", "alice-pw", "alice@contoso.com").await;
+        assert_eq!(status, 200, "{body}");
+        let doc = Document::parse(&body).unwrap();
+        assert_eq!(text(child(response(&doc), "Account"), "Action"), "settings");
+        assert!(started.elapsed() < Duration::from_millis(1000));
+    }
+    // A password the directory never accepted is not accepted from stale data ...
+    let (status, body) = ask(&server, "alice", "guess", "alice@contoso.com").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (200, "603".to_string()),
+        "{body}"
+    );
+    // ... nor is a user never seen.
+    let (status, body) = ask(&server, "bob", "bob-pw", "bob@contoso.com").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (200, "603".to_string()),
+        "{body}"
+    );
+    let text_of_logs = logs.text();
+    let stale_lines = text_of_logs
+        .lines()
+        .filter(|l| l.contains("access") && l.contains("stale=true"))
+        .count();
+    assert_eq!(stale_lines, 3, "{text_of_logs}");
+    // Back: the stale lookup is refreshed in the background, new users are answered.
+    slapd.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = ask(&server, "bob", "bob-pw", "bob@contoso.com").await;
+        if status == 200 && !is_603(&body) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not back: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !logs.text().contains("lookups served stale were refreshed") {
+        assert!(Instant::now() < deadline, "{}", logs.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ use super::{
     Lookup, NtCredential, Recipient,
 };
 use crate::config::{ConfigError, LdapAttributes, LdapConfig, LdapScope};
+use crate::ops::metrics;
 
 /// Longest address or login sent to the directory (RFC 5321 paths are at most 256).
 const MAX_VALUE_LEN: usize = 512;
@@ -41,6 +42,10 @@ pub struct LdapDirectory {
     binds: Pool,
     health: Health,
     lookup_attrs: Vec<String>,
+    /// `lookup_attrs` and the domain's bad-password attributes: what a login is resolved
+    /// with, so that the count is read in the same search when the configured servers are
+    /// the ones to ask for it.
+    login_attrs: Vec<String>,
     nt_attrs: Vec<String>,
     /// Lockout policy per domain (its naming context, lower-case), read when first needed
     /// and again after [`POLICY_TTL`].
@@ -88,6 +93,8 @@ impl LdapDirectory {
         let connector = Connector::new(&cfg, config_file)?;
         let mut lookup_attrs = cfg.attributes.all();
         lookup_attrs.extend(cfg.mailbox_kind.attributes());
+        let mut login_attrs = lookup_attrs.clone();
+        login_attrs.extend(mapping::BAD_PASSWORD_ATTRIBUTES.map(String::from));
         let mut nt_attrs = lookup_attrs.clone();
         if let Some(nt) = &cfg.attributes.nt_password {
             nt_attrs.push(nt.clone());
@@ -101,6 +108,7 @@ impl LdapDirectory {
             connector,
             health: Health::default(),
             lookup_attrs,
+            login_attrs,
             nt_attrs,
             policies: Mutex::new(HashMap::new()),
             pdcs: Mutex::new(HashMap::new()),
@@ -120,6 +128,21 @@ impl LdapDirectory {
             .netbios_domain
             .as_deref()
             .map(str::to_ascii_uppercase)
+    }
+
+    /// Opens both pools' connections at once, before the first requests need them (a fresh
+    /// process would otherwise open them one by one during its first logins). Whatever
+    /// fails is left to the requests (and to the connector's probe).
+    pub async fn warm(&self) {
+        for pool in [&self.service, &self.binds] {
+            let opening = (0..self.cfg.pool_size)
+                .map(|_| tokio::time::timeout(self.cfg.timeout, pool.get(&self.connector)));
+            for conn in futures_util::future::join_all(opening).await {
+                if let Ok(Ok(conn)) = conn {
+                    pool.put(conn);
+                }
+            }
+        }
     }
 
     /// Connects and binds as the service account once (for `check-config`).
@@ -143,6 +166,11 @@ impl LdapDirectory {
         call: impl Future<Output = Result<T, DirectoryError>>,
     ) -> Result<T, DirectoryError> {
         let ms = self.cfg.timeout.as_millis() as u64;
+        if self.connector.all_down() {
+            // The circuit is open: answer at once; the connector's probe closes it.
+            metrics::ldap_fast_failure();
+            return Err(DirectoryError::Unavailable(pool::unreachable_message()));
+        }
         let result = match tokio::time::timeout(self.cfg.timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(DirectoryError::Timeout(ms)),
@@ -159,6 +187,25 @@ impl LdapDirectory {
             _ => {}
         }
         result
+    }
+
+    /// Waits for the answer to one operation on a connection to `slot`'s server, at most
+    /// `connect_timeout_ms`: a server that leaves it unanswered longer is abandoned for the
+    /// next configured one (and its pooled connections with it). `None`: no answer.
+    async fn answered<T>(
+        &self,
+        connector: &Connector,
+        slot: pool::Slot,
+        operation: impl Future<Output = T>,
+    ) -> Option<T> {
+        let limit = connector.answer_timeout();
+        match tokio::time::timeout(limit, operation).await {
+            Ok(answer) => Some(answer),
+            Err(_) => {
+                connector.abandon(slot, &DirectoryError::Timeout(limit.as_millis() as u64));
+                None
+            }
+        }
     }
 
     /// Searches with the service account; at most two entries are asked for (one is the
@@ -243,11 +290,18 @@ impl LdapDirectory {
         let time_limit = i32::try_from(self.cfg.timeout.as_secs().max(1)).unwrap_or(i32::MAX);
         for attempt in 0..2 {
             let mut conn = pool.get(connector).await?;
-            let result = conn
+            metrics::ldap_operation("search");
+            let search = conn
                 .ldap
                 .with_search_options(SearchOptions::new().sizelimit(2).timelimit(time_limit))
-                .search(base, scope, filter, attrs)
-                .await;
+                .search(base, scope, filter, attrs);
+            let Some(result) = self.answered(connector, conn.slot, search).await else {
+                // Not answering: the next attempt goes to the next server, if one answers.
+                if attempt == 0 {
+                    continue;
+                }
+                return Err(DirectoryError::Timeout(ms));
+            };
             let retry = conn.reused && attempt == 0;
             match result {
                 Ok(SearchResult(entries, res)) if res.rc == 0 || res.rc == 4 => {
@@ -319,7 +373,14 @@ impl LdapDirectory {
         for attempt in 0..2 {
             let mut conn = self.binds.get(&self.connector).await?;
             let retry = conn.reused && attempt == 0;
-            match conn.ldap.simple_bind(dn, password).await {
+            metrics::ldap_operation("user_bind");
+            let bind = conn.ldap.simple_bind(dn, password);
+            // A bind the server did not answer may still have reached it (the lockout guard
+            // keeps it counted); it is not sent again.
+            let Some(result) = self.answered(&self.connector, conn.slot, bind).await else {
+                return Err(DirectoryError::Timeout(ms));
+            };
+            match result {
                 Ok(res) => {
                     if let Some(e) = tls_required(&res) {
                         return Err(e);
@@ -451,11 +512,17 @@ impl LdapDirectory {
         }))
     }
 
-    /// The domain's own count of the account `dn`'s recent bad passwords, read at the PDC
-    /// emulator (the configured servers when it cannot be reached), just before a password
-    /// check that reaches the domain. `None` without a lockout policy, or when it cannot be
-    /// read: the ledger alone guards then.
-    async fn bad_passwords(&self, dn: &str, policy: Option<LockoutPolicy>) -> Option<DomainCount> {
+    /// The domain's own count of the account `entry`'s recent bad passwords, read at the PDC
+    /// emulator just before a password check that reaches the domain; when the PDC emulator
+    /// is one of the configured servers, or cannot be reached, the values `entry` was just
+    /// read with from them. `None` without a lockout policy, or when it cannot be read: the
+    /// ledger alone guards then.
+    async fn bad_passwords(
+        &self,
+        entry: &RawEntry,
+        policy: Option<LockoutPolicy>,
+    ) -> Option<DomainCount> {
+        let dn = entry.dn.as_str();
         let policy = policy.filter(|p| p.threshold > 0)?;
         let attrs = mapping::BAD_PASSWORD_ATTRIBUTES.map(String::from);
         let any = "(objectClass=*)";
@@ -486,11 +553,10 @@ impl LdapDirectory {
                 }
             }
         }
-        let entries = match entries {
-            Some(found) => found,
-            None => self.search_at(dn, Scope::Base, any, &attrs).await.ok()?,
+        let count = match &entries {
+            Some(found) => mapping::bad_passwords(found.first()?, &policy, filetime_now()),
+            None => mapping::bad_passwords(entry, &policy, filetime_now()),
         };
-        let count = mapping::bad_passwords(entries.first()?, &policy, filetime_now());
         if count.is_none() {
             tracing::debug!(account = %dn, "badPwdCount is not readable by the service account");
         }
@@ -653,7 +719,7 @@ impl Directory for LdapDirectory {
             return Ok(None);
         }
         self.bounded(async {
-            let Some(entry) = self.resolve_login(login, &self.lookup_attrs).await? else {
+            let Some(entry) = self.resolve_login(login, &self.login_attrs).await? else {
                 // Unknown or disabled: spend the same bind round trip on a DN that cannot
                 // exist, so that response timing does not tell which logins are real, and
                 // let the guard count it as it counts a real account (keyed by the name
@@ -682,7 +748,7 @@ impl Directory for LdapDirectory {
             let account = Account {
                 key: entry.dn.to_lowercase(),
                 lockout,
-                bad_passwords: self.bad_passwords(&entry.dn, lockout).await,
+                bad_passwords: self.bad_passwords(&entry, lockout).await,
             };
             if !guard.admit(&account).await {
                 return Ok(None);
@@ -733,13 +799,13 @@ impl Directory for LdapDirectory {
         login: &Login,
     ) -> Result<(Account, Option<Identity>), DirectoryError> {
         self.bounded(async {
-            match self.resolve_login(login, &self.lookup_attrs).await? {
+            match self.resolve_login(login, &self.login_attrs).await? {
                 Some(entry) => {
                     let lockout = self.lockout_policy(&entry.dn).await;
                     let account = Account {
                         key: entry.dn.to_lowercase(),
                         lockout,
-                        bad_passwords: self.bad_passwords(&entry.dn, lockout).await,
+                        bad_passwords: self.bad_passwords(&entry, lockout).await,
                     };
                     let identity = mapping::identity(&entry, &self.cfg.attributes, login);
                     Ok((account, Some(identity)))

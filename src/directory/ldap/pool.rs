@@ -2,7 +2,7 @@
 //! pools of open connections reused across requests (one pool bound as the service
 //! account for searches, one for verifying users' passwords by bind).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,14 +13,45 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use super::mapping::RawEntry;
 use crate::config::{BindPassword, ConfigError, LdapConfig, LdapUrl};
 use crate::directory::DirectoryError;
+use crate::ops::metrics;
 
-/// Opens connections, trying the configured URLs in turn (the last one that worked first).
+/// How often a server known unreachable is tried again in the background.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Opens connections, trying the configured URLs in turn (the last one that worked first)
+/// and skipping those known unreachable. A server becomes known unreachable when a
+/// connection to it fails or an operation on it goes unanswered for `connect_timeout_ms`;
+/// its pooled connections are then not reused, and a background probe (every 250 ms)
+/// brings it back as soon as it answers. While every server is known unreachable,
+/// [`Connector::all_down`] is true and callers fail at once (a circuit breaker).
+#[derive(Clone)]
 pub struct Connector {
+    inner: Arc<Servers>,
+}
+
+struct Servers {
     urls: Vec<LdapUrl>,
     starttls: bool,
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
     preferred: AtomicUsize,
+    reach: Vec<Reach>,
+    probing: AtomicBool,
+}
+
+/// One server's reachability: known unreachable, and a count of how often it became so
+/// (connections made before the last time are not reused).
+#[derive(Default)]
+struct Reach {
+    down: AtomicBool,
+    epoch: AtomicU64,
+}
+
+/// Which server a connection goes to, and its reachability epoch when it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub index: usize,
+    epoch: u64,
 }
 
 impl Connector {
@@ -77,34 +108,56 @@ impl Connector {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Connector {
-            urls: cfg.urls.clone(),
-            starttls: cfg.starttls,
-            tls: Arc::new(tls),
-            connect_timeout: cfg.connect_timeout,
-            preferred: AtomicUsize::new(0),
+            inner: Arc::new(Servers {
+                reach: cfg.urls.iter().map(|_| Reach::default()).collect(),
+                urls: cfg.urls.clone(),
+                starttls: cfg.starttls,
+                tls: Arc::new(tls),
+                connect_timeout: cfg.connect_timeout,
+                preferred: AtomicUsize::new(0),
+                probing: AtomicBool::new(false),
+            }),
         })
     }
 
     /// A new connection to the first URL that answers.
     pub async fn connect(&self) -> Result<Ldap, DirectoryError> {
-        let n = self.urls.len();
-        let start = self.preferred.load(Ordering::Relaxed);
-        let mut last = DirectoryError::Unavailable("no LDAP server URL configured".into());
+        self.connect_tracked().await.map(|(ldap, _)| ldap)
+    }
+
+    /// [`Connector::connect`] with the server it reached. Servers known unreachable are
+    /// skipped; when all are, the answer is at once.
+    pub async fn connect_tracked(&self) -> Result<(Ldap, Slot), DirectoryError> {
+        let servers = &*self.inner;
+        let n = servers.urls.len();
+        let start = servers.preferred.load(Ordering::Relaxed);
+        let mut last = DirectoryError::Unavailable(if n == 0 {
+            "no LDAP server URL configured".into()
+        } else {
+            unreachable_message()
+        });
         for i in 0..n {
             let index = (start + i) % n;
-            let Some(url) = self.urls.get(index) else {
+            let (Some(url), Some(reach)) = (servers.urls.get(index), servers.reach.get(index))
+            else {
                 continue;
             };
+            if reach.down.load(Ordering::Acquire) {
+                continue;
+            }
+            let epoch = reach.epoch.load(Ordering::Acquire);
+            metrics::ldap_operation("connect");
             match self.connect_one(url).await {
                 Ok(ldap) => {
                     if index != start {
                         tracing::info!(url = %url.url, "LDAP failover: using this server");
                     }
-                    self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(ldap);
+                    servers.preferred.store(index, Ordering::Relaxed);
+                    return Ok((ldap, Slot { index, epoch }));
                 }
                 Err(e) => {
                     tracing::debug!(url = %url.url, error = %e, "LDAP connect failed");
+                    self.mark_down(index, &e);
                     last = e;
                 }
             }
@@ -113,15 +166,16 @@ impl Connector {
     }
 
     async fn connect_one(&self, url: &LdapUrl) -> Result<Ldap, DirectoryError> {
+        let servers = &*self.inner;
         let mut settings = LdapConnSettings::new()
-            .set_conn_timeout(self.connect_timeout)
-            .set_config(Arc::clone(&self.tls));
-        if !url.ldaps && self.starttls {
+            .set_conn_timeout(servers.connect_timeout)
+            .set_config(Arc::clone(&servers.tls));
+        if !url.ldaps && servers.starttls {
             settings = settings.set_starttls(true);
         }
-        let ms = self.connect_timeout.as_millis() as u64;
+        let ms = servers.connect_timeout.as_millis() as u64;
         let (conn, ldap) = tokio::time::timeout(
-            self.connect_timeout,
+            servers.connect_timeout,
             LdapConnAsync::with_settings(settings, &url.url),
         )
         .await
@@ -134,6 +188,132 @@ impl Connector {
         });
         Ok(ldap)
     }
+
+    /// How long a server may leave an operation unanswered before it counts as not
+    /// answering: `connect_timeout_ms`.
+    pub fn answer_timeout(&self) -> Duration {
+        self.inner.connect_timeout
+    }
+
+    /// True while every configured server is known unreachable.
+    pub fn all_down(&self) -> bool {
+        let reach = &self.inner.reach;
+        !reach.is_empty() && reach.iter().all(|r| r.down.load(Ordering::Acquire))
+    }
+
+    /// A connection made to `slot` may still be used: its server has not been found
+    /// unreachable since.
+    pub fn is_current(&self, slot: Slot) -> bool {
+        self.inner.reach.get(slot.index).is_some_and(|r| {
+            !r.down.load(Ordering::Acquire) && r.epoch.load(Ordering::Acquire) == slot.epoch
+        })
+    }
+
+    /// The server of `slot` did not answer: skip it and drop its connections until the
+    /// probe finds it answering again.
+    pub fn abandon(&self, slot: Slot, why: &DirectoryError) {
+        self.mark_down(slot.index, why);
+    }
+
+    fn mark_down(&self, index: usize, why: &DirectoryError) {
+        let servers = &*self.inner;
+        let (Some(reach), Some(url)) = (servers.reach.get(index), servers.urls.get(index)) else {
+            return;
+        };
+        if reach.down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        reach.epoch.fetch_add(1, Ordering::AcqRel);
+        if self.all_down() {
+            metrics::ldap_unreachable(true);
+            tracing::warn!(url = %url.url, error = %why, "LDAP server not answering, and no other configured server is: directory calls fail at once until one answers (probed every 250 ms)");
+        } else {
+            tracing::warn!(url = %url.url, error = %why, "LDAP server not answering: using the next configured server (probed every 250 ms)");
+        }
+        self.probe_in_background();
+    }
+
+    /// Starts the background probe of the servers known unreachable (one at a time).
+    fn probe_in_background(&self) {
+        if self.inner.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.probing.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+                // The directory was replaced (a reload) or dropped: nobody needs the probe.
+                let Some(inner) = weak.upgrade() else { return };
+                let connector = Connector { inner };
+                if connector.probe_round().await {
+                    connector.inner.probing.store(false, Ordering::Release);
+                    // A server found unreachable while the probe was ending restarts it.
+                    if connector
+                        .inner
+                        .reach
+                        .iter()
+                        .any(|r| r.down.load(Ordering::Acquire))
+                    {
+                        connector.probe_in_background();
+                    }
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Tries each server known unreachable once; true when none is left.
+    async fn probe_round(&self) -> bool {
+        let servers = &*self.inner;
+        let mut all_back = true;
+        for (index, (url, reach)) in servers.urls.iter().zip(&servers.reach).enumerate() {
+            if !reach.down.load(Ordering::Acquire) {
+                continue;
+            }
+            if self.answers(url).await {
+                let was_all_down = self.all_down();
+                reach.down.store(false, Ordering::Release);
+                if was_all_down {
+                    metrics::ldap_unreachable(false);
+                    servers.preferred.store(index, Ordering::Relaxed);
+                }
+                tracing::info!(url = %url.url, "LDAP server answers again");
+            } else {
+                all_back = false;
+            }
+        }
+        all_back
+    }
+
+    /// The server accepts a connection and answers a read of its root DSE (RFC 4512
+    /// §5.1) within the connect timeout: a stopped process accepts TCP but answers nothing.
+    async fn answers(&self, url: &LdapUrl) -> bool {
+        let deadline = self.inner.connect_timeout;
+        let attempt = async {
+            let mut ldap = self.connect_one(url).await.ok()?;
+            let no_attributes = ["1.1"];
+            let found = ldap
+                .search("", ldap3::Scope::Base, "(objectClass=*)", no_attributes)
+                .await
+                .ok()
+                .map(|r| r.1.rc == 0);
+            let _ = ldap.unbind().await;
+            found
+        };
+        matches!(
+            tokio::time::timeout(deadline, attempt).await,
+            Ok(Some(true))
+        )
+    }
+}
+
+/// The error of a call made while every configured server is known unreachable.
+pub fn unreachable_message() -> String {
+    "no configured LDAP server answers (each is tried again every 250 ms)".into()
 }
 
 /// Maps an ldap3 error to the directory's error (never contains a password: ldap3 errors
@@ -189,7 +369,7 @@ pub fn describe_result(res: &LdapResult) -> String {
 /// A bounded set of open connections. The service pool binds each new connection as the
 /// service account; the user-bind pool leaves them for password checks.
 pub struct Pool {
-    idle: Mutex<Vec<Ldap>>,
+    idle: Mutex<Vec<(Ldap, Slot)>>,
     permits: Semaphore,
     capacity: usize,
     service: Option<(String, BindPassword)>,
@@ -200,6 +380,8 @@ pub struct Conn<'a> {
     pub ldap: Ldap,
     /// It came from the pool (so a failure may only mean the server closed it meanwhile).
     pub reused: bool,
+    /// The server it goes to.
+    pub slot: Slot,
     _permit: SemaphorePermit<'a>,
 }
 
@@ -221,21 +403,29 @@ impl Pool {
             .acquire()
             .await
             .map_err(|_| DirectoryError::Unavailable("LDAP pool closed".into()))?;
-        while let Some(mut ldap) = self.pop() {
-            if !ldap.is_closed() {
+        while let Some((mut ldap, slot)) = self.pop() {
+            // Connections to a server found unreachable since are not reused.
+            if !ldap.is_closed() && connector.is_current(slot) {
                 return Ok(Conn {
                     ldap,
                     reused: true,
+                    slot,
                     _permit: permit,
                 });
             }
         }
-        let mut ldap = connector.connect().await?;
+        let (mut ldap, slot) = connector.connect_tracked().await?;
         if let Some((dn, password)) = &self.service {
-            let res = ldap
-                .simple_bind(dn, password.expose())
-                .await
-                .map_err(|e| describe_error("service bind", e, 0))?;
+            let answer = connector.answer_timeout();
+            let res =
+                match tokio::time::timeout(answer, ldap.simple_bind(dn, password.expose())).await {
+                    Ok(res) => res.map_err(|e| describe_error("service bind", e, 0))?,
+                    Err(_) => {
+                        let e = DirectoryError::Timeout(answer.as_millis() as u64);
+                        connector.abandon(slot, &e);
+                        return Err(e);
+                    }
+                };
             if let Some(e) = tls_required(&res) {
                 return Err(e);
             }
@@ -249,11 +439,12 @@ impl Pool {
         Ok(Conn {
             ldap,
             reused: false,
+            slot,
             _permit: permit,
         })
     }
 
-    fn pop(&self) -> Option<Ldap> {
+    fn pop(&self) -> Option<(Ldap, Slot)> {
         self.idle.lock().ok().and_then(|mut idle| idle.pop())
     }
 
@@ -261,7 +452,7 @@ impl Pool {
     pub fn put(&self, conn: Conn<'_>) {
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < self.capacity {
-                idle.push(conn.ldap);
+                idle.push((conn.ldap, conn.slot));
             }
         }
     }

@@ -142,6 +142,13 @@ async fn authenticate(parts: &http::request::Parts, state: &State, conn: &ConnIn
                     if let Some(retry_after) = guard.refused() {
                         return AuthResult::Throttled(Throttled::Refused { retry_after });
                     }
+                    if guard.shared_outcome() {
+                        // The same wrong password in an identical request checked at the
+                        // same time, which counted it: like a repeated wrong password.
+                        metrics::throttled("repeated_wrong_password");
+                        throttle.wait(client, admitted.on_failure).await;
+                        return AuthResult::Challenge;
+                    }
                     throttle.failed(client, &account, Some(&admitted)).await;
                     throttle.wait(client, admitted.on_failure).await;
                     AuthResult::Challenge

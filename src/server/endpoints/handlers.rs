@@ -74,40 +74,43 @@ where
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let client = client_of(&req, &conn);
-    let (mut response, note) = match route(&path) {
-        Route::Pox => pox_endpoint(req, &state, &conn).await,
-        Route::Soap => {
-            let (r, (outcome, user)) = super::soap_v2::soap_endpoint(req, &state, &conn).await;
-            (r, Note { outcome, user })
-        }
-        Route::V2 => {
-            let (r, (outcome, user)) = super::soap_v2::v2_endpoint(req, &state).await;
-            (r, Note { outcome, user })
-        }
-        Route::Autoconfig => {
-            let (r, (outcome, user)) =
-                super::clients::autoconfig_endpoint(req, &state, client).await;
-            (r, Note { outcome, user })
-        }
-        Route::Mobileconfig => {
-            let (r, (outcome, user)) =
-                super::clients::mobileconfig_endpoint(req, &state, client).await;
-            (r, Note { outcome, user })
-        }
-        Route::OtherAutodiscover => {
-            let mut r = respond::not_found();
-            respond::add_autodiscover_headers(&mut r);
-            (r, Note::outcome("not_found"))
-        }
-        Route::NotFound => match emulated_service(&state, &path) {
-            Some(service) => {
-                let (r, (outcome, user)) =
-                    super::front_door::front_door_endpoint(req, &state, &conn, service).await;
+    let ((mut response, note), stale) = crate::directory::noting_stale(async {
+        match route(&path) {
+            Route::Pox => pox_endpoint(req, &state, &conn).await,
+            Route::Soap => {
+                let (r, (outcome, user)) = super::soap_v2::soap_endpoint(req, &state, &conn).await;
                 (r, Note { outcome, user })
             }
-            None => (respond::not_found(), Note::outcome("not_found")),
-        },
-    };
+            Route::V2 => {
+                let (r, (outcome, user)) = super::soap_v2::v2_endpoint(req, &state).await;
+                (r, Note { outcome, user })
+            }
+            Route::Autoconfig => {
+                let (r, (outcome, user)) =
+                    super::clients::autoconfig_endpoint(req, &state, client).await;
+                (r, Note { outcome, user })
+            }
+            Route::Mobileconfig => {
+                let (r, (outcome, user)) =
+                    super::clients::mobileconfig_endpoint(req, &state, client).await;
+                (r, Note { outcome, user })
+            }
+            Route::OtherAutodiscover => {
+                let mut r = respond::not_found();
+                respond::add_autodiscover_headers(&mut r);
+                (r, Note::outcome("not_found"))
+            }
+            Route::NotFound => match emulated_service(&state, &path) {
+                Some(service) => {
+                    let (r, (outcome, user)) =
+                        super::front_door::front_door_endpoint(req, &state, &conn, service).await;
+                    (r, Note { outcome, user })
+                }
+                None => (respond::not_found(), Note::outcome("not_found")),
+            },
+        }
+    })
+    .await;
     // Every /autodiscover/* answer says SOAP is here, errors included.
     if !matches!(
         route(&path),
@@ -127,6 +130,7 @@ where
         endpoint: endpoint_label(&path),
         user: note.user.as_deref().unwrap_or("-"),
         outcome: note.outcome,
+        stale,
         status: response.status().as_u16(),
         latency_us: started.elapsed().as_micros() as u64,
     });

@@ -393,6 +393,7 @@ impl AuthThrottle {
             client,
             refused: Mutex::new(None),
             via_store: AtomicBool::new(false),
+            shared: AtomicBool::new(false),
         }
     }
 
@@ -465,12 +466,20 @@ pub struct AccountGuard<'a> {
     refused: Mutex<Option<Duration>>,
     /// The admission was counted in the store, so its outcome goes there too.
     via_store: AtomicBool,
+    /// An identical check in progress for another request answered this one's.
+    shared: AtomicBool,
 }
 
 impl AccountGuard<'_> {
     /// `Some(retry_after)` when this request's account was refused without a check.
     pub fn refused(&self) -> Option<Duration> {
         self.refused.lock().ok().and_then(|r| *r)
+    }
+
+    /// True when this request's wrong password was found wrong by an identical check made
+    /// for another request, which counted it: this one counts nothing more.
+    pub fn shared_outcome(&self) -> bool {
+        self.shared.load(Ordering::Relaxed)
     }
 
     /// The rule for `account`, if it is under a lockout policy, with the source key and
@@ -571,6 +580,10 @@ impl AccountGuard<'_> {
 impl LoginGuard for AccountGuard<'_> {
     fn admit<'a>(&'a self, account: &'a Account) -> GuardFuture<'a, bool> {
         Box::pin(self.admit_account(account))
+    }
+
+    fn shared_outcome(&self) {
+        self.shared.store(true, Ordering::Relaxed);
     }
 
     fn settle<'a>(&'a self, account: &'a Account, outcome: Option<bool>) -> GuardFuture<'a, ()> {

@@ -132,6 +132,8 @@ pub async fn reload(live: &Live) -> bool {
         );
     }
     logging::set_format(next.state.config.log.format);
+    let warming = Arc::clone(&next.state);
+    tokio::spawn(async move { warming.directory.warm().await });
     next.state.throttle.configure(&next.state.config.throttle);
     live.replace(next);
     metrics::reload(true);
