@@ -39,20 +39,56 @@ async fn ready(draining: bool, state: &State) -> Response<Body> {
         return respond::text(StatusCode::SERVICE_UNAVAILABLE, TEXT, "draining\n");
     }
     let probe = Lookup::Address(PROBE_ADDRESS.to_string());
-    match tokio::time::timeout(READY_TIMEOUT, state.directory.find(&probe)).await {
-        Ok(Ok(_)) => respond::text(StatusCode::OK, TEXT, "ready\n"),
-        Ok(Err(e)) => respond::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            TEXT,
-            format!("directory: {e}\n"),
-        ),
-        Err(_) => respond::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            TEXT,
+    let failure = match tokio::time::timeout(READY_TIMEOUT, state.directory.find(&probe)).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} s", READY_TIMEOUT.as_secs())),
+    };
+    let serve_stale = match &state.config.directory {
+        crate::config::DirectoryConfig::Ldap(l) => l.serve_stale,
+        crate::config::DirectoryConfig::File { .. } => Duration::ZERO,
+    };
+    let (status, text) = readiness(failure.as_deref(), serve_stale);
+    respond::text(status, TEXT, text)
+}
+
+/// Readiness when the directory answered (`failure` is `None`) or not. While it cannot be
+/// asked, an instance that serves what it knows (`directory.ldap.serve_stale_secs`) stays
+/// ready, degraded: a load balancer that took every instance of a pool out during a DC
+/// outage would throw those answers away and leave clients with nothing.
+fn readiness(failure: Option<&str>, serve_stale: Duration) -> (StatusCode, String) {
+    match failure {
+        None => (StatusCode::OK, "ready\n".into()),
+        Some(e) if !serve_stale.is_zero() => (
+            StatusCode::OK,
             format!(
-                "directory: no answer within {} s\n",
-                READY_TIMEOUT.as_secs()
+                "degraded: directory: {e}; answering known mailboxes and logins from entries up to {} s old\n",
+                serve_stale.as_secs()
             ),
         ),
+        Some(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("directory: {e}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_serving_stale_answers_stays_ready_degraded() {
+        assert_eq!(
+            readiness(None, Duration::from_secs(3600)),
+            (StatusCode::OK, "ready\n".to_string())
+        );
+        let (status, text) = readiness(Some("directory timed out"), Duration::from_secs(3600));
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            text.starts_with("degraded: directory: directory timed out;"),
+            "{text}"
+        );
+        assert!(text.contains("3600 s"), "{text}");
+        let (status, text) = readiness(Some("directory timed out"), Duration::ZERO);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(text, "directory: directory timed out\n");
     }
 }
