@@ -49,14 +49,18 @@ fn instance(
 /// HAProxy in TCP mode in front of `pool`, round robin, checking each one's /readyz.
 async fn balancer(pool: &[Daemon]) -> Haproxy {
     let bin = haproxy().expect("haproxy (.ci/run installs it)");
+    // The check's own timeout is generous and a server needs many failed checks to be
+    // taken out: /readyz asks the DC, which the rest of the AD suite keeps busy, and HAProxy
+    // closes new connections once every server is down.
     let mut body = String::from(
         "frontend tls\n    mode tcp\n    bind @LISTEN@\n    default_backend pool\n\
-         backend pool\n    mode tcp\n    balance roundrobin\n    option httpchk\n\
+         backend pool\n    mode tcp\n    balance roundrobin\n    timeout check 5s\n\
+         \x20   option httpchk\n\
          \x20   http-check send meth GET uri /readyz\n    http-check expect status 200\n",
     );
     for (i, d) in pool.iter().enumerate() {
         body.push_str(&format!(
-            "    server ad{i} {} send-proxy-v2 check port {} inter 300ms\n",
+            "    server ad{i} {} send-proxy-v2 check port {} inter 300ms fall 30 rise 1\n",
             d.addr("https_proxy"),
             d.addr("metrics").port()
         ));
