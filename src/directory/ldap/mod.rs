@@ -63,17 +63,12 @@ struct PdcLink {
     host: String,
     connector: Connector,
     pool: Pool,
-    /// After a failure the configured servers are asked instead until then.
-    resting_until: Mutex<Option<Instant>>,
     /// The first failure is a warning, the later ones are not.
     warned: std::sync::atomic::AtomicBool,
 }
 
 /// When the PDC emulator was looked up, and the link to it.
 type PdcEntry = (Instant, Option<Arc<PdcLink>>);
-
-/// How long an unreachable PDC emulator is left alone.
-const PDC_REST: Duration = Duration::from_secs(60);
 
 /// Now as a Windows FILETIME (100 ns intervals since 1601-01-01), as AD stores times.
 fn filetime_now() -> i64 {
@@ -498,7 +493,7 @@ impl LdapDirectory {
             ldaps: first.ldaps,
             loopback: false,
         }];
-        let connector = Connector::new(&cfg, &self.config_file).ok()?;
+        let connector = Connector::side_link(&cfg, &self.config_file).ok()?;
         tracing::info!(%domain, pdc = %host, "bad-password counts are read at the domain's PDC emulator");
         Some(Arc::new(PdcLink {
             host,
@@ -507,7 +502,6 @@ impl LdapDirectory {
                 2,
                 Some((self.cfg.bind_dn.clone(), self.cfg.bind_password.clone())),
             ),
-            resting_until: Mutex::new(None),
             warned: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -527,28 +521,19 @@ impl LdapDirectory {
         let attrs = mapping::BAD_PASSWORD_ATTRIBUTES.map(String::from);
         let any = "(objectClass=*)";
         let mut entries = None;
+        // While the PDC emulator does not answer, its connector fails at once (and probes
+        // it in the background): the values the configured servers just gave are used.
         if let Some(link) = self.pdc(dn).await {
-            let resting = link
-                .resting_until
-                .lock()
-                .ok()
-                .and_then(|r| *r)
-                .is_some_and(|until| Instant::now() < until);
-            if !resting {
-                match self
-                    .search_on(&link.pool, &link.connector, dn, Scope::Base, any, &attrs)
-                    .await
-                {
-                    Ok(found) => entries = Some(found),
-                    Err(e) => {
-                        if link.warned.swap(true, Ordering::Relaxed) {
-                            tracing::debug!(pdc = %link.host, error = %e, "the PDC emulator still cannot be asked");
-                        } else {
-                            tracing::warn!(pdc = %link.host, error = %e, "the PDC emulator cannot be asked for bad-password counts; asking the configured servers instead (tried again each minute)");
-                        }
-                        if let Ok(mut r) = link.resting_until.lock() {
-                            *r = Some(Instant::now() + PDC_REST);
-                        }
+            match self
+                .search_on(&link.pool, &link.connector, dn, Scope::Base, any, &attrs)
+                .await
+            {
+                Ok(found) => entries = Some(found),
+                Err(e) => {
+                    if link.warned.swap(true, Ordering::Relaxed) {
+                        tracing::debug!(pdc = %link.host, error = %e, "the PDC emulator still cannot be asked");
+                    } else {
+                        tracing::warn!(pdc = %link.host, error = %e, "the PDC emulator cannot be asked for bad-password counts; using the configured servers' counts until it answers");
                     }
                 }
             }

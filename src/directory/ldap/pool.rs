@@ -37,6 +37,10 @@ struct Servers {
     preferred: AtomicUsize,
     reach: Vec<Reach>,
     probing: AtomicBool,
+    /// These are the directory's servers, whose reachability the logs and the
+    /// `autodiscoverd_ldap_unreachable` gauge report; false for a side link (the PDC
+    /// emulator asked for bad-password counts), whose caller says what it needs to.
+    reports: bool,
 }
 
 /// One server's reachability: known unreachable, and a count of how often it became so
@@ -116,8 +120,23 @@ impl Connector {
                 connect_timeout: cfg.connect_timeout,
                 preferred: AtomicUsize::new(0),
                 probing: AtomicBool::new(false),
+                reports: true,
             }),
         })
+    }
+
+    /// A connector to servers besides the directory's own (the PDC emulator): the same
+    /// failover, fast failures and probe, but its reachability is neither logged as the
+    /// directory's nor counted in the directory's gauge.
+    pub fn side_link(
+        cfg: &LdapConfig,
+        config_file: &std::path::Path,
+    ) -> Result<Connector, ConfigError> {
+        let mut connector = Connector::new(cfg, config_file)?;
+        if let Some(servers) = Arc::get_mut(&mut connector.inner) {
+            servers.reports = false;
+        }
+        Ok(connector)
     }
 
     /// A new connection to the first URL that answers.
@@ -224,7 +243,9 @@ impl Connector {
             return;
         }
         reach.epoch.fetch_add(1, Ordering::AcqRel);
-        if self.all_down() {
+        if !servers.reports {
+            tracing::debug!(url = %url.url, error = %why, "LDAP side link not answering (probed every 250 ms)");
+        } else if self.all_down() {
             metrics::ldap_unreachable(true);
             tracing::warn!(url = %url.url, error = %why, "LDAP server not answering, and no other configured server is: directory calls fail at once until one answers (probed every 250 ms)");
         } else {
@@ -277,11 +298,13 @@ impl Connector {
             if self.answers(url).await {
                 let was_all_down = self.all_down();
                 reach.down.store(false, Ordering::Release);
-                if was_all_down {
+                if was_all_down && servers.reports {
                     metrics::ldap_unreachable(false);
                     servers.preferred.store(index, Ordering::Relaxed);
                 }
-                tracing::info!(url = %url.url, "LDAP server answers again");
+                if servers.reports {
+                    tracing::info!(url = %url.url, "LDAP server answers again");
+                }
             } else {
                 all_back = false;
             }
