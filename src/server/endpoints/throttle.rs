@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::shared_counts::{SharedCounts, StoreError};
 use crate::auth::throttle::{
     lockout_rule, source_key, verdict, wrong_password_digest, LedgerRule, LockoutLedger,
-    RecentWrongPasswords, Scores, Settled, Throttle, Verdict, WRONG_PASSWORDS_PER_ACCOUNT,
+    RecentWrongPasswords, Settled, Throttle, Verdict, WRONG_PASSWORDS_PER_ACCOUNT,
 };
 use crate::config::{Cidr, LockoutSettings, ThrottleSettings};
 use crate::directory::{Account, GuardFuture, LoginGuard};
@@ -83,7 +83,6 @@ impl Admitted {
 }
 
 struct Inner {
-    enabled: bool,
     settings: ThrottleSettings,
     throttle: Throttle,
     ledger: LockoutLedger,
@@ -151,7 +150,6 @@ impl AuthThrottle {
         let max = settings.limits.max_entries;
         AuthThrottle {
             inner: Mutex::new(Inner {
-                enabled: settings.enabled,
                 settings: settings.clone(),
                 throttle: Throttle::new(settings.limits.clone()),
                 ledger: LockoutLedger::new(max),
@@ -175,7 +173,6 @@ impl AuthThrottle {
                 "throttle.shared changed: the store in use stays until the service is restarted"
             );
         }
-        inner.enabled = settings.enabled;
         if inner.throttle.config() != &settings.limits {
             inner.throttle.reconfigure(settings.limits.clone());
         }
@@ -241,7 +238,7 @@ impl AuthThrottle {
             source_key(client, inner.settings.ipv6_prefix),
             trusted,
             ThrottleSettingsView {
-                enabled: inner.enabled,
+                enabled: inner.settings.enabled,
                 window_ms: inner.settings.limits.window.as_millis() as u64,
             },
         )
@@ -339,21 +336,24 @@ impl AuthThrottle {
             }
             None => None,
         };
-        let (scores, known_wrong, dirty, config) = {
+        let (decision, known_wrong, dirty) = {
             let inner = self.lock();
-            let config = inner.throttle.config().clone();
-            match shared_reply {
-                Some(r) => (r.scores, r.known_wrong, r.dirty, config),
+            let (scores, known_wrong, dirty) = match shared_reply {
+                Some(r) => (r.scores, r.known_wrong, r.dirty),
                 None => {
                     let now = now_ms();
                     let known = digest
                         .is_some_and(|d| inner.wrong.contains(account, &d, view.window_ms, now));
-                    let scores: Scores = inner.throttle.scores(source, account, now);
-                    (scores, known, true, config)
+                    (inner.throttle.scores(source, account, now), known, true)
                 }
-            }
+            };
+            (
+                verdict(inner.throttle.config(), scores, trusted),
+                known_wrong,
+                dirty,
+            )
         };
-        match verdict(&config, scores, trusted) {
+        match decision {
             Verdict::Proceed { delay, on_failure } => {
                 self.wait(client, delay).await;
                 Ok(Admitted {
@@ -486,7 +486,7 @@ impl AccountGuard<'_> {
     /// how long a success makes it familiar.
     fn rule(&self, account: &Account) -> Option<(LedgerRule, IpAddr, u64)> {
         let inner = self.throttle.lock();
-        if !inner.enabled {
+        if !inner.settings.enabled {
             return None;
         }
         let lockout: LockoutSettings = inner.settings.lockout;
